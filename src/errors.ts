@@ -1,0 +1,89 @@
+/**
+ * Typed errors. Every error that can reach the CLI is one of these, carries a
+ * stable `code`, and has a message naming the input, the offset and what was expected.
+ * The CLI maps `exitCode` to the process exit status (see README "Exit codes").
+ */
+export class ReplicantError extends Error {
+  readonly code: string;
+  readonly exitCode: number;
+  constructor(code: string, message: string, exitCode: number, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = new.target.name;
+    this.code = code;
+    this.exitCode = exitCode;
+  }
+}
+
+/** Exit codes, documented in README.md. */
+export const ExitCode = {
+  OK: 0,
+  /** unexpected internal error (a bug) */
+  INTERNAL: 1,
+  /** bad command line or configuration */
+  USAGE: 2,
+  /** corrupt or unsupported RDB / replication stream */
+  DATA: 3,
+  /** source unreachable, authentication failed, or the source refused replication */
+  SOURCE: 4,
+  /** target unreachable, refused a write under --on-error fail, or failed a precondition */
+  TARGET: 5,
+  /** local I/O failure (input file, spool, checkpoint file) */
+  IO: 6,
+  /** a full resync was needed but --on-full-resync fail was given */
+  RESYNC_REFUSED: 7,
+} as const;
+
+export class UsageError extends ReplicantError {
+  constructor(message: string) {
+    super('USAGE', message, ExitCode.USAGE);
+  }
+}
+
+/** Corrupt or unsupported RDB input. `offset` is the absolute byte offset in the RDB. */
+export class RdbError extends ReplicantError {
+  readonly offset: number;
+  readonly key: Buffer | undefined;
+  constructor(message: string, offset: number, key?: Buffer, options?: { cause?: unknown }) {
+    super('RDB', `RDB: ${message} at byte ${offset}${key ? ` (key ${JSON.stringify(printableKey(key))})` : ''}`, ExitCode.DATA, options);
+    this.offset = offset;
+    this.key = key;
+  }
+}
+
+/** Malformed replication stream or protocol violation by the source. */
+export class ProtocolError extends ReplicantError {
+  readonly offset: number | undefined;
+  constructor(message: string, offset?: number) {
+    super('PROTOCOL', offset === undefined ? `protocol: ${message}` : `protocol: ${message} at stream offset ${offset}`, ExitCode.DATA);
+    this.offset = offset;
+  }
+}
+
+export class SourceError extends ReplicantError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super('SOURCE', message, ExitCode.SOURCE, options);
+  }
+}
+
+export class TargetError extends ReplicantError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super('TARGET', message, ExitCode.TARGET, options);
+  }
+}
+
+export class LocalIoError extends ReplicantError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super('IO', message, ExitCode.IO, options);
+  }
+}
+
+/** A key name for messages: text when printable, else a \xNN-escaped form, cut at 200 chars. */
+export function printableKey(key: Buffer): string {
+  let out = '';
+  const n = Math.min(key.length, 200);
+  for (let i = 0; i < n; i++) {
+    const c = key[i]!;
+    out += c >= 0x20 && c < 0x7f ? String.fromCharCode(c) : `\\x${c.toString(16).padStart(2, '0')}`;
+  }
+  return key.length > n ? `${out}...` : out;
+}

@@ -1,0 +1,12 @@
+import { defineConfig } from 'vitest/config';
+
+export default defineConfig({
+  test: {
+    include: ['test/**/*.test.ts'],
+    testTimeout: 120_000,
+    hookTimeout: 60_000,
+    // Integration tests spawn redis-server processes; two cores, so keep parallelism modest.
+    maxWorkers: 2,
+    fileParallelism: true,
+  },
+});
