@@ -6,6 +6,7 @@
 import { Command, CommanderError } from 'commander';
 import { ExitCode, ReplicantError } from '../errors.js';
 import { registerRdbCommand } from './rdb.js';
+import { registerSyncCommand } from './sync.js';
 
 export function buildProgram(): Command {
   const program = new Command();
@@ -16,6 +17,7 @@ export function buildProgram(): Command {
     .showHelpAfterError()
     .exitOverride();
   registerRdbCommand(program);
+  registerSyncCommand(program);
   return program;
 }
 

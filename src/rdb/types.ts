@@ -8,7 +8,7 @@
  */
 
 /** The data type as Redis's TYPE command names it, plus `module` for module values. */
-export type ValueType = 'string' | 'list' | 'set' | 'zset' | 'hash' | 'stream' | 'module';
+export type ValueType = 'string' | 'list' | 'set' | 'zset' | 'hash' | 'stream' | 'module' | 'array';
 
 /** A stream ID as text, `"<ms>-<seq>"`, each part a full unsigned 64-bit decimal. */
 export type StreamId = string;
@@ -40,6 +40,15 @@ export interface HashItem {
   value: Buffer;
   /** Absolute field expiry in Unix ms (hash field TTLs, RDB 12+ / Valkey 9), or null. */
   expireMs: number | null;
+}
+
+/** One element of a Redis 8.8 ARRAY value (RDB type 28). */
+export interface ArrayItem {
+  index: number;
+  /** The element as bytes: strings as stored, integers as decimal text, floats as shortest round-trip text. */
+  value: Buffer;
+  /** How the file stored it. */
+  encoding: 'string' | 'int' | 'float';
 }
 
 export interface StreamEntry {
@@ -98,6 +107,9 @@ export type RdbRecord =
   | { kind: 'zsetItems'; items: ZsetItem[] }
   | { kind: 'hashItems'; items: HashItem[] }
   | { kind: 'streamEntries'; entries: StreamEntry[] }
+  /** ARRAY (type 28): the stored insert index, once per key before its items. */
+  | { kind: 'arrayMeta'; insertIndex: number | null }
+  | { kind: 'arrayItems'; items: ArrayItem[] }
   /** After all entries. */
   | { kind: 'streamMeta'; meta: StreamMeta }
   /** One per consumer group, after streamMeta; followed by its PEL batches and consumers. */
@@ -140,6 +152,7 @@ export type RdbValue =
   | { type: 'zset'; value: ZsetItem[] }
   | { type: 'hash'; value: HashItem[] }
   | { type: 'stream'; value: StreamValue }
+  | { type: 'array'; value: ArrayItem[]; insertIndex: number | null }
   | { type: 'module'; value: { moduleId: bigint; moduleName: string; encVersion: number; payload: Buffer } };
 
 export interface StreamGroup extends StreamGroupHeader {

@@ -1,0 +1,39 @@
+/**
+ * The checkpoint: which source history (replid) and which byte of it (offset) the target
+ * has applied, plus the db selected at that point of the stream. Resuming sends
+ * `PSYNC <replid> <offset + 1>` and selects `db` before applying what follows.
+ *
+ * `state: 'full-sync'` marks a target in the middle of a full sync: its contents are a
+ * partial snapshot and are not resumable; `cleanStart` records that the target held
+ * nothing but Replicant's data when that sync began, so a restart may flush it.
+ */
+export interface Checkpoint {
+  replid: string;
+  offset: number;
+  db: number;
+  state: 'streaming' | 'full-sync';
+  cleanStart: boolean;
+  /** Unix ms when written (informational). */
+  at: number;
+}
+
+export function serializeCheckpoint(cp: Checkpoint): string {
+  return JSON.stringify({ v: 1, replid: cp.replid, offset: cp.offset, db: cp.db, state: cp.state, cleanStart: cp.cleanStart, at: cp.at });
+}
+
+/** Parse a stored checkpoint; returns null (never throws) for anything that is not one. */
+export function parseCheckpoint(text: string | Buffer | null | undefined): Checkpoint | null {
+  if (text === null || text === undefined) return null;
+  let o: unknown;
+  try {
+    o = JSON.parse(typeof text === 'string' ? text : text.toString('utf8'));
+  } catch {
+    return null;
+  }
+  if (typeof o !== 'object' || o === null) return null;
+  const r = o as Record<string, unknown>;
+  if (r['v'] !== 1 || typeof r['replid'] !== 'string' || typeof r['offset'] !== 'number' || typeof r['db'] !== 'number') return null;
+  if (!/^[0-9a-f?]{1,40}$/i.test(r['replid']) || !Number.isSafeInteger(r['offset']) || !Number.isInteger(r['db']) || r['db'] < 0) return null;
+  const state = r['state'] === 'full-sync' ? 'full-sync' : 'streaming';
+  return { replid: r['replid'], offset: r['offset'], db: r['db'], state, cleanStart: r['cleanStart'] === true, at: typeof r['at'] === 'number' ? r['at'] : 0 };
+}

@@ -1,0 +1,175 @@
+/**
+ * Where the checkpoint lives.
+ *
+ * - `target` (default on a standalone target): a reserved key on the target, written inside
+ *   the same MULTI/EXEC as the batch it covers, so the target itself says exactly what it has
+ *   applied — nothing lost, nothing applied twice, whatever crashes.
+ * - `file`: a local JSON file, replaced atomically after batches are applied: at-least-once
+ *   (a crash between applying a batch and saving repeats that batch).
+ * - `none`: no resume; every start is a full sync.
+ */
+import { mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { dirname } from 'node:path';
+import { LocalIoError, UsageError } from '../errors.js';
+import type { Arg } from '../resp/encode.js';
+import { parseCheckpoint, serializeCheckpoint, type Checkpoint } from './checkpoint.js';
+
+/** The control-plane calls a store needs from the target (implemented by the sync session). */
+export interface CheckpointTargetAccess {
+  /** Run commands as one MULTI/EXEC on the writer connection, after everything already submitted. */
+  runAtomic(commands: Arg[][]): Promise<void>;
+  /** GET a key in a db on a side connection. */
+  get(db: number, key: string): Promise<Buffer | null>;
+}
+
+export interface CheckpointStore {
+  readonly kind: 'target' | 'file' | 'none';
+  /** Human-readable location for logs. */
+  readonly where: string;
+  load(): Promise<Checkpoint | null>;
+  /**
+   * Commands that store `cp`, to append to an atomic unit whose stream commands leave the
+   * connection in `dbAfter`; they must leave it there too. Null when this store does not
+   * write inline.
+   */
+  inlineCommands(cp: Checkpoint, dbAfter: number): Arg[][] | null;
+  /** A unit covered by `cp` has been applied (file store persists it, throttled). */
+  applied(cp: Checkpoint): void;
+  /** Store `cp` now (full-sync markers, the end of a full sync, shutdown). `dbAfter` as above. */
+  write(cp: Checkpoint, dbAfter: number): Promise<void>;
+  /** Persist anything throttled. */
+  flush(): Promise<void>;
+}
+
+export const DEFAULT_CHECKPOINT_KEY = '__replicant:checkpoint';
+/** Every key under this prefix belongs to Replicant: never copied, never verified. */
+export const RESERVED_PREFIX = '__replicant';
+
+export class TargetCheckpointStore implements CheckpointStore {
+  readonly kind = 'target' as const;
+  readonly where: string;
+  constructor(
+    private readonly access: CheckpointTargetAccess,
+    private readonly key = DEFAULT_CHECKPOINT_KEY,
+    private readonly db = 0,
+  ) {
+    this.where = `target key "${key}" in db ${db}`;
+  }
+
+  async load(): Promise<Checkpoint | null> {
+    return parseCheckpoint(await this.access.get(this.db, this.key));
+  }
+
+  inlineCommands(cp: Checkpoint, dbAfter: number): Arg[][] {
+    const set: Arg[] = ['SET', this.key, serializeCheckpoint(cp)];
+    if (dbAfter === this.db) return [set];
+    return [['SELECT', this.db], set, ['SELECT', dbAfter]];
+  }
+
+  applied(): void {}
+
+  async write(cp: Checkpoint, dbAfter: number): Promise<void> {
+    await this.access.runAtomic(this.inlineCommands(cp, dbAfter));
+  }
+
+  async flush(): Promise<void> {}
+}
+
+export class FileCheckpointStore implements CheckpointStore {
+  readonly kind = 'file' as const;
+  readonly where: string;
+  private pending: Checkpoint | null = null;
+  private timer: NodeJS.Timeout | null = null;
+
+  constructor(private readonly path: string, private readonly everyMs = 200) {
+    this.where = `file ${path}`;
+    try {
+      mkdirSync(dirname(path), { recursive: true });
+    } catch (e) {
+      throw new LocalIoError(`checkpoint: cannot create the directory of ${path}: ${(e as Error).message}`);
+    }
+  }
+
+  async load(): Promise<Checkpoint | null> {
+    let text: string;
+    try {
+      text = readFileSync(this.path, 'utf8');
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code === 'ENOENT') return null;
+      throw new LocalIoError(`checkpoint: cannot read ${this.path}: ${(e as Error).message}`);
+    }
+    const cp = parseCheckpoint(text);
+    if (cp === null) throw new LocalIoError(`checkpoint: ${this.path} is not a Replicant checkpoint (delete it to start over)`);
+    return cp;
+  }
+
+  inlineCommands(): null {
+    return null;
+  }
+
+  applied(cp: Checkpoint): void {
+    this.pending = cp;
+    if (this.timer === null) {
+      this.timer = setTimeout(() => {
+        this.timer = null;
+        this.persist();
+      }, this.everyMs);
+      this.timer.unref();
+    }
+  }
+
+  async write(cp: Checkpoint): Promise<void> {
+    this.pending = cp;
+    this.persist();
+  }
+
+  async flush(): Promise<void> {
+    if (this.timer !== null) {
+      clearTimeout(this.timer);
+      this.timer = null;
+    }
+    this.persist();
+  }
+
+  private persist(): void {
+    const cp = this.pending;
+    if (cp === null) return;
+    this.pending = null;
+    const tmp = `${this.path}.tmp`;
+    try {
+      writeFileSync(tmp, serializeCheckpoint(cp) + '\n');
+      renameSync(tmp, this.path);
+    } catch (e) {
+      throw new LocalIoError(`checkpoint: cannot write ${this.path}: ${(e as Error).message}`);
+    }
+  }
+}
+
+export class NoCheckpointStore implements CheckpointStore {
+  readonly kind = 'none' as const;
+  readonly where = 'nowhere (--checkpoint none)';
+  async load(): Promise<null> {
+    return null;
+  }
+  inlineCommands(): null {
+    return null;
+  }
+  applied(): void {}
+  async write(): Promise<void> {}
+  async flush(): Promise<void> {}
+}
+
+export type CheckpointSpec = { kind: 'target'; key: string; db: number } | { kind: 'file'; path: string } | { kind: 'none' };
+
+/** Parse `--checkpoint target[:KEY]|file:PATH|none`. */
+export function parseCheckpointSpec(text: string, key = DEFAULT_CHECKPOINT_KEY, db = 0): CheckpointSpec {
+  if (text === 'none') return { kind: 'none' };
+  if (text === 'target') return { kind: 'target', key, db };
+  if (text.startsWith('target:')) {
+    const k = text.slice(7);
+    if (!k.startsWith(RESERVED_PREFIX)) throw new UsageError(`--checkpoint ${text}: the key must start with "${RESERVED_PREFIX}" so it is never copied or verified`);
+    return { kind: 'target', key: k, db };
+  }
+  if (text.startsWith('file:') && text.length > 5) return { kind: 'file', path: text.slice(5) };
+  throw new UsageError(`--checkpoint ${text}: expected target, target:KEY, file:PATH or none`);
+}

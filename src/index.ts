@@ -1,0 +1,19 @@
+/**
+ * Replicant as a library.
+ *
+ *   import { SyncSession } from 'replicant';
+ *   const s = new SyncSession({ source: 'redis://a:6379', target: 'redis://b:6379' });
+ *   s.on('phase', (phase) => console.log(phase));
+ *   await s.run();           // until s.stop()
+ */
+export { SyncSession, createSync, type SyncOptions, type SyncStatus, type SyncResult, type SyncEvents, type Phase, type WriteMode } from './sync/session.js';
+export { RdbDecoder } from './rdb/decoder.js';
+export { decodeRdbStream } from './rdb/read.js';
+export { assembleKeys, KeyAssembler } from './rdb/assemble.js';
+export { buildDumpPayload } from './rdb/dump.js';
+export type * from './rdb/types.js';
+export { Translator, type TranslateOptions } from './sync/translate.js';
+export { ReplicationStreamParser, type StreamCommand } from './resp/stream-parser.js';
+export { encodeCommand, encodeCommands } from './resp/encode.js';
+export { ReplicantError, RdbError, ProtocolError, SourceError, TargetError, UsageError, ExitCode } from './errors.js';
+export type { Checkpoint } from './checkpoint/checkpoint.js';

@@ -1,0 +1,148 @@
+/**
+ * Group the records of each key into one RdbKey, for callers that want whole values and know
+ * their keys are small. Non-key records (header, aux, selectDb, function, keySkipped, end...)
+ * pass through unchanged, in order.
+ */
+import type { KeyRecord } from './decoder.js';
+import type { ArrayItem, HashItem, KeyHeader, RdbKey, RdbRecord, StreamGroup, StreamValue, ZsetItem } from './types.js';
+
+export type { KeyRecord };
+
+const KEY_KINDS: ReadonlySet<string> = new Set<KeyRecord['kind']>([
+  'keyStart',
+  'string',
+  'listItems',
+  'setItems',
+  'zsetItems',
+  'hashItems',
+  'streamEntries',
+  'streamMeta',
+  'streamGroup',
+  'streamPel',
+  'streamConsumer',
+  'arrayMeta',
+  'arrayItems',
+  'module',
+  'keyEnd',
+]);
+
+export function isKeyRecord(rec: RdbRecord): rec is KeyRecord {
+  return KEY_KINDS.has(rec.kind);
+}
+
+/** Synchronous assembler: push every record; returns the whole key at its keyEnd. */
+export class KeyAssembler {
+  private header: KeyHeader | null = null;
+  private elements: unknown[] = [];
+  private stringValue: Buffer | null = null;
+  private stream: StreamValue | null = null;
+  private group: StreamGroup | null = null;
+  private moduleValue: Extract<RdbRecord, { kind: 'module' }> | null = null;
+  private insertIndex: number | null = null;
+
+  push(rec: RdbRecord): RdbKey | null {
+    switch (rec.kind) {
+      case 'keyStart': {
+        const { kind: _kind, ...header } = rec;
+        this.header = header;
+        this.elements = [];
+        this.stringValue = null;
+        this.stream = null;
+        this.group = null;
+        this.moduleValue = null;
+        this.insertIndex = null;
+        return null;
+      }
+      case 'string':
+        this.stringValue = rec.value;
+        return null;
+      case 'listItems':
+      case 'setItems':
+      case 'zsetItems':
+      case 'hashItems':
+      case 'arrayItems':
+        for (const it of rec.items) this.elements.push(it);
+        return null;
+      case 'arrayMeta':
+        this.insertIndex = rec.insertIndex;
+        return null;
+      case 'streamEntries':
+        for (const e of rec.entries) this.elements.push(e);
+        return null;
+      case 'streamMeta':
+        this.stream = { entries: this.elements as StreamValue['entries'], meta: rec.meta, groups: [] };
+        return null;
+      case 'streamGroup':
+        this.group = { ...rec.group, pel: [], consumers: [] };
+        this.stream?.groups.push(this.group);
+        return null;
+      case 'streamPel':
+        if (this.group) for (const e of rec.entries) this.group.pel.push(e);
+        return null;
+      case 'streamConsumer':
+        this.group?.consumers.push(rec.consumer);
+        return null;
+      case 'module':
+        this.moduleValue = rec;
+        return null;
+      case 'keyEnd':
+        return this.finishKey(rec.raw);
+      case 'keySkipped':
+        this.header = null;
+        return null;
+      default:
+        return null;
+    }
+  }
+
+  private finishKey(raw: Buffer | null): RdbKey | null {
+    const h = this.header;
+    if (h === null) return null;
+    this.header = null;
+    const { type: _type, ...rest } = h;
+    const base = { ...rest, raw };
+    switch (h.type) {
+      case 'string':
+        return { ...base, type: 'string', value: this.stringValue ?? Buffer.alloc(0) };
+      case 'list':
+        return { ...base, type: 'list', value: this.elements as Buffer[] };
+      case 'set':
+        return { ...base, type: 'set', value: this.elements as Buffer[] };
+      case 'zset':
+        return { ...base, type: 'zset', value: this.elements as ZsetItem[] };
+      case 'hash':
+        return { ...base, type: 'hash', value: this.elements as HashItem[] };
+      case 'array':
+        return { ...base, type: 'array', value: this.elements as ArrayItem[], insertIndex: this.insertIndex };
+      case 'stream':
+        return {
+          ...base,
+          type: 'stream',
+          value: this.stream ?? {
+            entries: this.elements as StreamValue['entries'],
+            meta: { length: 0, lastId: '0-0', firstId: null, maxDeletedId: null, entriesAdded: null },
+            groups: [],
+          },
+        };
+      case 'module': {
+        const m = this.moduleValue;
+        if (m === null) return null;
+        return { ...base, type: 'module', value: { moduleId: m.moduleId, moduleName: m.moduleName, encVersion: m.encVersion, payload: m.payload } };
+      }
+    }
+  }
+}
+
+/** Async version: whole keys plus the non-key records, in file order. */
+export async function* assembleKeys(records: AsyncIterable<RdbRecord>): AsyncGenerator<RdbKey | Exclude<RdbRecord, KeyRecord>> {
+  const asm = new KeyAssembler();
+  for await (const rec of records) {
+    if (isKeyRecord(rec)) {
+      const key = asm.push(rec);
+      if (key !== null) yield key;
+    } else {
+      if (rec.kind === 'keySkipped') asm.push(rec);
+      yield rec;
+    }
+  }
+}

@@ -1,0 +1,57 @@
+/**
+ * `redis://[user:password@]host[:port][/db]` parsing, shared by the source and the target.
+ * Percent-escapes in user and password are decoded. TLS (`rediss://`) is not supported yet.
+ */
+import { UsageError } from '../errors.js';
+import { redactUrl } from '../observe/logger.js';
+
+export interface SourceEndpoint {
+  host: string;
+  port: number;
+  username?: string;
+  password?: string;
+  tls?: false;
+}
+
+export const DEFAULT_REDIS_PORT = 6379;
+
+export function parseRedisUrl(url: string): SourceEndpoint & { db?: number } {
+  const shown = redactUrl(url);
+  let u: URL;
+  try {
+    u = new URL(url);
+  } catch {
+    throw new UsageError(`invalid Redis URL ${JSON.stringify(shown)}: expected redis://[user:password@]host[:port][/db]`);
+  }
+  if (u.protocol === 'rediss:') throw new UsageError(`TLS (rediss://) is not supported yet: ${shown}`);
+  if (u.protocol !== 'redis:') throw new UsageError(`unsupported URL scheme ${JSON.stringify(u.protocol)} in ${shown}: expected redis://`);
+  if (u.search !== '' || u.hash !== '') throw new UsageError(`unexpected query or fragment in Redis URL ${shown}`);
+  let host = u.hostname;
+  if (host.startsWith('[') && host.endsWith(']')) host = host.slice(1, -1);
+  if (host === '') throw new UsageError(`missing host in Redis URL ${shown}`);
+  const port = u.port === '' ? DEFAULT_REDIS_PORT : Number(u.port);
+  if (!Number.isInteger(port) || port < 1 || port > 65535) throw new UsageError(`invalid port in Redis URL ${shown}`);
+  const out: SourceEndpoint & { db?: number } = { host, port };
+  if (u.username !== '') out.username = decode(u.username, shown);
+  if (u.password !== '') out.password = decode(u.password, shown);
+  const path = u.pathname;
+  if (path !== '' && path !== '/') {
+    const m = /^\/(\d{1,5})\/?$/.exec(path);
+    if (!m) throw new UsageError(`invalid database in Redis URL ${shown}: expected /<number>`);
+    out.db = Number(m[1]);
+  }
+  return out;
+}
+
+function decode(s: string, shown: string): string {
+  try {
+    return decodeURIComponent(s);
+  } catch {
+    throw new UsageError(`bad percent-escape in the credentials of Redis URL ${shown}`);
+  }
+}
+
+/** `host:port` for messages (IPv6 in brackets). */
+export function endpointLabel(e: { host: string; port: number }): string {
+  return e.host.includes(':') ? `[${e.host}]:${e.port}` : `${e.host}:${e.port}`;
+}

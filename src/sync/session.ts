@@ -1,0 +1,704 @@
+/**
+ * SyncSession: poses as a replica of the source and keeps the target in step.
+ *
+ *   ReplicationLink ──► Spool ──► RdbDecoder ──► SnapshotApplier ─┐
+ *   (wire speed)                  then StreamParser ─► StreamBatcher ─┴─► TargetWriter
+ *        ▲ REPLCONF ACK <applied>                                          │
+ *        └──────────────────────── applied offset ◄── checkpoint ◄─────────┘
+ *
+ * The source is read at wire speed into the spool whatever the target's speed; the target
+ * is fed from the spool. The offset ACKed to the source and checkpointed is the one the
+ * target has applied. Faults (link drops, target outages) are recovered by reconnecting
+ * and resuming with PSYNC from the applied offset; see `run()`.
+ */
+import { EventEmitter } from 'node:events';
+import { ExitCode, ReplicantError, TargetError, printableKey } from '../errors.js';
+import { parseRedisUrl, type SourceEndpoint } from '../replication/url.js';
+import { ReplicationLink, type PsyncOutcome } from '../replication/link.js';
+import { EOF_MARK_LENGTH, RdbTrailer } from '../replication/rdb-trailer.js';
+import { isRetryable } from '../replication/errors.js';
+import { RdbDecoder } from '../rdb/decoder.js';
+import { ReplicationStreamParser, type StreamCommand } from '../resp/stream-parser.js';
+import { encodeCommand, encodeCommands, type Arg } from '../resp/encode.js';
+import { Spool } from '../spool/spool.js';
+import { TargetCommandError, TargetWriter } from '../target/index.js';
+import { silentLogger, type Logger } from '../observe/logger.js';
+import { RateMeter } from '../observe/progress.js';
+import type { Checkpoint } from '../checkpoint/checkpoint.js';
+import {
+  FileCheckpointStore,
+  NoCheckpointStore,
+  TargetCheckpointStore,
+  DEFAULT_CHECKPOINT_KEY,
+  type CheckpointSpec,
+  type CheckpointStore,
+} from '../checkpoint/store.js';
+import { SnapshotApplier } from './snapshot.js';
+import { StreamBatcher, type StreamUnit } from './stream-batcher.js';
+
+export type WriteMode = 'auto' | 'restore' | 'commands';
+export type Phase = 'connecting' | 'full-sync' | 'streaming' | 'reconnecting' | 'stopping' | 'stopped';
+
+export interface SyncOptions {
+  /** `redis://[user:pass@]host:port` of the source. */
+  source: string;
+  /** `redis://[user:pass@]host:port` of the target. */
+  target: string;
+  /** How the snapshot is written. `auto`: plain commands for strings, RESTORE for the rest when the target's RDB version allows. */
+  writeMode?: WriteMode;
+  /** Keys whose serialized value is larger go as chunked commands. Default 16 MiB. */
+  bigKeyBytes?: number;
+  /** What to do when the target already holds keys at the first full sync. Default 'fail'. */
+  existing?: 'fail' | 'replace' | 'flush';
+  /** A command the target rejects: stop ('fail', default) or count and go on ('skip'). */
+  onError?: 'fail' | 'skip';
+  /** When a resume is answered with a full resync: flush the target and copy again (default) or stop. */
+  onFullResync?: 'flush' | 'fail';
+  checkpoint?: CheckpointSpec;
+  spoolDir?: string;
+  spoolMemoryBytes?: number;
+  spoolDiskBytes?: number;
+  /** REPLCONF listening-port value. */
+  listeningPort?: number;
+  readTimeoutMs?: number;
+  maxInflightBytes?: number;
+  verifyChecksum?: boolean;
+  /** Stop (resolve run()) once the snapshot is applied. */
+  exitAfterFullSync?: boolean;
+  /** Reconnect delays: starts at `min`, doubles to `max`. */
+  reconnectMinMs?: number;
+  reconnectMaxMs?: number;
+  logger?: Logger;
+}
+
+export interface SyncStatus {
+  phase: Phase;
+  replid: string | null;
+  /** Offset of the last byte of the stream received from the source. */
+  receivedOffset: number | null;
+  /** Offset applied on the target (what is ACKed and checkpointed). */
+  appliedOffset: number | null;
+  lagBytes: number | null;
+  lagMs: number | null;
+  rdb: { bytes: number; totalBytes: number | null; keys: number; keysPerSec: number } | null;
+  opsPerSec: number;
+  commandsApplied: number;
+  errors: number;
+  fullSyncs: number;
+  partialSyncs: number;
+}
+
+export interface SyncResult {
+  appliedOffset: number | null;
+  replid: string | null;
+  status: SyncStatus;
+}
+
+export interface SyncEvents {
+  phase: [phase: Phase, info: Record<string, unknown>];
+  /** Emitted once the snapshot is fully applied on the target. */
+  fullSyncDone: [info: { replid: string; offset: number; keys: number; ms: number }];
+  /** Emitted after each unit of the stream is applied. */
+  applied: [offset: number];
+}
+
+class StopRequested extends Error {}
+
+/** A failure the session recovers from by reconnecting (not fatal). */
+class Recoverable extends Error {
+  constructor(readonly side: 'source' | 'target', message: string, options?: { cause?: unknown }) {
+    super(message, options);
+  }
+}
+
+interface PendingUnit {
+  offset: number;
+  db: number;
+  payload: Buffer[];
+  count: number;
+  atomic: boolean;
+}
+
+export class SyncSession extends EventEmitter<SyncEvents> {
+  private readonly opts: Required<Omit<SyncOptions, 'spoolDir' | 'listeningPort' | 'checkpoint' | 'logger'>> & Pick<SyncOptions, 'spoolDir' | 'listeningPort'>;
+  private readonly log: Logger;
+  private readonly sourceEp: SourceEndpoint;
+  private readonly targetEp: SourceEndpoint;
+  private readonly checkpointSpec: CheckpointSpec;
+  private store!: CheckpointStore;
+  private writer: TargetWriter | null = null;
+  private link: ReplicationLink | null = null;
+  private spool: Spool | null = null;
+  private phase: Phase = 'connecting';
+  private stopping = false;
+  private stopResolve: (() => void) | null = null;
+  private readonly stopped: Promise<void>;
+
+  // Replication position.
+  private replid: string | null = null;
+  private applied: number | null = null;
+  private streamBase = 0;
+  private streamBytesBefore = 0;
+  private db = 0;
+  private cleanStart = false;
+  private pending: PendingUnit[] = [];
+  private getAckPending = false;
+
+  // Figures.
+  private rdbTotal: number | null = null;
+  private rdbBytes = 0;
+  private rdbKeys = 0;
+  private readonly keyRate = new RateMeter();
+  private readonly opRate = new RateMeter();
+  private commandsApplied = 0;
+  private errors = 0;
+  private fullSyncs = 0;
+  private partialSyncs = 0;
+  private receivedSamples: { offset: number; t: number }[] = [];
+
+  constructor(options: SyncOptions) {
+    super();
+    this.log = options.logger ?? silentLogger();
+    this.sourceEp = parseRedisUrl(options.source);
+    this.targetEp = parseRedisUrl(options.target);
+    this.checkpointSpec = options.checkpoint ?? { kind: 'target', key: DEFAULT_CHECKPOINT_KEY, db: 0 };
+    this.opts = {
+      source: options.source,
+      target: options.target,
+      writeMode: options.writeMode ?? 'auto',
+      bigKeyBytes: options.bigKeyBytes ?? 16 * 1024 * 1024,
+      existing: options.existing ?? 'fail',
+      onError: options.onError ?? 'fail',
+      onFullResync: options.onFullResync ?? 'flush',
+      spoolDir: options.spoolDir,
+      spoolMemoryBytes: options.spoolMemoryBytes ?? 64 * 1024 * 1024,
+      spoolDiskBytes: options.spoolDiskBytes ?? 4 * 1024 * 1024 * 1024,
+      listeningPort: options.listeningPort,
+      readTimeoutMs: options.readTimeoutMs ?? 60_000,
+      maxInflightBytes: options.maxInflightBytes ?? 32 * 1024 * 1024,
+      verifyChecksum: options.verifyChecksum ?? true,
+      exitAfterFullSync: options.exitAfterFullSync ?? false,
+      reconnectMinMs: options.reconnectMinMs ?? 200,
+      reconnectMaxMs: options.reconnectMaxMs ?? 10_000,
+    };
+    this.stopped = new Promise((resolve) => {
+      this.stopResolve = resolve;
+    });
+  }
+
+  /** Current figures (for progress displays and the library API). */
+  status(): SyncStatus {
+    const received = this.receivedOffset();
+    const now = Date.now();
+    let lagMs: number | null = null;
+    if (this.applied !== null && received !== null) {
+      if (this.applied >= received) lagMs = 0;
+      else {
+        const s = this.receivedSamples.find((x) => x.offset > this.applied!);
+        lagMs = s ? now - s.t : null;
+      }
+    }
+    return {
+      phase: this.phase,
+      replid: this.replid,
+      receivedOffset: received,
+      appliedOffset: this.applied,
+      lagBytes: this.applied !== null && received !== null ? Math.max(0, received - this.applied) : null,
+      lagMs,
+      rdb: this.phase === 'full-sync' || this.rdbTotal !== null ? { bytes: this.rdbBytes, totalBytes: this.rdbTotal, keys: this.rdbKeys, keysPerSec: this.keyRate.rate() } : null,
+      opsPerSec: this.opRate.rate(),
+      commandsApplied: this.commandsApplied,
+      errors: this.errors + (this.writer?.stats.errors ?? 0),
+      fullSyncs: this.fullSyncs,
+      partialSyncs: this.partialSyncs,
+    };
+  }
+
+  /**
+   * Graceful stop: stop reading the source, apply what was received up to a command
+   * boundary, store the checkpoint. `run()` then resolves.
+   */
+  stop(): void {
+    if (this.stopping) return;
+    this.stopping = true;
+    this.setPhase('stopping', {});
+    this.link?.close();
+    this.spool?.end();
+    this.stopResolve?.();
+  }
+
+  /** Runs until stop() or an unrecoverable error (rejects with a ReplicantError). */
+  async run(): Promise<SyncResult> {
+    const sampler = setInterval(() => this.sample(), 100);
+    sampler.unref();
+    try {
+      await this.connectTarget();
+      this.store = this.createStore();
+      let cp = await this.store.load();
+      if (cp) this.log.info({ replid: cp.replid, offset: cp.offset, db: cp.db, state: cp.state, checkpoint: this.store.where }, 'checkpoint found');
+      else await this.checkExistingKeys();
+      let delay = this.opts.reconnectMinMs;
+      while (!this.stopping) {
+        try {
+          await this.cycle(cp);
+          if (this.stopping || this.opts.exitAfterFullSync) break;
+          delay = this.opts.reconnectMinMs;
+        } catch (e) {
+          if (e instanceof StopRequested || this.stopping) break;
+          if (!(e instanceof Recoverable)) throw e;
+          this.log.warn({ side: e.side, err: e.cause instanceof Error ? e.cause.message : undefined, retryInMs: delay }, `${e.message}; reconnecting`);
+          this.setPhase('reconnecting', { side: e.side });
+          await this.teardownLink();
+          await this.sleep(delay);
+          delay = Math.min(delay * 2, this.opts.reconnectMaxMs);
+          if (e.side === 'target') {
+            await this.reconnectTarget();
+            // What the target holds is the truth: a unit may have been applied without its reply reaching us.
+            if (this.store.kind === 'target') this.applied = null;
+          }
+        }
+        if (this.stopping) break;
+        cp = this.applied !== null && this.replid !== null ? this.currentCheckpoint('streaming', this.applied, this.db) : await this.store.load();
+      }
+      await this.finishGracefully();
+      return { appliedOffset: this.applied, replid: this.replid, status: this.status() };
+    } finally {
+      clearInterval(sampler);
+      await this.teardownLink();
+      if (this.writer) {
+        this.writer.destroy();
+        this.writer = null;
+      }
+      this.setPhase('stopped', { appliedOffset: this.applied });
+    }
+  }
+
+  // ---------------------------------------------------------------- cycle
+
+  /** One connection to the source: PSYNC, then full sync and/or streaming until the link ends. */
+  private async cycle(cp: Checkpoint | null): Promise<void> {
+    this.setPhase('connecting', { source: `${this.sourceEp.host}:${this.sourceEp.port}` });
+    const resumable = cp !== null && cp.state === 'streaming';
+    const spool = await Spool.open({ dir: this.opts.spoolDir, memoryBudget: this.opts.spoolMemoryBytes, diskBudget: this.opts.spoolDiskBytes, logger: this.log });
+    this.spool = spool;
+    const link = new ReplicationLink({
+      endpoint: this.sourceEp,
+      listeningPort: this.opts.listeningPort,
+      psync: resumable ? { replid: cp.replid, offset: cp.offset } : null,
+      readTimeoutMs: this.opts.readTimeoutMs,
+      logger: this.log,
+      spool,
+    });
+    this.link = link;
+    let linkError: Error | null = null;
+    link.on('error', (e: Error) => {
+      linkError = e;
+      spool.end();
+    });
+    link.on('close', () => spool.end());
+    let outcome: PsyncOutcome;
+    try {
+      outcome = await link.start();
+    } catch (e) {
+      if (this.stopping) throw new StopRequested();
+      // Wrong credentials or a source that refuses replication will not fix themselves.
+      if (!isRetryable(e)) throw e;
+      throw new Recoverable('source', `source ${this.sourceEp.host}:${this.sourceEp.port}: ${(e as Error).message}`, { cause: e });
+    }
+    this.replid = outcome.replid;
+    let parser: ReplicationStreamParser;
+    let firstStream: Buffer | null = null;
+    if (outcome.mode === 'full') {
+      this.fullSyncs++;
+      if (resumable) {
+        if (this.opts.onFullResync === 'fail') {
+          throw new ReplicantError('RESYNC', `the source answered PSYNC ${cp.replid} ${cp.offset + 1} with a full resync and --on-full-resync is fail`, ExitCode.RESYNC_REFUSED);
+        }
+        this.log.warn({ replid: outcome.replid, offset: outcome.offset }, 'source requires a full resync: flushing the target and copying again (--on-full-resync flush)');
+        await this.flushTarget();
+        this.cleanStart = true;
+      } else if (cp !== null && cp.state === 'full-sync') {
+        if (cp.cleanStart) {
+          this.log.warn('an earlier full sync was interrupted: flushing its partial copy from the target');
+          await this.flushTarget();
+          this.cleanStart = true;
+        } else {
+          this.log.warn('an earlier full sync was interrupted on a target that held other keys: copying again over them (REPLACE)');
+        }
+      }
+      const rest = await this.fullSync(link, spool, outcome);
+      parser = new ReplicationStreamParser(outcome.offset);
+      firstStream = rest;
+      if (this.opts.exitAfterFullSync) return;
+    } else {
+      this.partialSyncs++;
+      this.db = cp!.db;
+      this.applied = outcome.offset;
+      this.streamBase = outcome.offset;
+      this.streamBytesBefore = 0;
+      link.setAppliedOffset(outcome.offset);
+      this.log.info({ replid: outcome.replid, offset: outcome.offset, db: this.db }, 'resumed with a partial resync (+CONTINUE): nothing is copied again');
+      if (outcome.replid !== cp!.replid) this.log.info({ from: cp!.replid, to: outcome.replid }, 'source replication id changed (failover); continuing with the new id');
+      parser = new ReplicationStreamParser(outcome.offset);
+      // Re-select the stream's db on the (possibly new) target connection.
+      await this.submitRaw([encodeCommand(['SELECT', this.db])], 1, false, undefined);
+    }
+    await this.streamLoop(spool, parser, firstStream);
+    if (this.writerFailure !== null) this.throwWriterFailure(this.writerFailure);
+    if (this.stopping) return;
+    const err = linkError as Error | null;
+    throw new Recoverable('source', err ? `source link failed: ${err.message}` : 'source closed the replication link', { cause: err ?? undefined });
+  }
+
+  // ------------------------------------------------------------ full sync
+
+  private async fullSync(link: ReplicationLink, spool: Spool, outcome: Extract<PsyncOutcome, { mode: 'full' }>): Promise<Buffer> {
+    const started = Date.now();
+    this.rdbTotal = outcome.framing.kind === 'length' ? outcome.framing.length : null;
+    this.rdbBytes = 0;
+    this.rdbKeys = 0;
+    this.applied = null;
+    this.pending = [];
+    this.setPhase('full-sync', { replid: outcome.replid, offset: outcome.offset, rdbBytes: this.rdbTotal, framing: outcome.framing.kind });
+    await this.store.write(this.currentCheckpoint('full-sync', outcome.offset, 0), 0);
+    const writer = this.writer!;
+    const info = writer.info;
+    const decoder = new RdbDecoder({
+      verifyChecksum: this.opts.verifyChecksum,
+      captureRaw: this.opts.writeMode !== 'commands',
+      rawLimit: this.opts.bigKeyBytes,
+      onCorruptValue: this.opts.onError === 'skip' ? 'skip' : 'fail',
+    });
+    let applier: SnapshotApplier | null = null;
+    const makeApplier = (sourceRdbVersion: number): SnapshotApplier => {
+      const restoreOk = info.rdbVersion >= sourceRdbVersion;
+      const mode = this.opts.writeMode === 'commands' || !restoreOk ? 'commands' : this.opts.writeMode === 'restore' ? 'restore' : 'auto';
+      if (this.opts.writeMode === 'restore' && !restoreOk) {
+        this.log.warn({ sourceRdb: sourceRdbVersion, targetRdb: info.rdbVersion }, 'the target cannot RESTORE payloads of the source RDB version: writing commands instead');
+      }
+      this.log.info({ mode, sourceRdbVersion, targetRdbVersion: info.rdbVersion }, 'snapshot write mode');
+      return new SnapshotApplier({
+        writer,
+        logger: this.log,
+        translate: {
+          mode,
+          replace: this.opts.existing === 'replace' && !this.cleanStart,
+          restoreBufferBytes: this.opts.bigKeyBytes,
+          targetVersion: `${info.major}.${info.minor}`,
+          onUntranslatable: this.opts.onError,
+          onIssue: (issue) => {
+            this.log.warn({ db: issue.db, key: issue.key ? printableKey(issue.key) : undefined }, issue.message);
+          },
+        },
+      });
+    };
+    let trailer: RdbTrailer | null = null;
+    let afterRdb: Buffer | null = null;
+    while (afterRdb === null) {
+      const chunk = await spool.read();
+      if (chunk === null) {
+        if (this.stopping) throw new StopRequested();
+        throw new Recoverable('source', `source link ended during the RDB transfer after ${this.rdbBytes} bytes`);
+      }
+      if (trailer === null) {
+        const before = decoder.bytesConsumed;
+        const records = decoder.push(chunk);
+        if (applier === null && decoder.version > 0) applier = makeApplier(decoder.version);
+        if (applier !== null && records.length > 0) {
+          await applier.apply(records);
+          this.rdbKeys = applier.stats.keys;
+          this.keyRate.mark(this.rdbKeys);
+        }
+        this.rdbBytes += decoder.bytesConsumed - before;
+        if (!decoder.done) continue;
+        trailer = new RdbTrailer(outcome.framing, decoder.bytesConsumed);
+        afterRdb = trailer.push(decoder.remainder());
+      } else {
+        afterRdb = trailer.push(chunk);
+      }
+    }
+    if (applier === null) throw new ReplicantError('RDB', 'RDB ended before its header', ExitCode.DATA);
+    await applier.finish();
+    await this.flushWriter();
+    this.db = applier.replStreamDb;
+    this.applied = outcome.offset;
+    this.streamBase = outcome.offset;
+    this.streamBytesBefore = decoder.bytesConsumed + (outcome.framing.kind === 'eof' ? EOF_MARK_LENGTH : 0);
+    this.cleanStart = this.cleanStart || this.opts.existing !== 'replace';
+    await this.store.write(this.currentCheckpoint('streaming', outcome.offset, this.db), applier.currentDb);
+    await this.submitRaw([encodeCommand(['SELECT', this.db])], 1, false, undefined);
+    link.setAppliedOffset(outcome.offset);
+    link.ackNow();
+    const ms = Date.now() - started;
+    const s = applier.stats;
+    this.log.info(
+      { keys: s.keys, commands: s.commands, expiredSkipped: applier.translatorStats.expiredSkipped, skipped: s.skipped, functions: s.functions, rdbBytes: this.rdbBytes, ms, emptyKeysSkipped: decoder.emptyKeysSkipped },
+      'full sync applied',
+    );
+    this.emit('fullSyncDone', { replid: outcome.replid, offset: outcome.offset, keys: s.keys, ms });
+    this.rdbTotal = null;
+    return afterRdb;
+  }
+
+  // ------------------------------------------------------------ streaming
+
+  private async streamLoop(spool: Spool, parser: ReplicationStreamParser, first: Buffer | null): Promise<void> {
+    this.setPhase('streaming', { replid: this.replid, offset: this.applied, db: this.db });
+    const atomic = this.store.kind === 'target';
+    const batcher = new StreamBatcher({
+      db: this.db,
+      atomicUnits: atomic,
+      onGetAck: () => {
+        this.getAckPending = true;
+      },
+      onReserved: (cmd: StreamCommand) => this.log.warn({ command: cmd.name, key: printableKey(cmd.args[1]!) }, 'source command on a reserved __replicant key not copied'),
+    });
+    const units: StreamUnit[] = [];
+    let chunk: Buffer | null = first;
+    for (;;) {
+      if (chunk === null) chunk = await spool.read();
+      if (chunk === null) break;
+      const cmds = parser.push(chunk);
+      chunk = null;
+      for (const c of cmds) batcher.push(c, units);
+      if (spool.bufferedBytes === 0) {
+        const u = batcher.cut();
+        if (u !== null) units.push(u);
+      }
+      for (const u of units) await this.submitStreamUnit(u);
+      units.length = 0;
+      if (this.getAckPending && this.writer!.appliedOffset === undefined) this.link?.ackNow();
+    }
+    // The link ended: apply what was received up to the last complete command.
+    const u = batcher.cut();
+    if (u !== null) await this.submitStreamUnit(u);
+    await this.flushWriter();
+  }
+
+  private async submitStreamUnit(u: StreamUnit): Promise<void> {
+    const cp = this.currentCheckpoint('streaming', u.offset, u.dbAfter);
+    const inline = this.store.inlineCommands(cp, u.dbAfter);
+    let payload = u.commands;
+    let count = u.commands.length;
+    if (inline !== null) {
+      payload = [...u.commands, encodeCommands(inline)];
+      count += inline.length;
+    } else if (count === 0) {
+      // Only PINGs/REPLCONFs: still move the applied offset forward, in order.
+      payload = [PING];
+      count = 1;
+    }
+    this.db = u.dbAfter;
+    await this.submitRaw(payload, count, u.atomic || inline !== null, u.offset, u.dbAfter);
+  }
+
+  private async submitRaw(payload: Buffer[], count: number, atomic: boolean, offset: number | undefined, db = this.db): Promise<void> {
+    const writer = this.writer!;
+    if (offset !== undefined) this.pending.push({ offset, db, payload, count, atomic });
+    const accepted = writer.submit({ payload, count, atomic, offset });
+    if (!accepted) await writer.waitDrain().catch((e: unknown) => this.throwWriterFailure(e));
+  }
+
+  private onApplied(offset: number): void {
+    let db = this.db;
+    let n = 0;
+    while (this.pending.length > 0 && this.pending[0]!.offset <= offset) {
+      const p = this.pending.shift()!;
+      db = p.db;
+      n += p.count;
+    }
+    this.commandsApplied += n;
+    this.opRate.mark(this.commandsApplied);
+    this.applied = offset;
+    this.link?.setAppliedOffset(offset);
+    if (this.getAckPending) {
+      this.getAckPending = false;
+      this.link?.ackNow();
+    }
+    this.store.applied(this.currentCheckpoint('streaming', offset, db));
+    this.emit('applied', offset);
+  }
+
+  // ------------------------------------------------------------ target
+
+  private async connectTarget(): Promise<void> {
+    this.writer = await this.openWriter();
+    const i = this.writer.info;
+    this.log.info({ target: `${this.targetEp.host}:${this.targetEp.port}`, version: i.version, rdbVersion: i.rdbVersion, keys: i.dbsize, cluster: i.cluster }, 'target connected');
+    if (i.cluster) throw new TargetError(`target ${this.targetEp.host}:${this.targetEp.port} is a cluster node: cluster targets are not supported by this version of sync`);
+  }
+
+  private async openWriter(): Promise<TargetWriter> {
+    let writer: TargetWriter;
+    try {
+      writer = await TargetWriter.connect(
+        { host: this.targetEp.host, port: this.targetEp.port, username: this.targetEp.username, password: this.targetEp.password },
+        { maxInflightBytes: this.opts.maxInflightBytes, onError: this.opts.onError, logger: this.log },
+      );
+    } catch (e) {
+      if (e instanceof ReplicantError) throw e;
+      throw new TargetError(`target ${this.targetEp.host}:${this.targetEp.port}: ${(e as Error).message}`, { cause: e });
+    }
+    writer.on('applied', (offset: number) => this.onApplied(offset));
+    writer.on('error', (e: Error) => this.onWriterError(e));
+    return writer;
+  }
+
+  private writerFailure: Error | null = null;
+
+  private onWriterError(e: Error): void {
+    this.writerFailure = e;
+    this.log.error({ err: e.message }, 'target writer failed');
+    this.link?.close();
+    this.spool?.end();
+  }
+
+  private async reconnectTarget(): Promise<void> {
+    this.writer?.destroy();
+    this.writer = null;
+    this.writerFailure = null;
+    for (let delay = this.opts.reconnectMinMs; !this.stopping; delay = Math.min(delay * 2, this.opts.reconnectMaxMs)) {
+      try {
+        this.writer = await this.openWriter();
+        return;
+      } catch (e) {
+        this.log.warn({ err: (e as Error).message, retryInMs: delay }, 'target unreachable; retrying');
+        await this.sleep(delay);
+      }
+    }
+  }
+
+  private async flushWriter(): Promise<void> {
+    await this.writer!.flush().catch((e: unknown) => this.throwWriterFailure(e));
+  }
+
+  /**
+   * A writer failure is either a command the target rejected under --on-error fail (fatal:
+   * retrying would fail again) or a lost connection (recoverable: reconnect and resume from
+   * the checkpoint the target holds).
+   */
+  private throwWriterFailure(e: unknown): never {
+    const err = this.writerFailure ?? (e as Error);
+    if (err instanceof TargetCommandError) throw err;
+    throw new Recoverable('target', `target ${this.targetEp.host}:${this.targetEp.port} failed: ${err.message}`, { cause: err });
+  }
+
+  private async flushTarget(): Promise<void> {
+    await this.writer!.call(['FLUSHALL']);
+  }
+
+  /** Refuse to overwrite a target that holds data, unless told to (--existing). */
+  private async checkExistingKeys(): Promise<void> {
+    const w = this.writer!;
+    let keys = w.info.dbsize;
+    if (keys > 0 && this.store.kind === 'target') {
+      // Our own checkpoint key does not count.
+      const spec = this.checkpointSpec as Extract<CheckpointSpec, { kind: 'target' }>;
+      await w.call(['SELECT', spec.db]);
+      keys -= Number(await w.call(['EXISTS', spec.key]));
+      await w.call(['SELECT', 0]);
+    }
+    if (keys <= 0) {
+      this.cleanStart = true;
+      return;
+    }
+    switch (this.opts.existing) {
+      case 'fail':
+        throw new TargetError(`target ${this.targetEp.host}:${this.targetEp.port} already holds ${keys} keys; refusing to write over them (use --existing replace to overwrite keys the source has, or --existing flush to empty the target first)`);
+      case 'flush':
+        this.log.warn({ keys }, 'target holds keys: flushing it first (--existing flush)');
+        await this.flushTarget();
+        this.cleanStart = true;
+        return;
+      case 'replace':
+        this.log.warn({ keys }, 'target holds keys: keys the source has will be replaced, others kept (--existing replace)');
+        this.cleanStart = false;
+        return;
+    }
+  }
+
+  private createStore(): CheckpointStore {
+    const spec = this.checkpointSpec;
+    if (spec.kind === 'none') return new NoCheckpointStore();
+    if (spec.kind === 'file') return new FileCheckpointStore(spec.path);
+    return new TargetCheckpointStore(
+      {
+        runAtomic: async (commands: Arg[][]) => {
+          await this.submitRaw([encodeCommands(commands)], commands.length, true, undefined);
+          await this.flushWriter();
+        },
+        get: async (db: number, key: string) => {
+          const w = this.writer!;
+          await w.call(['SELECT', db]);
+          const v = (await w.call(['GET', key])) as Buffer | string | null;
+          await w.call(['SELECT', this.db]);
+          return v === null ? null : Buffer.isBuffer(v) ? v : Buffer.from(v);
+        },
+      },
+      spec.key,
+      spec.db,
+    );
+  }
+
+  // ------------------------------------------------------------ helpers
+
+  private currentCheckpoint(state: Checkpoint['state'], offset: number, db: number): Checkpoint {
+    return { replid: this.replid ?? '?', offset, db, state, cleanStart: this.cleanStart, at: Date.now() };
+  }
+
+  private receivedOffset(): number | null {
+    if (this.link === null || this.phase === 'full-sync' || this.phase === 'connecting') return this.applied;
+    return this.streamBase + Math.max(0, this.link.bytesReceived - this.streamBytesBefore);
+  }
+
+  private sample(): void {
+    const r = this.receivedOffset();
+    if (r === null) return;
+    const last = this.receivedSamples[this.receivedSamples.length - 1];
+    if (last === undefined || last.offset !== r) this.receivedSamples.push({ offset: r, t: Date.now() });
+    const applied = this.applied ?? 0;
+    while (this.receivedSamples.length > 1 && this.receivedSamples[1]!.offset <= applied) this.receivedSamples.shift();
+    if (this.receivedSamples.length > 10_000) this.receivedSamples.splice(0, 5_000);
+  }
+
+  private setPhase(phase: Phase, info: Record<string, unknown>): void {
+    if (this.phase === phase && phase !== 'reconnecting') return;
+    this.phase = phase;
+    this.log.info({ phase, ...info }, `phase: ${phase}`);
+    this.emit('phase', phase, info);
+  }
+
+  private async teardownLink(): Promise<void> {
+    this.link?.close();
+    this.link = null;
+    if (this.spool) {
+      this.spool.end();
+      await this.spool.close();
+      this.spool = null;
+    }
+  }
+
+  private async finishGracefully(): Promise<void> {
+    if (this.writer && this.writerFailure === null) {
+      try {
+        await this.writer.flush();
+        await this.store.flush();
+      } catch (e) {
+        this.log.warn({ err: (e as Error).message }, 'could not flush the target on stop');
+      }
+    }
+    this.log.info({ replid: this.replid, appliedOffset: this.applied, db: this.db }, 'stopped');
+  }
+
+  /** Sleep, cut short by stop(). */
+  private sleep(ms: number): Promise<void> {
+    return Promise.race([new Promise<void>((r) => setTimeout(r, ms).unref()), this.stopped]);
+  }
+}
+
+const PING = encodeCommand(['PING']);
+
+/** Start a sync; resolves with the session (call `session.run()` to drive it). */
+export function createSync(options: SyncOptions): SyncSession {
+  return new SyncSession(options);
+}

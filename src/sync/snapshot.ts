@@ -1,0 +1,116 @@
+/**
+ * Applies a decoded RDB snapshot to the target: records -> Translator -> RESP-encoded units
+ * on the TargetWriter, with SELECT whenever the db changes, in bounded memory (the writer's
+ * in-flight budget is the only buffer; `submit` returning false pauses the decoder).
+ */
+import type { Logger } from '../observe/logger.js';
+import type { RdbRecord } from '../rdb/types.js';
+import { encodedLength, writeCommand, type Arg } from '../resp/encode.js';
+import type { TargetWriter } from '../target/index.js';
+import { Translator, type TranslateOptions } from './translate.js';
+
+export interface SnapshotApplierOptions {
+  writer: TargetWriter;
+  translate: TranslateOptions;
+  logger: Logger;
+  /** Bytes per unit submitted to the writer. */
+  unitBytes?: number;
+  /** Commands per unit. */
+  unitCommands?: number;
+}
+
+export interface SnapshotStats {
+  keys: number;
+  commands: number;
+  /** Keys skipped because already expired. */
+  expiredSkipped: number;
+  /** Keys skipped because corrupt (decoder) or untranslatable, under --on-error skip. */
+  skipped: number;
+  functions: number;
+}
+
+export class SnapshotApplier {
+  private readonly translator: Translator;
+  private readonly writer: TargetWriter;
+  private readonly unitBytes: number;
+  private readonly unitCommands: number;
+  private cmds: Arg[][] = [];
+  private cmdBytes = 0;
+  private db = -1;
+  private scratch: Arg[][] = [];
+  readonly stats: SnapshotStats = { keys: 0, commands: 0, expiredSkipped: 0, skipped: 0, functions: 0 };
+  /** `repl-stream-db` from the RDB's AUX fields: the db selected when the stream starts. */
+  replStreamDb = 0;
+
+  constructor(opts: SnapshotApplierOptions) {
+    this.writer = opts.writer;
+    this.translator = new Translator(opts.translate);
+    this.unitBytes = opts.unitBytes ?? 512 * 1024;
+    this.unitCommands = opts.unitCommands ?? 1000;
+  }
+
+  /** The db the target connection has selected (after everything submitted). */
+  get currentDb(): number {
+    return this.db < 0 ? 0 : this.db;
+  }
+
+  async apply(records: readonly RdbRecord[]): Promise<void> {
+    for (const rec of records) {
+      switch (rec.kind) {
+        case 'aux':
+          if (rec.key.toString('latin1') === 'repl-stream-db') {
+            const n = Number(rec.value.toString('latin1'));
+            if (Number.isInteger(n) && n >= 0) this.replStreamDb = n;
+          }
+          break;
+        case 'keyStart':
+          // The translator emits SELECT when the db changes; remember where the connection is.
+          this.stats.keys++;
+          this.db = rec.db;
+          break;
+        case 'keySkipped':
+          this.stats.skipped++;
+          break;
+        case 'function':
+          this.stats.functions++;
+          break;
+        default:
+          break;
+      }
+      const out = this.translator.push(rec, this.scratch);
+      if (out.length > 0) {
+        for (const c of out) this.add(c);
+        out.length = 0;
+      }
+      if (this.cmds.length >= this.unitCommands || this.cmdBytes >= this.unitBytes) await this.submit();
+    }
+  }
+
+  /** Submit what is batched; resolves when the writer accepted it (not when applied). */
+  async finish(): Promise<void> {
+    await this.submit();
+    const t = this.translator.stats;
+    this.stats.expiredSkipped = t.expiredSkipped;
+  }
+
+  get translatorStats(): Translator['stats'] {
+    return this.translator.stats;
+  }
+
+  private add(cmd: Arg[]): void {
+    this.cmds.push(cmd);
+    this.cmdBytes += encodedLength(cmd);
+  }
+
+  private async submit(): Promise<void> {
+    if (this.cmds.length === 0) return;
+    const payload = Buffer.allocUnsafe(this.cmdBytes);
+    let o = 0;
+    for (const c of this.cmds) o = writeCommand(payload, o, c);
+    const count = this.cmds.length;
+    this.stats.commands += count;
+    this.cmds = [];
+    this.cmdBytes = 0;
+    if (!this.writer.submit({ payload, count })) await this.writer.waitDrain();
+  }
+}

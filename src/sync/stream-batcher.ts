@@ -1,0 +1,179 @@
+/**
+ * Groups replication-stream commands into write units for the target.
+ *
+ * - PING and REPLCONF are not forwarded, but the bytes they occupy still advance the offset.
+ * - SELECT is tracked (`db`) and forwarded.
+ * - A source MULTI ... EXEC stays whole: never split across units. When units are atomic
+ *   (checkpoint on the target), the source's markers are dropped and its commands join the
+ *   batch, because our own MULTI wraps the unit and transactions do not nest. Otherwise
+ *   the transaction becomes an atomic unit of its own.
+ * - Keys under the reserved prefix are never copied.
+ *
+ * A unit's `offset` is the replication offset of its last byte: once the target has applied
+ * it, that is the applied offset to ACK and to checkpoint.
+ */
+import type { StreamCommand } from '../resp/stream-parser.js';
+
+export interface StreamUnit {
+  commands: Buffer[];
+  atomic: boolean;
+  offset: number;
+  /** The db the stream has selected after this unit. */
+  dbAfter: number;
+  /** Bytes of `commands`. */
+  bytes: number;
+}
+
+export interface StreamBatcherOptions {
+  db: number;
+  /** Wrap every unit in MULTI/EXEC (checkpoint on the target). */
+  atomicUnits: boolean;
+  maxCommands?: number;
+  maxBytes?: number;
+  /** Called for REPLCONF GETACK, after the units before it were returned. */
+  onGetAck?: () => void;
+  /** Called for each dropped command touching a reserved key. */
+  onReserved?: (cmd: StreamCommand) => void;
+}
+
+const RESERVED = Buffer.from('__replicant');
+
+export class StreamBatcher {
+  private db: number;
+  private commands: Buffer[] = [];
+  private bytes = 0;
+  /** Offset covered by the current batch (its last command, or the last skipped PING). */
+  private batchOffset = -1;
+  private tx: Buffer[] | null = null;
+  private txBytes = 0;
+  private txDb = 0;
+  private readonly maxCommands: number;
+  private readonly maxBytes: number;
+
+  constructor(private readonly opts: StreamBatcherOptions) {
+    this.db = opts.db;
+    this.maxCommands = opts.maxCommands ?? 2000;
+    this.maxBytes = opts.maxBytes ?? 1 << 20;
+  }
+
+  /** The db selected after everything pushed so far (outside any open transaction). */
+  get currentDb(): number {
+    return this.db;
+  }
+
+  get inTransaction(): boolean {
+    return this.tx !== null;
+  }
+
+  /** Feed one command; appends finished units to `out`. */
+  push(cmd: StreamCommand, out: StreamUnit[]): void {
+    const name = cmd.name;
+    if (this.tx !== null) {
+      this.pushInTransaction(cmd, out);
+      return;
+    }
+    switch (name) {
+      case 'ping':
+        this.batchOffset = cmd.offset;
+        return;
+      case 'replconf':
+        this.batchOffset = cmd.offset;
+        if (cmd.args.length > 1 && cmd.args[1]!.toString('latin1').toLowerCase() === 'getack') {
+          const u = this.cut();
+          if (u !== null) out.push(u);
+          this.opts.onGetAck?.();
+        }
+        return;
+      case 'multi':
+        // Everything before the MULTI is complete: it may go out on its own.
+        this.tx = [];
+        this.txBytes = 0;
+        this.txDb = this.db;
+        return;
+      case 'exec':
+      case 'discard':
+        // An EXEC without MULTI cannot come from a master; forwarding it would only error.
+        this.batchOffset = cmd.offset;
+        return;
+      case 'select':
+        this.db = parseDb(cmd);
+        break;
+      default:
+        if (isReserved(cmd)) {
+          this.opts.onReserved?.(cmd);
+          this.batchOffset = cmd.offset;
+          return;
+        }
+    }
+    this.commands.push(cmd.raw);
+    this.bytes += cmd.raw.length;
+    this.batchOffset = cmd.offset;
+    if (this.commands.length >= this.maxCommands || this.bytes >= this.maxBytes) out.push(this.cut()!);
+  }
+
+  private pushInTransaction(cmd: StreamCommand, out: StreamUnit[]): void {
+    const tx = this.tx!;
+    switch (cmd.name) {
+      case 'exec': {
+        this.tx = null;
+        if (this.opts.atomicUnits) {
+          for (const c of tx) this.commands.push(c);
+          this.bytes += this.txBytes;
+          this.db = this.txDb;
+          this.batchOffset = cmd.offset;
+          if (this.commands.length >= this.maxCommands || this.bytes >= this.maxBytes) out.push(this.cut()!);
+        } else {
+          const before = this.cut();
+          if (before !== null) out.push(before);
+          this.db = this.txDb;
+          if (tx.length > 0) out.push({ commands: tx, atomic: true, offset: cmd.offset, dbAfter: this.db, bytes: this.txBytes });
+          else this.batchOffset = cmd.offset;
+        }
+        return;
+      }
+      case 'discard':
+        this.tx = null;
+        this.batchOffset = cmd.offset;
+        return;
+      case 'multi':
+      case 'ping':
+      case 'replconf':
+        return;
+      case 'select':
+        this.txDb = parseDb(cmd);
+        break;
+      default:
+        if (isReserved(cmd)) {
+          this.opts.onReserved?.(cmd);
+          return;
+        }
+    }
+    tx.push(cmd.raw);
+    this.txBytes += cmd.raw.length;
+  }
+
+  /**
+   * Close the current batch (e.g. at the end of the bytes available now) and return it, or
+   * null when nothing has advanced. A unit may have no commands (only PINGs were seen): it
+   * still carries the offset forward.
+   */
+  cut(): StreamUnit | null {
+    if (this.batchOffset < 0) return null;
+    const u: StreamUnit = { commands: this.commands, atomic: this.opts.atomicUnits, offset: this.batchOffset, dbAfter: this.db, bytes: this.bytes };
+    this.commands = [];
+    this.bytes = 0;
+    this.batchOffset = -1;
+    return u;
+  }
+}
+
+function parseDb(cmd: StreamCommand): number {
+  const a = cmd.args[1];
+  const n = a === undefined ? NaN : Number(a.toString('latin1'));
+  return Number.isInteger(n) && n >= 0 ? n : 0;
+}
+
+function isReserved(cmd: StreamCommand): boolean {
+  const k = cmd.args[1];
+  return k !== undefined && k.length >= RESERVED.length && k.compare(RESERVED, 0, RESERVED.length, 0, RESERVED.length) === 0;
+}

@@ -1,0 +1,437 @@
+/**
+ * Translator: the decoder's record stream -> Redis commands that rebuild the dataset exactly
+ * on a target, in bounded memory. Shared by `replicant rdb --format resp` and live sync.
+ *
+ * Feed every record in order to `push(record, out)`; it appends the commands that can be
+ * produced now to `out`. A key is written in one of two ways:
+ *
+ *  - commands (default): SET (+APPEND chunks for big strings), RPUSH / SADD / ZADD / HSET
+ *    batches of `batchElements` elements or `batchBytes` bytes, HPEXPIREAT for hash field
+ *    TTLs, the stream rebuild of ./translate-stream.ts, then PEXPIREAT (or SET ... PXAT);
+ *  - `mode: 'restore'` (or 'auto', which keeps strings on SET): `RESTORE key <abs ms|0> <payload> ABSTTL [REPLACE] [IDLETIME|FREQ]`
+ *    from `keyEnd.raw` (the decoder must run with `captureRaw`). The commands of a key are
+ *    buffered (up to `restoreBufferBytes`) until keyEnd says whether raw bytes exist; if they
+ *    do, the buffer is dropped for one RESTORE, otherwise it is sent as is. A key whose
+ *    commands outgrow the buffer is written with commands from then on (its raw bytes, if
+ *    any, are ignored), so memory stays bounded by that limit plus one batch.
+ *
+ * Module values can only be written with RESTORE: without raw bytes such a key is reported
+ * (`onUntranslatable`). Functions become `FUNCTION LOAD REPLACE`, the old `lua` AUX field
+ * `SCRIPT LOAD`. Keys already expired at `now()` are skipped and counted unless
+ * `includeExpired`. With `replace`, each collection key starts with `DEL key` (strings are
+ * overwritten by SET anyway) and RESTORE gets REPLACE.
+ */
+import { buildDumpPayload } from '../rdb/dump.js';
+import type { KeyHeader, RdbRecord } from '../rdb/types.js';
+import { encodedLength, type Arg } from '../resp/encode.js';
+import { ExitCode, ReplicantError, printableKey } from '../errors.js';
+import { ARG_OVERHEAD, argBytes, formatScore, parseTargetVersion } from './translate-format.js';
+import { StreamRebuilder, type Command } from './translate-stream.js';
+
+export type { Command } from './translate-stream.js';
+export { formatScore, parseTargetVersion } from './translate-format.js';
+
+export interface TranslateOptions {
+  /**
+   * 'commands' (default); 'restore': RESTORE whenever the key's raw bytes are known; 'auto':
+   * like 'restore' except for strings, which plain SET writes faster than RESTORE.
+   */
+  mode?: 'commands' | 'restore' | 'auto';
+  /** Overwrite existing keys: DEL before a collection's commands, REPLACE on RESTORE. Default false. */
+  replace?: boolean;
+  /** Write keys whose expiry is already past. Default false (they are skipped and counted). */
+  includeExpired?: boolean;
+  /** Clock for the expiry check, Unix ms. Default Date.now. */
+  now?: () => number;
+  /** Target server version, e.g. "7.0" or "6.2.14"; gates newer syntax. Default: newest. */
+  targetVersion?: string;
+  /** RDB version written into DUMP payloads. Default: the file's, from the header record. */
+  payloadVersion?: number;
+  /** Most elements per RPUSH/SADD/ZADD/HSET (pairs count as one). Default 512. */
+  batchElements?: number;
+  /** Most value bytes per command, and the string size above which SET + APPEND is used. Default 1 MiB. */
+  batchBytes?: number;
+  /** Restore mode: most bytes of commands held per key while waiting for keyEnd. Default 8 MiB. */
+  restoreBufferBytes?: number;
+  /** What to do with a key that cannot be written (a module value without raw bytes). Default 'fail'. */
+  onUntranslatable?: 'fail' | 'skip';
+  /** Emit SELECT when the db of the next key differs from the last one. Default true. */
+  emitSelect?: boolean;
+  /** Told about everything that is not reproduced exactly (skipped keys, unsupported features). */
+  onIssue?: (issue: TranslateIssue) => void;
+}
+
+export interface TranslateIssue {
+  db: number | null;
+  key: Buffer | null;
+  message: string;
+}
+
+export interface TranslateStats {
+  /** Keys written (with commands or RESTORE). */
+  keys: number;
+  restoredKeys: number;
+  commandKeys: number;
+  /** Collections with no elements (Redis skips them when loading; nothing is created). */
+  emptyKeys: number;
+  expiredSkipped: number;
+  /** Keys the decoder skipped as corrupt (keySkipped records). */
+  corruptSkipped: number;
+  untranslatable: number;
+  /** Hash fields whose TTL had already passed (not written unless includeExpired). */
+  expiredFieldsSkipped: number;
+  functions: number;
+  scripts: number;
+  issues: number;
+}
+
+/** A key that cannot be expressed as commands (and has no raw bytes for RESTORE). */
+export class UntranslatableKeyError extends ReplicantError {
+  readonly key: Buffer;
+  constructor(message: string, key: Buffer) {
+    super('UNTRANSLATABLE', `${message} (key ${JSON.stringify(printableKey(key))})`, ExitCode.DATA);
+    this.key = key;
+  }
+}
+
+const NEWEST = 9999;
+
+export class Translator {
+  readonly stats: TranslateStats = {
+    keys: 0, restoredKeys: 0, commandKeys: 0, emptyKeys: 0, expiredSkipped: 0, corruptSkipped: 0,
+    untranslatable: 0, expiredFieldsSkipped: 0, functions: 0, scripts: 0, issues: 0,
+  };
+
+  private readonly mode: 'commands' | 'restore' | 'auto';
+  private readonly replace: boolean;
+  private readonly includeExpired: boolean;
+  private readonly now: () => number;
+  private readonly target: number;
+  private readonly batchElements: number;
+  private readonly batchBytes: number;
+  private readonly restoreBufferBytes: number;
+  private readonly failUntranslatable: boolean;
+  private readonly emitSelect: boolean;
+  private readonly onIssue: ((issue: TranslateIssue) => void) | undefined;
+  private payloadVersion: number | null;
+
+  private currentDb = -1;
+  private out: Command[] = [];
+
+  // State of the key being translated (null between keys).
+  private cur: KeyHeader | null = null;
+  private skipping = false;
+  private buffering = false;
+  private buffer: Command[] = [];
+  private bufferBytes = 0;
+  private emittedToOut = false;
+  private wroteData = false;
+  private expirySet = false;
+  private pending: Command | null = null;
+  private pendingItems = 0;
+  private pendingBytes = 0;
+  private pendingTtls: Map<number, Buffer[]> | null = null;
+  private droppedFieldTtls = 0;
+  private stream: StreamRebuilder | null = null;
+  private moduleName = '';
+
+  constructor(opts: TranslateOptions = {}) {
+    this.mode = opts.mode ?? 'commands';
+    this.replace = opts.replace ?? false;
+    this.includeExpired = opts.includeExpired ?? false;
+    this.now = opts.now ?? Date.now;
+    this.target = opts.targetVersion === undefined ? NEWEST : parseTargetVersion(opts.targetVersion);
+    this.batchElements = Math.max(1, opts.batchElements ?? 512);
+    this.batchBytes = Math.max(1, opts.batchBytes ?? 1024 * 1024);
+    this.restoreBufferBytes = opts.restoreBufferBytes ?? 8 * 1024 * 1024;
+    this.failUntranslatable = (opts.onUntranslatable ?? 'fail') === 'fail';
+    this.emitSelect = opts.emitSelect ?? true;
+    this.onIssue = opts.onIssue;
+    this.payloadVersion = opts.payloadVersion ?? null;
+  }
+
+  /** The db of the last SELECT emitted, -1 before the first. */
+  get selectedDb(): number {
+    return this.currentDb;
+  }
+
+  /** Translate one record; appends the commands it produces to `out` and returns `out`. */
+  push(rec: RdbRecord, out: Command[] = []): Command[] {
+    this.out = out;
+    switch (rec.kind) {
+      case 'header':
+        if (this.payloadVersion === null) this.payloadVersion = rec.version;
+        break;
+      case 'aux':
+        if (rec.key.equals(LUA)) {
+          out.push(['SCRIPT', 'LOAD', rec.value]);
+          this.stats.scripts++;
+        }
+        break;
+      case 'function':
+        if (this.target >= 700) {
+          out.push(['FUNCTION', 'LOAD', 'REPLACE', rec.code]);
+          this.stats.functions++;
+        } else {
+          this.issue(null, null, 'a function library needs a 7.0+ target: not loaded');
+        }
+        break;
+      case 'keyStart':
+        this.startKey(rec);
+        break;
+      case 'keyEnd':
+        this.endKey(rec.raw);
+        break;
+      case 'keySkipped':
+        this.skipKey(rec.error);
+        break;
+      default:
+        if (this.cur !== null && !this.skipping) this.value(rec);
+    }
+    return out;
+  }
+
+  private startKey(h: KeyHeader): void {
+    this.cur = h;
+    this.skipping = false;
+    this.buffering = this.mode === 'restore' || (this.mode === 'auto' && h.type !== 'string');
+    this.buffer = [];
+    this.bufferBytes = 0;
+    this.emittedToOut = false;
+    this.wroteData = false;
+    this.expirySet = false;
+    this.pending = null;
+    this.pendingTtls = null;
+    this.droppedFieldTtls = 0;
+    this.stream = null;
+    this.moduleName = '';
+    if (!this.includeExpired && h.expireMs !== null && h.expireMs <= this.now()) {
+      this.skipping = true;
+      this.stats.expiredSkipped++;
+      return;
+    }
+    if (this.emitSelect && h.db !== this.currentDb) {
+      this.out.push(['SELECT', h.db]);
+      this.currentDb = h.db;
+    }
+    if (h.type === 'stream') {
+      if (this.target < 500) this.untranslatable('streams need a 5.0+ target');
+      else this.stream = new StreamRebuilder(h.key, (c) => this.data(c), { targetVersion: this.target, issue: (m) => this.issue(h.db, h.key, m) });
+    }
+    if (this.replace && h.type !== 'string' && h.type !== 'module' && !this.skipping) this.emit(['DEL', h.key]);
+  }
+
+  private value(rec: RdbRecord): void {
+    const h = this.cur!;
+    switch (rec.kind) {
+      case 'string':
+        this.writeString(h, rec.value);
+        break;
+      case 'listItems':
+        for (const item of rec.items) this.add('RPUSH', item, null);
+        break;
+      case 'setItems':
+        for (const item of rec.items) this.add('SADD', item, null);
+        break;
+      case 'zsetItems':
+        for (const z of rec.items) this.add('ZADD', formatScore(z.score), z.member);
+        break;
+      case 'hashItems':
+        for (const it of rec.items) {
+          if (it.expireMs !== null) {
+            if (it.expireMs <= this.now() && !this.includeExpired) {
+              this.stats.expiredFieldsSkipped++;
+              continue;
+            }
+            this.add('HSET', it.field, it.value);
+            if (this.target >= 704) {
+              this.pendingTtls ??= new Map();
+              const fields = this.pendingTtls.get(it.expireMs);
+              if (fields) fields.push(it.field);
+              else this.pendingTtls.set(it.expireMs, [it.field]);
+            } else {
+              this.droppedFieldTtls++;
+            }
+          } else {
+            this.add('HSET', it.field, it.value);
+          }
+        }
+        break;
+      case 'streamEntries':
+        this.stream?.entries(rec.entries);
+        break;
+      case 'streamMeta':
+        this.stream?.meta(rec.meta);
+        break;
+      case 'streamGroup':
+        this.stream?.startGroup(rec.group);
+        break;
+      case 'streamPel':
+        this.stream?.pel(rec.entries);
+        break;
+      case 'streamConsumer':
+        this.stream?.consumer(rec.consumer);
+        break;
+      case 'module':
+        this.moduleName = rec.moduleName; // only RESTORE can write it; decided at keyEnd
+        break;
+      default:
+        break; // top-level records (selectDb, resizeDb, ...) carry nothing to write
+    }
+  }
+
+  private writeString(h: KeyHeader, value: Buffer): void {
+    if (value.length <= this.batchBytes) {
+      if (h.expireMs !== null && this.target >= 602) {
+        this.data(['SET', h.key, value, 'PXAT', h.expireMs]);
+        this.expirySet = true;
+      } else {
+        this.data(['SET', h.key, value]);
+      }
+      return;
+    }
+    // SET overwrites whatever was there; later pieces are APPENDed.
+    this.data(['SET', h.key, value.subarray(0, this.batchBytes)]);
+    for (let o = this.batchBytes; o < value.length; o += this.batchBytes) {
+      this.data(['APPEND', h.key, value.subarray(o, Math.min(value.length, o + this.batchBytes))]);
+    }
+  }
+
+  /** Add one element (or pair) to the open variadic command, flushing it when full. */
+  private add(verb: string, a: Arg, b: Arg | null): void {
+    if (this.pending === null) {
+      this.pending = [verb, this.cur!.key];
+      this.pendingItems = 0;
+      this.pendingBytes = 0;
+    }
+    this.pending.push(a);
+    this.pendingBytes += argBytes(a) + ARG_OVERHEAD;
+    if (b !== null) {
+      this.pending.push(b);
+      this.pendingBytes += argBytes(b) + ARG_OVERHEAD;
+    }
+    if (++this.pendingItems >= this.batchElements || this.pendingBytes >= this.batchBytes) this.flushPending();
+  }
+
+  private flushPending(): void {
+    if (this.pending !== null) {
+      this.data(this.pending);
+      this.pending = null;
+    }
+    const ttls = this.pendingTtls;
+    if (ttls !== null && ttls.size > 0) {
+      const key = this.cur!.key;
+      for (const [ms, fields] of ttls) {
+        for (let i = 0; i < fields.length; i += this.batchElements) {
+          const part = fields.slice(i, i + this.batchElements);
+          this.data(['HPEXPIREAT', key, ms, 'FIELDS', part.length, ...part]);
+        }
+      }
+      ttls.clear();
+    }
+  }
+
+  private endKey(raw: Buffer | null): void {
+    const h = this.cur;
+    if (h === null) return;
+    try {
+      if (!this.skipping) this.finishKey(h, raw);
+    } finally {
+      this.cur = null;
+      this.pending = null;
+      this.buffer = [];
+      this.stream = null;
+    }
+  }
+
+  private finishKey(h: KeyHeader, raw: Buffer | null): void {
+    if (h.type === 'module') {
+      if (raw !== null) this.restore(h, raw);
+      else this.untranslatable(`module value (${this.moduleName || `type ${h.rdbType}`}) can only be written with RESTORE, and its raw bytes were not captured`);
+      return;
+    }
+    if (this.buffering && raw !== null) {
+      this.buffer = [];
+      this.restore(h, raw);
+      return;
+    }
+    this.flushPending();
+    this.stream?.finish();
+    if (this.droppedFieldTtls > 0) {
+      this.issue(h.db, h.key, `${this.droppedFieldTtls} hash field TTLs need a 7.4+ target (HPEXPIREAT): fields written without TTL`);
+    }
+    if (this.wroteData && h.expireMs !== null && !this.expirySet) this.data(['PEXPIREAT', h.key, h.expireMs]);
+    if (this.buffering) this.spill();
+    if (this.wroteData) {
+      this.stats.keys++;
+      this.stats.commandKeys++;
+    } else {
+      this.stats.emptyKeys++;
+    }
+  }
+
+  private restore(h: KeyHeader, raw: Buffer): void {
+    if (this.payloadVersion === null) throw new Error('RESTORE needs the RDB version: no header record seen and no payloadVersion option');
+    const cmd: Command = ['RESTORE', h.key, h.expireMs ?? 0, buildDumpPayload(raw, this.payloadVersion), 'ABSTTL'];
+    if (this.replace) cmd.push('REPLACE');
+    if (h.lruIdle !== null) cmd.push('IDLETIME', h.lruIdle);
+    else if (h.lfuFreq !== null) cmd.push('FREQ', h.lfuFreq);
+    this.out.push(cmd);
+    this.stats.keys++;
+    this.stats.restoredKeys++;
+  }
+
+  private skipKey(error: Error): void {
+    const h = this.cur;
+    if (h === null) return;
+    this.cur = null;
+    this.pending = null;
+    this.buffer = [];
+    if (this.skipping) return;
+    // Commands already sent built part of the key: remove it rather than leave half a value.
+    if (this.emittedToOut) this.out.push(['DEL', h.key]);
+    this.stats.corruptSkipped++;
+    this.issue(h.db, h.key, `corrupt value skipped: ${error.message}`);
+  }
+
+  private untranslatable(message: string): void {
+    const h = this.cur;
+    if (h === null) return;
+    this.skipping = true;
+    if (this.failUntranslatable) throw new UntranslatableKeyError(`${message} at byte ${h.offset}`, h.key);
+    this.stats.untranslatable++;
+    this.issue(h.db, h.key, message);
+  }
+
+  /** A command that writes part of the value. */
+  private data(cmd: Command): void {
+    this.wroteData = true;
+    this.emit(cmd);
+  }
+
+  private emit(cmd: Command): void {
+    if (!this.buffering) {
+      this.out.push(cmd);
+      this.emittedToOut = true;
+      return;
+    }
+    this.buffer.push(cmd);
+    this.bufferBytes += encodedLength(cmd);
+    if (this.bufferBytes > this.restoreBufferBytes) this.spill();
+  }
+
+  /** Restore mode gives up on RESTORE for this key: send what was buffered, stream the rest. */
+  private spill(): void {
+    for (const c of this.buffer) this.out.push(c);
+    if (this.buffer.length > 0) this.emittedToOut = true;
+    this.buffer = [];
+    this.buffering = false;
+  }
+
+  private issue(db: number | null, key: Buffer | null, message: string): void {
+    this.stats.issues++;
+    this.onIssue?.({ db, key, message });
+  }
+}
+
+const LUA = Buffer.from('lua');

@@ -1,0 +1,7 @@
+/** Target writers: standalone (`TargetWriter`) and cluster (`ClusterTargetWriter`). */
+export { TargetWriter, type WriterHooks, type TargetWriterEvents } from './writer.js';
+export { TargetCommandError, TargetExecAbortError, TargetError, type CommandErrorDetails } from './errors.js';
+export type { TargetEndpoint, TargetInfo, WriteUnit, TargetWriterOptions, ErrorPolicy, WriterStats } from './types.js';
+export { rdbVersionFor } from './probe.js';
+export { ClusterTargetWriter, type ClusterWriterOptions } from './cluster.js';
+export { keySlot, crc16 } from './key-slot.js';

@@ -1,0 +1,113 @@
+/** Target capability probe: INFO server/keyspace/modules/cluster and CONFIG GET databases, parsed into TargetInfo. */
+import type { Logger } from '../observe/logger.js';
+import { TargetError } from './errors.js';
+import type { TargetInfo } from './types.js';
+
+/** `field:value` lines of an INFO reply (section headers and blank lines skipped). */
+export function parseInfo(text: string): Map<string, string> {
+  const out = new Map<string, string>();
+  for (const line of text.split('\r\n')) {
+    if (line === '' || line.startsWith('#')) continue;
+    const i = line.indexOf(':');
+    if (i > 0) out.set(line.slice(0, i), line.slice(i + 1));
+  }
+  return out;
+}
+
+/**
+ * The newest RDB version a server of this version writes and loads (see redis-internals.md §2.2).
+ * Unknown newer versions map to the newest version we know, never higher: a lower figure only
+ * makes the caller choose plain commands over RESTORE, which is always safe.
+ */
+export function rdbVersionFor(major: number, minor: number, valkey: boolean): number {
+  if (valkey) {
+    if (major >= 9) return 80;
+    return 11; // Valkey 7.2, 8.0, 8.1 write REDIS0011
+  }
+  const v = major * 100 + minor;
+  if (v >= 808) return 14;
+  if (v >= 806) return 13;
+  if (v >= 704) return 12;
+  if (v >= 702) return 11;
+  if (v >= 700) return 10;
+  if (v >= 500) return 9;
+  if (v >= 400) return 8;
+  if (v >= 302) return 7;
+  if (v >= 206) return 6;
+  if (v >= 204) return 2;
+  return 1;
+}
+
+/** Sum of `keys=` over the `dbN:keys=..,expires=..` lines of INFO keyspace. */
+export function keyspaceTotal(info: Map<string, string>): number {
+  let total = 0;
+  for (const [k, v] of info) {
+    if (!/^db\d+$/.test(k)) continue;
+    const m = /(?:^|,)keys=(\d+)/.exec(v);
+    if (m) total += Number(m[1]);
+  }
+  return total;
+}
+
+/** Module names from INFO modules (`module:name=search,ver=...`). */
+export function moduleNames(raw: string): string[] {
+  const out: string[] = [];
+  for (const line of raw.split('\r\n')) {
+    const m = /^module:name=([^,]+)/.exec(line);
+    if (m) out.push(m[1]!);
+  }
+  return out;
+}
+
+export interface ProbeReplies {
+  server: string;
+  keyspace: string;
+  modules: string;
+  cluster: string;
+  /** CONFIG GET databases reply, or undefined when the target refused it. */
+  databases: number | undefined;
+}
+
+export function buildTargetInfo(r: ProbeReplies): TargetInfo {
+  const server = parseInfo(r.server);
+  const valkeyVersion = server.get('valkey_version');
+  const valkey = valkeyVersion !== undefined || server.get('server_name') === 'valkey';
+  const version = valkeyVersion ?? server.get('redis_version') ?? '0.0.0';
+  const [major = 0, minor = 0] = version.split('.').map((p) => Number.parseInt(p, 10) || 0);
+  return {
+    version,
+    major,
+    minor,
+    rdbVersion: rdbVersionFor(major, minor, valkey),
+    valkey,
+    cluster: parseInfo(r.cluster).get('cluster_enabled') === '1',
+    dbsize: keyspaceTotal(parseInfo(r.keyspace)),
+    databases: r.databases ?? 16,
+    modules: moduleNames(r.modules),
+  };
+}
+
+/**
+ * Probes a connected target through `call`. INFO server is required; the other sections and
+ * CONFIG GET databases are tolerated to fail (restricted ACLs, renamed commands).
+ */
+export async function probeTarget(call: (args: string[]) => Promise<unknown>, address: string, log: Logger): Promise<TargetInfo> {
+  const section = async (name: string): Promise<string> => {
+    try {
+      return String(await call(['INFO', name]));
+    } catch (e) {
+      if (name === 'server') throw new TargetError(`target ${address}: INFO server failed: ${(e as Error).message}`);
+      log.debug({ section: name, err: (e as Error).message }, 'target INFO section unavailable');
+      return '';
+    }
+  };
+  const [server, keyspace, modules, cluster] = await Promise.all([section('server'), section('keyspace'), section('modules'), section('cluster')]);
+  let databases: number | undefined;
+  try {
+    const r = await call(['CONFIG', 'GET', 'databases']);
+    if (Array.isArray(r) && r.length >= 2) databases = Number(r[1]) || undefined;
+  } catch (e) {
+    log.debug({ err: (e as Error).message }, 'CONFIG GET databases refused; assuming 16');
+  }
+  return buildTargetInfo({ server, keyspace, modules, cluster, databases });
+}

@@ -1,0 +1,64 @@
+/** Public types of the target writers (standalone and cluster). */
+import type { Logger } from '../observe/logger.js';
+
+export interface TargetEndpoint {
+  host: string;
+  port: number;
+  username?: string;
+  password?: string;
+}
+
+/**
+ * One batch of commands that completes (is applied) as a whole.
+ * The payload is written to the socket as is and must not be mutated after `submit`.
+ */
+export interface WriteUnit {
+  /** RESP-encoded commands (one Buffer may hold one or several commands; `count` says how many replies to expect). */
+  payload: Buffer | Buffer[];
+  /** Number of commands in `payload` (= replies expected, not counting the MULTI/EXEC the writer adds). */
+  count: number;
+  /** Wrap in MULTI ... EXEC (the writer adds MULTI/EXEC; the payload must not contain them). */
+  atomic?: boolean;
+  /** Replication offset this unit completes; reported through 'applied' once its replies are all in. */
+  offset?: number;
+}
+
+export interface TargetInfo {
+  /** Server version (valkey_version for Valkey, else redis_version). */
+  version: string;
+  major: number;
+  minor: number;
+  /** Highest RDB version the target can load (decides whether RESTORE of a source DUMP payload is possible). */
+  rdbVersion: number;
+  valkey: boolean;
+  cluster: boolean;
+  /** Total keys across all dbs (INFO keyspace). */
+  dbsize: number;
+  /** CONFIG GET databases; 16 when CONFIG is not allowed. */
+  databases: number;
+  /** Loaded module names (INFO modules). */
+  modules: string[];
+}
+
+export type ErrorPolicy = 'fail' | 'skip';
+
+export interface TargetWriterOptions {
+  /** Written-but-unanswered bytes above which `submit` returns false. Default 64 MiB. */
+  maxInflightBytes?: number;
+  /** What a command error reply does: 'fail' stops the writer, 'skip' counts, logs and goes on. Default 'fail'. */
+  onError?: ErrorPolicy;
+  logger?: Logger;
+  /** TCP connect + AUTH + probe deadline. Default 10 s. */
+  connectTimeoutMs?: number;
+}
+
+export interface WriterStats {
+  /** Commands whose reply arrived (errors included). */
+  commands: number;
+  /** Units fully answered. */
+  units: number;
+  /** Command error replies (skipped or fatal). */
+  errors: number;
+  /** Bytes written to the socket. */
+  bytes: number;
+}

@@ -1,0 +1,439 @@
+/**
+ * Standalone target writer: one pipelined connection. Units are written as they are submitted
+ * (small ones gathered into larger socket writes), replies are counted against a FIFO of units,
+ * and a unit's `offset` is reported ('applied', `appliedOffset`) once all its replies are in.
+ *
+ * Command errors are attributed to the command that produced them by re-reading that command out
+ * of the unit's payload at error time (no per-command bookkeeping on the hot path).
+ *
+ * Atomic units (MULTI ... EXEC): a command rejected while queuing makes EXEC reply -EXECABORT and
+ * nothing of the unit is applied. Later units are already on the wire by then, so the writer cannot
+ * re-send the unit without the offending command in order: an EXECABORT is always fatal ('error'),
+ * whatever the error policy, and recovery (isolating the command) is the caller's job.
+ */
+import { EventEmitter } from 'node:events';
+import { connect as netConnect, type Socket } from 'node:net';
+import RedisParser from 'redis-parser';
+import { printableKey } from '../errors.js';
+import { encodeCommand, type Arg } from '../resp/encode.js';
+import { silentLogger, type Logger } from '../observe/logger.js';
+import { commandName, firstKeyIndex } from './command-keys.js';
+import { TargetCommandError, TargetError, TargetExecAbortError } from './errors.js';
+import { probeTarget } from './probe.js';
+import { commandAt } from './request-decoder.js';
+import type { ErrorPolicy, TargetEndpoint, TargetInfo, TargetWriterOptions, WriteUnit, WriterStats } from './types.js';
+import { GatheredOutput } from './socket-output.js';
+import { PendingUnit, UnitKind, UnitQueue } from './unit-queue.js';
+
+const MULTI = encodeCommand(['MULTI']);
+const EXEC = encodeCommand(['EXEC']);
+/** Individual skipped-error log lines before switching to debug level. */
+const WARN_LOG_LIMIT = 100;
+
+/** Internal hooks for the cluster writer (redirect handling). */
+export interface WriterHooks {
+  /**
+   * Called for every command error in a plain unit before the error policy. Returning true means
+   * the error was handled (e.g. MOVED re-sent elsewhere): it is neither counted nor reported.
+   */
+  interceptError?: (err: TargetCommandError, args: Buffer[] | undefined) => boolean;
+}
+
+type State = 'connecting' | 'open' | 'closing' | 'failed' | 'closed';
+
+interface Waiter {
+  seq: number;
+  resolve: () => void;
+  reject: (e: Error) => void;
+}
+
+export interface TargetWriterEvents {
+  applied: [offset: number];
+  commandError: [err: TargetCommandError];
+  error: [err: TargetError];
+}
+
+export class TargetWriter extends EventEmitter<TargetWriterEvents> {
+  /** Probed at connect. */
+  info!: TargetInfo;
+  readonly stats: WriterStats = { commands: 0, units: 0, errors: 0, bytes: 0 };
+  /** "host:port", used in every message. */
+  readonly address: string;
+
+  private readonly socket: Socket;
+  private readonly parser: RedisParser;
+  private readonly queue = new UnitQueue();
+  private readonly maxInflight: number;
+  private readonly policy: ErrorPolicy;
+  private readonly log: Logger;
+  private readonly hooks: WriterHooks;
+  private state: State = 'connecting';
+  private failure: TargetError | undefined;
+  private inflight = 0;
+  private seq = 0;
+  private applied: number | undefined;
+  private readonly out: GatheredOutput;
+  private flushWaiters: Waiter[] = [];
+  private drainWaiters: Waiter[] = [];
+
+  /** Connects, authenticates and probes the target. Rejects with TargetError. */
+  static async connect(endpoint: TargetEndpoint, opts: TargetWriterOptions = {}, hooks: WriterHooks = {}): Promise<TargetWriter> {
+    const w = new TargetWriter(endpoint, opts, hooks);
+    const timeoutMs = opts.connectTimeoutMs ?? 10_000;
+    let timer: NodeJS.Timeout | undefined;
+    const deadline = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => reject(new TargetError(`target ${w.address}: no connection (connect, AUTH and probe) within ${timeoutMs} ms`)), timeoutMs);
+    });
+    try {
+      await Promise.race([w.open(endpoint), deadline]);
+      return w;
+    } catch (e) {
+      w.destroy();
+      throw e;
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  private constructor(endpoint: TargetEndpoint, opts: TargetWriterOptions, hooks: WriterHooks) {
+    super();
+    this.address = `${endpoint.host}:${endpoint.port}`;
+    this.maxInflight = opts.maxInflightBytes ?? 64 * 1024 * 1024;
+    this.policy = opts.onError ?? 'fail';
+    this.log = (opts.logger ?? silentLogger()).child({ target: this.address });
+    this.hooks = hooks;
+    this.parser = new RedisParser({
+      returnBuffers: false,
+      returnReply: (reply: unknown) => this.onReply(reply),
+      returnError: (err: Error) => this.onErrorReply(err.message),
+      returnFatalError: (err: Error) => this.fail(new TargetError(`target ${this.address}: unparsable reply (${err.message})`, { cause: err })),
+    });
+    this.socket = netConnect({ host: endpoint.host, port: endpoint.port });
+    this.out = new GatheredOutput(this.socket);
+  }
+
+  private async open(endpoint: TargetEndpoint): Promise<void> {
+    const s = this.socket;
+    await new Promise<void>((resolve, reject) => {
+      const onError = (e: Error) => reject(new TargetError(`cannot connect to target ${this.address}: ${e.message}`, { cause: e }));
+      s.once('error', onError);
+      s.once('connect', () => {
+        s.off('error', onError);
+        resolve();
+      });
+    });
+    s.setNoDelay(true);
+    s.setKeepAlive(true, 30_000);
+    s.on('data', (chunk: Buffer) => this.onData(chunk));
+    s.on('error', (e) => this.fail(new TargetError(`target ${this.address}: connection error: ${e.message}${this.pendingSummary()}`, { cause: e })));
+    s.on('close', () => this.onClose());
+    this.state = 'open';
+    if (endpoint.password !== undefined && endpoint.password !== '') {
+      const auth = endpoint.username ? ['AUTH', endpoint.username, endpoint.password] : ['AUTH', endpoint.password];
+      try {
+        await this.call(auth);
+      } catch (e) {
+        const reply = e instanceof TargetCommandError ? e.reply : (e as Error).message;
+        throw new TargetError(`target ${this.address}: authentication${endpoint.username ? ` as "${endpoint.username}"` : ''} failed: ${reply}`);
+      }
+    }
+    this.info = await probeTarget((args) => this.call(args), this.address, this.log);
+  }
+
+  /** Highest offset of the units fully applied, in submission order. */
+  get appliedOffset(): number | undefined {
+    return this.applied;
+  }
+
+  /** Bytes written (or gathered for writing) whose replies have not all arrived. */
+  get inflightBytes(): number {
+    return this.inflight;
+  }
+
+  /** Units written and not yet fully answered. */
+  get pendingUnits(): number {
+    return this.queue.length;
+  }
+
+  /**
+   * Queues a unit for writing. Returns false when the in-flight bytes exceed the budget: await
+   * waitDrain() before submitting more. Throws TargetError only when the writer has failed or is
+   * closed (reply errors are reported through events, never thrown here).
+   */
+  submit(unit: WriteUnit): boolean {
+    this.assertOpen();
+    const { payload, count } = unit;
+    if (!Number.isInteger(count) || count < 0) throw new TargetError(`target ${this.address}: unit count must be a non-negative integer, got ${count}`);
+    const atomic = unit.atomic === true;
+    let bytes = 0;
+    if (atomic) {
+      bytes += this.write(MULTI);
+    }
+    if (Buffer.isBuffer(payload)) bytes += this.write(payload);
+    else for (const p of payload) bytes += this.write(p);
+    if (atomic) bytes += this.write(EXEC);
+    const u = new PendingUnit(atomic ? UnitKind.ATOMIC : UnitKind.PLAIN, payload, count, atomic ? count + 2 : count, bytes, unit.offset, ++this.seq);
+    this.inflight += bytes;
+    this.queue.push(u);
+    if (u.expected === 0 && this.queue.peek() === u) this.completeHead(undefined);
+    return this.inflight < this.maxInflight;
+  }
+
+  /** Resolves when submitting is allowed again (in-flight bytes under the budget: at half of it after a stall). */
+  waitDrain(): Promise<void> {
+    if (this.failure) return Promise.reject(this.failure);
+    if (this.inflight < this.maxInflight) return Promise.resolve();
+    this.out.flush();
+    return new Promise((resolve, reject) => this.drainWaiters.push({ seq: 0, resolve, reject }));
+  }
+
+  /** Resolves once every unit submitted so far got all its replies; rejects with TargetError if the writer failed. */
+  flush(): Promise<void> {
+    if (this.failure) return Promise.reject(this.failure);
+    if (this.queue.length === 0) return Promise.resolve();
+    this.out.flush();
+    return new Promise((resolve, reject) => this.flushWaiters.push({ seq: this.seq, resolve, reject }));
+  }
+
+  /**
+   * Runs one command and resolves with its reply (strings, numbers, arrays, null). Ordered with
+   * the units. An error reply rejects with TargetCommandError and does not go through the error
+   * policy. For control-plane use: SELECT, DBSIZE, FLUSHALL, the checkpoint key...
+   */
+  call(args: readonly Arg[]): Promise<unknown> {
+    try {
+      this.assertOpen(true);
+    } catch (e) {
+      return Promise.reject(e as Error);
+    }
+    const payload = encodeCommand(args);
+    return new Promise((resolve, reject) => {
+      const settle = (err: Error | undefined, reply: unknown) => (err ? reject(err) : resolve(reply));
+      const bytes = this.write(payload);
+      this.inflight += bytes;
+      this.queue.push(new PendingUnit(UnitKind.CALL, payload, 1, 1, bytes, undefined, ++this.seq, settle));
+    });
+  }
+
+  /** Graceful: waits for every reply, then QUIT. After a failure it only releases the socket. */
+  async close(): Promise<void> {
+    if (this.state === 'failed' || this.state === 'closed') {
+      this.destroy();
+      return;
+    }
+    try {
+      await this.flush();
+      const quit = this.call(['QUIT']).catch(() => undefined);
+      this.state = 'closing';
+      this.out.flush();
+      await quit;
+    } finally {
+      this.destroy();
+    }
+  }
+
+  /** Immediate: drops the connection; pending units are neither awaited nor reported. */
+  destroy(): void {
+    if (this.state === 'closed') return;
+    const wasFailed = this.state === 'failed';
+    this.state = 'closed';
+    this.out.discard();
+    this.socket.destroy();
+    if (!wasFailed) this.rejectAll(this.failure ?? new TargetError(`target ${this.address}: writer closed with ${this.queue.length} unit(s) awaiting replies`));
+  }
+
+  // ---- output -------------------------------------------------------------------------------
+
+  private write(buf: Buffer): number {
+    this.out.push(buf);
+    this.stats.bytes += buf.length;
+    return buf.length;
+  }
+
+  // ---- replies ------------------------------------------------------------------------------
+
+  private onData(chunk: Buffer): void {
+    try {
+      this.parser.execute(chunk);
+    } catch (e) {
+      // A throwing 'applied'/'commandError' listener lands here: that is a caller bug, but the reply
+      // stream is now out of step, so the writer cannot go on.
+      this.fail(new TargetError(`target ${this.address}: reply handling failed: ${(e as Error).message}`, { cause: e }));
+    }
+  }
+
+  private onReply(reply: unknown): void {
+    const u = this.queue.peek();
+    if (u === undefined) return this.unexpectedReply(reply);
+    if (u.kind === UnitKind.PLAIN) {
+      if (++u.replied === u.expected) this.completeHead(undefined);
+      return;
+    }
+    if (u.kind === UnitKind.CALL) return this.completeHead(reply);
+    this.atomicReply(u, reply, undefined);
+  }
+
+  private onErrorReply(message: string): void {
+    const u = this.queue.peek();
+    if (u === undefined) return this.unexpectedReply(`-${message}`);
+    if (u.kind === UnitKind.PLAIN) {
+      this.commandError(u, u.replied, message);
+      if (this.state !== 'open' && this.state !== 'closing') return;
+      if (++u.replied === u.expected) this.completeHead(undefined);
+      return;
+    }
+    if (u.kind === UnitKind.CALL) {
+      this.queue.shift();
+      this.release(u);
+      u.settle!(this.describeError(u, 0, message), undefined);
+      this.afterCompletion(u);
+      return;
+    }
+    this.atomicReply(u, undefined, message);
+  }
+
+  /** Reply number `u.replied` of an atomic unit: MULTI's, a queued command's, or EXEC's. */
+  private atomicReply(u: PendingUnit, reply: unknown, error: string | undefined): void {
+    const i = u.replied++;
+    if (i === 0) {
+      if (error !== undefined) this.fail(new TargetCommandError({ target: this.address, command: 'MULTI', reply: error, offset: u.offset, index: -1 }));
+      return;
+    }
+    if (i <= u.count) {
+      if (error !== undefined) (u.queueErrors ??= []).push({ index: i - 1, reply: error });
+      return;
+    }
+    // EXEC's reply.
+    if (error !== undefined || !Array.isArray(reply)) {
+      const rejected = (u.queueErrors ?? []).map((q) => this.describeError(u, q.index, q.reply, true));
+      const why = error ?? `EXEC returned ${reply === null ? 'nil (transaction aborted)' : typeof reply}`;
+      return this.fail(new TargetExecAbortError(this.address, why, rejected, u.offset));
+    }
+    if (reply.length !== u.count - (u.queueErrors?.length ?? 0)) {
+      return this.fail(new TargetError(`target ${this.address}: EXEC returned ${reply.length} replies for an atomic unit of ${u.count} commands`));
+    }
+    // EXEC's replies are those of the commands accepted when queued, in order. (Commands rejected at
+    // queue time without EXECABORT happen only on servers older than 2.6.5: they were not applied.)
+    const rejected = u.queueErrors;
+    let k = 0;
+    for (let index = 0; index < u.count; index++) {
+      const q = rejected?.find((e) => e.index === index);
+      const r: unknown = q === undefined ? reply[k++] : undefined;
+      if (q !== undefined || r instanceof Error) {
+        this.commandError(u, index, q !== undefined ? q.reply : (r as Error).message);
+        if (this.state !== 'open' && this.state !== 'closing') return;
+      }
+    }
+    this.completeHead(undefined);
+  }
+
+  private unexpectedReply(reply: unknown): void {
+    const shown = typeof reply === 'string' ? reply.slice(0, 100) : JSON.stringify(reply)?.slice(0, 100);
+    this.fail(new TargetError(`target ${this.address}: reply ${shown} arrived with no command awaiting one`));
+  }
+
+  /** Names the command at `index` of `u` and its key, reading them back from the payload. */
+  private describeError(u: PendingUnit, index: number, reply: string, queued = false): TargetCommandError {
+    const args = commandAt(u.payload, index);
+    const command = args ? commandName(args) : '';
+    const k = args ? firstKeyIndex(command, args) : -1;
+    return new TargetCommandError({
+      target: this.address,
+      command,
+      ...(k >= 0 ? { key: printableKey(args![k]!) } : {}),
+      reply,
+      offset: u.offset,
+      index,
+      queued,
+    });
+  }
+
+  private commandError(u: PendingUnit, index: number, reply: string): void {
+    const err = this.describeError(u, index, reply);
+    if (this.hooks.interceptError && u.kind === UnitKind.PLAIN && this.hooks.interceptError(err, commandAt(u.payload, index))) return;
+    this.stats.errors++;
+    if (this.policy === 'fail') return this.fail(err);
+    const fields = { command: err.command, key: err.key, reply: err.reply, offset: err.offset };
+    if (this.stats.errors <= WARN_LOG_LIMIT) {
+      this.log.warn(fields, this.stats.errors === WARN_LOG_LIMIT ? 'target rejected a command; skipped (further ones logged at debug level)' : 'target rejected a command; skipped');
+    } else {
+      this.log.debug(fields, 'target rejected a command; skipped');
+    }
+    this.emit('commandError', err);
+  }
+
+  // ---- completion ---------------------------------------------------------------------------
+
+  private release(u: PendingUnit): void {
+    this.inflight -= u.bytes;
+  }
+
+  /** The head unit got all its replies. */
+  private completeHead(reply: unknown): void {
+    for (;;) {
+      const u = this.queue.shift()!;
+      this.release(u);
+      if (u.kind === UnitKind.CALL) {
+        u.settle!(undefined, reply);
+      } else {
+        this.stats.units++;
+        this.stats.commands += u.count;
+        if (u.offset !== undefined) {
+          this.applied = u.offset;
+          this.emit('applied', u.offset);
+        }
+      }
+      this.afterCompletion(u);
+      // Zero-command units queued behind this one complete now, in order.
+      const next = this.queue.peek();
+      if (next === undefined || next.expected !== 0 || this.state === 'failed' || this.state === 'closed') return;
+    }
+  }
+
+  private afterCompletion(u: PendingUnit): void {
+    while (this.flushWaiters.length > 0 && this.flushWaiters[0]!.seq <= u.seq) this.flushWaiters.shift()!.resolve();
+    if (this.drainWaiters.length > 0 && this.inflight <= this.maxInflight / 2) {
+      for (const w of this.drainWaiters.splice(0)) w.resolve();
+    }
+  }
+
+  // ---- failure ------------------------------------------------------------------------------
+
+  private assertOpen(allowConnecting = false): void {
+    if (this.state === 'open' || (allowConnecting && this.state === 'connecting')) return;
+    throw this.failure ?? new TargetError(`target ${this.address}: writer is ${this.state}`);
+  }
+
+  private pendingSummary(): string {
+    const n = this.queue.length;
+    if (n === 0) return '';
+    return ` (${n} unit(s) awaiting replies; last applied offset ${this.applied ?? 'none'})`;
+  }
+
+  private onClose(): void {
+    if (this.state === 'open' || this.state === 'connecting') {
+      this.fail(new TargetError(`target ${this.address}: connection closed by the target${this.pendingSummary()}`));
+    } else if (this.state === 'closing') {
+      this.destroy();
+    }
+  }
+
+  /** Fatal: stop, reject every waiter, report once through 'error' (when someone listens) and the log. */
+  private fail(err: TargetError): void {
+    if (this.state === 'failed' || this.state === 'closed') return;
+    this.state = 'failed';
+    this.failure = err;
+    this.out.discard();
+    this.socket.destroy();
+    this.rejectAll(err);
+    this.log.error({ err: err.message }, 'target writer failed');
+    if (this.listenerCount('error') > 0) this.emit('error', err);
+  }
+
+  private rejectAll(err: TargetError): void {
+    for (const u of this.queue.drain()) if (u.settle) u.settle(err, undefined);
+    for (const w of this.flushWaiters.splice(0)) w.reject(err);
+    for (const w of this.drainWaiters.splice(0)) w.reject(err);
+    this.inflight = 0;
+  }
+}
