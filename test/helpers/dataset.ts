@@ -123,15 +123,12 @@ export function startLoad(c: Redis, opts: { seed?: number; delayMs?: number; fun
       p.lpush('load2:src', `s${i}`);
       p.pexpire(`load:str:${r % 7}`, 3_600_000);
       p.select(0);
-      p.multi();
-      p.incr('load:tx:a');
-      p.lpush('load:tx:b', String(i));
-      p.exec();
       p.eval("redis.call('INCR', KEYS[1]); return redis.call('APPEND', KEYS[2], ARGV[1])", 2, 'load:eval:n', 'load:eval:s', `e${i % 10}`);
       if (opts.functions !== false && i % 10 === 0) p.fcall('incrby2', 1, 'load:fcall');
       if (i % 50 === 0) p.del(`load:list:${r % 5}`);
       await p.exec();
-      sent += 18;
+      await c.multi().incr('load:tx:a').lpush('load:tx:b', String(i)).hincrby('load:tx:c', 'n', 1).exec();
+      sent += 19;
       i++;
       if (opts.delayMs) await new Promise((res) => setTimeout(res, opts.delayMs));
     }

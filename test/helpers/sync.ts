@@ -80,6 +80,11 @@ export async function digestWithoutReserved(c: Redis): Promise<string> {
   return d;
 }
 
+/** FUNCTION LIST WITHCODE with libraries and their functions sorted by name (the server lists them in hash order). */
 export async function functionList(c: Redis): Promise<unknown> {
-  return c.call('FUNCTION', 'LIST', 'WITHCODE');
+  const libs = (await c.call('FUNCTION', 'LIST', 'WITHCODE')) as unknown[][];
+  const byName = (a: unknown[], b: unknown[]) => String(a[1]).localeCompare(String(b[1]));
+  return libs
+    .map((lib) => lib.map((v, i) => (i > 0 && lib[i - 1] === 'functions' ? [...(v as unknown[][])].sort(byName) : v)))
+    .sort(byName);
 }

@@ -3,6 +3,7 @@
  * ACL user), offsets checked against the source's master_repl_offset, ACKs visible in the
  * source's INFO, GETACK answered, and PSYNC continue after a reconnect.
  */
+import { existsSync } from 'node:fs';
 import type { Redis } from 'ioredis';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { ReplicationSourceError } from '../../src/replication/errors.js';
@@ -77,9 +78,11 @@ async function replicaAckOffset(c: Redis): Promise<number> {
 
 const links: ReplicationLink[] = [];
 const collectors: StreamCollector[] = [];
+const spools: Spool[] = [];
 
 async function openLink(server: RedisServer, extra: Partial<LinkOptions> = {}): Promise<{ link: ReplicationLink; spool: Spool; outcome: PsyncOutcome; errors: Error[] }> {
   const spool = await Spool.open({});
+  spools.push(spool);
   const link = new ReplicationLink({ endpoint: { host: server.host, port: server.port }, spool, readTimeoutMs: 30_000, ...extra });
   const errors: Error[] = [];
   link.on('error', (e) => errors.push(e));
@@ -88,7 +91,7 @@ async function openLink(server: RedisServer, extra: Partial<LinkOptions> = {}): 
     const outcome = await link.start();
     return { link, spool, outcome, errors };
   } catch (e) {
-    await spool.close();
+    expect(link.phase).toBe('closed');
     throw e;
   }
 }
@@ -133,6 +136,10 @@ afterEach(async () => {
   for (const c of collectors.splice(0)) {
     await c.stop();
     expect(c.error).toBeNull();
+  }
+  for (const s of spools.splice(0)) {
+    await s.close();
+    expect(existsSync(s.path)).toBe(false);
   }
 });
 
