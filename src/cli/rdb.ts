@@ -9,7 +9,7 @@
 import { open } from 'node:fs/promises';
 import type { Readable, Writable } from 'node:stream';
 import { Option, type Command as CommanderCommand } from 'commander';
-import { LocalIoError, UsageError, printableKey } from '../errors.js';
+import { LocalIoError, ReplicantError, UsageError, printableKey } from '../errors.js';
 import { RdbDecoder } from '../rdb/decoder.js';
 import type { RdbRecord, ValueType } from '../rdb/types.js';
 import { JsonlWriter } from '../export/jsonl.js';
@@ -17,7 +17,7 @@ import { KeyFilter, VALUE_TYPES } from '../export/key-filter.js';
 import { OutputBuffer } from '../export/output.js';
 import { RespWriter } from '../export/resp.js';
 import { StatsCollector, formatStats, statsToJson } from '../export/stats.js';
-import type { TranslateIssue } from '../sync/translate.js';
+import { UntranslatableKeyError, type TranslateIssue } from '../sync/translate.js';
 import { parseTargetVersion } from '../sync/translate-format.js';
 
 export interface RdbCommandOptions {
@@ -43,7 +43,7 @@ export function registerRdbCommand(program: CommanderCommand): void {
     .command('rdb')
     .showHelpAfterError(false) // errors stay one line; --help has the rest
     .description('decode an RDB file (or - for stdin) and print it as JSON lines, RESP commands or statistics')
-    .argument('<file>', 'RDB file, or - to read stdin')
+    .argument('[file]', 'RDB file, or - to read stdin')
     .addOption(new Option('--format <format>', 'output format').choices(['jsonl', 'resp', 'stats']).default('jsonl'))
     .option('--restore', 'resp: write RESTORE ... ABSTTL REPLACE with DUMP payloads (the file\'s RDB version) instead of plain commands')
     .option('--include-expired', 'resp: also write keys whose expiry has already passed')
@@ -51,14 +51,36 @@ export function registerRdbCommand(program: CommanderCommand): void {
     .option('--target-version <version>', 'resp: the target\'s server version, to avoid newer syntax (default: newest)')
     .option('--top <n>', 'stats: how many of the biggest keys to list', '10')
     .option('--json', 'stats: print JSON instead of a table')
-    .option('--db <n...>', 'only these databases (put the file first, or use --db=N)')
+    .option('--db <n...>', 'only these databases')
     .option('--key <glob>', 'only keys matching this Redis glob (*, ?, [abc], [^a], \\ escape)')
     .option('--type <type...>', `only these types (${VALUE_TYPES.join(', ')})`)
     .option('--no-verify-checksum', 'do not verify the CRC64 trailer')
-    .addOption(new Option('--on-corrupt <mode>', 'a key whose value is corrupt inside a blob: fail, or skip it and count').choices(['fail', 'skip']).default('fail'))
-    .action(async (file: string, opts: RdbCommandOptions) => {
-      await runRdbCommand(file, opts, { stdin: process.stdin, stdout: process.stdout, stderr: process.stderr });
+    .addOption(
+      new Option('--on-corrupt <mode>', 'a key whose value is corrupt inside a blob (or, for resp, cannot be written): fail, or skip it and count')
+        .choices(['fail', 'skip'])
+        .default('fail'),
+    )
+    .action(async (file: string | undefined, opts: RdbCommandOptions) => {
+      await runRdbCommand(fileArgument(file, opts), opts, { stdin: process.stdin, stdout: process.stdout, stderr: process.stderr });
     });
+}
+
+/**
+ * The file argument. Variadic options swallow what follows them, so in `rdb --db 0 dump.rdb`
+ * the file lands in `--db`: take a trailing value that is not a db number / type name back.
+ */
+function fileArgument(file: string | undefined, opts: RdbCommandOptions): string {
+  if (file !== undefined) return file;
+  const last = (values: string[] | undefined, valid: (v: string) => boolean): string | undefined => {
+    const v = values?.[values.length - 1];
+    if (v === undefined || v.split(',').every((x) => valid(x.trim()))) return undefined;
+    values!.pop();
+    return v;
+  };
+  const found =
+    last(opts.db, (v) => /^\d+$/.test(v)) ?? last(opts.type, (v) => (VALUE_TYPES as readonly string[]).includes(v.toLowerCase()));
+  if (found === undefined) throw new UsageError('missing the RDB file argument (a path, or - for stdin)');
+  return found;
 }
 
 export interface RdbCommandIo {
@@ -98,7 +120,16 @@ async function openInput(file: string, io: RdbCommandIo): Promise<Readable> {
   }
 }
 
-export async function runRdbCommand(file: string, opts: RdbCommandOptions, io: RdbCommandIo): Promise<void> {
+/** One output format: takes the (filtered) records, writes at the end, reports on stderr. */
+interface FormatSink {
+  push(rec: RdbRecord): void;
+  /** After the last record: write whatever is written at the end (stats). */
+  finish(): void;
+  /** Summary lines for stderr. */
+  report(): string[];
+}
+
+function validate(opts: RdbCommandOptions): { filter: KeyFilter; top: number } {
   const filter = parseFilter(opts);
   const top = Number(opts.top);
   if (!Number.isInteger(top) || top < 0) throw new UsageError(`--top: "${opts.top}" is not a non-negative integer`);
@@ -112,82 +143,93 @@ export async function runRdbCommand(file: string, opts: RdbCommandOptions, io: R
   if (opts.format !== 'resp' && (opts.restore || opts.targetVersion !== undefined)) {
     throw new UsageError('--restore and --target-version apply to --format resp only');
   }
+  return { filter, top };
+}
 
-  const out = new OutputBuffer(io.stdout);
-  let issueLines = 0;
-  let issueCount = 0;
-  const onIssue = (i: TranslateIssue) => {
-    issueCount++;
-    if (issueLines++ < MAX_ISSUE_LINES) {
-      const where = i.key ? ` key ${JSON.stringify(printableKey(i.key))} (db ${i.db})` : '';
-      io.stderr.write(`replicant: warning:${where} ${i.message}\n`);
-    }
-  };
-
-  let sink: (rec: RdbRecord) => void;
-  let finish: () => void;
-  const stats = opts.format === 'stats' ? new StatsCollector({ top }) : null;
-  let resp: RespWriter | null = null;
-  let jsonl: JsonlWriter | null = null;
-  if (opts.format === 'resp') {
-    resp = new RespWriter(out, {
-      mode: opts.restore ? 'restore' : 'commands',
-      replace: opts.replace,
-      includeExpired: opts.includeExpired === true,
-      onUntranslatable: opts.onCorrupt,
-      onIssue,
-      ...(opts.targetVersion !== undefined ? { targetVersion: opts.targetVersion } : {}),
-    });
-    sink = (r) => resp!.push(r);
-    finish = () => {};
-  } else if (stats) {
-    sink = (r) => stats.push(r);
-    finish = () => {
-      if (opts.json) out.utf8(`${JSON.stringify(statsToJson(stats.stats), null, 2)}\n`);
-      else out.utf8(formatStats(stats.stats));
+function createSink(opts: RdbCommandOptions, top: number, out: OutputBuffer, stderr: Writable): FormatSink {
+  if (opts.format === 'stats') {
+    const stats = new StatsCollector({ top });
+    return {
+      push: (r) => stats.push(r),
+      finish: () => out.utf8(opts.json ? `${JSON.stringify(statsToJson(stats.stats), null, 2)}\n` : formatStats(stats.stats)),
+      report: () => (stats.stats.corruptSkipped > 0 ? [`skipped ${stats.stats.corruptSkipped} corrupt keys (--on-corrupt skip)`] : []),
     };
-  } else {
-    jsonl = new JsonlWriter(out);
-    sink = (r) => jsonl!.push(r);
-    finish = () => {};
   }
+  if (opts.format === 'jsonl') {
+    const jsonl = new JsonlWriter(out);
+    return {
+      push: (r) => jsonl.push(r),
+      finish: () => {},
+      report: () => [
+        ...(jsonl.stats.corruptSkipped > 0 ? [`skipped ${jsonl.stats.corruptSkipped} corrupt keys (--on-corrupt skip)`] : []),
+        ...(jsonl.stats.emptySkipped > 0 ? [`skipped ${jsonl.stats.emptySkipped} empty keys (Redis does not load empty collections)`] : []),
+      ],
+    };
+  }
+  let issues = 0;
+  const resp = new RespWriter(out, {
+    mode: opts.restore ? 'restore' : 'commands',
+    replace: opts.replace,
+    includeExpired: opts.includeExpired === true,
+    onUntranslatable: opts.onCorrupt,
+    onIssue: (i: TranslateIssue) => {
+      if (issues++ >= MAX_ISSUE_LINES) return;
+      const where = i.key ? ` key ${JSON.stringify(printableKey(i.key))} (db ${i.db})` : '';
+      stderr.write(`replicant: warning:${where} ${i.message}\n`);
+    },
+    ...(opts.targetVersion !== undefined ? { targetVersion: opts.targetVersion } : {}),
+  });
+  return {
+    push: (r) => resp.push(r),
+    finish: () => {},
+    report: () => {
+      const t = resp.translator.stats;
+      return [
+        ...(t.corruptSkipped > 0 ? [`skipped ${t.corruptSkipped} corrupt keys (--on-corrupt skip)`] : []),
+        ...(t.expiredSkipped > 0 ? [`skipped ${t.expiredSkipped} expired keys (--include-expired writes them)`] : []),
+        ...(t.untranslatable > 0 ? [`skipped ${t.untranslatable} keys that cannot be written as commands (--restore writes them)`] : []),
+        ...(issues > MAX_ISSUE_LINES ? [`${issues} warnings in total (first ${MAX_ISSUE_LINES} shown)`] : []),
+      ];
+    },
+  };
+}
 
+export async function runRdbCommand(file: string, opts: RdbCommandOptions, io: RdbCommandIo): Promise<void> {
+  const { filter, top } = validate(opts);
+  const out = new OutputBuffer(io.stdout);
+  const sink = createSink(opts, top, out, io.stderr);
   const decoder = new RdbDecoder({
     verifyChecksum: opts.verifyChecksum,
     captureRaw: opts.format === 'resp' && opts.restore === true,
     onCorruptValue: opts.onCorrupt,
   });
-  const handle = (records: readonly RdbRecord[]) => {
-    if (filter.passAll) for (const r of records) sink(r);
-    else for (const r of records) if (filter.accept(r)) sink(r);
-  };
-
   const input = await openInput(file, io);
   try {
     for await (const chunk of readChunks(input, file)) {
-      handle(decoder.push(chunk));
+      const records = decoder.push(chunk);
+      if (filter.passAll) for (const r of records) sink.push(r);
+      else for (const r of records) if (filter.accept(r)) sink.push(r);
       await out.maybeFlush();
-      if (out.closed) return;
+      if (out.closed) return; // the reader went away (| head): stop quietly
       if (out.failure) throw new LocalIoError(`cannot write output: ${out.failure.message}`);
       if (decoder.done) break;
     }
     decoder.finish();
-    finish();
+    sink.finish();
     await out.end();
     if (out.failure) throw new LocalIoError(`cannot write output: ${out.failure.message}`);
+  } catch (err) {
+    if (err instanceof UntranslatableKeyError) {
+      throw new ReplicantError(err.code, `${err.message}; --restore writes such keys, --on-corrupt skip skips them`, err.exitCode);
+    }
+    throw err;
   } finally {
     if (input !== io.stdin) input.destroy();
   }
-
-  const corrupt = jsonl?.stats.corruptSkipped ?? resp?.translator.stats.corruptSkipped ?? stats?.stats.corruptSkipped ?? 0;
-  if (corrupt > 0) io.stderr.write(`replicant: skipped ${corrupt} corrupt keys (--on-corrupt skip)\n`);
-  if (jsonl && jsonl.stats.emptySkipped > 0) io.stderr.write(`replicant: skipped ${jsonl.stats.emptySkipped} empty keys (Redis does not load empty collections)\n`);
-  if (resp) {
-    const t = resp.translator.stats;
-    if (t.expiredSkipped > 0) io.stderr.write(`replicant: skipped ${t.expiredSkipped} expired keys (use --include-expired to keep them)\n`);
-    if (t.untranslatable > 0) io.stderr.write(`replicant: skipped ${t.untranslatable} keys that cannot be written as commands\n`);
-  }
-  if (issueCount > MAX_ISSUE_LINES) io.stderr.write(`replicant: ${issueCount} warnings in total (first ${MAX_ISSUE_LINES} shown)\n`);
+  if (out.closed) return;
+  const lines = sink.report();
+  if (decoder.emptyKeysSkipped > 0) lines.push(`skipped ${decoder.emptyKeysSkipped} empty keys (Redis does not load empty collections)`);
+  for (const line of lines) io.stderr.write(`replicant: ${line}\n`);
 }
 
 /** The input's chunks; read errors become LocalIoError (exit 6), naming the file. */

@@ -12,6 +12,8 @@ import type { Writable } from 'node:stream';
 import { writeCommand, encodedLength, type Arg } from '../resp/encode.js';
 
 const DEFAULT_CHUNK = 1024 * 1024;
+/** Up to this many bytes, copying in a JS loop is cheaper than a native call. */
+const SMALL = 48;
 
 export interface OutputMark {
   generation: number;
@@ -62,12 +64,21 @@ export class OutputBuffer {
 
   /** Text that is known to be ASCII (JSON punctuation, numbers, type names). */
   ascii(s: string): void {
-    if (s.length > this.chunkSize) {
+    const n = s.length;
+    if (n > this.chunkSize) {
       this.bytes(Buffer.from(s, 'latin1'));
       return;
     }
-    this.room(s.length);
-    this.pos += this.buf.write(s, this.pos, 'latin1');
+    this.room(n);
+    if (n <= SMALL) {
+      // A JS loop beats the native write call for the short pieces JSON is made of.
+      const buf = this.buf;
+      let o = this.pos;
+      for (let i = 0; i < n; i++) buf[o++] = s.charCodeAt(i);
+      this.pos = o;
+    } else {
+      this.pos += this.buf.write(s, this.pos, 'latin1');
+    }
   }
 
   /** Any text, as UTF-8. */
@@ -88,8 +99,16 @@ export class OutputBuffer {
 
   /** Raw bytes, copied (big values are copied through in chunk-sized pieces). */
   bytes(b: Buffer): void {
-    if (this.pos + b.length <= this.buf.length) {
-      this.pos += b.copy(this.buf, this.pos);
+    const n = b.length;
+    if (this.pos + n <= this.buf.length) {
+      if (n <= SMALL) {
+        const buf = this.buf;
+        let o = this.pos;
+        for (let i = 0; i < n; i++) buf[o++] = b[i]!;
+        this.pos = o;
+      } else {
+        this.pos += b.copy(this.buf, this.pos);
+      }
       return;
     }
     let o = 0;
@@ -113,7 +132,7 @@ export class OutputBuffer {
       return;
     }
     this.room(n);
-    this.pos = writeCommand(this.buf, this.pos, args);
+    this.pos = writeCommandFast(this.buf, this.pos, args);
   }
 
   mark(): OutputMark {
@@ -171,4 +190,62 @@ export class OutputBuffer {
     this.flush();
     await this.drain();
   }
+}
+
+/** Write `n` (a non-negative integer) as decimal digits at `o`; returns the offset after. */
+function writeDecimal(buf: Buffer, o: number, n: number): number {
+  if (n < 10) {
+    buf[o] = 0x30 + n;
+    return o + 1;
+  }
+  const s = String(n);
+  for (let i = 0; i < s.length; i++) buf[o++] = s.charCodeAt(i);
+  return o;
+}
+
+/**
+ * The same bytes as resp/encode.ts `writeCommand`, with the short pieces (lengths, verbs,
+ * small values) copied by JS loops instead of native calls: on `--format resp` output the
+ * per-call overhead of Buffer#write/copy dominated. The caller has made room.
+ */
+function writeCommandFast(buf: Buffer, offset: number, args: readonly Arg[]): number {
+  let o = offset;
+  buf[o++] = 0x2a; // '*'
+  o = writeDecimal(buf, o, args.length);
+  buf[o++] = 0x0d;
+  buf[o++] = 0x0a;
+  for (const a of args) {
+    buf[o++] = 0x24; // '$'
+    if (typeof a === 'string') {
+      let ascii = a.length <= SMALL;
+      for (let i = 0; ascii && i < a.length; i++) if (a.charCodeAt(i) >= 0x80) ascii = false;
+      if (ascii) {
+        o = writeDecimal(buf, o, a.length);
+        buf[o++] = 0x0d;
+        buf[o++] = 0x0a;
+        for (let i = 0; i < a.length; i++) buf[o++] = a.charCodeAt(i);
+      } else {
+        o = writeDecimal(buf, o, Buffer.byteLength(a));
+        buf[o++] = 0x0d;
+        buf[o++] = 0x0a;
+        o += buf.write(a, o, 'utf8');
+      }
+    } else if (typeof a === 'number') {
+      const s = String(a);
+      o = writeDecimal(buf, o, s.length);
+      buf[o++] = 0x0d;
+      buf[o++] = 0x0a;
+      for (let i = 0; i < s.length; i++) buf[o++] = s.charCodeAt(i);
+    } else {
+      const n = a.length;
+      o = writeDecimal(buf, o, n);
+      buf[o++] = 0x0d;
+      buf[o++] = 0x0a;
+      if (n <= SMALL) for (let i = 0; i < n; i++) buf[o++] = a[i]!;
+      else o += a.copy(buf, o);
+    }
+    buf[o++] = 0x0d;
+    buf[o++] = 0x0a;
+  }
+  return o;
 }

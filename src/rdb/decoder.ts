@@ -282,6 +282,8 @@ export class RdbDecoder implements ValueContext {
   // ---- ValueContext -------------------------------------------------------------------
 
   emit(rec: RdbRecord): void {
+    // A key found corrupt (skip mode) ends with keySkipped; nothing else of it goes out.
+    if (this.corruptErr !== null) return;
     if (this.pendingStart !== null) {
       this.out.push(this.pendingStart);
       this.pendingStart = null;

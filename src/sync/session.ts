@@ -13,7 +13,8 @@
  */
 import { EventEmitter } from 'node:events';
 import { ExitCode, ReplicantError, TargetError, printableKey } from '../errors.js';
-import { parseRedisUrl, type SourceEndpoint } from '../replication/url.js';
+import { endpointLabel, parseRedisUrl, type SourceEndpoint } from '../replication/url.js';
+import { describeSource, parseSourceUrl, resolveSource, watchSentinel, type SourceSpec } from '../replication/source.js';
 import { ReplicationLink, type PsyncOutcome } from '../replication/link.js';
 import { EOF_MARK_LENGTH, RdbTrailer } from '../replication/rdb-trailer.js';
 import { isRetryable } from '../replication/errors.js';
@@ -122,7 +123,11 @@ interface PendingUnit {
 export class SyncSession extends EventEmitter<SyncEvents> {
   private readonly opts: Required<Omit<SyncOptions, 'spoolDir' | 'listeningPort' | 'checkpoint' | 'logger'>> & Pick<SyncOptions, 'spoolDir' | 'listeningPort'>;
   private readonly log: Logger;
-  private readonly sourceEp: SourceEndpoint;
+  private readonly sourceSpec: SourceSpec;
+  /** The source endpoint of the current connection. */
+  private sourceEp: SourceEndpoint | null = null;
+  /** Set once anything was written to the target by this process. */
+  private wroteTarget = false;
   private readonly targetEp: SourceEndpoint;
   private readonly checkpointSpec: CheckpointSpec;
   private store!: CheckpointStore;
@@ -142,6 +147,8 @@ export class SyncSession extends EventEmitter<SyncEvents> {
   private db = 0;
   private cleanStart = false;
   private pending: PendingUnit[] = [];
+  /** The db selected after the last applied unit. */
+  private appliedDb = 0;
   private getAckPending = false;
 
   // Figures.
@@ -159,7 +166,7 @@ export class SyncSession extends EventEmitter<SyncEvents> {
   constructor(options: SyncOptions) {
     super();
     this.log = options.logger ?? silentLogger();
-    this.sourceEp = parseRedisUrl(options.source);
+    this.sourceSpec = parseSourceUrl(options.source);
     this.targetEp = parseRedisUrl(options.target);
     this.checkpointSpec = options.checkpoint ?? { kind: 'target', key: DEFAULT_CHECKPOINT_KEY, db: 0 };
     this.opts = {
@@ -231,7 +238,17 @@ export class SyncSession extends EventEmitter<SyncEvents> {
   async run(): Promise<SyncResult> {
     const sampler = setInterval(() => this.sample(), 100);
     sampler.unref();
+    let unwatch: (() => void) | null = null;
     try {
+      if (this.sourceSpec.kind === 'sentinel') {
+        unwatch = await watchSentinel(this.sourceSpec.sentinel, this.log, (to) => {
+          const ep = this.sourceEp;
+          if (ep !== null && (ep.host !== to.host || ep.port !== to.port)) this.link?.close();
+        }).catch((e: Error) => {
+          this.log.warn({ err: e.message }, 'cannot watch the sentinels for failovers; relying on the link dropping');
+          return null;
+        });
+      }
       await this.connectTarget();
       this.store = this.createStore();
       let cp = await this.store.load();
@@ -264,6 +281,7 @@ export class SyncSession extends EventEmitter<SyncEvents> {
       return { appliedOffset: this.applied, replid: this.replid, status: this.status() };
     } finally {
       clearInterval(sampler);
+      unwatch?.();
       await this.teardownLink();
       if (this.writer) {
         this.writer.destroy();
@@ -277,12 +295,19 @@ export class SyncSession extends EventEmitter<SyncEvents> {
 
   /** One connection to the source: PSYNC, then full sync and/or streaming until the link ends. */
   private async cycle(cp: Checkpoint | null): Promise<void> {
-    this.setPhase('connecting', { source: `${this.sourceEp.host}:${this.sourceEp.port}` });
+    this.setPhase('connecting', { source: describeSource(this.sourceSpec) });
+    let endpoint: SourceEndpoint;
+    try {
+      endpoint = await resolveSource(this.sourceSpec, this.log);
+    } catch (e) {
+      throw new Recoverable('source', (e as Error).message, { cause: e });
+    }
+    this.sourceEp = endpoint;
     const resumable = cp !== null && cp.state === 'streaming';
     const spool = await Spool.open({ dir: this.opts.spoolDir, memoryBudget: this.opts.spoolMemoryBytes, diskBudget: this.opts.spoolDiskBytes, logger: this.log });
     this.spool = spool;
     const link = new ReplicationLink({
-      endpoint: this.sourceEp,
+      endpoint,
       listeningPort: this.opts.listeningPort,
       psync: resumable ? { replid: cp.replid, offset: cp.offset } : null,
       readTimeoutMs: this.opts.readTimeoutMs,
@@ -303,16 +328,17 @@ export class SyncSession extends EventEmitter<SyncEvents> {
       if (this.stopping) throw new StopRequested();
       // Wrong credentials or a source that refuses replication will not fix themselves.
       if (!isRetryable(e)) throw e;
-      throw new Recoverable('source', `source ${this.sourceEp.host}:${this.sourceEp.port}: ${(e as Error).message}`, { cause: e });
+      throw new Recoverable('source', `source ${endpointLabel(endpoint)}: ${(e as Error).message}`, { cause: e });
     }
     this.replid = outcome.replid;
     let parser: ReplicationStreamParser;
     let firstStream: Buffer | null = null;
     if (outcome.mode === 'full') {
       this.fullSyncs++;
-      if (resumable) {
+      if (resumable || (cp === null && this.wroteTarget)) {
         if (this.opts.onFullResync === 'fail') {
-          throw new ReplicantError('RESYNC', `the source answered PSYNC ${cp.replid} ${cp.offset + 1} with a full resync and --on-full-resync is fail`, ExitCode.RESYNC_REFUSED);
+          const asked = resumable ? `PSYNC ${cp.replid} ${cp.offset + 1}` : 'a resume (the target lost its checkpoint)';
+          throw new ReplicantError('RESYNC', `the source answered ${asked} with a full resync and --on-full-resync is fail`, ExitCode.RESYNC_REFUSED);
         }
         this.log.warn({ replid: outcome.replid, offset: outcome.offset }, 'source requires a full resync: flushing the target and copying again (--on-full-resync flush)');
         await this.flushTarget();
@@ -360,6 +386,7 @@ export class SyncSession extends EventEmitter<SyncEvents> {
     this.applied = null;
     this.pending = [];
     this.setPhase('full-sync', { replid: outcome.replid, offset: outcome.offset, rdbBytes: this.rdbTotal, framing: outcome.framing.kind });
+    this.wroteTarget = true;
     await this.store.write(this.currentCheckpoint('full-sync', outcome.offset, 0), 0);
     const writer = this.writer!;
     const info = writer.info;
@@ -492,11 +519,20 @@ export class SyncSession extends EventEmitter<SyncEvents> {
     await this.submitRaw(payload, count, u.atomic || inline !== null, u.offset, u.dbAfter);
   }
 
+  /**
+   * Hand a unit to the writer. Stream units (those with an offset) stay in `pending` until
+   * applied, so a lost target connection is bridged by resending them (see bridgeTargetOutage).
+   */
   private async submitRaw(payload: Buffer[], count: number, atomic: boolean, offset: number | undefined, db = this.db): Promise<void> {
-    const writer = this.writer!;
     if (offset !== undefined) this.pending.push({ offset, db, payload, count, atomic });
-    const accepted = writer.submit({ payload, count, atomic, offset });
-    if (!accepted) await writer.waitDrain().catch((e: unknown) => this.throwWriterFailure(e));
+    try {
+      const writer = this.writer!;
+      if (!writer.submit({ payload, count, atomic, offset })) await writer.waitDrain();
+    } catch (e) {
+      if (offset === undefined || !this.canBridge(e)) this.throwWriterFailure(e);
+      // The unit is in `pending`: the bridge resends it if the target does not have it.
+      await this.bridgeTargetOutage();
+    }
   }
 
   private onApplied(offset: number): void {
@@ -510,6 +546,7 @@ export class SyncSession extends EventEmitter<SyncEvents> {
     this.commandsApplied += n;
     this.opRate.mark(this.commandsApplied);
     this.applied = offset;
+    this.appliedDb = db;
     this.link?.setAppliedOffset(offset);
     if (this.getAckPending) {
       this.getAckPending = false;
@@ -548,9 +585,66 @@ export class SyncSession extends EventEmitter<SyncEvents> {
 
   private onWriterError(e: Error): void {
     this.writerFailure = e;
-    this.log.error({ err: e.message }, 'target writer failed');
-    this.link?.close();
-    this.spool?.end();
+    if (e instanceof TargetCommandError) {
+      // A rejected write under --on-error fail: stop reading; run() reports it.
+      this.log.error({ err: e.message }, 'target rejected a write (--on-error fail): stopping');
+      this.link?.close();
+      this.spool?.end();
+    } else {
+      this.log.warn({ err: e.message }, 'target connection failed');
+    }
+  }
+
+  /** A lost target connection while streaming is bridged in place; anything else is not. */
+  private canBridge(e: unknown): boolean {
+    const err = this.writerFailure ?? e;
+    return this.phase === 'streaming' && !(err instanceof TargetCommandError) && !this.stopping;
+  }
+
+  /**
+   * The target connection dropped while streaming. The source link stays up (its bytes keep
+   * going to the spool); reconnect to the target with backoff, ask it where it stands (the
+   * checkpoint it holds is exact: it was written in the same transaction as the data), and
+   * resend the units it does not have, in order.
+   */
+  private async bridgeTargetOutage(): Promise<void> {
+    const cause = this.writerFailure;
+    this.log.warn(
+      { err: cause?.message, appliedOffset: this.applied, pendingUnits: this.pending.length },
+      'target lost while streaming: still reading the source into the spool; reconnecting to the target, then resending from its checkpoint',
+    );
+    this.setPhase('reconnecting', { side: 'target' });
+    await this.reconnectTarget();
+    if (this.writer === null) throw new StopRequested();
+    let from = this.applied ?? 0;
+    let db = this.appliedDb;
+    if (this.store.kind === 'target') {
+      const cp = await this.store.load();
+      // `pending` holds exactly the units after `from`: a checkpoint behind it means lost writes.
+      if (cp === null || cp.state !== 'streaming' || cp.offset < from) {
+        // The target went back in time (restarted without its latest writes): the spool no
+        // longer has those bytes, so resume from the source's backlog instead.
+        this.applied = null;
+        this.pending = [];
+        throw new Recoverable('target', `target came back at ${cp ? `offset ${cp.offset}` : 'no checkpoint'}, behind the last applied offset ${from}`);
+      }
+      from = cp.offset;
+      db = cp.db;
+    }
+    const resend = this.pending.filter((u) => u.offset > from);
+    this.pending = [];
+    this.log.info({ from, db, units: resend.length }, 'target reconnected: resending what it does not have');
+    this.setPhase('streaming', { resumedFrom: from });
+    const writer = this.writer;
+    writer.submit({ payload: [encodeCommand(['SELECT', db])], count: 1 });
+    for (const u of resend) {
+      this.pending.push(u);
+      if (!writer.submit({ payload: u.payload, count: u.count, atomic: u.atomic, offset: u.offset })) {
+        await writer.waitDrain().catch((e: unknown) => {
+          if (!this.canBridge(e)) this.throwWriterFailure(e);
+        });
+      }
+    }
   }
 
   private async reconnectTarget(): Promise<void> {
@@ -569,7 +663,15 @@ export class SyncSession extends EventEmitter<SyncEvents> {
   }
 
   private async flushWriter(): Promise<void> {
-    await this.writer!.flush().catch((e: unknown) => this.throwWriterFailure(e));
+    for (;;) {
+      try {
+        await this.writer!.flush();
+        return;
+      } catch (e) {
+        if (this.pending.length === 0 || !this.canBridge(e)) this.throwWriterFailure(e);
+        await this.bridgeTargetOutage();
+      }
+    }
   }
 
   /**

@@ -186,6 +186,35 @@ describe('replicant rdb: corpus conformance (built CLI)', () => {
     expect(lines[0]).toMatch(/^replicant: RDB: .+ at byte \d+/);
   });
 
+  it('skips the corrupt key of corrupt_ziplist.rdb under --on-corrupt skip, and says so', async () => {
+    const file = files.find((f) => basename(f) === 'corrupt_ziplist.rdb')!;
+    const r = await runCli(['rdb', file, '--on-corrupt', 'skip']);
+    expect(r.code).toBe(0);
+    expect(r.stderr).toMatch(/^replicant: skipped 1 corrupt keys/m);
+    const keys = parseLines(r.stdout).filter((l) => 'key' in l).map((l) => l['key']);
+    expect(keys).not.toContain('key:000000000091');
+    expect(keys.length).toBeGreaterThan(50);
+  });
+
+  it('exit codes: 2 for usage, 6 for an unreadable file, each with one stderr line', async () => {
+    const usage = await runCli(['rdb', files[0]!, '--type', 'nonsense']);
+    expect(usage.code).toBe(2);
+    expect(usage.stderr.trim().split('\n')).toHaveLength(1);
+    const badFormat = await runCli(['rdb', files[0]!, '--format', 'xml']);
+    expect(badFormat.code).toBe(2);
+    expect(badFormat.stderr.trim().split('\n')).toHaveLength(1);
+    const missing = await runCli(['rdb', '/nonexistent/dump.rdb']);
+    expect(missing.code).toBe(6);
+    expect(missing.stderr).toMatch(/^replicant: cannot read RDB file \/nonexistent\/dump\.rdb: ENOENT[^\n]*\n$/);
+  });
+
+  it('reads stdin with -', async () => {
+    const file = files.find((f) => basename(f) === 'redis-7.0.15-full.rdb')!;
+    const r = await runCli(['rdb', '-'], { stdin: readFileSync(file) });
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stdout.equals(results.get(file)!.stdout)).toBe(true);
+  });
+
   it('prints the module value of redis_40_with_module.rdb as a module key', () => {
     const r = results.get(files.find((f) => basename(f) === 'redis_40_with_module.rdb')!)!;
     expect(r.code).toBe(0);

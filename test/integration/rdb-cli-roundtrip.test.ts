@@ -173,7 +173,8 @@ describe('replicant rdb --format resp: round trip through redis-server', () => {
   });
 
   it('filters by db, key glob and type exactly like SCAN MATCH / TYPE on the source', async () => {
-    const r = await runCli(['rdb', dump, '--db', '1', '--type', 'string', 'list', '--key', 'd1:k1[0-4]*']);
+    // The file last, after variadic options (which must not swallow it).
+    const r = await runCli(['rdb', '--key', 'd1:k1[0-4]*', '--type', 'string', 'list', '--db', '1', dump]);
     expect(r.code, r.stderr).toBe(0);
     const got = r.stdout.toString().split('\n').filter((l) => l.includes('"key"')).map((l) => JSON.parse(l) as { db: number; key: string; type: string });
     const c = src.client(1);

@@ -1,0 +1,119 @@
+/**
+ * Where the source is: a fixed `redis://` endpoint, or a master found through Redis Sentinel
+ * (`sentinel://[user:pass@]host:port[,host:port...]/master-name`; the credentials are those of
+ * the data nodes; `?sentinelPassword=...` authenticates to the sentinels).
+ *
+ * A sentinel source is resolved again before every connection, so after a failover Replicant
+ * reconnects to the promoted replica and resumes with PSYNC (PSYNC2 keeps the old replication
+ * id as replid2, so the promoted node answers +CONTINUE). `watch()` reports `+switch-master`
+ * so the link can move at once instead of waiting for the old master to drop it.
+ */
+import { Redis } from 'ioredis';
+import { SourceError, UsageError } from '../errors.js';
+import { redactUrl, type Logger } from '../observe/logger.js';
+import { ReplicationSourceError } from './errors.js';
+import { DEFAULT_REDIS_PORT, endpointLabel, parseRedisUrl, type SourceEndpoint } from './url.js';
+
+export interface SentinelSpec {
+  sentinels: { host: string; port: number }[];
+  masterName: string;
+  username?: string;
+  password?: string;
+  sentinelPassword?: string;
+}
+
+export type SourceSpec = { kind: 'direct'; endpoint: SourceEndpoint } | { kind: 'sentinel'; sentinel: SentinelSpec };
+
+export function parseSourceUrl(url: string): SourceSpec {
+  if (!url.startsWith('sentinel://')) return { kind: 'direct', endpoint: parseRedisUrl(url) };
+  const shown = redactUrl(url);
+  const m = /^sentinel:\/\/(?:([^:@/]*)(?::([^@/]*))?@)?([^/?]+)\/([^/?]+)(?:\?(.*))?$/.exec(url);
+  if (!m) throw new UsageError(`invalid sentinel URL ${JSON.stringify(shown)}: expected sentinel://[user:pass@]host:port[,host:port]/master-name`);
+  const sentinels = m[3]!.split(',').map((hp) => {
+    const [, host, port] = /^\[?([^\]]+?)\]?(?::(\d+))?$/.exec(hp) ?? [];
+    const p = port === undefined ? 26379 : Number(port);
+    if (!host || !Number.isInteger(p) || p < 1 || p > 65535) throw new UsageError(`invalid sentinel address ${JSON.stringify(hp)} in ${shown}`);
+    return { host, port: p };
+  });
+  const spec: SentinelSpec = { sentinels, masterName: decodeURIComponent(m[4]!) };
+  if (m[1]) spec.username = decodeURIComponent(m[1]);
+  if (m[2]) spec.password = decodeURIComponent(m[2]);
+  if (m[5]) {
+    const q = new URLSearchParams(m[5]);
+    for (const k of q.keys()) if (k !== 'sentinelPassword') throw new UsageError(`unknown parameter ${JSON.stringify(k)} in ${shown}`);
+    const sp = q.get('sentinelPassword');
+    if (sp) spec.sentinelPassword = sp;
+  }
+  return spec.sentinels.length > 0 ? { kind: 'sentinel', sentinel: spec } : { kind: 'direct', endpoint: { host: '127.0.0.1', port: DEFAULT_REDIS_PORT } };
+}
+
+export function describeSource(spec: SourceSpec): string {
+  return spec.kind === 'direct'
+    ? endpointLabel(spec.endpoint)
+    : `sentinel ${spec.sentinel.sentinels.map(endpointLabel).join(',')} master "${spec.sentinel.masterName}"`;
+}
+
+function sentinelClient(s: SentinelSpec, at: { host: string; port: number }): Redis {
+  const c = new Redis({
+    host: at.host,
+    port: at.port,
+    password: s.sentinelPassword,
+    lazyConnect: true,
+    connectTimeout: 3000,
+    maxRetriesPerRequest: 0,
+    retryStrategy: () => null,
+    enableOfflineQueue: false,
+  });
+  c.on('error', () => {});
+  return c;
+}
+
+/** The endpoint to connect to now: the fixed one, or the master the sentinels name. */
+export async function resolveSource(spec: SourceSpec, logger: Logger): Promise<SourceEndpoint> {
+  if (spec.kind === 'direct') return spec.endpoint;
+  const s = spec.sentinel;
+  const failures: string[] = [];
+  for (const at of s.sentinels) {
+    const c = sentinelClient(s, at);
+    try {
+      await c.connect();
+      const reply = (await c.call('SENTINEL', 'get-master-addr-by-name', s.masterName)) as [string, string] | null;
+      if (reply === null) throw new Error(`no master named "${s.masterName}"`);
+      const endpoint: SourceEndpoint = { host: reply[0], port: Number(reply[1]) };
+      if (s.username !== undefined) endpoint.username = s.username;
+      if (s.password !== undefined) endpoint.password = s.password;
+      logger.info({ sentinel: endpointLabel(at), master: s.masterName, address: endpointLabel(endpoint) }, 'sentinel named the source master');
+      return endpoint;
+    } catch (e) {
+      failures.push(`${endpointLabel(at)}: ${(e as Error).message}`);
+    } finally {
+      c.disconnect();
+    }
+  }
+  throw new ReplicationSourceError(`no sentinel could name master "${s.masterName}" (${failures.join('; ')})`, true);
+}
+
+/**
+ * Subscribe to `+switch-master` on the first reachable sentinel; `onSwitch` gets the new
+ * master's address. Returns a function that unsubscribes.
+ */
+export async function watchSentinel(spec: SentinelSpec, logger: Logger, onSwitch: (to: { host: string; port: number }) => void): Promise<() => void> {
+  for (const at of spec.sentinels) {
+    const c = sentinelClient(spec, at);
+    try {
+      await c.connect();
+      await c.subscribe('+switch-master');
+      c.on('message', (_channel: string, message: string) => {
+        // "<name> <old-ip> <old-port> <new-ip> <new-port>"
+        const parts = message.split(' ');
+        if (parts[0] !== spec.masterName || parts.length < 5) return;
+        logger.warn({ master: spec.masterName, from: `${parts[1]}:${parts[2]}`, to: `${parts[3]}:${parts[4]}` }, 'sentinel switched the master');
+        onSwitch({ host: parts[3]!, port: Number(parts[4]) });
+      });
+      return () => c.disconnect();
+    } catch {
+      c.disconnect();
+    }
+  }
+  throw new SourceError(`could not subscribe to +switch-master on any sentinel of "${spec.masterName}"`);
+}
