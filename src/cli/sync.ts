@@ -77,13 +77,16 @@ export function registerSyncCommand(program: Command): void {
       const progress = new ProgressReporter(() => snapshot(session.status()), logger, o.progressInterval);
       if (o.progress) progress.start();
       session.on('phase', () => progress.tick());
-      let signals = 0;
+      let firstSignalAt = 0;
       const onSignal = (sig: NodeJS.Signals) => {
-        signals++;
-        if (signals > 1) {
+        // A signal sent to the whole process group can arrive twice at once: only a second
+        // signal a moment later means "exit now".
+        if (firstSignalAt > 0 && Date.now() - firstSignalAt < 1000) return;
+        if (firstSignalAt > 0) {
           logger.warn({ signal: sig }, 'second signal: exiting now without waiting for the target');
           process.exit(130);
         }
+        firstSignalAt = Date.now();
         logger.info({ signal: sig }, 'stopping: applying what was received, then storing the checkpoint');
         session.stop();
       };

@@ -201,8 +201,11 @@ export class SyncSession extends EventEmitter<SyncEvents> {
     if (this.applied !== null && received !== null) {
       if (this.applied >= received) lagMs = 0;
       else {
+        // The oldest sample past the applied offset tells when the unapplied bytes arrived;
+        // without one, they arrived since the last sample.
         const s = this.receivedSamples.find((x) => x.offset > this.applied!);
-        lagMs = s ? now - s.t : null;
+        const last = this.receivedSamples[this.receivedSamples.length - 1];
+        lagMs = s ? now - s.t : last ? Math.min(now - last.t, 100) : null;
       }
     }
     return {
@@ -765,6 +768,8 @@ export class SyncSession extends EventEmitter<SyncEvents> {
 
   private setPhase(phase: Phase, info: Record<string, unknown>): void {
     if (this.phase === phase && phase !== 'reconnecting') return;
+    // Once stopping, only the final phase is reported.
+    if (this.stopping && phase !== 'stopping' && phase !== 'stopped') return;
     this.phase = phase;
     this.log.info({ phase, ...info }, `phase: ${phase}`);
     this.emit('phase', phase, info);

@@ -208,6 +208,29 @@ describe('replicant rdb: corpus conformance (built CLI)', () => {
     expect(missing.stderr).toMatch(/^replicant: cannot read RDB file \/nonexistent\/dump\.rdb: ENOENT[^\n]*\n$/);
   });
 
+  it('verifies the CRC64 trailer unless --no-verify-checksum', async () => {
+    const file = files.find((f) => basename(f) === 'redis-7.2.6-full.rdb')!;
+    const bytes = Buffer.from(readFileSync(file));
+    bytes[bytes.length - 1]! ^= 0xff;
+    const bad = await runCli(['rdb', '-', '--format', 'stats'], { stdin: bytes });
+    expect(bad.code).toBe(3);
+    expect(bad.stderr).toMatch(/^replicant: RDB: .*checksum.* at byte \d+/i);
+    const ok = await runCli(['rdb', '-', '--format', 'stats', '--no-verify-checksum'], { stdin: bytes });
+    expect(ok.code, ok.stderr).toBe(0);
+    expect(ok.stdout.toString()).toMatch(/RDB version 11: 89 keys/);
+  });
+
+  it('resp: skips keys that already expired unless --include-expired', async () => {
+    const file = files.find((f) => basename(f) === 'keys_with_expiry.rdb')!;
+    const skip = await runCli(['rdb', file, '--format', 'resp']);
+    expect(skip.code).toBe(0);
+    expect(skip.stderr).toMatch(/^replicant: skipped 1 expired keys/m);
+    expect(skip.stdout.toString()).not.toMatch(/\r\nSET\r\n/);
+    const keep = await runCli(['rdb', file, '--format', 'resp', '--include-expired']);
+    expect(keep.code).toBe(0);
+    expect(keep.stdout.toString()).toMatch(/\r\nSET\r\n\$\d+\r\nexpires_ms_precision\r\n.*\r\nPXAT\r\n\$13\r\n1671963072573\r\n/s);
+  });
+
   it('reads stdin with -', async () => {
     const file = files.find((f) => basename(f) === 'redis-7.0.15-full.rdb')!;
     const r = await runCli(['rdb', '-'], { stdin: readFileSync(file) });

@@ -13,6 +13,7 @@ import type { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { populate } from '../helpers/dataset.js';
 import { digest, startRedis, type RedisServer } from '../helpers/redis.js';
+import { functionList } from '../helpers/sync.js';
 import { CLI, ensureBuilt, runCli } from './rdb-cli-helpers.js';
 
 function sh(script: string): Promise<{ code: number; stdout: string; stderr: string }> {
@@ -143,7 +144,7 @@ describe('replicant rdb --format resp: round trip through redis-server', () => {
     expect(await digest(t)).toBe(srcDigest);
     expect(await keyTable(t)).toEqual(srcKeys);
     const s = src.client();
-    expect(await t.call('FUNCTION', 'LIST', 'WITHCODE')).toEqual(await s.call('FUNCTION', 'LIST', 'WITHCODE'));
+    expect(await functionList(t)).toEqual(await functionList(s));
     // Seen-times are set by the target's clock in command mode; radix-tree sizes depend on node packing.
     const drop = new Set(['seen-time', 'radix-tree-keys', 'radix-tree-nodes']);
     for (const db of [0, 3]) {
@@ -167,7 +168,7 @@ describe('replicant rdb --format resp: round trip through redis-server', () => {
     const s = src.client();
     expect(await digest(t)).toBe(srcDigest);
     expect(await keyTable(t)).toEqual(srcKeys);
-    expect(await t.call('FUNCTION', 'LIST', 'WITHCODE')).toEqual(await s.call('FUNCTION', 'LIST', 'WITHCODE'));
+    expect(await functionList(t)).toEqual(await functionList(s));
     const drop = new Set(['radix-tree-keys', 'radix-tree-nodes']);
     for (const db of [0, 3]) expect(await streamInfo(t, db, drop)).toEqual(await streamInfo(s, db, drop));
   });

@@ -10,6 +10,7 @@ import { RdbError } from '../../src/errors.js';
 import { RdbDecoder } from '../../src/rdb/decoder.js';
 import type { RdbDecoderOptions } from '../../src/rdb/types.js';
 import { corpusFiles } from '../helpers/rdb-corpus.js';
+import { RdbWriter, intset, listpack, ziplist, zipmap } from '../helpers/rdb-writer.js';
 
 type Outcome = { ok: true; records: number; consumed: number } | { ok: false; message: string };
 
@@ -106,6 +107,33 @@ describe('RDB decoder fuzzing', () => {
         },
       ),
       { numRuns: 400 * SCALE },
+    );
+  });
+
+  it('mutated compact blobs (ziplist, listpack, intset, zipmap) inside a valid file', () => {
+    const entry = fc.oneof(
+      fc.string({ maxLength: 70 }),
+      fc.integer({ min: -70000, max: 70000 }).map((n) => ({ int: n })),
+      fc.bigInt({ min: -(2n ** 63n), max: 2n ** 63n - 1n }).map((n) => ({ int: n })),
+    );
+    const blob = fc.oneof(
+      fc.tuple(fc.constantFrom(10, 12, 13), fc.array(entry, { maxLength: 12 })).map(([t, es]) => [t, ziplist(es)] as const),
+      fc.tuple(fc.constantFrom(16, 17, 20, 23), fc.array(entry, { maxLength: 12 })).map(([t, es]) => [t, listpack(es)] as const),
+      fc.array(fc.integer({ min: -30000, max: 30000 }), { minLength: 1, maxLength: 10 }).map((v) => [11, intset([...new Set(v)].sort((a, b) => a - b), 2)] as const),
+      fc.array(fc.tuple(fc.string({ maxLength: 5 }), fc.string({ maxLength: 300 })), { maxLength: 5 }).map((ps) => [9, zipmap(ps)] as const),
+    );
+    fc.assert(
+      fc.property(blob, fc.array(fc.tuple(fc.nat(), fc.integer({ min: 0, max: 255 })), { maxLength: 3 }), fc.boolean(), ([type, b], flips, skip) => {
+        const mutated = Buffer.from(b);
+        for (const [at, v] of flips) mutated[at % mutated.length] = v;
+        const w = new RdbWriter(type >= 20 ? 12 : type >= 16 ? 10 : 9).key(type, 'k').str(mutated);
+        const buf = w.stringKey('after', 'v').end();
+        const opts: RdbDecoderOptions = { onCorruptValue: skip ? 'skip' : 'fail', captureRaw: true };
+        const r = outcome(buf, [], opts);
+        if (skip) expect(r.ok).toBe(true);
+        expect(outcome(buf, [7, 15, 16, 30], opts)).toEqual(r);
+      }),
+      { numRuns: 500 * SCALE },
     );
   });
 

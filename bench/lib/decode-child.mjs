@@ -1,0 +1,53 @@
+/**
+ * Child process for bench/rdb-decode.mjs: decodes one RDB file with the library's RdbDecoder
+ * over a file stream, counts keys and elements, and prints one JSON line:
+ * { bytes, keys, elements, records, ms, maxRssKb }.
+ *
+ *   node bench/lib/decode-child.mjs <file> [--capture-raw] [--no-verify-checksum]
+ *
+ * Run as a separate process so its peak RSS is the decoder's alone.
+ */
+import { createReadStream, statSync } from 'node:fs';
+import { RdbDecoder } from '../../dist/rdb/decoder.js';
+
+const [file, ...flags] = process.argv.slice(2);
+if (!file) {
+  console.error('usage: decode-child.mjs <file> [--capture-raw] [--no-verify-checksum]');
+  process.exit(2);
+}
+const decoder = new RdbDecoder({ captureRaw: flags.includes('--capture-raw'), verifyChecksum: !flags.includes('--no-verify-checksum') });
+let keys = 0;
+let elements = 0;
+let records = 0;
+const t0 = process.hrtime.bigint();
+for await (const chunk of createReadStream(file, { highWaterMark: 1024 * 1024 })) {
+  const recs = decoder.push(chunk);
+  records += recs.length;
+  for (let i = 0; i < recs.length; i++) {
+    const r = recs[i];
+    switch (r.kind) {
+      case 'keyStart':
+        keys++;
+        break;
+      case 'string':
+        elements++;
+        break;
+      case 'listItems':
+      case 'setItems':
+      case 'zsetItems':
+      case 'hashItems':
+      case 'arrayItems':
+        elements += r.items.length;
+        break;
+      case 'streamEntries':
+        elements += r.entries.length;
+        break;
+      default:
+        break;
+    }
+  }
+  if (decoder.done) break;
+}
+decoder.finish();
+const ms = Number(process.hrtime.bigint() - t0) / 1e6;
+process.stdout.write(`${JSON.stringify({ bytes: statSync(file).size, keys, elements, records, ms, maxRssKb: process.resourceUsage().maxRSS })}\n`);

@@ -1,0 +1,79 @@
+/** `replicant sync` as users run it: exit codes, one-line errors, graceful stop, logs without secrets. */
+import { spawn } from 'node:child_process';
+import { afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { execFileSync } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { startRedis, waitFor, type RedisServer } from '../helpers/redis.js';
+
+const CLI = new URL('../../dist/cli/main.js', import.meta.url).pathname;
+const servers: RedisServer[] = [];
+afterEach(async () => {
+  await Promise.all(servers.splice(0).map((s) => s.stop()));
+});
+beforeAll(() => {
+  if (!existsSync(CLI)) execFileSync('npm', ['run', 'build'], { stdio: 'ignore' });
+});
+
+interface Run {
+  code: Promise<number>;
+  stderr: () => string;
+  kill(sig: NodeJS.Signals): void;
+}
+
+function cli(args: string[]): Run {
+  const child = spawn(process.execPath, [CLI, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+  let err = '';
+  child.stderr.on('data', (d: Buffer) => (err += d.toString()));
+  child.stdout.resume();
+  const code = new Promise<number>((resolve) => child.on('exit', (c, sig) => resolve(c ?? (sig ? 128 : -1))));
+  const timer = setTimeout(() => child.kill('SIGKILL'), 60_000);
+  void code.then(() => clearTimeout(timer));
+  return { code, stderr: () => err, kill: (sig) => child.kill(sig) };
+}
+
+describe('replicant sync (CLI)', () => {
+  it('refuses a target that holds keys, naming the flag (exit 5)', async () => {
+    const source = await startRedis();
+    const target = await startRedis();
+    servers.push(source, target);
+    await target.client().set('precious', '1');
+    const r = cli(['sync', '--source', source.url, '--target', target.url, '--no-progress']);
+    expect(await r.code).toBe(5);
+    expect(r.stderr()).toMatch(/already holds 1 keys.*--existing/);
+    expect(await target.client().get('precious')).toBe('1');
+  });
+
+  it('fails on a wrong source password with exit 4 and never logs the password', async () => {
+    const source = await startRedis({ password: 'right-pw' });
+    const target = await startRedis();
+    servers.push(source, target);
+    const r = cli(['sync', '--source', `redis://:wrong-pw@127.0.0.1:${source.port}`, '--target', target.url, '--no-progress']);
+    expect(await r.code).toBe(4);
+    expect(r.stderr()).toMatch(/WRONGPASS|auth/i);
+    expect(r.stderr()).not.toContain('wrong-pw');
+  });
+
+  it('rejects bad option values with exit 2', async () => {
+    const r = cli(['sync', '--source', 'redis://127.0.0.1:1', '--target', 'redis://127.0.0.1:2', '--write-mode', 'fast']);
+    expect(await r.code).toBe(2);
+    expect(r.stderr()).toMatch(/write-mode/);
+  });
+
+  it('SIGTERM stops gracefully: exit 0, applied offset logged, checkpoint stored', async () => {
+    const source = await startRedis();
+    const target = await startRedis();
+    servers.push(source, target);
+    const src = source.client();
+    for (let i = 0; i < 100; i++) await src.set(`k${i}`, String(i));
+    const r = cli(['sync', '--source', source.url, '--target', target.url, '--no-progress']);
+    await waitFor(() => /phase: streaming/.test(r.stderr()), 'streaming', 20_000);
+    await src.incr('k1');
+    await waitFor(async () => (await target.client().get('k1')) === '2', 'the INCR to reach the target', 10_000);
+    r.kill('SIGTERM');
+    expect(await r.code).toBe(0);
+    expect(r.stderr()).toMatch(/"appliedOffset":\d+/);
+    const cp = JSON.parse((await target.client().get('__replicant:checkpoint'))!);
+    expect(cp.state).toBe('streaming');
+    expect(cp.offset).toBeGreaterThan(0);
+  });
+});
