@@ -5,6 +5,8 @@
  * Every loop is bounded by the requested sizes.
  */
 import { randomBytes } from 'node:crypto';
+import { encodeCommand } from '../../dist/resp/encode.js';
+import { spawnOwned } from './processes.mjs';
 
 /** 1M (or `count`) small string keys: `key:N` → 16-byte values (DEBUG POPULATE). */
 export async function populateSmallKeys(client, count = 1_000_000, valueBytes = 16) {
@@ -76,58 +78,43 @@ export async function writeMixedDataset(client, { scale = 1 } = {}) {
   const n = (x) => Math.max(1, Math.round(x * scale));
   const counts = { string: n(100_000), hash: n(30_000), list: n(30_000), set: n(15_000), zset: n(15_000), stream: n(5_000) };
 
-  let pipe = client.pipeline();
-  let queued = 0;
-  const flush = async (force = false) => {
-    if (queued === 0 || (!force && queued < 2000)) return;
-    const res = await pipe.exec();
-    for (const [err] of res) if (err) throw err;
-    pipe = client.pipeline();
-    queued = 0;
-  };
-  const add = async (key, i, write) => {
-    write(key);
-    queued++;
-    if (i % 10 === 0) {
-      pipe.pexpireat(key, expireAt + i);
-      queued++;
-    }
-    await flush();
+  const pipe = new RespPipe(client.options.port);
+  const add = async (key, i, args) => {
+    await pipe.send(args);
+    if (i % 10 === 0) await pipe.send(['PEXPIREAT', key, expireAt + i]);
   };
 
   for (let i = 0; i < counts.string; i++) {
-    // 10..1000 bytes, mean ≈ 500.
-    const size = 10 + ((i * 7919) % 991);
-    await add(`string:${i}`, i, (k) => pipe.set(k, rnd(size)));
+    // 10..2000 bytes, mean ≈ 1000.
+    const size = 10 + ((i * 7919) % 1991);
+    await add(`string:${i}`, i, ['SET', `string:${i}`, rnd(size)]);
   }
   for (let i = 0; i < counts.hash; i++) {
-    const args = [];
+    const args = ['HSET', `hash:${i}`];
     for (let j = 0; j < 20; j++) args.push(`f${j}`, hex(12));
-    await add(`hash:${i}`, i, (k) => pipe.hset(k, ...args));
+    await add(args[1], i, args);
   }
   for (let i = 0; i < counts.list; i++) {
-    const args = [];
+    const args = ['RPUSH', `list:${i}`];
     for (let j = 0; j < 20; j++) args.push(j % 4 === 0 ? String(i * 31 + j) : hex(12));
-    await add(`list:${i}`, i, (k) => pipe.rpush(k, ...args));
+    await add(args[1], i, args);
   }
   for (let i = 0; i < counts.set; i++) {
-    const args = [];
+    const args = ['SADD', `set:${i}`];
     // Half intsets, half hashtables of short strings.
     for (let j = 0; j < 20; j++) args.push(i % 2 === 0 ? String(i * 1000 + j) : hex(9));
-    await add(`set:${i}`, i, (k) => pipe.sadd(k, ...args));
+    await add(args[1], i, args);
   }
   for (let i = 0; i < counts.zset; i++) {
-    const args = [];
+    const args = ['ZADD', `zset:${i}`];
     for (let j = 0; j < 20; j++) args.push(String((i * 20 + j) / 3), hex(9));
-    await add(`zset:${i}`, i, (k) => pipe.zadd(k, ...args));
+    await add(args[1], i, args);
   }
   for (let i = 0; i < counts.stream; i++) {
-    await add(`stream:${i}`, i, (k) => {
-      for (let j = 0; j < 10; j++) pipe.xadd(k, '*', 'sensor', String(j), 'reading', hex(6));
-      queued += 9;
-    });
+    for (let j = 0; j < 10; j++) await pipe.send(['XADD', `stream:${i}`, '*', 'sensor', String(j), 'reading', hex(6)]);
+    if (i % 10 === 0) await pipe.send(['PEXPIREAT', `stream:${i}`, expireAt + i]);
   }
-  await flush(true);
+  await pipe.end();
   // A stream with a consumer group and pending entries.
   await client.xgroup('CREATE', 'stream:0', 'group', '0');
   await client.xreadgroup('GROUP', 'group', 'consumer', 'COUNT', '5', 'STREAMS', 'stream:0', '>');
@@ -141,4 +128,43 @@ export async function writeMixedDataset(client, { scale = 1 } = {}) {
   await fillCollection(client, 'big:stream:1', 'XADD', n(100_000), 'stream');
   await client.set('big:string:1', randomBytes(n(8 * 1024 * 1024)));
   await client.set('big:string:2', randomBytes(n(8 * 1024 * 1024)));
+}
+
+/**
+ * Commands written through `redis-cli --pipe` (the fastest bulk-load path), with backpressure.
+ * end() fails if redis-cli reports any error reply.
+ */
+class RespPipe {
+  constructor(port) {
+    this.child = spawnOwned('redis-cli', ['-h', '127.0.0.1', '-p', String(port), '--pipe'], { stdio: ['pipe', 'pipe', 'pipe'] });
+    this.out = '';
+    this.child.stdout.on('data', (d) => (this.out += d.toString()));
+    this.child.stderr.on('data', (d) => (this.out += d.toString()));
+    this.exited = new Promise((resolve) => this.child.once('exit', (code) => resolve(code)));
+    this.batch = [];
+    this.batchBytes = 0;
+  }
+
+  async send(args) {
+    const b = encodeCommand(args);
+    this.batch.push(b);
+    this.batchBytes += b.length;
+    if (this.batchBytes >= 256 * 1024) await this.flush();
+  }
+
+  async flush() {
+    if (this.batch.length === 0) return;
+    const buf = Buffer.concat(this.batch, this.batchBytes);
+    this.batch = [];
+    this.batchBytes = 0;
+    if (!this.child.stdin.write(buf)) await new Promise((r) => this.child.stdin.once('drain', r));
+  }
+
+  async end() {
+    await this.flush();
+    this.child.stdin.end();
+    const code = await this.exited;
+    const m = /errors: (\d+), replies: (\d+)/.exec(this.out);
+    if (code !== 0 || !m || m[1] !== '0') throw new Error(`redis-cli --pipe failed (exit ${code}): ${this.out.slice(-2000)}`);
+  }
 }

@@ -3,7 +3,7 @@
  * over a file stream, counts keys and elements, and prints one JSON line:
  * { bytes, keys, elements, records, ms, maxRssKb }.
  *
- *   node bench/lib/decode-child.mjs <file> [--capture-raw] [--no-verify-checksum]
+ *   node bench/lib/decode-child.mjs <file> [--capture-raw] [--no-verify-checksum] [--chunk BYTES]
  *
  * Run as a separate process so its peak RSS is the decoder's alone.
  */
@@ -15,12 +15,14 @@ if (!file) {
   console.error('usage: decode-child.mjs <file> [--capture-raw] [--no-verify-checksum]');
   process.exit(2);
 }
+const chunkAt = flags.indexOf('--chunk');
+const chunkBytes = chunkAt >= 0 ? Number(flags[chunkAt + 1]) : 1024 * 1024;
 const decoder = new RdbDecoder({ captureRaw: flags.includes('--capture-raw'), verifyChecksum: !flags.includes('--no-verify-checksum') });
 let keys = 0;
 let elements = 0;
 let records = 0;
 const t0 = process.hrtime.bigint();
-for await (const chunk of createReadStream(file, { highWaterMark: 1024 * 1024 })) {
+for await (const chunk of createReadStream(file, { highWaterMark: chunkBytes })) {
   const recs = decoder.push(chunk);
   records += recs.length;
   for (let i = 0; i < recs.length; i++) {

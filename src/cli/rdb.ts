@@ -23,6 +23,7 @@ import { parseTargetVersion } from '../sync/translate-format.js';
 export interface RdbCommandOptions {
   format: 'jsonl' | 'resp' | 'stats';
   restore?: boolean;
+  restoreMaxBytes: string;
   includeExpired?: boolean;
   replace: boolean;
   targetVersion?: string;
@@ -46,6 +47,7 @@ export function registerRdbCommand(program: CommanderCommand): void {
     .argument('[file]', 'RDB file, or - to read stdin')
     .addOption(new Option('--format <format>', 'output format').choices(['jsonl', 'resp', 'stats']).default('jsonl'))
     .option('--restore', 'resp: write RESTORE ... ABSTTL REPLACE with DUMP payloads (the file\'s RDB version) instead of plain commands')
+    .option('--restore-max-bytes <n>', 'resp --restore: keys bigger than this are written as commands instead', String(16 * 1024 * 1024))
     .option('--include-expired', 'resp: also write keys whose expiry has already passed')
     .option('--no-replace', 'resp: do not overwrite existing keys (no DEL before collections, no REPLACE on RESTORE)')
     .option('--target-version <version>', 'resp: the target\'s server version, to avoid newer syntax (default: newest)')
@@ -129,10 +131,18 @@ interface FormatSink {
   report(): string[];
 }
 
-function validate(opts: RdbCommandOptions): { filter: KeyFilter; top: number } {
+interface Validated {
+  filter: KeyFilter;
+  top: number;
+  restoreMaxBytes: number;
+}
+
+function validate(opts: RdbCommandOptions): Validated {
   const filter = parseFilter(opts);
   const top = Number(opts.top);
   if (!Number.isInteger(top) || top < 0) throw new UsageError(`--top: "${opts.top}" is not a non-negative integer`);
+  const restoreMaxBytes = Number(opts.restoreMaxBytes);
+  if (!Number.isInteger(restoreMaxBytes) || restoreMaxBytes < 1) throw new UsageError(`--restore-max-bytes: "${opts.restoreMaxBytes}" is not a positive integer`);
   if (opts.targetVersion !== undefined) {
     try {
       parseTargetVersion(opts.targetVersion);
@@ -143,12 +153,12 @@ function validate(opts: RdbCommandOptions): { filter: KeyFilter; top: number } {
   if (opts.format !== 'resp' && (opts.restore || opts.targetVersion !== undefined)) {
     throw new UsageError('--restore and --target-version apply to --format resp only');
   }
-  return { filter, top };
+  return { filter, top, restoreMaxBytes };
 }
 
-function createSink(opts: RdbCommandOptions, top: number, out: OutputBuffer, stderr: Writable): FormatSink {
+function createSink(opts: RdbCommandOptions, v: Validated, out: OutputBuffer, stderr: Writable): FormatSink {
   if (opts.format === 'stats') {
-    const stats = new StatsCollector({ top });
+    const stats = new StatsCollector({ top: v.top });
     return {
       push: (r) => stats.push(r),
       finish: () => out.utf8(opts.json ? `${JSON.stringify(statsToJson(stats.stats), null, 2)}\n` : formatStats(stats.stats)),
@@ -169,6 +179,7 @@ function createSink(opts: RdbCommandOptions, top: number, out: OutputBuffer, std
   let issues = 0;
   const resp = new RespWriter(out, {
     mode: opts.restore ? 'restore' : 'commands',
+    restoreBufferBytes: v.restoreMaxBytes,
     replace: opts.replace,
     includeExpired: opts.includeExpired === true,
     onUntranslatable: opts.onCorrupt,
@@ -195,12 +206,14 @@ function createSink(opts: RdbCommandOptions, top: number, out: OutputBuffer, std
 }
 
 export async function runRdbCommand(file: string, opts: RdbCommandOptions, io: RdbCommandIo): Promise<void> {
-  const { filter, top } = validate(opts);
+  const v = validate(opts);
+  const filter = v.filter;
   const out = new OutputBuffer(io.stdout);
-  const sink = createSink(opts, top, out, io.stderr);
+  const sink = createSink(opts, v, out, io.stderr);
   const decoder = new RdbDecoder({
     verifyChecksum: opts.verifyChecksum,
     captureRaw: opts.format === 'resp' && opts.restore === true,
+    rawLimit: v.restoreMaxBytes,
     onCorruptValue: opts.onCorrupt,
   });
   const input = await openInput(file, io);

@@ -9,7 +9,8 @@
  * `[[field, value]]` plus `field_expire_ms` `[[field, ms]]` for fields with a TTL; streams as
  * an object with `entries`, `length`, `last_id`, `max_deleted_id`, `entries_added`,
  * `first_id`, `groups`; `lru_idle_s` / `lfu_freq` only when the file has them; module values
- * as `"type":"module","module":name,"value":{"b64":payload}`. AUX fields and functions are
+ * as `"type":"module","module":name,"value":{"b64":payload}`; Redis 8.8 arrays as
+ * `"type":"array","insert_index":n,"value":[[index, value], ...]`. AUX fields and functions are
  * lines without a `key`: `{"aux":k,"value":v}`, `{"function":code}`.
  *
  * Held in memory per key: the field TTL pairs of a hash, and one consumer group's PEL and
@@ -175,6 +176,23 @@ export class JsonlWriter {
           writeJsonBytes(out, it.value);
           out.byte(0x5d);
           if (it.expireMs !== null) this.fieldTtls.push([it.field, it.expireMs]);
+        }
+        return;
+      case 'arrayMeta':
+        this.begin();
+        out.ascii(`,"insert_index":${rec.insertIndex === null ? 'null' : rec.insertIndex}`);
+        this.openArray(',"value":[');
+        return;
+      case 'arrayItems':
+        if (!this.started) {
+          this.begin();
+          this.openArray(',"value":[');
+        }
+        for (const a of rec.items) {
+          this.comma();
+          out.ascii(`[${a.index},`);
+          writeJsonBytes(out, a.value);
+          out.byte(0x5d);
         }
         return;
       case 'module':

@@ -5,7 +5,7 @@
 import type { KeyHeader, RdbRecord, ValueType } from '../rdb/types.js';
 import { GlobMatcher } from './glob.js';
 
-export const VALUE_TYPES: readonly ValueType[] = ['string', 'list', 'set', 'zset', 'hash', 'stream', 'module'];
+export const VALUE_TYPES: readonly ValueType[] = ['string', 'list', 'set', 'zset', 'hash', 'stream', 'module', 'array'];
 
 export interface KeyFilterOptions {
   dbs?: readonly number[];
@@ -73,6 +73,8 @@ function isKeyValueRecord(rec: RdbRecord): boolean {
     case 'streamPel':
     case 'streamConsumer':
     case 'module':
+    case 'arrayMeta':
+    case 'arrayItems':
       return true;
     default:
       return false;

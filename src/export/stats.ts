@@ -90,6 +90,9 @@ export class StatsCollector {
       case 'streamEntries':
         this.elements += rec.entries.length;
         return;
+      case 'arrayItems':
+        this.elements += rec.items.length;
+        return;
       case 'keySkipped':
         this.cur = null;
         this.result.corruptSkipped++;

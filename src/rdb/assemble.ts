@@ -3,7 +3,7 @@
  * their keys are small. Non-key records (header, aux, selectDb, function, keySkipped, end...)
  * pass through unchanged, in order.
  */
-import type { KeyRecord } from './decoder.js';
+import type { KeyRecord } from './format.js';
 import type { ArrayItem, HashItem, KeyHeader, RdbKey, RdbRecord, StreamGroup, StreamValue, ZsetItem } from './types.js';
 
 export type { KeyRecord };

@@ -197,6 +197,13 @@ export class RdbInput {
     const start = this.p;
     if (start >= buf.length) this.short(1);
     const b = buf[start]!;
+    if (b < 0x40) {
+      // Fast path: 6-bit length, the common case for keys and small values.
+      const end = start + 1 + b;
+      if (end > buf.length) this.short(1 + b);
+      this.p = end;
+      return buf.subarray(start + 1, end);
+    }
     if (b < 0xc0) {
       const n = this.len(what);
       if (n > MAX_STRING_LENGTH) throw this.error(`${what}: string length ${n} is too large`, this.base + start);

@@ -8,14 +8,15 @@
  *  - commands (default): SET (+APPEND chunks for big strings), RPUSH / SADD / ZADD / HSET
  *    batches of `batchElements` elements or `batchBytes` bytes, HPEXPIREAT for hash field
  *    TTLs, the stream rebuild of ./translate-stream.ts, then PEXPIREAT (or SET ... PXAT);
- *  - `mode: 'restore'` (or 'auto', which keeps strings on SET): `RESTORE key <abs ms|0> <payload> ABSTTL [REPLACE] [IDLETIME|FREQ]`
- *    from `keyEnd.raw` (the decoder must run with `captureRaw`). The commands of a key are
+ *  - `mode: 'restore'` (or 'auto', which keeps strings on SET):
+ *    `RESTORE key <abs ms|0> <payload> ABSTTL [REPLACE] [IDLETIME|FREQ]` built from
+ *    `keyEnd.raw` (the decoder must run with `captureRaw`). The commands of a key are
  *    buffered (up to `restoreBufferBytes`) until keyEnd says whether raw bytes exist; if they
  *    do, the buffer is dropped for one RESTORE, otherwise it is sent as is. A key whose
  *    commands outgrow the buffer is written with commands from then on (its raw bytes, if
  *    any, are ignored), so memory stays bounded by that limit plus one batch.
  *
- * Module values can only be written with RESTORE: without raw bytes such a key is reported
+ * Module values (and Redis 8.8 arrays) are written with RESTORE only: without raw bytes such a key is reported
  * (`onUntranslatable`). Functions become `FUNCTION LOAD REPLACE`, the old `lua` AUX field
  * `SCRIPT LOAD`. Keys already expired at `now()` are skipped and counted unless
  * `includeExpired`. With `replace`, each collection key starts with `DEL key` (strings are
@@ -23,9 +24,10 @@
  */
 import { buildDumpPayload } from '../rdb/dump.js';
 import type { KeyHeader, RdbRecord } from '../rdb/types.js';
-import { encodedLength, type Arg } from '../resp/encode.js';
+import { encodedLength } from '../resp/encode.js';
 import { ExitCode, ReplicantError, printableKey } from '../errors.js';
-import { ARG_OVERHEAD, argBytes, formatScore, parseTargetVersion } from './translate-format.js';
+import { CommandBatcher } from './translate-batch.js';
+import { formatScore, parseTargetVersion } from './translate-format.js';
 import { StreamRebuilder, type Command } from './translate-stream.js';
 
 export type { Command } from './translate-stream.js';
@@ -127,10 +129,7 @@ export class Translator {
   private emittedToOut = false;
   private wroteData = false;
   private expirySet = false;
-  private pending: Command | null = null;
-  private pendingItems = 0;
-  private pendingBytes = 0;
-  private pendingTtls: Map<number, Buffer[]> | null = null;
+  private readonly batch: CommandBatcher;
   private droppedFieldTtls = 0;
   private stream: StreamRebuilder | null = null;
   private moduleName = '';
@@ -148,6 +147,7 @@ export class Translator {
     this.emitSelect = opts.emitSelect ?? true;
     this.onIssue = opts.onIssue;
     this.payloadVersion = opts.payloadVersion ?? null;
+    this.batch = new CommandBatcher(this.batchElements, this.batchBytes, (c) => this.data(c));
   }
 
   /** The db of the last SELECT emitted, -1 before the first. */
@@ -200,8 +200,7 @@ export class Translator {
     this.emittedToOut = false;
     this.wroteData = false;
     this.expirySet = false;
-    this.pending = null;
-    this.pendingTtls = null;
+    this.batch.reset(h.key);
     this.droppedFieldTtls = 0;
     this.stream = null;
     this.moduleName = '';
@@ -218,7 +217,7 @@ export class Translator {
       if (this.target < 500) this.untranslatable('streams need a 5.0+ target');
       else this.stream = new StreamRebuilder(h.key, (c) => this.data(c), { targetVersion: this.target, issue: (m) => this.issue(h.db, h.key, m) });
     }
-    if (this.replace && h.type !== 'string' && h.type !== 'module' && !this.skipping) this.emit(['DEL', h.key]);
+    if (this.replace && h.type !== 'string' && h.type !== 'module' && h.type !== 'array' && !this.skipping) this.emit(['DEL', h.key]);
   }
 
   private value(rec: RdbRecord): void {
@@ -228,13 +227,13 @@ export class Translator {
         this.writeString(h, rec.value);
         break;
       case 'listItems':
-        for (const item of rec.items) this.add('RPUSH', item, null);
+        for (const item of rec.items) this.batch.add('RPUSH', item, null);
         break;
       case 'setItems':
-        for (const item of rec.items) this.add('SADD', item, null);
+        for (const item of rec.items) this.batch.add('SADD', item, null);
         break;
       case 'zsetItems':
-        for (const z of rec.items) this.add('ZADD', formatScore(z.score), z.member);
+        for (const z of rec.items) this.batch.add('ZADD', formatScore(z.score), z.member);
         break;
       case 'hashItems':
         for (const it of rec.items) {
@@ -243,17 +242,12 @@ export class Translator {
               this.stats.expiredFieldsSkipped++;
               continue;
             }
-            this.add('HSET', it.field, it.value);
-            if (this.target >= 704) {
-              this.pendingTtls ??= new Map();
-              const fields = this.pendingTtls.get(it.expireMs);
-              if (fields) fields.push(it.field);
-              else this.pendingTtls.set(it.expireMs, [it.field]);
-            } else {
-              this.droppedFieldTtls++;
-            }
+            // Queued before the HSET so the flush that sends the field sends its TTL right after.
+            if (this.target >= 704) this.batch.fieldTtl(it.field, it.expireMs);
+            else this.droppedFieldTtls++;
+            this.batch.add('HSET', it.field, it.value);
           } else {
-            this.add('HSET', it.field, it.value);
+            this.batch.add('HSET', it.field, it.value);
           }
         }
         break;
@@ -297,40 +291,6 @@ export class Translator {
     }
   }
 
-  /** Add one element (or pair) to the open variadic command, flushing it when full. */
-  private add(verb: string, a: Arg, b: Arg | null): void {
-    if (this.pending === null) {
-      this.pending = [verb, this.cur!.key];
-      this.pendingItems = 0;
-      this.pendingBytes = 0;
-    }
-    this.pending.push(a);
-    this.pendingBytes += argBytes(a) + ARG_OVERHEAD;
-    if (b !== null) {
-      this.pending.push(b);
-      this.pendingBytes += argBytes(b) + ARG_OVERHEAD;
-    }
-    if (++this.pendingItems >= this.batchElements || this.pendingBytes >= this.batchBytes) this.flushPending();
-  }
-
-  private flushPending(): void {
-    if (this.pending !== null) {
-      this.data(this.pending);
-      this.pending = null;
-    }
-    const ttls = this.pendingTtls;
-    if (ttls !== null && ttls.size > 0) {
-      const key = this.cur!.key;
-      for (const [ms, fields] of ttls) {
-        for (let i = 0; i < fields.length; i += this.batchElements) {
-          const part = fields.slice(i, i + this.batchElements);
-          this.data(['HPEXPIREAT', key, ms, 'FIELDS', part.length, ...part]);
-        }
-      }
-      ttls.clear();
-    }
-  }
-
   private endKey(raw: Buffer | null): void {
     const h = this.cur;
     if (h === null) return;
@@ -338,16 +298,17 @@ export class Translator {
       if (!this.skipping) this.finishKey(h, raw);
     } finally {
       this.cur = null;
-      this.pending = null;
       this.buffer = [];
       this.stream = null;
     }
   }
 
   private finishKey(h: KeyHeader, raw: Buffer | null): void {
-    if (h.type === 'module') {
+    if (h.type === 'module' || h.type === 'array') {
+      // No command rebuilds a module value; arrays (Redis 8.8) are written by RESTORE only too.
+      const what = h.type === 'module' ? `module value (${this.moduleName || `type ${h.rdbType}`})` : 'array value (type 28)';
       if (raw !== null) this.restore(h, raw);
-      else this.untranslatable(`module value (${this.moduleName || `type ${h.rdbType}`}) can only be written with RESTORE, and its raw bytes were not captured`);
+      else this.untranslatable(`${what} can only be written with RESTORE, and its raw bytes were not captured`);
       return;
     }
     if (this.buffering && raw !== null) {
@@ -355,7 +316,7 @@ export class Translator {
       this.restore(h, raw);
       return;
     }
-    this.flushPending();
+    this.batch.flush();
     this.stream?.finish();
     if (this.droppedFieldTtls > 0) {
       this.issue(h.db, h.key, `${this.droppedFieldTtls} hash field TTLs need a 7.4+ target (HPEXPIREAT): fields written without TTL`);
@@ -385,7 +346,6 @@ export class Translator {
     const h = this.cur;
     if (h === null) return;
     this.cur = null;
-    this.pending = null;
     this.buffer = [];
     if (this.skipping) return;
     // Commands already sent built part of the key: remove it rather than leave half a value.

@@ -116,7 +116,9 @@ class Pipe {
         // The last permitted bytes: reset once they are handed to the kernel (a RST discards
         // what is still queued in user space), and forward nothing more on this connection.
         this.conn.doomed = true;
-        this.dst.write(piece, () => this.proxy.fireReset(this.conn));
+        // The extra turn lets the peer read those bytes before the RST arrives: a RST queued
+        // right behind data is often reported as a plain end of stream.
+        this.dst.write(piece, () => setImmediate(() => this.proxy.fireReset(this.conn)));
         return;
       }
       const ok = this.dst.write(piece);

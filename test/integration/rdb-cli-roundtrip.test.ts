@@ -161,9 +161,14 @@ describe('replicant rdb --format resp: round trip through redis-server', () => {
     expect(stderr).toMatch(/key "stream:pdel" \(db 0\) 1 pending entries refer to deleted stream entries/);
   });
 
-  it('--restore (reading stdin) rebuilds it exactly, consumer seen-times included', async () => {
-    const { target, stderr } = await pipeInto(`cat ${dump} | node ${CLI} rdb - --format resp --restore`);
+  it('--restore (reading stdin, big keys as commands) rebuilds it exactly, consumer seen-times included', async () => {
+    // Keys over 200 kB (list:bigitems, str:random) go as commands: the fallback path.
+    const { target, stderr } = await pipeInto(`cat ${dump} | node ${CLI} rdb - --format resp --restore --restore-max-bytes 200000`);
     expect(stderr).toBe('');
+    const resp = (await runCli(['rdb', dump, '--format', 'resp', '--restore', '--restore-max-bytes', '200000'])).stdout.toString('latin1');
+    expect(resp).toContain('\r\nRESTORE\r\n$11\r\nstream:pdel\r\n');
+    expect(resp).toContain('\r\nRPUSH\r\n$13\r\nlist:bigitems\r\n');
+    expect(resp).toContain('\r\nAPPEND\r\n$10\r\nstr:random\r\n');
     const t = target.client();
     const s = src.client();
     expect(await digest(t)).toBe(srcDigest);

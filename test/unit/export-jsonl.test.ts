@@ -166,3 +166,15 @@ describe('JsonlWriter', () => {
     expect(v[19_999]).toBe('element-999');
   });
 });
+
+describe('JsonlWriter: Redis 8.8 arrays', () => {
+  it('writes the insert index and [index, value] pairs', () => {
+    const { lines } = render([
+      keyStart('a', 'array', { rdbType: 28 }),
+      { kind: 'arrayMeta', insertIndex: 7 },
+      { kind: 'arrayItems', items: [{ index: 0, value: B('x'), encoding: 'string' }, { index: 5, value: B('-3'), encoding: 'int' }] },
+      keyEnd,
+    ]);
+    expect(lines).toEqual([{ db: 0, key: 'a', type: 'array', rdb_type: 28, expire_ms: null, insert_index: 7, value: [[0, 'x'], [5, '-3']] }]);
+  });
+});

@@ -43,7 +43,21 @@ interface ExpectedKey {
   lfu_freq?: number;
 }
 
+interface FileStructure {
+  aux_fields: number;
+  function_opcodes: number;
+  selectdb: number[];
+  resizedb: [number, number, number][];
+  expiretime_ms_opcodes: number;
+  idle_opcodes: number;
+  freq_opcodes: number;
+  slot_info_opcodes: number;
+  keys: number;
+}
+
 interface ExpectedFile {
+  file_structure?: FileStructure;
+  aux_fields_in_header?: Record<string, string | number>;
   magic: string;
   rdb_version: number;
   checksum_trailer_hex?: string;
@@ -293,6 +307,24 @@ describe('RDB corpus', () => {
         const keys = [...dbs.get(edb.db)!].sort((a, b) => Buffer.compare(a.key.key, b.key.key));
         expect(keys.map((k) => bufferKey(k.key.key)), `db ${edb.db} key names`).toEqual(edb.keys.map((k) => jsonBytesKey(k.key)));
         edb.keys.forEach((ek, i) => compareKey(keys[i]!, ek, `${name} db ${edb.db} key ${JSON.stringify(ek.key)}`));
+      }
+
+      // Top-level opcodes, for the generated corpus (the public files' JSON does not count them).
+      const fs = exp.file_structure;
+      if (fs) {
+        const aux = got.others.flatMap((r) => (r.kind === 'aux' ? [[r.key.toString(), r.value.toString()]] : []));
+        expect(aux.length, 'AUX fields').toBe(fs.aux_fields);
+        for (const [k, v] of Object.entries(exp.aux_fields_in_header ?? {})) expect(Object.fromEntries(aux)[k], `AUX ${k}`).toBe(String(v));
+        const selects = got.others.flatMap((r) => (r.kind === 'selectDb' ? [r.db] : []));
+        expect(selects, 'SELECTDB').toEqual(fs.selectdb);
+        const resizes = got.others.flatMap((r) => (r.kind === 'resizeDb' ? [[r.dbSize, r.expiresSize]] : []));
+        expect(resizes, 'RESIZEDB').toEqual(fs.resizedb.map(([, n, e]) => [n, e]));
+        expect(got.others.filter((r) => r.kind === 'slotInfo').length, 'SLOT_INFO').toBe(fs.slot_info_opcodes);
+        expect(got.others.filter((r) => r.kind === 'function').length, 'FUNCTION2').toBe(fs.function_opcodes);
+        expect(got.keys.length, 'keys').toBe(fs.keys);
+        expect(got.keys.filter((k) => k.key.expireMs !== null).length, 'EXPIRETIME_MS').toBe(fs.expiretime_ms_opcodes);
+        expect(got.keys.filter((k) => k.key.lruIdle !== null).length, 'IDLE').toBe(fs.idle_opcodes);
+        expect(got.keys.filter((k) => k.key.lfuFreq !== null).length, 'FREQ').toBe(fs.freq_opcodes);
       }
 
       const functions = got.others.flatMap((r) => (r.kind === 'function' ? [r.code.toString('utf8')] : []));

@@ -343,3 +343,47 @@ describe('Translator: restore mode', () => {
     expect(skipped.issues).toHaveLength(1);
   });
 });
+
+describe('Translator: field TTLs across HSET batches', () => {
+  it('sends each HPEXPIREAT right after the HSET that wrote its fields', () => {
+    const items = Array.from({ length: 5 }, (_, i) => ({ field: B(`f${i}`), value: B('v'), expireMs: 9_000_000 + (i % 2) }));
+    const { cmds } = run([keyStart('h', 'hash'), { kind: 'hashItems', items }, keyEnd()], { batchElements: 2 });
+    expect(cmds).toEqual([
+      ['HSET', 'h', 'f0', 'v', 'f1', 'v'],
+      ['HPEXPIREAT', 'h', '9000000', 'FIELDS', '1', 'f0'],
+      ['HPEXPIREAT', 'h', '9000001', 'FIELDS', '1', 'f1'],
+      ['HSET', 'h', 'f2', 'v', 'f3', 'v'],
+      ['HPEXPIREAT', 'h', '9000000', 'FIELDS', '1', 'f2'],
+      ['HPEXPIREAT', 'h', '9000001', 'FIELDS', '1', 'f3'],
+      ['HSET', 'h', 'f4', 'v'],
+      ['HPEXPIREAT', 'h', '9000000', 'FIELDS', '1', 'f4'],
+    ]);
+  });
+});
+
+describe('Translator: auto mode', () => {
+  it('keeps strings on SET and restores collections', () => {
+    const raw = Buffer.from([0x00, 0x01, 0x61]);
+    const { cmds } = run(
+      [
+        keyStart('s', 'string'), { kind: 'string', value: B('a') }, keyEnd(raw),
+        keyStart('l', 'list'), { kind: 'listItems', items: [B('a')] }, keyEnd(Buffer.from([0x12, 0x00])),
+      ],
+      { mode: 'auto', payloadVersion: 10 },
+    );
+    expect(cmds.map((c) => c[0])).toEqual(['SET', 'RESTORE']);
+  });
+});
+
+describe('Translator: arrays (Redis 8.8)', () => {
+  it('are written with RESTORE only', () => {
+    const recs = (raw: Buffer | null): RdbRecord[] => [
+      keyStart('a', 'array', { rdbType: 28 }),
+      { kind: 'arrayMeta', insertIndex: null },
+      { kind: 'arrayItems', items: [{ index: 0, value: B('x'), encoding: 'string' }] },
+      keyEnd(raw),
+    ];
+    expect(run(recs(Buffer.from([28, 1, 0])), { payloadVersion: 14 }).cmds.map((c) => c[0])).toEqual(['RESTORE']);
+    expect(() => run(recs(null))).toThrow(/array value .* RESTORE/);
+  });
+});
