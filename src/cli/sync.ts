@@ -6,6 +6,7 @@
 import { Command, Option } from 'commander';
 import { parseCheckpointSpec } from '../checkpoint/store.js';
 import { createLogger, redactUrl } from '../observe/logger.js';
+import { startMetricsServer, type MetricsServer } from '../observe/metrics.js';
 import { ProgressReporter, formatBytes, formatCount, formatDuration } from '../observe/progress.js';
 import { SyncSession, type SyncStatus } from '../sync/session.js';
 import { parseDuration, parsePort, parseSize } from './options.js';
@@ -29,6 +30,8 @@ interface SyncCliOptions {
   progress: boolean;
   progressInterval: number;
   logLevel: string;
+  metricsPort?: number;
+  metricsHost: string;
 }
 
 export function registerSyncCommand(program: Command): void {
@@ -53,6 +56,8 @@ export function registerSyncCommand(program: Command): void {
     .option('--no-progress', 'no progress display / progress log lines')
     .option('--progress-interval <duration>', 'progress log period when stderr is not a TTY', parseDuration, 10_000)
     .option('--log-level <level>', 'fatal, error, warn, info, debug', 'info')
+    .option('--metrics-port <port>', 'serve Prometheus /metrics, /status (JSON) and /healthz on this port (default: off)', parsePort)
+    .option('--metrics-host <host>', 'address the metrics endpoint binds to', '127.0.0.1')
     .action(async (o: SyncCliOptions) => {
       const logger = createLogger({ level: o.logLevel });
       const session = new SyncSession({
@@ -74,6 +79,8 @@ export function registerSyncCommand(program: Command): void {
         logger,
       });
       logger.info({ source: redactUrl(o.source), target: redactUrl(o.target), writeMode: o.writeMode, checkpoint: o.checkpoint }, 'replicant sync starting');
+      // Before anything else starts: a port already in use fails fast with exit 2.
+      const metrics: MetricsServer | null = o.metricsPort === undefined ? null : await startMetricsServer(session, { port: o.metricsPort, host: o.metricsHost, logger });
       const progress = new ProgressReporter(() => snapshot(session.status()), logger, o.progressInterval);
       if (o.progress) progress.start();
       session.on('phase', () => progress.tick());
@@ -95,6 +102,7 @@ export function registerSyncCommand(program: Command): void {
       try {
         await session.run();
       } finally {
+        await metrics?.close();
         progress.stop();
         process.off('SIGINT', onSignal);
         process.off('SIGTERM', onSignal);

@@ -42,9 +42,8 @@ export class KeyAssembler {
 
   push(rec: RdbRecord): RdbKey | null {
     switch (rec.kind) {
-      case 'keyStart': {
-        const { kind: _kind, ...header } = rec;
-        this.header = header;
+      case 'keyStart':
+        this.header = rec;
         this.elements = [];
         this.stringValue = null;
         this.stream = null;
@@ -52,7 +51,6 @@ export class KeyAssembler {
         this.moduleValue = null;
         this.insertIndex = null;
         return null;
-      }
       case 'string':
         this.stringValue = rec.value;
         return null;
@@ -73,7 +71,7 @@ export class KeyAssembler {
         this.stream = { entries: this.elements as StreamValue['entries'], meta: rec.meta, groups: [] };
         return null;
       case 'streamGroup':
-        this.group = { ...rec.group, pel: [], consumers: [] };
+        this.group = { name: rec.group.name, lastId: rec.group.lastId, entriesRead: rec.group.entriesRead, pel: [], consumers: [] };
         this.stream?.groups.push(this.group);
         return null;
       case 'streamPel':
@@ -99,35 +97,33 @@ export class KeyAssembler {
     const h = this.header;
     if (h === null) return null;
     this.header = null;
-    const { type: _type, ...rest } = h;
-    const base = { ...rest, raw };
+    const { db, key, rdbType, expireMs, lruIdle, lfuFreq, offset } = h;
     switch (h.type) {
       case 'string':
-        return { ...base, type: 'string', value: this.stringValue ?? Buffer.alloc(0) };
+        return { db, key, rdbType, expireMs, lruIdle, lfuFreq, offset, raw, type: 'string', value: this.stringValue ?? Buffer.alloc(0) };
       case 'list':
-        return { ...base, type: 'list', value: this.elements as Buffer[] };
+        return { db, key, rdbType, expireMs, lruIdle, lfuFreq, offset, raw, type: 'list', value: this.elements as Buffer[] };
       case 'set':
-        return { ...base, type: 'set', value: this.elements as Buffer[] };
+        return { db, key, rdbType, expireMs, lruIdle, lfuFreq, offset, raw, type: 'set', value: this.elements as Buffer[] };
       case 'zset':
-        return { ...base, type: 'zset', value: this.elements as ZsetItem[] };
+        return { db, key, rdbType, expireMs, lruIdle, lfuFreq, offset, raw, type: 'zset', value: this.elements as ZsetItem[] };
       case 'hash':
-        return { ...base, type: 'hash', value: this.elements as HashItem[] };
+        return { db, key, rdbType, expireMs, lruIdle, lfuFreq, offset, raw, type: 'hash', value: this.elements as HashItem[] };
       case 'array':
-        return { ...base, type: 'array', value: this.elements as ArrayItem[], insertIndex: this.insertIndex };
-      case 'stream':
-        return {
-          ...base,
-          type: 'stream',
-          value: this.stream ?? {
-            entries: this.elements as StreamValue['entries'],
-            meta: { length: 0, lastId: '0-0', firstId: null, maxDeletedId: null, entriesAdded: null },
-            groups: [],
-          },
+        return { db, key, rdbType, expireMs, lruIdle, lfuFreq, offset, raw, type: 'array', value: this.elements as ArrayItem[], insertIndex: this.insertIndex };
+      case 'stream': {
+        const value = this.stream ?? {
+          entries: this.elements as StreamValue['entries'],
+          meta: { length: 0, lastId: '0-0', firstId: null, maxDeletedId: null, entriesAdded: null },
+          groups: [],
         };
+        return { db, key, rdbType, expireMs, lruIdle, lfuFreq, offset, raw, type: 'stream', value };
+      }
       case 'module': {
         const m = this.moduleValue;
         if (m === null) return null;
-        return { ...base, type: 'module', value: { moduleId: m.moduleId, moduleName: m.moduleName, encVersion: m.encVersion, payload: m.payload } };
+        const value = { moduleId: m.moduleId, moduleName: m.moduleName, encVersion: m.encVersion, payload: m.payload };
+        return { db, key, rdbType, expireMs, lruIdle, lfuFreq, offset, raw, type: 'module', value };
       }
     }
   }

@@ -414,16 +414,18 @@ export class RdbDecoder {
 
   private keyHeader(t: number, at: number): void {
     const input = this.input;
-    const type = F.valueTypeOf(t);
-    if (type === null || (this.keys.valkey && t >= 23)) throw input.error(F.unsupportedTypeMessage(t, this.keys.valkey), at);
+    const type = t === 0 ? 'string' : F.valueTypeOf(t);
+    if (type === null || (t >= 23 && this.keys.valkey)) throw input.error(F.unsupportedTypeMessage(t, this.keys.valkey), at);
     const key = input.str('key');
     const valueStart = input.base + input.p;
     // Plain strings, by far the most common keys, are read in the same unit as their header.
     // LZF ones take the general path, which can skip them under onCorruptValue 'skip'.
+    // (The choice depends only on the data, never on where a chunk ended.)
     let value: Buffer | null = null;
-    if (t === 0 && input.p < input.buf.length && input.buf[input.p] !== 0xc3) {
+    if (t === 0) {
       input.key = key;
-      value = input.str('string value');
+      if (input.p >= input.buf.length) input.short(1);
+      if (input.buf[input.p] !== 0xc3) value = input.str('string value');
     }
     const start: KeyStartRecord = {
       kind: 'keyStart',

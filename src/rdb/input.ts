@@ -7,6 +7,7 @@
  * again once more bytes have arrived. When a unit completes, the decoder sets `pos = p`.
  * Units therefore do all their reads first and only then change state or emit records.
  */
+import { constants as bufferConstants } from 'node:buffer';
 import { RdbError } from '../errors.js';
 import { lzfDecompress } from './structure/lzf.js';
 import { BlobError } from './structure/blob-error.js';
@@ -14,11 +15,9 @@ import { BlobError } from './structure/blob-error.js';
 /** Thrown (never escapes the decoder) when a unit needs more input than is buffered. */
 export const NEED_MORE: { readonly needMore: true } = Object.freeze({ needMore: true });
 
-/** 2^53: above this a length cannot be a JS number exactly. */
-const TWO_POW_53 = 9007199254740992;
 const TWO_POW_32 = 4294967296;
-/** Longest string the decoder accepts: Node's Buffer limit (and far below 2^40). */
-export const MAX_STRING_LENGTH = Math.min(2 ** 40, 2 ** 32);
+/** Longest string the decoder accepts: never above 2^40, and no more than a Buffer can hold. */
+export const MAX_STRING_LENGTH = Math.min(2 ** 40, bufferConstants.MAX_LENGTH);
 
 const EMPTY = Buffer.alloc(0);
 
@@ -73,12 +72,6 @@ export class RdbInput {
     return this.buf[p]!;
   }
 
-  u32le(): number {
-    const p = this.p;
-    if (p + 4 > this.buf.length) this.short(4);
-    this.p = p + 4;
-    return this.buf.readUInt32LE(p);
-  }
 
   i32le(): number {
     const p = this.p;
@@ -291,5 +284,3 @@ export class RdbInput {
 export function hex2(b: number): string {
   return b.toString(16).padStart(2, '0');
 }
-
-export { TWO_POW_53, TWO_POW_32 };

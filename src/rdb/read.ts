@@ -6,12 +6,22 @@
 import { RdbDecoder } from './decoder.js';
 import type { RdbDecoderOptions, RdbRecord } from './types.js';
 
+/**
+ * Large input chunks are fed in slices of this size: the records of one push() are all alive
+ * at once, and keeping them few lets them die young (a 1 MiB push of small keys makes ~100k
+ * records that the GC would otherwise copy and promote, about 3x slower overall).
+ */
+const SLICE = 64 * 1024;
+
 export async function* decodeRdbStream(input: AsyncIterable<Buffer>, opts?: RdbDecoderOptions): AsyncGenerator<RdbRecord> {
   const decoder = new RdbDecoder(opts);
-  for await (const chunk of input) {
-    const records = decoder.push(typeof chunk === 'string' ? Buffer.from(chunk) : chunk);
-    for (let i = 0; i < records.length; i++) yield records[i]!;
-    if (decoder.done) return;
+  for await (const data of input) {
+    const chunk = typeof data === 'string' ? Buffer.from(data) : data;
+    for (let off = 0; off < chunk.length; off += SLICE) {
+      const records = decoder.push(chunk.length <= SLICE ? chunk : chunk.subarray(off, off + SLICE));
+      for (let i = 0; i < records.length; i++) yield records[i]!;
+      if (decoder.done) return;
+    }
   }
   decoder.finish();
 }

@@ -12,7 +12,7 @@
  * and resuming with PSYNC from the applied offset; see `run()`.
  */
 import { EventEmitter } from 'node:events';
-import { ExitCode, ReplicantError, TargetError, printableKey } from '../errors.js';
+import { ExitCode, ReplicantError, TargetError, UsageError, printableKey } from '../errors.js';
 import { endpointLabel, parseRedisUrl, type SourceEndpoint } from '../replication/url.js';
 import { describeSource, parseSourceUrl, resolveSource, watchSentinel, type SourceSpec } from '../replication/source.js';
 import { ReplicationLink, type PsyncOutcome } from '../replication/link.js';
@@ -23,6 +23,9 @@ import { ReplicationStreamParser, type StreamCommand } from '../resp/stream-pars
 import { encodeCommand, encodeCommands, type Arg } from '../resp/encode.js';
 import { Spool } from '../spool/spool.js';
 import { TargetCommandError, TargetWriter } from '../target/index.js';
+import { ClusterTargetWriter, type AnyTargetWriter } from '../target/index.js';
+import { homedir } from 'node:os';
+import { join } from 'node:path';
 import { silentLogger, type Logger } from '../observe/logger.js';
 import { RateMeter } from '../observe/progress.js';
 import type { Checkpoint } from '../checkpoint/checkpoint.js';
@@ -129,9 +132,11 @@ export class SyncSession extends EventEmitter<SyncEvents> {
   /** Set once anything was written to the target by this process. */
   private wroteTarget = false;
   private readonly targetEp: SourceEndpoint;
-  private readonly checkpointSpec: CheckpointSpec;
+  private checkpointSpec: CheckpointSpec | undefined;
   private store!: CheckpointStore;
-  private writer: TargetWriter | null = null;
+  private writer: AnyTargetWriter | null = null;
+  /** The target is a Redis Cluster: db 0 only, no cross-slot transactions, checkpoint in a file. */
+  private cluster = false;
   private link: ReplicationLink | null = null;
   private spool: Spool | null = null;
   private phase: Phase = 'connecting';
@@ -168,7 +173,7 @@ export class SyncSession extends EventEmitter<SyncEvents> {
     this.log = options.logger ?? silentLogger();
     this.sourceSpec = parseSourceUrl(options.source);
     this.targetEp = parseRedisUrl(options.target);
-    this.checkpointSpec = options.checkpoint ?? { kind: 'target', key: DEFAULT_CHECKPOINT_KEY, db: 0 };
+    this.checkpointSpec = options.checkpoint;
     this.opts = {
       source: options.source,
       target: options.target,
@@ -255,6 +260,7 @@ export class SyncSession extends EventEmitter<SyncEvents> {
       await this.connectTarget();
       this.store = this.createStore();
       let cp = await this.store.load();
+      this.log.info({ checkpoint: this.store.where }, 'checkpoint store');
       if (cp) this.log.info({ replid: cp.replid, offset: cp.offset, db: cp.db, state: cp.state, checkpoint: this.store.where }, 'checkpoint found');
       else await this.checkExistingKeys();
       let delay = this.opts.reconnectMinMs;
@@ -370,7 +376,7 @@ export class SyncSession extends EventEmitter<SyncEvents> {
       if (outcome.replid !== cp!.replid) this.log.info({ from: cp!.replid, to: outcome.replid }, 'source replication id changed (failover); continuing with the new id');
       parser = new ReplicationStreamParser(outcome.offset);
       // Re-select the stream's db on the (possibly new) target connection.
-      await this.submitRaw([encodeCommand(['SELECT', this.db])], 1, false, undefined);
+      if (!this.cluster) await this.submitRaw([encodeCommand(['SELECT', this.db])], 1, false, undefined);
     }
     await this.streamLoop(spool, parser, firstStream);
     if (this.writerFailure !== null) this.throwWriterFailure(this.writerFailure);
@@ -410,11 +416,14 @@ export class SyncSession extends EventEmitter<SyncEvents> {
       return new SnapshotApplier({
         writer,
         logger: this.log,
+        coalesceSets: !this.cluster,
+        onForeignDb: this.cluster ? (db, key) => this.foreignDb(db, key) : undefined,
         translate: {
           mode,
           replace: this.opts.existing === 'replace' && !this.cleanStart,
           restoreBufferBytes: this.opts.bigKeyBytes,
           targetVersion: `${info.major}.${info.minor}`,
+          emitSelect: !this.cluster,
           onUntranslatable: this.opts.onError,
           onIssue: (issue) => {
             this.log.warn({ db: issue.db, key: issue.key ? printableKey(issue.key) : undefined }, issue.message);
@@ -456,7 +465,7 @@ export class SyncSession extends EventEmitter<SyncEvents> {
     this.streamBytesBefore = decoder.bytesConsumed + (outcome.framing.kind === 'eof' ? EOF_MARK_LENGTH : 0);
     this.cleanStart = this.cleanStart || this.opts.existing !== 'replace';
     await this.store.write(this.currentCheckpoint('streaming', outcome.offset, this.db), applier.currentDb);
-    await this.submitRaw([encodeCommand(['SELECT', this.db])], 1, false, undefined);
+    if (!this.cluster) await this.submitRaw([encodeCommand(['SELECT', this.db])], 1, false, undefined);
     link.setAppliedOffset(outcome.offset);
     link.ackNow();
     const ms = Date.now() - started;
@@ -482,6 +491,7 @@ export class SyncSession extends EventEmitter<SyncEvents> {
         this.getAckPending = true;
       },
       onReserved: (cmd: StreamCommand) => this.log.warn({ command: cmd.name, key: printableKey(cmd.args[1]!) }, 'source command on a reserved __replicant key not copied'),
+      onForeignDb: this.cluster ? (cmd: StreamCommand, db: number) => this.foreignDb(db, cmd.args[1], cmd.name) : undefined,
     });
     const units: StreamUnit[] = [];
     let chunk: Buffer | null = first;
@@ -505,6 +515,16 @@ export class SyncSession extends EventEmitter<SyncEvents> {
     await this.flushWriter();
   }
 
+  /** A key or command in a db other than 0, which a cluster target does not have. */
+  private foreignDb(db: number, key: Buffer | undefined, command?: string): void {
+    const what = `${command ? `${command.toUpperCase()} ` : ''}${key ? `key "${printableKey(key)}" ` : ''}in db ${db}`;
+    if (this.opts.onError === 'fail') {
+      throw new TargetError(`source ${what}: a cluster target has only db 0 (use --on-error skip to leave other dbs out)`);
+    }
+    this.errors++;
+    if (this.errors <= 10 || this.errors % 10_000 === 0) this.log.warn({ db, count: this.errors }, `skipped source ${what}: a cluster target has only db 0`);
+  }
+
   private async submitStreamUnit(u: StreamUnit): Promise<void> {
     const cp = this.currentCheckpoint('streaming', u.offset, u.dbAfter);
     const inline = this.store.inlineCommands(cp, u.dbAfter);
@@ -519,7 +539,17 @@ export class SyncSession extends EventEmitter<SyncEvents> {
       count = 1;
     }
     this.db = u.dbAfter;
-    await this.submitRaw(payload, count, u.atomic || inline !== null, u.offset, u.dbAfter);
+    const atomic = u.atomic || inline !== null;
+    if (atomic && this.cluster && (this.writer as ClusterTargetWriter).atomicSlot({ payload, count }) === null) {
+      // A source transaction over several slots cannot be applied atomically on a cluster.
+      const what = `source transaction of ${count} commands completing offset ${u.offset} spans several cluster slots`;
+      if (this.opts.onError === 'fail') throw new TargetError(`${what}: it cannot be applied atomically on a cluster target (use --on-error skip to skip such transactions)`);
+      this.errors++;
+      this.log.error({ offset: u.offset, commands: count }, `${what}: skipped (--on-error skip)`);
+      await this.submitRaw([PING], 1, false, u.offset, u.dbAfter);
+      return;
+    }
+    await this.submitRaw(payload, count, atomic, u.offset, u.dbAfter);
   }
 
   /**
@@ -564,20 +594,28 @@ export class SyncSession extends EventEmitter<SyncEvents> {
   private async connectTarget(): Promise<void> {
     this.writer = await this.openWriter();
     const i = this.writer.info;
-    this.log.info({ target: `${this.targetEp.host}:${this.targetEp.port}`, version: i.version, rdbVersion: i.rdbVersion, keys: i.dbsize, cluster: i.cluster }, 'target connected');
-    if (i.cluster) throw new TargetError(`target ${this.targetEp.host}:${this.targetEp.port} is a cluster node: cluster targets are not supported by this version of sync`);
+    this.log.info({ target: endpointLabel(this.targetEp), version: i.version, rdbVersion: i.rdbVersion, keys: i.dbsize, cluster: i.cluster }, 'target connected');
+    if (this.cluster) this.log.info({ masters: (this.writer as ClusterTargetWriter).masters }, 'target is a cluster: commands are routed by slot');
   }
 
-  private async openWriter(): Promise<TargetWriter> {
-    let writer: TargetWriter;
+  private async openWriter(): Promise<AnyTargetWriter> {
+    const ep = { host: this.targetEp.host, port: this.targetEp.port, username: this.targetEp.username, password: this.targetEp.password };
+    const opts = { maxInflightBytes: this.opts.maxInflightBytes, onError: this.opts.onError, logger: this.log };
+    let writer: AnyTargetWriter;
     try {
-      writer = await TargetWriter.connect(
-        { host: this.targetEp.host, port: this.targetEp.port, username: this.targetEp.username, password: this.targetEp.password },
-        { maxInflightBytes: this.opts.maxInflightBytes, onError: this.opts.onError, logger: this.log },
-      );
+      if (this.cluster) {
+        writer = await ClusterTargetWriter.connect(ep, opts);
+      } else {
+        writer = await TargetWriter.connect(ep, opts);
+        if (writer.info.cluster) {
+          writer.destroy();
+          this.cluster = true;
+          writer = await ClusterTargetWriter.connect(ep, opts);
+        }
+      }
     } catch (e) {
       if (e instanceof ReplicantError) throw e;
-      throw new TargetError(`target ${this.targetEp.host}:${this.targetEp.port}: ${(e as Error).message}`, { cause: e });
+      throw new TargetError(`target ${endpointLabel(this.targetEp)}: ${(e as Error).message}`, { cause: e });
     }
     writer.on('applied', (offset: number) => this.onApplied(offset));
     writer.on('error', (e: Error) => this.onWriterError(e));
@@ -639,7 +677,7 @@ export class SyncSession extends EventEmitter<SyncEvents> {
     this.log.info({ from, db, units: resend.length }, 'target reconnected: resending what it does not have');
     this.setPhase('streaming', { resumedFrom: from });
     const writer = this.writer;
-    writer.submit({ payload: [encodeCommand(['SELECT', db])], count: 1 });
+    if (!this.cluster) writer.submit({ payload: [encodeCommand(['SELECT', db])], count: 1 });
     for (const u of resend) {
       this.pending.push(u);
       if (!writer.submit({ payload: u.payload, count: u.count, atomic: u.atomic, offset: u.offset })) {
@@ -699,6 +737,7 @@ export class SyncSession extends EventEmitter<SyncEvents> {
     if (keys > 0 && this.store.kind === 'target') {
       // Our own checkpoint key does not count.
       const spec = this.checkpointSpec as Extract<CheckpointSpec, { kind: 'target' }>;
+      // (never a cluster: createStore refuses the target store there)
       await w.call(['SELECT', spec.db]);
       keys -= Number(await w.call(['EXISTS', spec.key]));
       await w.call(['SELECT', 0]);
@@ -723,7 +762,16 @@ export class SyncSession extends EventEmitter<SyncEvents> {
   }
 
   private createStore(): CheckpointStore {
+    if (this.checkpointSpec === undefined) {
+      // One transaction cannot cover a batch spread over cluster nodes: keep the checkpoint in a file there.
+      this.checkpointSpec = this.cluster
+        ? { kind: 'file', path: join(this.opts.spoolDir ?? homedir(), `.replicant-checkpoint-${this.targetEp.host}-${this.targetEp.port}.json`) }
+        : { kind: 'target', key: DEFAULT_CHECKPOINT_KEY, db: 0 };
+    }
     const spec = this.checkpointSpec;
+    if (spec.kind === 'target' && this.cluster) {
+      throw new UsageError(`--checkpoint target: the target ${endpointLabel(this.targetEp)} is a cluster, where one transaction cannot cover a batch; use --checkpoint file:PATH`);
+    }
     if (spec.kind === 'none') return new NoCheckpointStore();
     if (spec.kind === 'file') return new FileCheckpointStore(spec.path);
     return new TargetCheckpointStore(

@@ -6,17 +6,22 @@
 import type { Logger } from '../observe/logger.js';
 import type { RdbRecord } from '../rdb/types.js';
 import { encodedLength, writeCommand, type Arg } from '../resp/encode.js';
-import type { TargetWriter } from '../target/index.js';
+import type { AnyTargetWriter } from '../target/index.js';
 import { Translator, type TranslateOptions } from './translate.js';
 
 export interface SnapshotApplierOptions {
-  writer: TargetWriter;
+  writer: AnyTargetWriter;
   translate: TranslateOptions;
   logger: Logger;
   /** Bytes per unit submitted to the writer. */
   unitBytes?: number;
   /** Commands per unit. */
   unitCommands?: number;
+  /**
+   * Cluster targets have only db 0: called for each key of another db, which is then
+   * dropped (the callback throws to stop instead).
+   */
+  onForeignDb?: (db: number, key: Buffer) => void;
   /** Turn runs of plain SETs into MSET (not for cluster targets, where keys spread over slots). Default true. */
   coalesceSets?: boolean;
 }
@@ -35,13 +40,16 @@ export interface SnapshotStats {
 
 export class SnapshotApplier {
   private readonly translator: Translator;
-  private readonly writer: TargetWriter;
+  private readonly writer: AnyTargetWriter;
   private readonly unitBytes: number;
   private readonly unitCommands: number;
   private cmds: Arg[][] = [];
   /** The MSET being filled at the end of `cmds`, if any. */
   private mset: Arg[] | null = null;
   private readonly coalesceSets: boolean;
+  private readonly onForeignDb: ((db: number, key: Buffer) => void) | undefined;
+  /** Inside a key that is being dropped. */
+  private dropping = false;
   private cmdBytes = 0;
   private db = -1;
   private scratch: Arg[][] = [];
@@ -55,6 +63,7 @@ export class SnapshotApplier {
     this.unitBytes = opts.unitBytes ?? 512 * 1024;
     this.unitCommands = opts.unitCommands ?? 1000;
     this.coalesceSets = opts.coalesceSets ?? true;
+    this.onForeignDb = opts.onForeignDb;
   }
 
   /** The db the target connection has selected (after everything submitted). */
@@ -64,6 +73,16 @@ export class SnapshotApplier {
 
   async apply(records: readonly RdbRecord[]): Promise<void> {
     for (const rec of records) {
+      if (this.dropping) {
+        if (rec.kind === 'keyEnd' || rec.kind === 'keySkipped') this.dropping = false;
+        continue;
+      }
+      if (rec.kind === 'keyStart' && rec.db !== 0 && this.onForeignDb !== undefined) {
+        this.onForeignDb(rec.db, rec.key);
+        this.stats.skipped++;
+        this.dropping = true;
+        continue;
+      }
       switch (rec.kind) {
         case 'aux':
           if (rec.key.toString('latin1') === 'repl-stream-db') {

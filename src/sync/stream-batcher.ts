@@ -34,9 +34,16 @@ export interface StreamBatcherOptions {
   onGetAck?: () => void;
   /** Called for each dropped command touching a reserved key. */
   onReserved?: (cmd: StreamCommand) => void;
+  /**
+   * Cluster targets have only db 0: SELECT is not forwarded, and each command the source
+   * runs in another db is passed here and dropped (the callback throws to stop instead).
+   */
+  onForeignDb?: (cmd: StreamCommand, db: number) => void;
 }
 
 const RESERVED = Buffer.from('__replicant');
+/** Commands whose effect does not depend on the selected db. */
+const DB_AGNOSTIC = new Set(['flushall', 'function', 'script', 'publish', 'spublish']);
 
 export class StreamBatcher {
   private db: number;
@@ -97,10 +104,18 @@ export class StreamBatcher {
         return;
       case 'select':
         this.db = parseDb(cmd);
+        if (this.opts.onForeignDb !== undefined) {
+          this.batchOffset = cmd.offset;
+          return;
+        }
         break;
       default:
         if (isReserved(cmd)) {
           this.opts.onReserved?.(cmd);
+          this.batchOffset = cmd.offset;
+          return;
+        }
+        if (this.foreign(cmd, this.db)) {
           this.batchOffset = cmd.offset;
           return;
         }
@@ -141,15 +156,26 @@ export class StreamBatcher {
         return;
       case 'select':
         this.txDb = parseDb(cmd);
+        if (this.opts.onForeignDb !== undefined) return;
         break;
       default:
         if (isReserved(cmd)) {
           this.opts.onReserved?.(cmd);
           return;
         }
+        if (this.foreign(cmd, this.txDb)) return;
     }
     tx.push(cmd.raw);
     this.txBytes += cmd.raw.length;
+  }
+
+  /** True (and reported) when `cmd` must be dropped: a reserved key, or a db a cluster lacks. */
+  private foreign(cmd: StreamCommand, db: number): boolean {
+    if (db !== 0 && this.opts.onForeignDb !== undefined && !DB_AGNOSTIC.has(cmd.name)) {
+      this.opts.onForeignDb(cmd, db);
+      return true;
+    }
+    return false;
   }
 
   /**

@@ -217,18 +217,21 @@ export class ClusterTargetWriter extends EventEmitter<TargetWriterEvents> {
     if (node.batch.bytes >= BATCH_BYTES || node.batch.count >= BATCH_COMMANDS) this.cut(node);
   }
 
+  /**
+   * The one slot an atomic unit touches (0 when keyless), or null when it spans slots or
+   * masters and so cannot run as one transaction on a cluster.
+   */
+  atomicSlot(unit: Pick<WriteUnit, 'payload' | 'count'>): number | null {
+    const cmds = splitCommands(unit.payload);
+    if (cmds === undefined || cmds.length !== unit.count) return null;
+    return slotOfAll(cmds);
+  }
+
   private submitAtomic(unit: WriteUnit, cmds: { args: Buffer[] }[]): boolean {
-    const slots = new Set<number>();
-    for (const c of cmds) {
-      const r = routeOf(c.args);
-      if (r === ROUTE_ALL) slots.add(-1);
-      else if (r !== ROUTE_ANY) slots.add(r);
+    const slot = slotOfAll(cmds);
+    if (slot === null) {
+      throw new TargetError(`cluster target: atomic unit${unit.offset === undefined ? '' : ` completing offset ${unit.offset}`} touches several slots; a transaction must stay within one slot`);
     }
-    if (slots.size > 1 || slots.has(-1)) {
-      const shown = [...slots].map((s) => (s < 0 ? 'all masters' : String(s))).join(', ');
-      throw new TargetError(`cluster target: atomic unit${unit.offset === undefined ? '' : ` completing offset ${unit.offset}`} touches slots ${shown}; a transaction must stay within one slot`);
-    }
-    const [slot = 0] = slots;
     const node = this.nodes[this.slots[slot]!]!;
     this.cut(node); // what was queued before goes first
     this.send(node, unit.payload, unit.count, true);
@@ -356,4 +359,17 @@ export class ClusterTargetWriter extends EventEmitter<TargetWriterEvents> {
     this.log.error({ err: err.message }, 'cluster target writer failed');
     if (this.listenerCount('error') > 0) this.emit('error', err);
   }
+}
+
+/** The single slot all `cmds` touch (0 when all are keyless), or null when they span slots or every master. */
+function slotOfAll(cmds: readonly { args: Buffer[] }[]): number | null {
+  let slot: number | null = null;
+  for (const c of cmds) {
+    const r = routeOf(c.args);
+    if (r === ROUTE_ALL) return null;
+    if (r === ROUTE_ANY) continue;
+    if (slot !== null && slot !== r) return null;
+    slot = r;
+  }
+  return slot ?? 0;
 }

@@ -5,3 +5,7 @@ export type { TargetEndpoint, TargetInfo, WriteUnit, TargetWriterOptions, ErrorP
 export { rdbVersionFor } from './probe.js';
 export { ClusterTargetWriter, type ClusterWriterOptions } from './cluster.js';
 export { keySlot, crc16 } from './key-slot.js';
+import type { TargetWriter } from './writer.js';
+import type { ClusterTargetWriter } from './cluster.js';
+/** A standalone or cluster writer: the same unit interface. */
+export type AnyTargetWriter = TargetWriter | ClusterTargetWriter;

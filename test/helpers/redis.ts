@@ -80,6 +80,8 @@ export async function startRedis(opts: StartRedisOptions = {}): Promise<RedisSer
     '--port', String(port), '--bind', '127.0.0.1', '--dir', dir, '--save', '', '--appendonly', 'no',
     '--enable-debug-command', 'yes', '--daemonize', 'no', '--logfile', '',
     '--protected-mode', 'no',
+    // Replication tests should not wait 5 s for a diskless BGSAVE to start; args may override it.
+    '--repl-diskless-sync-delay', '0',
     ...(opts.password ? ['--requirepass', opts.password, '--masterauth', opts.password] : []),
     ...(opts.args ?? []), ...extra,
   ];

@@ -1,0 +1,305 @@
+/**
+ * Full sync and live streaming: Replicant beside a native `REPLICAOF` of the same source,
+ * in the same run.
+ *
+ *   npm run bench:sync [-- --only a,b,c] [--modes disk,diskless] [--live-seconds 15]
+ *                         [--loads heavy,light] [--checkpoints none,target] [--no-verify]
+ *
+ * (a) 1,000,000 keys × 16 B; (b) ≈ 200k keys of every type, some large (≈ 160 MB RDB).
+ *     For each source mode (disk-based, diskless):
+ *       native     a fresh redis-server: time from REPLICAOF to master_link_status:up with
+ *                  the replica's key count equal to the source's
+ *       replicant  `replicant sync --exit-after-full-sync --checkpoint none` into a fresh
+ *                  redis-server: time from process start to exit (snapshot applied), under
+ *                  /usr/bin/time -v for CPU and peak RSS
+ *     Both copies are then checked with DEBUG DIGEST against the source (not timed).
+ * (c) live: a source with 100k keys, one replica (native, or Replicant with each checkpoint
+ *     kind) attached and streaming, then redis-benchmark `-t set,incr,lpush,hset -r 100000`
+ *     at each load level for --live-seconds. Lag is measured end to end with probe writes
+ *     (see lib/probe.mjs); ops/s from INFO total_commands_processed deltas; afterwards the
+ *     load stops, the replica must catch up (drain time) and match the source's DEBUG DIGEST.
+ */
+import { populateSmallKeys, writeMixedDataset } from './lib/datasets.mjs';
+import { LagProbe } from './lib/probe.mjs';
+import { spawnOwned, stopChild } from './lib/processes.mjs';
+import { digest, info, sleep, startRedis, totalKeys, waitFor } from './lib/redis.mjs';
+import { replicantFullSync, startReplicant } from './lib/replicant.mjs';
+import { MB, median, percentile, parseArgs, printTable, writeResults } from './lib/report.mjs';
+
+const opts = parseArgs(process.argv.slice(2), {
+  only: 'a,b,c',
+  modes: 'disk,diskless',
+  liveSeconds: 15,
+  loads: 'heavy,light',
+  checkpoints: 'none,target',
+  noVerify: false,
+});
+const verify = !opts.noVerify;
+const LOADS = {
+  // ≈ 0.75 M ops/s into an idle source on this machine; one core is redis-benchmark's.
+  heavy: ['-P', '16', '-c', '50'],
+  // ≈ 0.15 M ops/s: no pipelining, 20 clients.
+  light: ['-P', '1', '-c', '20'],
+};
+const CHECKPOINT_KEY = '__replicant:checkpoint';
+
+const SOURCE_ARGS = ['--repl-diskless-sync-delay', '0', '--repl-diskless-sync-max-replicas', '0'];
+
+async function setMode(src, mode) {
+  await src.config('SET', 'repl-diskless-sync', mode === 'diskless' ? 'yes' : 'no');
+}
+
+/** No replica attached and no BGSAVE running: the next sync starts from scratch. */
+async function sourceIdle(src) {
+  await waitFor(async () => {
+    const p = await info(src, 'persistence');
+    const r = await info(src, 'replication');
+    return p.rdb_bgsave_in_progress === '0' && r.connected_slaves === '0';
+  }, 'the source to be idle (no replica, no BGSAVE)', 60_000, 20);
+}
+
+async function nativeFullSync(source, sourceKeys, sourceDigest) {
+  const replica = await startRedis({ name: 'native-replica' });
+  try {
+    const c = replica.client();
+    await c.ping();
+    const t0 = performance.now();
+    await c.replicaof('127.0.0.1', String(source.port));
+    await waitFor(async () => {
+      const r = await info(c, 'replication');
+      return r.master_link_status === 'up' && r.master_sync_in_progress === '0' && (await totalKeys(c)) === sourceKeys;
+    }, 'the native replica to finish its full sync', 300_000, 5);
+    const ms = performance.now() - t0;
+    const peak = Number((await info(c, 'memory')).used_memory_peak) / MB;
+    const match = verify ? (await digest(c)) === sourceDigest : null;
+    return { ms, usedMemoryPeakMB: peak, digestMatch: match };
+  } finally {
+    await replica.stop();
+  }
+}
+
+async function replicantRun(source, sourceKeys, sourceDigest) {
+  const target = await startRedis({ name: 'replicant-target' });
+  try {
+    const r = await replicantFullSync(source.url, target.url);
+    const c = target.client();
+    const keys = await totalKeys(c);
+    const match = verify ? (await digest(c)) === sourceDigest : null;
+    if (keys !== sourceKeys) throw new Error(`replicant's target holds ${keys} keys, the source ${sourceKeys}`);
+    return {
+      ms: r.wallMs,
+      internalMs: r.fullSync?.ms ?? null,
+      rdbMB: r.fullSync?.rdbBytes ? r.fullSync.rdbBytes / MB : null,
+      writeMode: r.writeMode,
+      cpuMs: r.cpuMs,
+      peakRssMB: r.maxRssKb ? r.maxRssKb / 1024 : null,
+      digestMatch: match,
+    };
+  } finally {
+    await target.stop();
+  }
+}
+
+async function fullSyncScenario(label, what, fill) {
+  const modes = opts.modes.split(',').map((s) => s.trim()).filter(Boolean);
+  const source = await startRedis({ name: `source-${label}`, args: SOURCE_ARGS });
+  const rows = [];
+  try {
+    const src = source.client();
+    process.stdout.write(`(${label}) filling the source: ${what} ... `);
+    const t0 = Date.now();
+    await fill(src);
+    const sourceKeys = await totalKeys(src);
+    const sourceDigest = verify ? await digest(src) : null;
+    console.log(`${sourceKeys.toLocaleString('en-US')} keys, ${((Date.now() - t0) / 1000).toFixed(1)} s`);
+    for (const mode of modes) {
+      await setMode(src, mode);
+      await sourceIdle(src);
+      const native = await nativeFullSync(source, sourceKeys, sourceDigest);
+      await sourceIdle(src);
+      const rep = await replicantRun(source, sourceKeys, sourceDigest);
+      await sourceIdle(src);
+      const base = { dataset: label, mode, keys: sourceKeys, rdbMB: rep.rdbMB };
+      rows.push({ ...base, tool: 'native REPLICAOF', ms: native.ms, ratio: 1, peakMB: native.usedMemoryPeakMB, digestMatch: native.digestMatch });
+      rows.push({ ...base, tool: `replicant (${rep.writeMode ?? '?'})`, ms: rep.ms, internalMs: rep.internalMs, cpuMs: rep.cpuMs, ratio: rep.ms / native.ms, peakMB: rep.peakRssMB, digestMatch: rep.digestMatch });
+      console.log(`  ${mode}: native ${Math.round(native.ms)} ms, replicant ${Math.round(rep.ms)} ms (${(rep.ms / native.ms).toFixed(2)}×)`);
+    }
+  } finally {
+    await source.stop();
+  }
+  return rows;
+}
+
+// ---------------------------------------------------------------- live phase
+
+async function attach(kind, checkpoint, source) {
+  const replica = await startRedis({ name: `live-${kind}` });
+  const c = replica.client();
+  if (kind === 'native') {
+    await c.replicaof('127.0.0.1', String(source.port));
+    await waitFor(async () => {
+      const r = await info(c, 'replication');
+      return r.master_link_status === 'up' && r.master_sync_in_progress === '0';
+    }, 'the native replica link', 60_000, 10);
+    return { replica, c, rep: null };
+  }
+  const rep = startReplicant(source.url, replica.url, { checkpoint: checkpoint === 'target' ? 'target' : 'none' });
+  await rep.waitPhase('streaming');
+  return { replica, c, rep };
+}
+
+function loadRun(port, load) {
+  return spawnOwned('redis-benchmark', ['-h', '127.0.0.1', '-p', String(port), '-t', 'set,incr,lpush,hset', ...LOADS[load], '-n', '2000000', '-r', '100000', '-l', '-q']);
+}
+
+async function counters(src, dst, probe) {
+  const [a, b] = await Promise.all([info(src, 'stats'), info(dst, 'stats')]);
+  return { t: performance.now(), src: Number(a.total_commands_processed), dst: Number(b.total_commands_processed), polls: probe.polls };
+}
+
+async function liveRun(kind, checkpoint, load) {
+  const source = await startRedis({ name: 'live-source', args: [...SOURCE_ARGS, '--repl-diskless-sync', 'yes'] });
+  let att = null;
+  let bench = null;
+  let probe = null;
+  try {
+    const src = source.client();
+    await populateSmallKeys(src, 100_000, 16);
+    att = await attach(kind, checkpoint, source);
+    probe = new LagProbe(source.port, att.replica.port, { everyMs: 10 });
+    probe.start();
+    await sleep(1000);
+    const idleLags = probe.lagsBetween(performance.now() - 900, performance.now() - 100);
+    const before = await counters(src, att.c, probe);
+    bench = loadRun(source.port, load);
+    await sleep(opts.liveSeconds * 1000);
+    const after = await counters(src, att.c, probe);
+    if (bench.exitCode !== null) throw new Error(`redis-benchmark exited early (${bench.exitCode})`);
+    await stopChild(bench);
+    const drainMs = await probe.drain(60_000);
+    const lags = probe.lagsBetween(before.t, after.t);
+    const secs = (after.t - before.t) / 1000;
+    const row = {
+      replica: kind === 'native' ? 'native replica' : `replicant (checkpoint ${checkpoint})`,
+      load,
+      seconds: secs,
+      sourceOps: (after.src - before.src) / secs,
+      // The replica's own counter, minus the probe's GET polls (MULTI/EXEC/checkpoint writes count too).
+      replicaOps: (after.dst - before.dst - (after.polls - before.polls)) / secs,
+      probes: lags.length,
+      idleP50: percentile(idleLags, 50),
+      lagP50: percentile(lags, 50),
+      lagP99: percentile(lags, 99),
+      lagMax: Math.max(...lags),
+      drainMs,
+    };
+    if (att.rep) {
+      const prog = att.rep.progress.filter((p) => p.t >= before.t && p.t <= after.t);
+      const cmds = prog.filter((p) => typeof p.commands === 'number');
+      row.replicantOps = cmds.length > 1 ? ((cmds.at(-1).commands - cmds[0].commands) * 1000) / (cmds.at(-1).t - cmds[0].t) : null;
+      const selfLag = prog.map((p) => p.lagMs).filter((v) => typeof v === 'number');
+      row.selfLagP99 = percentile(selfLag, 99);
+      row.selfLagBytesMax = Math.max(0, ...prog.map((p) => p.lagBytes).filter((v) => typeof v === 'number'));
+      row.peakRssMB = att.rep.peakRssKb() / 1024;
+      row.exitCode = await att.rep.stop();
+    }
+    if (verify && drainMs !== null) {
+      if (kind !== 'native') {
+        // The checkpoint key is Replicant's own; it is not part of the comparison.
+        await att.c.del(CHECKPOINT_KEY);
+      }
+      row.digestMatch = (await digest(att.c)) === (await digest(src));
+    }
+    return row;
+  } finally {
+    if (bench) await stopChild(bench);
+    if (probe) await probe.close();
+    if (att?.rep) await att.rep.stop();
+    if (att) await att.replica.stop();
+    await source.stop();
+  }
+}
+
+async function liveScenario() {
+  const rows = [];
+  const loads = opts.loads.split(',').map((s) => s.trim()).filter(Boolean);
+  const cps = opts.checkpoints.split(',').map((s) => s.trim()).filter(Boolean);
+  for (const load of loads) {
+    if (!LOADS[load]) throw new Error(`--loads: unknown load ${load} (${Object.keys(LOADS).join(', ')})`);
+    for (const [kind, cp] of [['native', null], ...cps.map((c) => ['replicant', c])]) {
+      process.stdout.write(`(c) live, ${load} load, ${kind}${cp ? ` checkpoint ${cp}` : ''} ... `);
+      const r = await liveRun(kind, cp, load);
+      console.log(`lag p99 ${r.lagP99 === Infinity ? 'unseen' : `${Math.round(r.lagP99)} ms`}, drain ${r.drainMs === null ? '> 60 s' : `${Math.round(r.drainMs)} ms`}`);
+      rows.push(r);
+    }
+  }
+  return rows;
+}
+
+async function main() {
+  const only = new Set(opts.only.split(',').map((s) => s.trim()));
+  const fullRows = [];
+  if (only.has('a')) fullRows.push(...(await fullSyncScenario('a', '1M keys × 16 B', (c) => populateSmallKeys(c, 1_000_000, 16))));
+  if (only.has('b')) fullRows.push(...(await fullSyncScenario('b', '≈200k mixed keys of every type', (c) => writeMixedDataset(c))));
+  if (fullRows.length > 0) {
+    printTable('full sync to a fresh server (ms: native = REPLICAOF → link up + same key count; replicant = process start → exit)', [
+      ['dataset', 'dataset'],
+      ['source', 'mode'],
+      ['tool', 'tool'],
+      ['keys', 'keys'],
+      ['RDB MB', 'rdbMB'],
+      ['ms', 'ms'],
+      ['× native', 'ratio'],
+      ['internal ms', 'internalMs'],
+      ['cpu ms', 'cpuMs'],
+      ['peak MB', 'peakMB'],
+      ['digest ok', (r) => (r.digestMatch === null ? 'n/a' : r.digestMatch ? 'yes' : 'NO')],
+    ], fullRows);
+    console.log('peak MB: Replicant = peak RSS of its process; native = the replica\'s used_memory_peak (dataset included).');
+    console.log('goal: Replicant within 1.5× of native.');
+  }
+  let liveRows = [];
+  if (only.has('c')) {
+    liveRows = await liveScenario();
+    printTable(`live streaming under redis-benchmark -t set,incr,lpush,hset -r 100000 (${opts.liveSeconds} s per row)`, [
+      ['replica', 'replica'],
+      ['load', 'load'],
+      ['source ops/s', 'sourceOps'],
+      ['replica ops/s', 'replicaOps'],
+      ['replicant ops/s', 'replicantOps'],
+      ['idle lag p50', 'idleP50'],
+      ['lag p50 ms', 'lagP50'],
+      ['lag p99 ms', 'lagP99'],
+      ['lag max ms', 'lagMax'],
+      ['drain ms', 'drainMs'],
+      ['self-reported lag p99', 'selfLagP99'],
+      ['peak RSS MB', 'peakRssMB'],
+      ['digest ok', (r) => (r.digestMatch === undefined ? 'n/a' : r.digestMatch ? 'yes' : 'NO')],
+    ], liveRows);
+    console.log([
+      'lag: a probe SET every 10 ms on the source (send time noted); the replica is polled with GET every ~1 ms;',
+      'lag = first time the replica shows the probe − send time (includes source queueing and one poll interval).',
+      'replica ops/s: the replica\'s total_commands_processed delta minus the probe polls (includes MULTI/EXEC and',
+      'checkpoint writes for checkpoint target). drain: after the load stops, time until the replica shows a last probe.',
+      'goal: lag p99 < 100 ms at a load the native replica keeps up with.',
+    ].join('\n'));
+  }
+  const out = writeResults('full-sync', { options: opts, fullSync: fullRows, live: liveRows, summary: summarize(fullRows, liveRows) });
+  console.log(`\nresults: ${out}`);
+  const bad = [...fullRows, ...liveRows].filter((r) => r.digestMatch === false);
+  if (bad.length > 0) {
+    console.log(`DIGEST MISMATCH in ${bad.length} run(s): the copy differs from the source`);
+    process.exitCode = 1;
+  }
+}
+
+function summarize(fullRows, liveRows) {
+  const ratios = fullRows.filter((r) => r.tool.startsWith('replicant')).map((r) => ({ dataset: r.dataset, mode: r.mode, ratio: r.ratio, within1_5: r.ratio <= 1.5 }));
+  const live = liveRows.map((r) => ({ replica: r.replica, load: r.load, lagP99: r.lagP99, under100ms: r.lagP99 < 100 }));
+  return { fullSyncRatios: ratios, medianRatio: median(ratios.map((r) => r.ratio)), live };
+}
+
+main().catch((e) => {
+  console.error(e);
+  process.exitCode = 1;
+});

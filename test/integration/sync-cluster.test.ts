@@ -1,0 +1,107 @@
+/**
+ * Sync into a Redis Cluster target: commands routed by slot, checkpoint in a file, keys of
+ * other dbs and cross-slot source transactions reported by the error policy.
+ */
+import { afterEach, describe, expect, it } from 'vitest';
+import type { Redis } from 'ioredis';
+import { startRedis, waitFor, type RedisServer } from '../helpers/redis.js';
+import { startCluster, type RedisCluster } from '../helpers/cluster.js';
+import { runSync, waitCaughtUp, type RunningSync } from '../helpers/sync.js';
+
+type ClusterClient = ReturnType<RedisCluster['client']>;
+
+const cleanups: (() => Promise<void>)[] = [];
+afterEach(async () => {
+  for (const c of cleanups.splice(0).reverse()) await c().catch(() => {});
+});
+
+/** A logical dump of one key: type, value (order-free where the type is), TTL present or not. */
+async function snapshotKey(c: Redis | ClusterClient, key: string): Promise<unknown> {
+  const type = await c.type(key);
+  const ttl = (await c.pttl(key)) > 0;
+  switch (type) {
+    case 'string': return [type, ttl, await c.get(key)];
+    case 'list': return [type, ttl, await c.lrange(key, 0, -1)];
+    case 'set': return [type, ttl, (await c.smembers(key)).sort()];
+    case 'zset': return [type, ttl, await c.zrange(key, 0, -1, 'WITHSCORES')];
+    case 'hash': return [type, ttl, Object.entries(await c.hgetall(key)).sort()];
+    case 'stream': return [type, ttl, await c.xrange(key, '-', '+'), await c.xlen(key)];
+    default: return [type];
+  }
+}
+
+async function allKeys(c: Redis): Promise<string[]> {
+  const keys: string[] = [];
+  let cursor = '0';
+  do {
+    const [next, batch] = await c.scan(cursor, 'COUNT', 1000);
+    cursor = next;
+    keys.push(...batch);
+  } while (cursor !== '0');
+  return keys.sort();
+}
+
+describe('replicant sync into a cluster target', () => {
+  it('copies the snapshot and the live stream, routed by slot, with a file checkpoint', async () => {
+    const source: RedisServer = await startRedis();
+    cleanups.push(() => source.stop());
+    const cluster = await startCluster(3);
+    cleanups.push(() => cluster.stop());
+    const src = source.client();
+    const p = src.pipeline();
+    for (let i = 0; i < 2000; i++) p.set(`s:${i}`, `v${i}`);
+    for (let i = 0; i < 50; i++) p.rpush(`l:${i}`, ...Array.from({ length: 30 }, (_, j) => `e${j}`));
+    for (let i = 0; i < 50; i++) p.hset(`h:${i}`, 'a', '1', 'b', String(i));
+    p.zadd('z', 1, 'a', 2, 'b');
+    p.sadd('set', 'x', 'y');
+    p.xadd('st', '1-1', 'f', 'v');
+    p.pexpireat('s:1', Date.now() + 3_600_000);
+    await p.exec();
+    const cpPath = `${source.dir}/cluster-cp.json`;
+    const sync: RunningSync = runSync({ source: source.url, target: `redis://${cluster.seed.host}:${cluster.seed.port}`, checkpoint: { kind: 'file', path: cpPath } });
+    cleanups.push(() => sync.stop());
+    await new Promise<void>((resolve, reject) => {
+      sync.session.once('fullSyncDone', () => resolve());
+      sync.done.then(() => reject(new Error('sync ended early')), reject);
+    });
+    // Live writes, including single-slot transactions and scripts (hash tags).
+    for (let i = 0; i < 300; i++) {
+      await src.incr(`c:${i % 7}`);
+      await src.lpush(`l:${i % 50}`, `n${i}`);
+      await src.append(`s:${i}`, 'x');
+      await src.hincrby(`h:${i % 50}`, 'a', 2);
+      await src.multi().incr('{tx}a').lpush('{tx}b', String(i)).exec();
+      await src.eval("redis.call('INCR', KEYS[1]); return redis.call('APPEND', KEYS[2], 'e')", 2, '{ev}n', '{ev}s');
+    }
+    await src.xadd('st', '*', 'live', '1');
+    await src.del('s:5');
+    await waitCaughtUp(sync.session, src);
+    await sync.stop();
+    const target = cluster.client();
+    const keys = await allKeys(src);
+    expect(keys.length).toBeGreaterThan(2000);
+    for (const k of keys) expect(await snapshotKey(target, k), k).toEqual(await snapshotKey(src, k));
+    expect(await target.exists('s:5')).toBe(0);
+    const cp = JSON.parse((await import('node:fs')).readFileSync(cpPath, 'utf8'));
+    expect(cp.state).toBe('streaming');
+    expect(cp.offset).toBe(sync.session.status().appliedOffset);
+  });
+
+  it('reports a key in another db under --on-error fail, skips it under skip', async () => {
+    const source = await startRedis();
+    cleanups.push(() => source.stop());
+    const cluster = await startCluster(3);
+    cleanups.push(() => cluster.stop());
+    const src = source.client();
+    await src.set('a', '1');
+    await src.select(3);
+    await src.set('elsewhere', '1');
+    const failing = runSync({ source: source.url, target: `redis://${cluster.seed.host}:${cluster.seed.port}`, checkpoint: { kind: 'none' } });
+    await expect(failing.done).rejects.toThrow(/db 3.*cluster target has only db 0/);
+    const skipping = runSync({ source: source.url, target: `redis://${cluster.seed.host}:${cluster.seed.port}`, checkpoint: { kind: 'none' }, onError: 'skip', existing: 'replace' });
+    cleanups.push(() => skipping.stop());
+    await waitFor(() => skipping.session.status().phase === 'streaming', 'streaming', 30_000);
+    expect(await cluster.client().get('a')).toBe('1');
+    expect(skipping.session.status().errors).toBeGreaterThanOrEqual(1);
+  });
+});
