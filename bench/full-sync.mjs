@@ -24,7 +24,7 @@ import { LagProbe } from './lib/probe.mjs';
 import { spawnOwned, stopChild } from './lib/processes.mjs';
 import { digest, info, sleep, startRedis, totalKeys, waitFor } from './lib/redis.mjs';
 import { replicantFullSync, startReplicant } from './lib/replicant.mjs';
-import { MB, median, percentile, parseArgs, printTable, writeResults } from './lib/report.mjs';
+import { MB, median, percentile, parseArgs, printTable, warnIfBusy, writeResults } from './lib/report.mjs';
 
 const opts = parseArgs(process.argv.slice(2), {
   only: 'a,b,c',
@@ -58,6 +58,12 @@ async function sourceIdle(src) {
   }, 'the source to be idle (no replica, no BGSAVE)', 60_000, 20);
 }
 
+/** CPU time a redis-server has used so far (user + sys), in ms. */
+async function serverCpu(c) {
+  const i = await info(c, 'cpu');
+  return Math.round((Number(i.used_cpu_user) + Number(i.used_cpu_sys)) * 1000);
+}
+
 async function nativeFullSync(source, sourceKeys, sourceDigest) {
   const replica = await startRedis({ name: 'native-replica' });
   try {
@@ -71,8 +77,9 @@ async function nativeFullSync(source, sourceKeys, sourceDigest) {
     }, 'the native replica to finish its full sync', 300_000, 5);
     const ms = performance.now() - t0;
     const peak = Number((await info(c, 'memory')).used_memory_peak) / MB;
+    const serverCpuMs = await serverCpu(c);
     const match = verify ? (await digest(c)) === sourceDigest : null;
-    return { ms, usedMemoryPeakMB: peak, digestMatch: match };
+    return { ms, usedMemoryPeakMB: peak, serverCpuMs, digestMatch: match };
   } finally {
     await replica.stop();
   }
@@ -83,6 +90,7 @@ async function replicantRun(source, sourceKeys, sourceDigest) {
   try {
     const r = await replicantFullSync(source.url, target.url);
     const c = target.client();
+    const serverCpuMs = await serverCpu(c);
     const keys = await totalKeys(c);
     const match = verify ? (await digest(c)) === sourceDigest : null;
     if (keys !== sourceKeys) throw new Error(`replicant's target holds ${keys} keys, the source ${sourceKeys}`);
@@ -92,6 +100,7 @@ async function replicantRun(source, sourceKeys, sourceDigest) {
       rdbMB: r.fullSync?.rdbBytes ? r.fullSync.rdbBytes / MB : null,
       writeMode: r.writeMode,
       cpuMs: r.cpuMs,
+      serverCpuMs,
       peakRssMB: r.maxRssKb ? r.maxRssKb / 1024 : null,
       digestMatch: match,
     };
@@ -120,8 +129,8 @@ async function fullSyncScenario(label, what, fill) {
       const rep = await replicantRun(source, sourceKeys, sourceDigest);
       await sourceIdle(src);
       const base = { dataset: label, mode, keys: sourceKeys, rdbMB: rep.rdbMB };
-      rows.push({ ...base, tool: 'native REPLICAOF', ms: native.ms, ratio: 1, peakMB: native.usedMemoryPeakMB, digestMatch: native.digestMatch });
-      rows.push({ ...base, tool: `replicant (${rep.writeMode ?? '?'})`, ms: rep.ms, internalMs: rep.internalMs, cpuMs: rep.cpuMs, ratio: rep.ms / native.ms, peakMB: rep.peakRssMB, digestMatch: rep.digestMatch });
+      rows.push({ ...base, tool: 'native REPLICAOF', ms: native.ms, ratio: 1, serverCpuMs: native.serverCpuMs, peakMB: native.usedMemoryPeakMB, digestMatch: native.digestMatch });
+      rows.push({ ...base, tool: `replicant (${rep.writeMode ?? '?'})`, ms: rep.ms, internalMs: rep.internalMs, cpuMs: rep.cpuMs, serverCpuMs: rep.serverCpuMs, ratio: rep.ms / native.ms, peakMB: rep.peakRssMB, digestMatch: rep.digestMatch });
       console.log(`  ${mode}: native ${Math.round(native.ms)} ms, replicant ${Math.round(rep.ms)} ms (${(rep.ms / native.ms).toFixed(2)}×)`);
     }
   } finally {
@@ -237,6 +246,7 @@ async function liveScenario() {
 }
 
 async function main() {
+  const loadBefore = warnIfBusy();
   const only = new Set(opts.only.split(',').map((s) => s.trim()));
   const fullRows = [];
   if (only.has('a')) fullRows.push(...(await fullSyncScenario('a', '1M keys × 16 B', (c) => populateSmallKeys(c, 1_000_000, 16))));
@@ -251,10 +261,13 @@ async function main() {
       ['ms', 'ms'],
       ['× native', 'ratio'],
       ['internal ms', 'internalMs'],
-      ['cpu ms', 'cpuMs'],
+      ['replicant cpu ms', 'cpuMs'],
+      ['server cpu ms', 'serverCpuMs'],
       ['peak MB', 'peakMB'],
       ['digest ok', (r) => (r.digestMatch === null ? 'n/a' : r.digestMatch ? 'yes' : 'NO')],
     ], fullRows);
+    console.log('internal ms: Replicant\'s own "full sync applied" figure (PSYNC answer → snapshot applied, BGSAVE wait included).');
+    console.log('server cpu ms: CPU used by the receiving redis-server (native replica loading the RDB; Replicant\'s target applying commands).');
     console.log('peak MB: Replicant = peak RSS of its process; native = the replica\'s used_memory_peak (dataset included).');
     console.log('goal: Replicant within 1.5× of native.');
   }
@@ -284,7 +297,7 @@ async function main() {
       'goal: lag p99 < 100 ms at a load the native replica keeps up with.',
     ].join('\n'));
   }
-  const out = writeResults('full-sync', { options: opts, fullSync: fullRows, live: liveRows, summary: summarize(fullRows, liveRows) });
+  const out = writeResults('full-sync', { options: opts, loadavgBefore: loadBefore, fullSync: fullRows, live: liveRows, summary: summarize(fullRows, liveRows) });
   console.log(`\nresults: ${out}`);
   const bad = [...fullRows, ...liveRows].filter((r) => r.digestMatch === false);
   if (bad.length > 0) {

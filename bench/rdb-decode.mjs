@@ -8,6 +8,8 @@
  *   small  1,000,000 string keys × 16 B (DEBUG POPULATE)
  *   large  a few huge keys: list/set/zset/hash of 0.5–1M elements, a 200k-entry stream,
  *          two 32 MB random strings and a 64 MB zero-filled (LZF-compressed) one
+ *   mixed  ≈200k keys of every type (the full-sync benchmark's dataset (b)): mostly small
+ *          listpack/ziplist/intset encodings, 10 % with a TTL, a few large collections
  *
  * Each decoder runs in its own process under /usr/bin/time -v (peak RSS of that process):
  *   replicant-lib   bench/lib/decode-child.mjs: RdbDecoder over a 1 MiB file stream, CRC64 checked
@@ -18,13 +20,13 @@
  */
 import { copyFileSync, existsSync, mkdirSync, renameSync, statSync } from 'node:fs';
 import { join } from 'node:path';
-import { populateSmallKeys, writeLargeCollections } from './lib/datasets.mjs';
+import { populateSmallKeys, writeLargeCollections, writeMixedDataset } from './lib/datasets.mjs';
 import { summarizeProfile } from './lib/cpuprofile.mjs';
 import { runMeasured, tempDir, TIME_BIN } from './lib/processes.mjs';
 import { startRedis } from './lib/redis.mjs';
-import { BENCH_DIR, MB, ROOT_DIR, median, parseArgs, printTable, writeResults } from './lib/report.mjs';
+import { BENCH_DIR, MB, ROOT_DIR, median, parseArgs, printTable, warnIfBusy, writeResults } from './lib/report.mjs';
 
-const opts = parseArgs(process.argv.slice(2), { runs: 3, regen: false, profile: false, only: 'small,large' });
+const opts = parseArgs(process.argv.slice(2), { runs: 3, regen: false, profile: false, only: 'small,large,mixed' });
 const DATA_DIR = join(BENCH_DIR, '.data');
 const CLI = join(ROOT_DIR, 'dist', 'cli', 'main.js');
 const CHILD = join(BENCH_DIR, 'lib', 'decode-child.mjs');
@@ -32,6 +34,7 @@ const CHILD = join(BENCH_DIR, 'lib', 'decode-child.mjs');
 const DATASETS = {
   small: { file: 'rdb-small-1m-v1.rdb', what: '1M keys × 16 B strings', fill: (c) => populateSmallKeys(c, 1_000_000, 16) },
   large: { file: 'rdb-large-collections-v1.rdb', what: '10 huge keys (≈ 5.2M elements, 128 MB strings)', fill: writeLargeCollections },
+  mixed: { file: 'rdb-mixed-200k-v1.rdb', what: '≈200k keys of every type, mostly small encodings', fill: (c) => writeMixedDataset(c) },
 };
 
 async function ensureDataset(name) {
@@ -139,8 +142,9 @@ async function profile(name) {
 
 async function main() {
   if (TIME_BIN === null) console.log('note: /usr/bin/time not found (Debian package `time`); peak RSS of redis-check-rdb cannot be measured, Replicant reports its own');
+  const loadBefore = warnIfBusy();
   const names = opts.only.split(',').map((s) => s.trim()).filter(Boolean);
-  for (const n of names) if (!DATASETS[n]) throw new Error(`--only: unknown dataset ${n} (small, large)`);
+  for (const n of names) if (!DATASETS[n]) throw new Error(`--only: unknown dataset ${n} (${Object.keys(DATASETS).join(', ')})`);
   const rows = [];
   for (const n of names) rows.push(...(await benchDataset(n)));
   printTable(`RDB decode, median of ${opts.runs} runs (wall time includes process start; peak RSS of the decoding process)`, [
@@ -174,7 +178,7 @@ async function main() {
   ], goals);
   const profiles = [];
   if (opts.profile) for (const n of names) profiles.push(await profile(n));
-  const out = writeResults('rdb-decode', { runs: opts.runs, rows, goals, profiles });
+  const out = writeResults('rdb-decode', { runs: opts.runs, loadavgBefore: loadBefore, rows, goals, profiles });
   console.log(`\nresults: ${out}`);
   if (mismatched.length > 0) process.exitCode = 1;
 }

@@ -1,6 +1,6 @@
 /** Tables on stdout, small JSON result files under bench/results/, and a few figure helpers. */
 import { mkdirSync, writeFileSync } from 'node:fs';
-import { cpus, totalmem } from 'node:os';
+import { cpus, loadavg, totalmem } from 'node:os';
 import { execFileSync } from 'node:child_process';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -30,7 +30,7 @@ function fmt(v) {
   return String(v);
 }
 
-/** The machine, for the result files. */
+/** The machine, for the result files (loadavg1m at the time of writing). */
 export function machine() {
   let redis = null;
   try {
@@ -38,7 +38,8 @@ export function machine() {
   } catch {
     // not installed: the scripts fail earlier anyway
   }
-  return { cpus: cpus().length, cpuModel: cpus()[0]?.model ?? null, memGiB: Math.round(totalmem() / 2 ** 30), node: process.version, redis };
+  // Load average: figures taken while other work runs on the machine are not comparable.
+  return { cpus: cpus().length, cpuModel: cpus()[0]?.model ?? null, memGiB: Math.round(totalmem() / 2 ** 30), node: process.version, redis, loadavg1m: loadavg()[0] };
 }
 
 /** Write bench/results/<scenario>-<YYYY-MM-DD>.json and return its path. */
@@ -86,4 +87,11 @@ export function parseArgs(argv, defaults) {
     }
   }
   return out;
+}
+
+/** Warn when the machine is busy: the figures then measure the contention as much as the code. */
+export function warnIfBusy() {
+  const l = loadavg()[0];
+  if (l > cpus().length * 0.5) console.log(`note: load average ${l.toFixed(2)} on ${cpus().length} cores before starting; other work skews these figures`);
+  return l;
 }

@@ -51,6 +51,20 @@ export function isHealthy(status: Pick<SyncStatus, 'phase'>): boolean {
   return HEALTHY.has(status.phase);
 }
 
+let processRegistry: Registry | null = null;
+
+/**
+ * prom-client's default metrics, created once per process: they start an event-loop delay
+ * monitor and a GC observer that are never released, so they must not be made per session.
+ */
+function processMetrics(): Registry {
+  if (processRegistry === null) {
+    processRegistry = new Registry();
+    collectDefaultMetrics({ register: processRegistry });
+  }
+  return processRegistry;
+}
+
 /** A registry whose metrics are computed from `source.status()` on each collect. */
 export function createSyncMetrics(source: MetricsSource, options: SyncMetricsOptions = {}): SyncMetrics {
   const registry = new Registry();
@@ -135,10 +149,8 @@ export function createSyncMetrics(source: MetricsSource, options: SyncMetricsOpt
   total('replicant_full_syncs_total', 'Full synchronizations (snapshot copies) started.', (s) => s.fullSyncs);
   total('replicant_partial_syncs_total', 'Partial resynchronizations (PSYNC continues) accepted by the source.', (s) => s.partialSyncs);
 
-  if (options.defaultMetrics ?? true) collectDefaultMetrics({ register: registry });
-
   return {
-    registry,
+    registry: options.defaultMetrics ?? true ? Registry.merge([registry, processMetrics()]) : registry,
     detach: () => {
       source.off('phase', onPhase);
     },

@@ -434,6 +434,8 @@ export class SyncSession extends EventEmitter<SyncEvents> {
     let trailer: RdbTrailer | null = null;
     let afterRdb: Buffer | null = null;
     while (afterRdb === null) {
+      // A snapshot cannot be resumed half-way: on stop, leave at once (the checkpoint still says full-sync).
+      if (this.stopping) throw new StopRequested();
       const chunk = await spool.read();
       if (chunk === null) {
         if (this.stopping) throw new StopRequested();
@@ -507,7 +509,6 @@ export class SyncSession extends EventEmitter<SyncEvents> {
       }
       for (const u of units) await this.submitStreamUnit(u);
       units.length = 0;
-      if (this.getAckPending && this.writer!.appliedOffset === undefined) this.link?.ackNow();
     }
     // The link ended: apply what was received up to the last complete command.
     const u = batcher.cut();

@@ -206,6 +206,17 @@ describe('metrics endpoint', () => {
     }
   });
 
+  it('several sessions in one process each expose the (shared) process metrics', async () => {
+    const a = createSyncMetrics(new FakeSession());
+    const b = createSyncMetrics(new FakeSession());
+    for (const m of [a, b]) {
+      const samples = parseExposition(await m.registry.metrics());
+      expect(samples.has('process_cpu_user_seconds_total')).toBe(true);
+      expect(samples.get('replicant_applied_offset')).toBe(12_000);
+      m.detach();
+    }
+  });
+
   it('createSyncMetrics gives a registry usable without the HTTP server', async () => {
     const session = new FakeSession();
     const m = createSyncMetrics(session, { defaultMetrics: false });

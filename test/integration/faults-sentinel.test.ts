@@ -1,0 +1,118 @@
+/**
+ * A sentinel source (`sentinel://host:port/mymaster`): master + replica + one sentinel, a
+ * non-idempotent load, and `SENTINEL FAILOVER` while Replicant streams. Replicant must follow the
+ * promoted replica and resume with a partial resync (PSYNC2 keeps the old replication id), so
+ * the target ends equal to the new master with a single full sync in total.
+ */
+import { spawn } from 'node:child_process';
+import { afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { pino } from 'pino';
+import type { Redis } from 'ioredis';
+import { digest, startRedis, waitFor, type RedisServer } from '../helpers/redis.js';
+import { populate, startLoad, type Load } from '../helpers/dataset.js';
+import { digestWithoutReserved, masterOffset, runSync, waitCaughtUp, type RunningSync } from '../helpers/sync.js';
+import { failover, replicationField, startSentinelGroup, type SentinelGroup } from '../helpers/sentinel.js';
+import { CLI, ROOT, ensureBuilt } from './rdb-cli-helpers.js';
+
+const groups: SentinelGroup[] = [];
+const servers: RedisServer[] = [];
+const syncs: RunningSync[] = [];
+const loads: Load[] = [];
+afterEach(async () => {
+  await Promise.all(loads.splice(0).map((l) => l.stop().catch(() => 0)));
+  await Promise.all(syncs.splice(0).map((s) => s.stop().catch(() => {})));
+  for (const g of groups.splice(0)) await g.stop();
+  await Promise.all(servers.splice(0).map((s) => s.stop()));
+});
+
+beforeAll(async () => {
+  await ensureBuilt();
+}, 180_000);
+
+async function stat(c: Redis, name: string): Promise<number> {
+  const m = new RegExp(`^${name}:(\\d+)`, 'm').exec((await c.info('stats')) as string);
+  if (!m) throw new Error(`INFO stats has no ${name}`);
+  return Number(m[1]);
+}
+
+/** Run the CLI to its exit; SIGKILL after `timeoutMs`. */
+function runCliSync(args: string[], timeoutMs = 30_000): Promise<{ code: number | null; stderr: string }> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, [CLI, 'sync', ...args], { cwd: ROOT, stdio: ['ignore', 'ignore', 'pipe'] });
+    let stderr = '';
+    child.stderr.on('data', (d: Buffer) => {
+      stderr += d.toString('utf8');
+    });
+    const t = setTimeout(() => child.kill('SIGKILL'), timeoutMs);
+    child.on('error', reject);
+    child.on('close', (code) => {
+      clearTimeout(t);
+      resolve({ code, stderr });
+    });
+  });
+}
+
+describe('sentinel source', () => {
+  it('follows SENTINEL FAILOVER under load with a partial resync: target equal to the new master, one full sync in total', async () => {
+    const group = await startSentinelGroup({ args: ['--repl-backlog-size', '64mb', '--repl-diskless-sync-delay', '0'] });
+    groups.push(group);
+    const target = await startRedis();
+    servers.push(target);
+    const oldMaster = group.master.client();
+    const newMaster = group.replica.client();
+    await populate(oldMaster, { seed: 31 });
+
+    const logs: Record<string, unknown>[] = [];
+    const logger = pino({ level: 'info' }, { write: (line: string) => void logs.push(JSON.parse(line) as Record<string, unknown>) });
+    const loadOld = startLoad(group.master.client(), { delayMs: 1 });
+    loads.push(loadOld);
+    const sync = runSync({ source: group.url, target: target.url, logger });
+    syncs.push(sync);
+    await new Promise<void>((resolve, reject) => {
+      sync.session.once('fullSyncDone', () => resolve());
+      sync.done.then(() => reject(new Error('sync ended before the full sync finished')), reject);
+    });
+    const firstApplied = sync.session.status().appliedOffset ?? 0;
+    await waitFor(() => (sync.session.status().appliedOffset ?? 0) > firstApplied, 'streaming from the first master', 20_000, 20);
+
+    // Stop writing to the old master and let the replica catch up, so the failover loses nothing.
+    await loadOld.stop();
+    const offset = await masterOffset(oldMaster);
+    await waitFor(async () => Number(await replicationField(newMaster, 'slave_repl_offset')) >= offset, 'the replica to catch up before the failover', 20_000, 20);
+    const fullSyncsOnReplica = await stat(newMaster, 'sync_full');
+    let loadNew: Load | null = null;
+    await failover(group, () => {
+      // The load moves to the promoted replica at once, while Replicant is still being moved.
+      loadNew = startLoad(group.replica.client(), { seed: 8, delayMs: 1 });
+      loads.push(loadNew);
+    });
+    // Writes after the failover reach the target through the new master.
+    await waitFor(() => (sync.session.status().appliedOffset ?? 0) > offset + 10_000, 'the sync to apply writes made on the new master', 30_000, 50);
+    await new Promise((r) => setTimeout(r, 500));
+    const sent = await loadNew!.stop();
+    expect(sent).toBeGreaterThan(100);
+    await waitCaughtUp(sync.session, newMaster, 60_000);
+    await sync.stop();
+
+    expect(await digestWithoutReserved(target.client())).toBe(await digest(newMaster));
+    const st = sync.session.status();
+    console.log('DIAG', JSON.stringify({ st, offset, newFull: await stat(newMaster, 'sync_full'), fullSyncsOnReplica, newPartial: await stat(newMaster, 'sync_partial_ok'), oldFull: await stat(oldMaster, 'sync_full'), oldPartial: await stat(oldMaster, 'sync_partial_ok'), newInfo: await newMaster.info('replication') }));
+    for (const l of logs) if (l['msg'] !== 'progress') console.log('LOG', JSON.stringify(l));
+    expect(st.fullSyncs).toBe(1);
+    expect(st.partialSyncs).toBeGreaterThanOrEqual(1);
+    // The promoted replica served no full sync (neither to Replicant nor to the demoted master).
+    expect(await stat(newMaster, 'sync_full')).toBe(fullSyncsOnReplica);
+    expect(await stat(newMaster, 'sync_partial_ok')).toBeGreaterThanOrEqual(1);
+    const resumed = logs.filter((l) => typeof l['msg'] === 'string' && /partial resync \(\+CONTINUE\)/.test(l['msg']));
+    expect(resumed.length, JSON.stringify(logs.slice(-20))).toBeGreaterThanOrEqual(1);
+    expect(logs.filter((l) => l['msg'] === 'full sync applied')).toHaveLength(1);
+
+    // The CLI takes the same URL and finds the new master through the sentinel.
+    const copy = await startRedis();
+    servers.push(copy);
+    const cli = await runCliSync(['--source', group.url, '--target', copy.url, '--exit-after-full-sync', '--no-progress']);
+    expect(cli.code, cli.stderr.slice(-2000)).toBe(0);
+    expect(cli.stderr).toContain(`127.0.0.1:${group.replica.port}`);
+    expect(await digestWithoutReserved(copy.client())).toBe(await digest(newMaster));
+  });
+});
