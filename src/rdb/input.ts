@@ -9,6 +9,7 @@
  */
 import { constants as bufferConstants } from 'node:buffer';
 import { RdbError } from '../errors.js';
+import { intText } from './structure/int-text.js';
 import { lzfDecompress } from './structure/lzf.js';
 import { BlobError } from './structure/blob-error.js';
 
@@ -209,17 +210,17 @@ export class RdbInput {
       case 0xc0: {
         if (start + 2 > buf.length) this.short(2);
         this.p = start + 2;
-        return Buffer.from(String(buf.readInt8(start + 1)), 'latin1');
+        return intText(buf.readInt8(start + 1));
       }
       case 0xc1: {
         if (start + 3 > buf.length) this.short(3);
         this.p = start + 3;
-        return Buffer.from(String(buf.readInt16LE(start + 1)), 'latin1');
+        return intText(buf.readInt16LE(start + 1));
       }
       case 0xc2: {
         if (start + 5 > buf.length) this.short(5);
         this.p = start + 5;
-        return Buffer.from(String(buf.readInt32LE(start + 1)), 'latin1');
+        return intText(buf.readInt32LE(start + 1));
       }
       case 0xc3:
         return this.lzfStr(what, start);

@@ -1,7 +1,13 @@
 /**
  * Decode a whole byte stream (file, stdin, socket) as an async iterable of records.
  * Records are produced as the consumer pulls them, so a slow consumer slows the reading
- * (backpressure). Reading stops at the end of the RDB; bytes after it are not consumed.
+ * (backpressure). At the 'end' record the generator returns, which releases the input (a
+ * Node stream is destroyed); bytes after the RDB are not consumed. To keep those bytes (a
+ * replication link: diskless EOF mark, then the command stream), drive an RdbDecoder directly
+ * and call remainder(). If the input ends before the RDB does, the generator throws RdbError.
+ *
+ * Each record costs a promise turn here; a hot loop over millions of keys is several times
+ * faster with RdbDecoder.push() and KeyAssembler, which are synchronous.
  */
 import { RdbDecoder } from './decoder.js';
 import type { RdbDecoderOptions, RdbRecord } from './types.js';

@@ -1,5 +1,6 @@
 /** Intset decoding (redis-internals §2.11.3): sorted, unique, 16/32/64-bit integers. */
 import { BlobError } from './blob-error.js';
+import { intText } from './int-text.js';
 
 export function intsetValues(blob: Buffer, absOffset: number): Buffer[] {
   if (blob.length < 8) throw new BlobError(`intset of ${blob.length} bytes is shorter than its 8-byte header`, absOffset);
@@ -26,7 +27,7 @@ export function intsetValues(blob: Buffer, absOffset: number): Buffer[] {
     const v = enc === 2 ? blob.readInt16LE(8 + i * 2) : blob.readInt32LE(8 + i * 4);
     if (v <= prev) throw new BlobError('intset values are not sorted and unique', absOffset + 8 + i * enc);
     prev = v;
-    out[i] = Buffer.from(String(v), 'latin1');
+    out[i] = intText(v);
   }
   return out;
 }

@@ -36,11 +36,12 @@ export function lzfDecompress(src: Uint8Array, start: number, end: number, outLe
       let ref = op - back;
       if (ref < 0) throw new BlobError(`LZF back-reference points ${back} bytes back, before the start of the output`, absOffset + ip - start - 2);
       if (op + n > outLen) throw new BlobError(`LZF output overflows the declared length ${outLen}`, absOffset + ip - start - 2);
-      if (back >= n) {
-        out.copy(out, op, ref, ref + n);
+      if (back >= n && n > 32) {
+        out.copyWithin(op, ref, ref + n);
         op += n;
       } else {
-        // Overlapping copy: byte by byte, as the format requires.
+        // Short or overlapping copy: byte by byte (overlap must repeat the pattern, and a
+        // loop beats a native call for a few bytes).
         for (let i = 0; i < n; i++) out[op++] = out[ref++]!;
       }
     }

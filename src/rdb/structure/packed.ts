@@ -3,6 +3,7 @@
  * blob or an integer, and callers read it as bytes, as an integer or as a sorted-set score.
  */
 import { BlobError } from './blob-error.js';
+import { intText } from './int-text.js';
 
 const TWO_POW_53 = 9007199254740992;
 
@@ -39,7 +40,7 @@ export abstract class PackedCursor {
   /** The current element as bytes: a view for strings, decimal text for integers. */
   value(): Buffer {
     if (!this.isInt) return this.blob.subarray(this.strStart, this.strEnd);
-    return Buffer.from(this.bigVal === null ? String(this.intVal) : this.bigVal.toString(), 'latin1');
+    return this.bigVal === null ? intText(this.intVal) : Buffer.from(this.bigVal.toString(), 'latin1');
   }
 
   /** The current element as a sorted-set score (integer entry or double text). */
