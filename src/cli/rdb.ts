@@ -205,6 +205,9 @@ function createSink(opts: RdbCommandOptions, v: Validated, out: OutputBuffer, st
   };
 }
 
+/** Bytes handed to the decoder per push. */
+const DECODE_SLICE = 64 * 1024;
+
 export async function runRdbCommand(file: string, opts: RdbCommandOptions, io: RdbCommandIo): Promise<void> {
   const v = validate(opts);
   const filter = v.filter;
@@ -218,10 +221,13 @@ export async function runRdbCommand(file: string, opts: RdbCommandOptions, io: R
   });
   const input = await openInput(file, io);
   try {
-    for await (const chunk of readChunks(input, file)) {
-      const records = decoder.push(chunk);
-      if (filter.passAll) for (const r of records) sink.push(r);
-      else for (const r of records) if (filter.accept(r)) sink.push(r);
+    for await (const data of readChunks(input, file)) {
+      // Push at most 64 KiB at a time: fewer records alive at once keeps the GC cheap.
+      for (let at = 0; at < data.length && !decoder.done; at += DECODE_SLICE) {
+        const records = decoder.push(data.subarray(at, at + DECODE_SLICE));
+        if (filter.passAll) for (const r of records) sink.push(r);
+        else for (const r of records) if (filter.accept(r)) sink.push(r);
+      }
       await out.maybeFlush();
       if (out.closed) return; // the reader went away (| head): stop quietly
       if (out.failure) throw new LocalIoError(`cannot write output: ${out.failure.message}`);

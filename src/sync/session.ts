@@ -443,17 +443,23 @@ export class SyncSession extends EventEmitter<SyncEvents> {
       }
       if (trailer === null) {
         const before = decoder.bytesConsumed;
-        const records = decoder.push(chunk);
-        if (applier === null && decoder.version > 0) applier = makeApplier(decoder.version);
-        if (applier !== null && records.length > 0) {
-          await applier.apply(records);
+        // At most 64 KiB per push: fewer records alive at once keeps the GC cheap.
+        let sliceEnd = 0;
+        while (sliceEnd < chunk.length && !decoder.done) {
+          const records = decoder.push(chunk.subarray(sliceEnd, sliceEnd + DECODE_SLICE));
+          sliceEnd = Math.min(chunk.length, sliceEnd + DECODE_SLICE);
+          if (applier === null && decoder.version > 0) applier = makeApplier(decoder.version);
+          if (applier !== null && records.length > 0) await applier.apply(records);
+        }
+        if (applier !== null) {
           this.rdbKeys = applier.stats.keys;
           this.keyRate.mark(this.rdbKeys);
         }
         this.rdbBytes += decoder.bytesConsumed - before;
         if (!decoder.done) continue;
         trailer = new RdbTrailer(outcome.framing, decoder.bytesConsumed);
-        afterRdb = trailer.push(decoder.remainder());
+        const rest = sliceEnd < chunk.length ? Buffer.concat([decoder.remainder(), chunk.subarray(sliceEnd)]) : decoder.remainder();
+        afterRdb = trailer.push(rest);
       } else {
         afterRdb = trailer.push(chunk);
       }
@@ -853,6 +859,8 @@ export class SyncSession extends EventEmitter<SyncEvents> {
 }
 
 const PING = encodeCommand(['PING']);
+/** Bytes handed to the RDB decoder per push. */
+const DECODE_SLICE = 64 * 1024;
 
 /** Start a sync; resolves with the session (call `session.run()` to drive it). */
 export function createSync(options: SyncOptions): SyncSession {
