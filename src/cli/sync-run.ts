@@ -1,0 +1,101 @@
+/**
+ * The work behind `replicant sync`, loaded only when that command runs (keeps the startup
+ * of the other commands free of the sync machinery).
+ */
+import { parseCheckpointSpec } from '../checkpoint/store.js';
+import { createLogger, redactUrl } from '../observe/logger.js';
+import { startMetricsServer, type MetricsServer } from '../observe/metrics.js';
+import { ProgressReporter, formatBytes, formatCount, formatDuration } from '../observe/progress.js';
+import { SyncSession, type SyncStatus } from '../sync/session.js';
+
+export interface SyncCliOptions {
+  source: string;
+  target: string;
+  writeMode: 'auto' | 'restore' | 'commands';
+  bigKeyBytes: number;
+  existing: 'fail' | 'replace' | 'flush';
+  onError: 'fail' | 'skip';
+  onFullResync: 'flush' | 'fail';
+  checkpoint: string;
+  spoolDir?: string;
+  spoolMemory: number;
+  spoolDisk: number;
+  listeningPort?: number;
+  readTimeout: number;
+  verifyChecksum: boolean;
+  exitAfterFullSync: boolean;
+  progress: boolean;
+  progressInterval: number;
+  logLevel: string;
+  metricsPort?: number;
+  metricsHost: string;
+}
+
+export async function runSyncCommand(o: SyncCliOptions): Promise<void> {
+  const logger = createLogger({ level: o.logLevel });
+  const session = new SyncSession({
+    source: o.source,
+    target: o.target,
+    writeMode: o.writeMode,
+    bigKeyBytes: o.bigKeyBytes,
+    existing: o.existing,
+    onError: o.onError,
+    onFullResync: o.onFullResync,
+    checkpoint: parseCheckpointSpec(o.checkpoint),
+    spoolDir: o.spoolDir,
+    spoolMemoryBytes: o.spoolMemory,
+    spoolDiskBytes: o.spoolDisk,
+    listeningPort: o.listeningPort,
+    readTimeoutMs: o.readTimeout,
+    verifyChecksum: o.verifyChecksum,
+    exitAfterFullSync: o.exitAfterFullSync,
+    logger,
+  });
+  logger.info({ source: redactUrl(o.source), target: redactUrl(o.target), writeMode: o.writeMode, checkpoint: o.checkpoint }, 'replicant sync starting');
+  // Before anything else starts: a port already in use fails fast with exit 2.
+  const metrics: MetricsServer | null = o.metricsPort === undefined ? null : await startMetricsServer(session, { port: o.metricsPort, host: o.metricsHost, logger });
+  const progress = new ProgressReporter(() => snapshot(session.status()), logger, o.progressInterval);
+  if (o.progress) progress.start();
+  session.on('phase', () => progress.tick());
+  let firstSignalAt = 0;
+  const onSignal = (sig: NodeJS.Signals) => {
+    // A signal sent to the whole process group can arrive twice at once: only a second
+    // signal a moment later means "exit now".
+    if (firstSignalAt > 0 && Date.now() - firstSignalAt < 1000) return;
+    if (firstSignalAt > 0) {
+      logger.warn({ signal: sig }, 'second signal: exiting now without waiting for the target');
+      process.exit(130);
+    }
+    firstSignalAt = Date.now();
+    logger.info({ signal: sig }, 'stopping: applying what was received, then storing the checkpoint');
+    session.stop();
+  };
+  process.on('SIGINT', onSignal);
+  process.on('SIGTERM', onSignal);
+  try {
+    await session.run();
+  } finally {
+    await metrics?.close();
+    progress.stop();
+    process.off('SIGINT', onSignal);
+    process.off('SIGTERM', onSignal);
+    await new Promise<void>((r) => logger.flush(() => r()));
+  }
+}
+
+function snapshot(s: SyncStatus): { phase: string; fields: Record<string, number | string | null>; line: string } {
+  if (s.phase === 'full-sync' && s.rdb) {
+    const r = s.rdb;
+    const eta = r.totalBytes && r.bytes > 0 && r.keysPerSec > 0 ? formatDuration(((r.totalBytes - r.bytes) / r.bytes) * (r.keys / r.keysPerSec) * 1000) : '?';
+    return {
+      phase: s.phase,
+      fields: { rdbBytes: r.bytes, rdbTotalBytes: r.totalBytes, keys: r.keys, keysPerSec: Math.round(r.keysPerSec) },
+      line: `rdb ${formatBytes(r.bytes)}${r.totalBytes ? ` / ${formatBytes(r.totalBytes)}` : ''}  keys ${formatCount(r.keys)}  ${formatCount(r.keysPerSec)} keys/s  eta ${eta}`,
+    };
+  }
+  return {
+    phase: s.phase,
+    fields: { appliedOffset: s.appliedOffset, receivedOffset: s.receivedOffset, lagBytes: s.lagBytes, lagMs: s.lagMs, opsPerSec: Math.round(s.opsPerSec), commands: s.commandsApplied, errors: s.errors },
+    line: `offset ${s.appliedOffset ?? '-'}  ${formatCount(s.opsPerSec)} ops/s  lag ${s.lagBytes === null ? '-' : formatBytes(s.lagBytes)} / ${s.lagMs === null ? '-' : `${s.lagMs} ms`}  applied ${formatCount(s.commandsApplied)}  errors ${s.errors}`,
+  };
+}
