@@ -131,6 +131,8 @@ export class SyncSession extends EventEmitter<SyncEvents> {
   private sourceEp: SourceEndpoint | null = null;
   /** Set once anything was written to the target by this process. */
   private wroteTarget = false;
+  /** The current cycle reached streaming (resets the reconnect backoff when it fails). */
+  private linkEstablished = false;
   private readonly targetEp: SourceEndpoint;
   private checkpointSpec: CheckpointSpec | undefined;
   private store!: CheckpointStore;
@@ -265,6 +267,7 @@ export class SyncSession extends EventEmitter<SyncEvents> {
       else await this.checkExistingKeys();
       let delay = this.opts.reconnectMinMs;
       while (!this.stopping) {
+        this.linkEstablished = false;
         try {
           await this.cycle(cp);
           if (this.stopping || this.opts.exitAfterFullSync) break;
@@ -272,6 +275,8 @@ export class SyncSession extends EventEmitter<SyncEvents> {
         } catch (e) {
           if (e instanceof StopRequested || this.stopping) break;
           if (!(e instanceof Recoverable)) throw e;
+          // A link that worked before it failed starts the backoff over.
+          if (this.linkEstablished) delay = this.opts.reconnectMinMs;
           this.log.warn({ side: e.side, err: e.cause instanceof Error ? e.cause.message : undefined, retryInMs: delay }, `${e.message}; reconnecting`);
           this.setPhase('reconnecting', { side: e.side });
           await this.teardownLink();
@@ -490,6 +495,7 @@ export class SyncSession extends EventEmitter<SyncEvents> {
   // ------------------------------------------------------------ streaming
 
   private async streamLoop(spool: Spool, parser: ReplicationStreamParser, first: Buffer | null): Promise<void> {
+    this.linkEstablished = true;
     this.setPhase('streaming', { replid: this.replid, offset: this.applied, db: this.db });
     const atomic = this.store.kind === 'target';
     const batcher = new StreamBatcher({

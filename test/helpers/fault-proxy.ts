@@ -49,6 +49,48 @@ const TICK_MS = 10;
 
 const ways = (d: Direction): Way[] => (d === 'both' ? ['up', 'down'] : [d]);
 
+/**
+ * The faults in force and the counters, shared by the proxy (which changes them) and every
+ * connection (which obeys them).
+ */
+class FaultState {
+  readonly conns = new Set<Connection>();
+  readonly stalled: Record<Way, boolean> = { up: false, down: false };
+  readonly rates: Record<Way, number | null> = { up: null, down: null };
+  trigger: { ways: Way[]; remaining: number; fired: () => void } | null = null;
+  readonly counters = { bytesUp: 0, bytesDown: 0, connections: 0, cut: 0, reset: 0 };
+
+  /** Bytes still allowed before the armed reset fires in `w`, or null when none is armed. */
+  resetBudget(w: Way): number | null {
+    const t = this.trigger;
+    return t !== null && t.ways.includes(w) ? t.remaining : null;
+  }
+
+  forwarded(w: Way, n: number): void {
+    if (w === 'up') this.counters.bytesUp += n;
+    else this.counters.bytesDown += n;
+    const t = this.trigger;
+    if (t !== null && t.ways.includes(w)) t.remaining -= n;
+  }
+
+  /** The armed reset has been reached on `c`: disarm it (so no other connection takes it) and doom `c`. */
+  claimReset(c: Connection): (() => void) | null {
+    const t = this.trigger;
+    if (t === null) return null;
+    this.trigger = null;
+    this.counters.reset++;
+    c.doomed = true;
+    return () => {
+      c.abort();
+      t.fired();
+    };
+  }
+
+  pumpAll(): void {
+    for (const c of this.conns) c.pump();
+  }
+}
+
 /** One direction of one connection: a queue between a readable socket and a writable one. */
 class Pipe {
   private readonly queue: Buffer[] = [];
@@ -60,9 +102,9 @@ class Pipe {
   private lastRefill = Date.now();
 
   constructor(
-    private readonly proxy: FaultProxy,
+    private readonly state: FaultState,
     private readonly conn: Connection,
-    readonly way: Way,
+    private readonly way: Way,
     private readonly src: Socket,
     private readonly dst: Socket,
   ) {
@@ -86,9 +128,9 @@ class Pipe {
   pump(): void {
     if (this.conn.closed || this.conn.doomed || this.waitingDrain) return;
     while (this.queue.length > 0) {
-      if (this.proxy.isStalled(this.way)) return;
+      if (this.state.stalled[this.way]) return;
       let allowed = Number.POSITIVE_INFINITY;
-      const rate = this.proxy.rateOf(this.way);
+      const rate = this.state.rates[this.way];
       if (rate !== null) {
         const now = Date.now();
         // Cap the bucket at one tick's worth so a pause does not turn into a burst.
@@ -97,32 +139,28 @@ class Pipe {
         allowed = Math.floor(this.tokens);
         if (allowed <= 0) return this.later(TICK_MS);
       }
-      const budget = this.proxy.resetBudget(this.way);
-      if (budget !== null) {
-        if (budget === 0) {
-          this.proxy.fireReset(this.conn);
-          return;
-        }
-        allowed = Math.min(allowed, budget);
+      const budget = this.state.resetBudget(this.way);
+      if (budget === 0) {
+        this.state.claimReset(this.conn)?.();
+        return;
       }
+      if (budget !== null) allowed = Math.min(allowed, budget);
       const head = this.queue[0]!;
       const piece = head.length <= allowed ? head : head.subarray(0, allowed);
       if (piece.length === head.length) this.queue.shift();
       else this.queue[0] = head.subarray(piece.length);
       this.queued -= piece.length;
       if (rate !== null) this.tokens -= piece.length;
-      this.proxy.forwarded(this.way, piece.length);
+      this.state.forwarded(this.way, piece.length);
       if (budget !== null && budget === piece.length) {
-        // The last permitted bytes: reset once they are handed to the kernel (a RST discards
-        // what is still queued in user space), and forward nothing more on this connection.
-        this.conn.doomed = true;
-        // The extra turn lets the peer read those bytes before the RST arrives: a RST queued
-        // right behind data is often reported as a plain end of stream.
-        this.dst.write(piece, () => setImmediate(() => this.proxy.fireReset(this.conn)));
+        // The last permitted bytes: reset once they are handed to the kernel (a RST discards what
+        // is still queued in user space), plus a turn so the peer can read them first (a RST right
+        // behind data is often reported as a plain end of stream).
+        const fire = this.state.claimReset(this.conn);
+        this.dst.write(piece, () => setImmediate(() => fire?.()));
         return;
       }
-      const ok = this.dst.write(piece);
-      if (!ok) {
+      if (!this.dst.write(piece)) {
         this.waitingDrain = true;
         return;
       }
@@ -147,18 +185,19 @@ class Pipe {
   }
 }
 
+/** A client socket and its upstream socket. */
 class Connection {
   closed = false;
   /** A reset() trigger fired on this connection: nothing more is forwarded. */
   doomed = false;
-  readonly pipes: Pipe[];
+  private readonly pipes: Pipe[];
 
   constructor(
-    private readonly proxy: FaultProxy,
-    readonly client: Socket,
-    readonly upstream: Socket,
+    private readonly state: FaultState,
+    private readonly client: Socket,
+    private readonly upstream: Socket,
   ) {
-    this.pipes = [new Pipe(proxy, this, 'up', client, upstream), new Pipe(proxy, this, 'down', upstream, client)];
+    this.pipes = [new Pipe(state, this, 'up', client, upstream), new Pipe(state, this, 'down', upstream, client)];
     // An error on one side (a reset, a refused upstream) resets the other, as a network fault would.
     client.on('error', () => this.abort());
     upstream.on('error', () => this.abort());
@@ -173,7 +212,7 @@ class Connection {
     if (this.closed) return;
     this.closed = true;
     for (const p of this.pipes) p.dispose();
-    this.proxy.dropConnection(this);
+    this.state.conns.delete(this);
   }
 
   /** Destroy both sides with a TCP RST. */
@@ -201,13 +240,9 @@ export class FaultProxy extends EventEmitter<FaultProxyEvents> {
   port = 0;
   private server: Server | null = null;
   private readonly target: { host: string; port: number };
-  private readonly conns = new Set<Connection>();
-  private readonly stalled: Record<Way, boolean> = { up: false, down: false };
+  private readonly state = new FaultState();
   private readonly stallTimers: Record<Way, NodeJS.Timeout | null> = { up: null, down: null };
-  private readonly rates: Record<Way, number | null> = { up: null, down: null };
-  private trigger: { ways: Way[]; remaining: number; fired: () => void } | null = null;
   private closed = false;
-  private readonly counters: FaultProxyStats = { bytesUp: 0, bytesDown: 0, connections: 0, active: 0, cut: 0, reset: 0 };
 
   private constructor(opts: FaultProxyOptions) {
     super();
@@ -227,21 +262,21 @@ export class FaultProxy extends EventEmitter<FaultProxyEvents> {
 
   /** A copy of the counters. */
   get stats(): FaultProxyStats {
-    return { ...this.counters, active: this.conns.size };
+    return { ...this.state.counters, active: this.state.conns.size };
   }
 
   /** Destroy every current connection, both sides, with a TCP RST. Returns how many. */
   cut(): number {
-    const n = this.conns.size;
-    for (const c of [...this.conns]) c.abort();
-    this.counters.cut += n;
-    return n;
+    const conns = [...this.state.conns].filter((c) => !c.doomed);
+    for (const c of conns) c.abort();
+    this.state.counters.cut += conns.length;
+    return conns.length;
   }
 
   /** Stop forwarding in `direction` (bytes are kept) until resume(), or for `ms`. */
   stall(direction: Direction, ms?: number): void {
     for (const w of ways(direction)) {
-      this.stalled[w] = true;
+      this.state.stalled[w] = true;
       if (this.stallTimers[w] !== null) clearTimeout(this.stallTimers[w]!);
       this.stallTimers[w] = ms === undefined ? null : setTimeout(() => this.resume(w), ms);
     }
@@ -250,18 +285,18 @@ export class FaultProxy extends EventEmitter<FaultProxyEvents> {
   /** Forward again in `direction` (default both) what a stall held back, then keep going. */
   resume(direction: Direction = 'both'): void {
     for (const w of ways(direction)) {
-      this.stalled[w] = false;
+      this.state.stalled[w] = false;
       if (this.stallTimers[w] !== null) clearTimeout(this.stallTimers[w]!);
       this.stallTimers[w] = null;
     }
-    this.pumpAll();
+    this.state.pumpAll();
   }
 
   /** Throttle `direction` to `bytesPerSec` per connection; `null` lifts the limit. */
   slow(direction: Direction, bytesPerSec: number | null): void {
     if (bytesPerSec !== null && !(bytesPerSec > 0)) throw new RangeError(`FaultProxy.slow: bytesPerSec must be > 0 or null, got ${bytesPerSec}`);
-    for (const w of ways(direction)) this.rates[w] = bytesPerSec;
-    this.pumpAll();
+    for (const w of ways(direction)) this.state.rates[w] = bytesPerSec;
+    this.state.pumpAll();
   }
 
   /**
@@ -281,13 +316,14 @@ export class FaultProxy extends EventEmitter<FaultProxyEvents> {
 
   /**
    * Forward exactly `afterBytes` more bytes in `direction` (counted over all connections, from
-   * now), then reset the connection that carried the last of them. One-shot; resolves when it fires.
+   * now), then reset the connection that carried the last of them. One-shot (a new call replaces
+   * an armed trigger); resolves when it fires.
    */
   reset(direction: Direction, afterBytes: number): Promise<void> {
     if (!Number.isInteger(afterBytes) || afterBytes < 0) throw new RangeError(`FaultProxy.reset: afterBytes must be an integer >= 0, got ${afterBytes}`);
     return new Promise((resolve) => {
-      this.trigger = { ways: ways(direction), remaining: afterBytes, fired: resolve };
-      this.pumpAll();
+      this.state.trigger = { ways: ways(direction), remaining: afterBytes, fired: resolve };
+      this.state.pumpAll();
     });
   }
 
@@ -295,58 +331,10 @@ export class FaultProxy extends EventEmitter<FaultProxyEvents> {
   async close(): Promise<void> {
     this.closed = true;
     for (const w of ['up', 'down'] as const) if (this.stallTimers[w] !== null) clearTimeout(this.stallTimers[w]!);
-    for (const c of [...this.conns]) c.abort();
+    for (const c of [...this.state.conns]) c.abort();
     const s = this.server;
     this.server = null;
     if (s !== null) await new Promise<void>((r) => s.close(() => r()));
-  }
-
-  // ---------------------------------------------------------------- used by Pipe / Connection
-
-  /** @internal */
-  isStalled(w: Way): boolean {
-    return this.stalled[w];
-  }
-
-  /** @internal */
-  rateOf(w: Way): number | null {
-    return this.rates[w];
-  }
-
-  /** @internal Bytes still allowed before the armed reset fires in `w`, or null when none is armed. */
-  resetBudget(w: Way): number | null {
-    const t = this.trigger;
-    return t !== null && t.ways.includes(w) ? t.remaining : null;
-  }
-
-  /** @internal */
-  forwarded(w: Way, n: number): void {
-    if (w === 'up') this.counters.bytesUp += n;
-    else this.counters.bytesDown += n;
-    const t = this.trigger;
-    if (t !== null && t.ways.includes(w)) t.remaining -= n;
-  }
-
-  /** @internal */
-  fireReset(c: Connection): void {
-    const t = this.trigger;
-    if (t === null) return;
-    this.trigger = null;
-    this.counters.reset++;
-    c.doomed = true;
-    c.abort();
-    t.fired();
-  }
-
-  /** @internal */
-  dropConnection(c: Connection): void {
-    this.conns.delete(c);
-  }
-
-  // ---------------------------------------------------------------- private
-
-  private pumpAll(): void {
-    for (const c of this.conns) c.pump();
   }
 
   private async listen(port: number): Promise<void> {
@@ -369,11 +357,11 @@ export class FaultProxy extends EventEmitter<FaultProxyEvents> {
       rst(client);
       return;
     }
-    this.counters.connections++;
+    this.state.counters.connections++;
     const upstream = connect({ host: this.target.host, port: this.target.port, allowHalfOpen: true });
     client.setNoDelay(true);
     upstream.setNoDelay(true);
-    this.conns.add(new Connection(this, client, upstream));
-    this.emit('connection', this.counters.connections);
+    this.state.conns.add(new Connection(this.state, client, upstream));
+    this.emit('connection', this.state.counters.connections);
   }
 }

@@ -192,21 +192,40 @@ export async function startSentinelGroup(opts: SentinelGroupOptions = {}): Promi
 }
 
 /**
- * `SENTINEL FAILOVER` and wait until the replica is the master (role and the sentinel's
- * address agree) and the old master replicates from it with its link up.
- * Call it with writes to the old master stopped and the replica caught up, or writes made
- * between the promotion and the demotion are lost (that is how Redis failovers work).
+ * `SENTINEL FAILOVER`, then wait until the replica reports role:master and the sentinel names
+ * it. Call it with the old master's offset frozen and the replica caught up (see
+ * `freezeMaster`), or bytes the old master takes between the promotion and its demotion (the
+ * sentinel's own hello PUBLISHes, replica PINGs, writes) are not in the new master's history.
  * `onPromoted` runs as soon as the replica reports role:master (e.g. to move a load to it).
  */
 export async function failover(g: SentinelGroup, onPromoted?: () => void | Promise<void>, timeoutMs = 30_000): Promise<void> {
   const sc = g.sentinel.client();
   const rc = g.replica.client();
-  const mc = g.master.client();
   const reply = await sc.call('SENTINEL', 'FAILOVER', g.masterName);
   if (reply !== 'OK') throw new Error(`SENTINEL FAILOVER answered ${String(reply)}`);
   await waitFor(async () => (await replicationField(rc, 'role')) === 'master', 'the replica to be promoted', timeoutMs, 20);
   if (onPromoted) await onPromoted();
   await waitFor(async () => (await sentinelMaster(sc, g.masterName)).port === g.replica.port, 'the sentinel to name the new master', timeoutMs, 50);
+}
+
+/**
+ * Freeze the master's replication offset for a lossless failover, as Redis' own FAILOVER
+ * command does: `CLIENT PAUSE WRITE` holds writes, the sentinel's hello PUBLISHes and the
+ * replica PINGs. Resolves with the frozen offset once the replica has all of it.
+ */
+export async function freezeMaster(g: SentinelGroup, pauseMs = 60_000): Promise<number> {
+  const mc = g.master.client();
+  const rc = g.replica.client();
+  await mc.call('CLIENT', 'PAUSE', String(pauseMs), 'WRITE');
+  const offset = Number(await replicationField(mc, 'master_repl_offset'));
+  await waitFor(async () => Number(await replicationField(rc, 'slave_repl_offset')) >= offset, 'the replica to reach the frozen master offset', 20_000, 20);
+  return offset;
+}
+
+/** Lift the pause on the old master and wait until it replicates from the new one. */
+export async function settleOldMaster(g: SentinelGroup, timeoutMs = 30_000): Promise<void> {
+  const mc = g.master.client();
+  await mc.call('CLIENT', 'UNPAUSE');
   await waitFor(
     async () => (await replicationField(mc, 'role')) === 'slave' && (await replicationField(mc, 'master_port')) === String(g.replica.port) && (await replicationField(mc, 'master_link_status')) === 'up',
     'the old master to replicate from the new one',

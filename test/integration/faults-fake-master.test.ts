@@ -103,6 +103,28 @@ describe('replicant sync against a fake master serving broken input', () => {
     });
   }
 
+  it('a corrupt value (a ziplist blob that is not one): exit 3 naming the byte and the key, no key after it applied', async () => {
+    const w = new RdbWriter(10).aux('redis-ver', '7.0.15').selectDb(0).resizeDb(3, 0).stringKey('a', '1');
+    const keyAt = w.length;
+    // Type 10 = list as a ziplist; the blob's header claims 1000 bytes but it has 11.
+    w.key(10, 'badlist').str(Buffer.from([0xe8, 0x03, 0, 0, 0x0a, 0, 0, 0, 0x01, 0x00, 0xff]));
+    const blobEnd = w.length;
+    const rdb = w.stringKey('c', '3').end();
+    const { fake, tgt, run } = await setup(() => [fullSyncBytes({ offset: OFFSET, rdb, framing: 'eof', stream: encodeCommands([['SET', 'after', 'x']]) })]);
+    const exit = await run();
+    expect(exit.code, exit.stderr.slice(-2000)).toBe(3);
+    const line = errorLine(exit);
+    expect(line).toMatch(/^replicant: RDB: /);
+    expect(line).toContain('(key "badlist")');
+    const at = Number(/at byte (\d+)/.exec(line)?.[1]);
+    expect(at).toBeGreaterThanOrEqual(keyAt);
+    expect(at).toBeLessThanOrEqual(blobEnd);
+    expect(await tgt.exists('badlist', 'c', 'after')).toBe(0);
+    const cp = await checkpoint(tgt);
+    expect(cp === null || cp.state === 'full-sync', JSON.stringify(cp)).toBe(true);
+    expect(fake.connections).toBe(1);
+  });
+
   it('a bad RDB checksum: exit 3 naming the checksum offset, the partial copy is never marked resumable', async () => {
     const rdb = goodRdb();
     // Flip one bit of the stored CRC-64 (the last 8 bytes).

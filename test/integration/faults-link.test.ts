@@ -3,17 +3,21 @@
  * - the source link cut (TCP RST) 20 times while streaming: every reconnect is a partial resync;
  * - the target stalled for 30 s behind a FaultProxy: the source is still read at wire speed and
  *   the link is never dropped;
- * - the target killed (SIGKILL, AOF with fsync always) and restarted mid-stream.
+ * - the target killed (SIGKILL, AOF with fsync always) and restarted mid-stream;
+ * - the source link reset inside the RDB transfer: the full sync starts over.
  * Each ends with the target equal to the source (DEBUG DIGEST without Replicant's keys) and the
  * source's `sync_full` still 1.
  */
+import { randomBytes } from 'node:crypto';
 import { afterEach, describe, expect, it } from 'vitest';
 import type { Redis } from 'ioredis';
 import { digest, startRedis, waitFor, type RedisServer } from '../helpers/redis.js';
 import { populate, startLoad, type Load } from '../helpers/dataset.js';
 import { digestWithoutReserved, runSync, waitCaughtUp, type RunningSync } from '../helpers/sync.js';
 import { FaultProxy } from '../helpers/fault-proxy.js';
+import { pino } from 'pino';
 import type { Phase } from '../../src/sync/session.js';
+import type { Logger } from '../../src/observe/logger.js';
 
 const servers: RedisServer[] = [];
 const syncs: RunningSync[] = [];
@@ -49,9 +53,16 @@ async function stat(c: Redis, name: string): Promise<number> {
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
+/** A pino logger that keeps its lines (parsed) in `lines`. */
+function captureLogger(): { logger: Logger; lines: Array<Record<string, unknown>> } {
+  const lines: Array<Record<string, unknown>> = [];
+  const logger = pino({ level: 'info' }, { write: (line: string) => void lines.push(JSON.parse(line) as Record<string, unknown>) });
+  return { logger, lines };
+}
+
 /** Start the sync and resolve once the snapshot is applied (rejects if run() ends first). */
-async function startSync(sourceUrl: string, targetUrl: string): Promise<RunningSync> {
-  const sync = runSync({ source: sourceUrl, target: targetUrl });
+async function startSync(sourceUrl: string, targetUrl: string, logger?: Logger): Promise<RunningSync> {
+  const sync = runSync({ source: sourceUrl, target: targetUrl, ...(logger ? { logger } : {}) });
   syncs.push(sync);
   await new Promise<void>((resolve, reject) => {
     sync.session.once('fullSyncDone', () => resolve());
@@ -93,7 +104,8 @@ describe('faults on the source link and the target', () => {
     const proxy = await proxyTo(source);
     const load = startLoad(source.client(), { delayMs: 1 });
     loads.push(load);
-    const sync = await startSync(proxy.url, target.url);
+    const { logger, lines } = captureLogger();
+    const sync = await startSync(proxy.url, target.url, logger);
     expect(await stat(src, 'sync_full')).toBe(1);
 
     const cuts = 20;
@@ -112,6 +124,38 @@ describe('faults on the source link and the target', () => {
     expect(await stat(src, 'sync_full')).toBe(1);
     expect(await stat(src, 'sync_partial_ok')).toBe(cuts);
     expect(proxy.stats.cut).toBeGreaterThanOrEqual(cuts);
+    // Each cut follows a successful resume, so each reconnect starts from the shortest delay
+    // (runSync: 50 ms) instead of growing towards the maximum over the session's lifetime.
+    const delays = lines.filter((l) => l['side'] === 'source' && typeof l['retryInMs'] === 'number').map((l) => l['retryInMs']);
+    expect(delays).toHaveLength(cuts);
+    expect.soft(delays, 'reconnect delays after successful resumes').toEqual(Array.from({ length: cuts }, () => 50));
+  });
+
+  it('the source link reset in the middle of the RDB: the full sync starts over from a clean target and ends exact', async () => {
+    const source = await server(SOURCE_ARGS);
+    const target = await server();
+    const src = source.client();
+    await populate(src, { seed: 24 });
+    // 4 MB of incompressible values: 1 MB into the transfer is inside the RDB.
+    const p = src.pipeline();
+    for (let i = 0; i < 256; i++) p.set(`random:${i}`, randomBytes(16 * 1024));
+    await p.exec();
+    const proxy = await proxyTo(source);
+    const fired = proxy.reset('down', 1024 * 1024);
+    const load = startLoad(source.client(), { delayMs: 1 });
+    loads.push(load);
+    const sync = runSync({ source: proxy.url, target: target.url });
+    syncs.push(sync);
+    let fullSyncsDone = 0;
+    sync.session.on('fullSyncDone', () => fullSyncsDone++);
+    await fired;
+    // The reset came before any full sync completed.
+    expect(fullSyncsDone).toBe(0);
+    await waitFor(() => fullSyncsDone === 1, 'the second full sync to complete', 30_000, 20);
+    await finish(sync, load, src, target.client());
+    expect(proxy.stats.reset).toBe(1);
+    expect(sync.session.status().fullSyncs).toBe(2);
+    expect(await stat(src, 'sync_full')).toBe(2);
   });
 
   it('the target stalled for 30 s: the source is still read, the link is kept, nothing is lost or applied twice', async () => {
@@ -173,6 +217,6 @@ describe('faults on the source link and the target', () => {
     expect(await stat(src, 'sync_full')).toBe(1);
     expect(seen).toContain('reconnecting');
     // Target outages are handled without dropping the source link (the spool keeps reading).
-    expect.soft(await stat(src, 'sync_partial_ok'), 'source partial resyncs during a target outage (the source link should be kept)').toBe(0);
+    expect(await stat(src, 'sync_partial_ok'), 'source partial resyncs: the source link should be kept through a target outage').toBe(0);
   });
 });

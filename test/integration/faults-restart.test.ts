@@ -136,7 +136,7 @@ describe('replicant sync killed and restarted (CLI)', () => {
     const load = startLoad(source.client(), { delayMs: 1 });
     loads.push(load);
 
-    const args = ['sync', '--source', source.url, '--target', target.url, '--progress-interval', '100ms', '--read-timeout', '10s'];
+    const args = ['sync', '--source', source.url, '--target', target.url, '--progress-interval', '100ms'];
     const start = () => {
       const p = new SyncProcess(args);
       procs.push(p);
