@@ -230,7 +230,12 @@ export class ClusterTargetWriter extends EventEmitter<TargetWriterEvents> {
   private submitAtomic(unit: WriteUnit, cmds: { args: Buffer[] }[]): boolean {
     const slot = slotOfAll(cmds);
     if (slot === null) {
-      throw new TargetError(`cluster target: atomic unit${unit.offset === undefined ? '' : ` completing offset ${unit.offset}`} touches several slots; a transaction must stay within one slot`);
+      const slots = new Set<string>();
+      for (const c of cmds) {
+        const r = routeOf(c.args);
+        if (r !== ROUTE_ANY) slots.add(r === ROUTE_ALL ? 'all masters' : String(r));
+      }
+      throw new TargetError(`cluster target: atomic unit${unit.offset === undefined ? '' : ` completing offset ${unit.offset}`} touches slots ${[...slots].join(', ')}; a transaction must stay within one slot`);
     }
     const node = this.nodes[this.slots[slot]!]!;
     this.cut(node); // what was queued before goes first
