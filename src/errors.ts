@@ -31,6 +31,8 @@ export const ExitCode = {
   IO: 6,
   /** a full resync was needed but --on-full-resync fail was given */
   RESYNC_REFUSED: 7,
+  /** `replicant verify` found differences between the source and the target */
+  DIFFERENT: 8,
 } as const;
 
 export class UsageError extends ReplicantError {

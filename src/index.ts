@@ -17,3 +17,5 @@ export { ReplicationStreamParser, type StreamCommand } from './resp/stream-parse
 export { encodeCommand, encodeCommands } from './resp/encode.js';
 export { ReplicantError, RdbError, ProtocolError, SourceError, TargetError, UsageError, ExitCode } from './errors.js';
 export type { Checkpoint } from './checkpoint/checkpoint.js';
+export { startMetricsServer, type MetricsServer } from './observe/metrics.js';
+export * from './verify/index.js';

@@ -7,6 +7,7 @@ import { Command, CommanderError } from 'commander';
 import { ExitCode, ReplicantError } from '../errors.js';
 import { registerRdbCommand } from './rdb.js';
 import { registerSyncCommand } from './sync.js';
+import { registerVerifyCommand } from './verify.js';
 
 export function buildProgram(): Command {
   const program = new Command();
@@ -18,6 +19,7 @@ export function buildProgram(): Command {
     .exitOverride();
   registerRdbCommand(program);
   registerSyncCommand(program);
+  registerVerifyCommand(program);
   return program;
 }
 

@@ -18,8 +18,12 @@ export class ServerReply extends Error {
   override readonly name = 'ServerReply';
 }
 
-/** Long enough for DEBUG DIGEST on a big dataset; a side silent for longer is given up. */
-const COMMAND_TIMEOUT_MS = 120_000;
+/**
+ * Long enough for DEBUG DIGEST on a big dataset; a side silent for longer is given up. One
+ * timer per call or pipeline, not ioredis's commandTimeout (a timer per command costs a lot
+ * of CPU when checking millions of keys).
+ */
+const REPLY_TIMEOUT_MS = 120_000;
 const CONNECT_TIMEOUT_MS = 5_000;
 
 export function isReplyError(e: unknown): e is Error {
@@ -50,19 +54,28 @@ export class VerifySide {
       db,
       lazyConnect: true,
       connectTimeout: CONNECT_TIMEOUT_MS,
-      commandTimeout: COMMAND_TIMEOUT_MS,
+      // Closing a connection still being made waits this long before destroying the socket.
+      disconnectTimeout: 100,
       maxRetriesPerRequest: 1,
-      // A short blip is retried; a side that stays away ends the verify with exit 4/5.
-      retryStrategy: (times: number) => (times > 3 ? null : 200 * times),
+      // A short blip after the connection worked is retried; a side that cannot be reached
+      // at all, or stays away, ends the verify with exit 4/5.
+      retryStrategy: (times: number) => (!ready || times > 3 ? null : 200 * times),
     });
-    c.on('error', (e: Error) => this.logger.debug({ side: this.kind, db, err: e.message }, 'connection error'));
+    let ready = false;
+    let lastError: Error | undefined;
+    c.once('ready', () => (ready = true));
+    c.on('error', (e: Error) => {
+      lastError = e;
+      this.logger.debug({ side: this.kind, db, err: e.message }, 'connection error');
+    });
     this.clients.set(db, c);
     try {
       await c.connect();
     } catch (e) {
       this.clients.delete(db);
       c.disconnect();
-      throw this.fail(e, `connect (db ${db})`);
+      // "Connection is closed." hides the reason (ECONNREFUSED, WRONGPASS...) given by the error event.
+      throw this.fail(lastError ?? e, `connect (db ${db})`);
     }
     return c;
   }
@@ -71,7 +84,7 @@ export class VerifySide {
   async call(db: number, args: Arg[]): Promise<unknown> {
     const c = await this.client(db);
     try {
-      return await c.callBuffer(String(args[0]), args.slice(1));
+      return await this.deadline(c.callBuffer(String(args[0]), args.slice(1)), String(args[0]));
     } catch (e) {
       if (isReplyError(e)) throw new ServerReply(e.message);
       throw this.fail(e, String(args[0]));
@@ -96,7 +109,7 @@ export class VerifySide {
     for (const cmd of commands) p.callBuffer(String(cmd[0]), cmd.slice(1));
     let results: [Error | null, unknown][] | null;
     try {
-      results = await p.exec();
+      results = await this.deadline(p.exec(), `a pipeline of ${commands.length} commands`);
     } catch (e) {
       throw this.fail(e, `a pipeline of ${commands.length} commands`);
     }
@@ -106,6 +119,14 @@ export class VerifySide {
       if (isReplyError(err)) return new ServerReply(err.message);
       throw this.fail(err, String(commands[i]![0]));
     });
+  }
+
+  private deadline<T>(p: Promise<T>, what: string): Promise<T> {
+    let timer: NodeJS.Timeout | undefined;
+    const timeout = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => reject(new Error(`no reply to ${what} within ${REPLY_TIMEOUT_MS / 1000} s`)), REPLY_TIMEOUT_MS);
+    });
+    return Promise.race([p, timeout]).finally(() => clearTimeout(timer));
   }
 
   fail(e: unknown, what: string): ReplicantError {

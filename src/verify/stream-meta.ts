@@ -10,6 +10,7 @@
  */
 import { printableKey } from '../errors.js';
 import { both, nextStreamId, type SidePair } from './pair.js';
+import { quoted } from './report.js';
 
 const PENDING_CHUNK = 1000;
 const STREAM_FIELDS = ['last-generated-id', 'max-deleted-entry-id', 'entries-added', 'groups'];
@@ -48,7 +49,7 @@ export async function compareStreamMeta(key: Buffer, pair: SidePair): Promise<st
   const sGroups = byName(sg as unknown[]);
   const tGroups = byName(tg as unknown[]);
   for (const [name, sGroup] of sGroups) {
-    const shown = JSON.stringify(printableKey(Buffer.from(name, 'latin1')));
+    const shown = quoted(Buffer.from(name, 'latin1'));
     const tGroup = tGroups.get(name);
     if (!tGroup) return `consumer group ${shown} missing on target`;
     const d = firstFieldDiff(sGroup, tGroup, GROUP_FIELDS);
@@ -61,7 +62,7 @@ export async function compareStreamMeta(key: Buffer, pair: SidePair): Promise<st
     }
   }
   for (const name of tGroups.keys()) {
-    if (!sGroups.has(name)) return `consumer group ${JSON.stringify(printableKey(Buffer.from(name, 'latin1')))} only on target`;
+    if (!sGroups.has(name)) return `consumer group ${quoted(Buffer.from(name, 'latin1'))} only on target`;
   }
   return null;
 }

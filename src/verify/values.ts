@@ -7,9 +7,9 @@
  *
  * Answers null when equal, else a short description of the first difference found.
  */
-import { printableKey } from '../errors.js';
 import { compareStreamMeta } from './stream-meta.js';
 import { both, nextStreamId, type SidePair } from './pair.js';
+import { quoted } from './report.js';
 import { ServerReply } from './side.js';
 
 /** Elements per LRANGE / ZRANGE / XRANGE / SSCAN / HSCAN chunk. */
@@ -42,9 +42,7 @@ async function lengths(pair: SidePair, cmd: string, key: Buffer): Promise<[numbe
   return [Number(s), Number(t)];
 }
 
-function show(b: Buffer): string {
-  return JSON.stringify(printableKey(b));
-}
+const show = quoted;
 
 async function compareStrings(key: Buffer, pair: SidePair): Promise<string | null> {
   const [ls, lt] = await lengths(pair, 'STRLEN', key);

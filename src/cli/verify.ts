@@ -1,0 +1,107 @@
+/**
+ * `replicant verify`: compare the target with the source and say whether it holds the same
+ * data. Exit 0 when equal, 8 when differences were found (summary and examples on stdout),
+ * 4 / 5 when the source / target cannot be read, 2 for a bad command line.
+ */
+import { InvalidArgumentError, type Command } from 'commander';
+import { ExitCode } from '../errors.js';
+import { createLogger, redactUrl } from '../observe/logger.js';
+import { ProgressReporter, formatCount } from '../observe/progress.js';
+import { formatReport, reportToJson, type VerifyReport } from '../verify/report.js';
+import { parseSample } from '../verify/sample.js';
+import { Verifier } from '../verify/verifier.js';
+import { parseDuration, parseNonNegativeInt } from './options.js';
+
+interface VerifyCliOptions {
+  source: string;
+  target: string;
+  db?: number[];
+  key?: string;
+  sample?: string;
+  maxDiffs: number;
+  settle: number;
+  digest: boolean;
+  digestMaxKeys: number;
+  batch: number;
+  json?: boolean;
+  progress: boolean;
+  progressInterval: number;
+  logLevel: string;
+}
+
+/** `--db 0 1`, `--db 0,1`, repeated: a list of database numbers. */
+function parseDbs(value: string, previous: number[] | undefined): number[] {
+  const out = previous ?? [];
+  for (const part of value.split(',')) {
+    const t = part.trim();
+    if (!/^\d{1,5}$/.test(t)) throw new InvalidArgumentError(`expected database numbers, got "${value}"`);
+    out.push(Number(t));
+  }
+  return out;
+}
+
+function parsePositiveInt(text: string): number {
+  const n = parseNonNegativeInt(text);
+  if (n === 0) throw new InvalidArgumentError(`expected a positive integer, got "${text}"`);
+  return n;
+}
+
+export function registerVerifyCommand(program: Command): void {
+  program
+    .command('verify')
+    .showHelpAfterError(false) // errors stay one line; --help has the rest
+    .description('compare the target with the source key by key (or by DEBUG DIGEST when possible); exit 0 when equal, 8 when different')
+    .requiredOption('-s, --source <url>', 'source: redis://[user:pass@]host:port or sentinel://host:port/master')
+    .requiredOption('-t, --target <url>', 'target: redis://[user:pass@]host:port')
+    .option('--db <n...>', 'only these databases (default: every db holding keys on either side)', parseDbs)
+    .option('--key <glob>', 'only keys matching this Redis glob (SCAN MATCH)')
+    .option('--sample <n|fraction>', 'check about n keys, or a fraction (0.1) or percentage (5%) of them, on each side')
+    .option('--max-diffs <n>', 'differences listed as examples (all are counted)', parseNonNegativeInt, 20)
+    .option('--settle <duration>', 're-check a differing key this long after (e.g. 2s) before reporting it: tells replication lag from real differences; 0 = no recheck', parseDuration, 0)
+    .option('--no-digest', 'skip the whole-dataset DEBUG DIGEST fast path (it blocks each server while it runs)')
+    .option('--digest-max-keys <n>', 'use the DEBUG DIGEST fast path only up to this many keys per server', parseNonNegativeInt, 1_000_000)
+    .option('--batch <n>', 'keys per SCAN page and per pipelined batch', parsePositiveInt, 500)
+    .option('--json', 'print the report as JSON')
+    .option('--no-progress', 'no progress on stderr')
+    .option('--progress-interval <duration>', 'progress log period when stderr is not a TTY', parseDuration, 10_000)
+    .option('--log-level <level>', 'fatal, error, warn, info, debug', 'info')
+    .action(async (o: VerifyCliOptions) => {
+      const logger = createLogger({ level: o.logLevel });
+      const verifier = new Verifier({
+        source: o.source,
+        target: o.target,
+        dbs: o.db,
+        keyPattern: o.key,
+        sample: o.sample !== undefined ? parseSample(o.sample) : null,
+        maxDiffs: o.maxDiffs,
+        settleMs: o.settle,
+        useDigest: o.digest,
+        digestMaxKeys: o.digestMaxKeys,
+        batchSize: o.batch,
+        logger,
+      });
+      logger.info({ source: redactUrl(o.source), target: redactUrl(o.target) }, 'replicant verify starting');
+      const progress = new ProgressReporter(
+        () => {
+          const s = verifier.status();
+          return {
+            phase: s.phase,
+            fields: { scanned: s.scanned, compared: s.compared, differences: s.differences, keysPerSec: Math.round(s.keysPerSec), rechecksPending: s.rechecksPending },
+            line: `keys ${formatCount(s.scanned)}  ${formatCount(s.keysPerSec)} keys/s  differences ${formatCount(s.differences)}${s.rechecksPending ? `  rechecks pending ${formatCount(s.rechecksPending)}` : ''}`,
+          };
+        },
+        logger,
+        o.progressInterval,
+      );
+      if (o.progress) progress.start();
+      let report: VerifyReport;
+      try {
+        report = await verifier.run();
+      } finally {
+        progress.stop();
+        await new Promise<void>((r) => logger.flush(() => r()));
+      }
+      process.stdout.write(o.json ? `${JSON.stringify(reportToJson(report), null, 2)}\n` : formatReport(report));
+      process.exitCode = report.equal ? ExitCode.OK : ExitCode.DIFFERENT;
+    });
+}

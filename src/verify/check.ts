@@ -1,0 +1,175 @@
+/**
+ * Classify a batch of keys of one database: one pipeline per side with TYPE, the expiry
+ * (PEXPIRETIME, or PTTL) and a value fingerprint (DUMP per key, or one DEBUG DIGEST-VALUE for
+ * the whole batch), then element-wise reads only for the keys the fingerprint cannot settle.
+ *
+ * Verdict priority per key: missing / extra, then type, then value, then TTL (a key whose
+ * value and TTL both differ counts as a value difference; the detail names both).
+ */
+import type { Logger } from '../observe/logger.js';
+import type { SidePair } from './pair.js';
+import type { Fingerprint, Verdict } from './report.js';
+import { ServerReply, type Arg, type VerifySide } from './side.js';
+import { compareStreamMeta } from './stream-meta.js';
+import { compareValues } from './values.js';
+
+/** Absolute expiries read with PTTL may differ by the read skew plus this. */
+export const PTTL_TOLERANCE_MS = 2000;
+/** Keys compared element by element at the same time (their commands share the connections). */
+const COMPARE_CONCURRENCY = 16;
+/** Keys per DEBUG DIGEST-VALUE call. */
+const DIGEST_KEYS = 100;
+
+export interface CheckerOptions {
+  source: VerifySide;
+  target: VerifySide;
+  fingerprint: Fingerprint;
+  expiry: 'pexpiretime' | 'pttl';
+  /** Whether a value difference found by digest should be described by reading the value (for the examples). */
+  describe: () => boolean;
+  logger: Logger;
+}
+
+interface SideRead {
+  type: string;
+  /** PEXPIRETIME (absolute ms) or PTTL converted to absolute ms; -1 none. */
+  expireAt: number;
+  dump: Buffer | null;
+  digest: string | null;
+}
+
+export class KeyChecker {
+  private fp: Fingerprint;
+
+  constructor(private readonly o: CheckerOptions) {
+    this.fp = o.fingerprint;
+  }
+
+  get fingerprint(): Fingerprint {
+    return this.fp;
+  }
+
+  async check(db: number, keys: Buffer[]): Promise<Verdict[]> {
+    if (keys.length === 0) return [];
+    const fp = this.fp;
+    const [src, tgt] = await Promise.all([this.read(this.o.source, db, keys, fp), this.read(this.o.target, db, keys, fp)]);
+    const pair: SidePair = { source: this.o.source, target: this.o.target, db };
+    const verdicts: Verdict[] = new Array(keys.length);
+    const deferred: (() => Promise<void>)[] = [];
+    for (let i = 0; i < keys.length; i++) {
+      const key = keys[i]!;
+      const s = src[i]!;
+      const t = tgt[i]!;
+      if (s.type === 'none' && t.type === 'none') verdicts[i] = { kind: 'absent' };
+      else if (s.type === 'none') verdicts[i] = { kind: 'extra', detail: `${t.type} only on target` };
+      else if (t.type === 'none') verdicts[i] = { kind: 'missing', detail: `${s.type} only on source` };
+      else if (s.type !== t.type) verdicts[i] = { kind: 'type', detail: `${s.type} on source, ${t.type} on target` };
+      else {
+        const ttl = this.compareExpiry(s.expireAt, t.expireAt);
+        const settle = (valueDiff: string | null) => {
+          verdicts[i] = valueDiff !== null ? { kind: 'value', detail: ttl ? `${valueDiff}; ${ttl}` : valueDiff } : ttl ? { kind: 'ttl', detail: ttl } : { kind: 'equal' };
+        };
+        const quick = this.quickValue(s, t);
+        // Equal DUMP payloads include a stream's groups; equal digests do not.
+        if (quick === 'equal' && (s.type !== 'stream' || s.dump !== null)) settle(null);
+        else if (quick === 'equal') deferred.push(async () => settle(await compareStreamMeta(key, pair)));
+        else if (quick === 'different' && !this.o.describe()) settle('value digest differs');
+        else if (quick === 'different') deferred.push(async () => settle((await compareValues(s.type, key, pair)) ?? 'value digest differs (the values read equal afterwards: changed during the check?)'));
+        else deferred.push(async () => settle(await compareValues(s.type, key, pair)));
+      }
+    }
+    await runLimited(deferred, COMPARE_CONCURRENCY);
+    return verdicts;
+  }
+
+  /** What the fingerprints say: equal, different, or unknown (read the values). */
+  private quickValue(s: SideRead, t: SideRead): 'equal' | 'different' | 'unknown' {
+    if (s.digest !== null && t.digest !== null) {
+      if (s.digest === t.digest) return 'equal';
+      // DIGEST-VALUE mixes in whether the key has an expiry: with only one side expiring, read the values.
+      return (s.expireAt < 0) === (t.expireAt < 0) ? 'different' : 'unknown';
+    }
+    if (s.dump !== null && t.dump !== null) {
+      if (s.dump.equals(t.dump)) return 'equal';
+      if (this.fp === 'dump' && dumpVersion(s.dump) !== dumpVersion(t.dump)) {
+        this.switchTo('values', `the DUMP payloads have different RDB versions (${dumpVersion(s.dump)} on source, ${dumpVersion(t.dump)} on target)`);
+      }
+    }
+    return 'unknown';
+  }
+
+  private switchTo(fp: Fingerprint, why: string): void {
+    if (this.fp === fp) return;
+    this.o.logger.info({ from: this.fp, to: fp }, `values are compared by ${fp === 'values' ? 'reading them' : fp} from now on: ${why}`);
+    this.fp = fp;
+  }
+
+  private compareExpiry(s: number, t: number): string | null {
+    if (s === t) return null;
+    if (s >= 0 && t >= 0 && this.o.expiry === 'pttl' && Math.abs(s - t) <= PTTL_TOLERANCE_MS) return null;
+    const show = (at: number) => (at < 0 ? 'never' : new Date(at).toISOString());
+    return `expires ${show(s)} on source, ${show(t)} on target`;
+  }
+
+  private async read(side: VerifySide, db: number, keys: Buffer[], fp: Fingerprint): Promise<SideRead[]> {
+    const expiryCmd = this.o.expiry === 'pexpiretime' ? 'PEXPIRETIME' : 'PTTL';
+    const per = fp === 'dump' ? 3 : 2;
+    const cmds: Arg[][] = [];
+    for (const k of keys) {
+      cmds.push(['TYPE', k], [expiryCmd, k]);
+      if (fp === 'dump') cmds.push(['DUMP', k]);
+    }
+    // DIGEST-VALUE gets slower than linear with many arguments: a few keys per call.
+    if (fp === 'digest-value') for (let i = 0; i < keys.length; i += DIGEST_KEYS) cmds.push(['DEBUG', 'DIGEST-VALUE', ...keys.slice(i, i + DIGEST_KEYS)]);
+    const replies = await side.pipeline(db, cmds);
+    const readAt = Date.now();
+    let digests: unknown[] | null = null;
+    if (fp === 'digest-value') {
+      digests = [];
+      for (let i = keys.length * per; i < replies.length; i++) {
+        const d = replies[i];
+        if (Array.isArray(d)) digests.push(...(d as unknown[]));
+        else {
+          this.switchTo('dump', `DEBUG DIGEST-VALUE failed on the ${side.kind} (${d instanceof ServerReply ? d.message : 'unexpected reply'})`);
+          digests = null;
+          break;
+        }
+      }
+      if (digests !== null && digests.length !== keys.length) throw side.fail(new Error(`${digests.length} digests for ${keys.length} keys`), 'DEBUG DIGEST-VALUE');
+    }
+    const out: SideRead[] = new Array(keys.length);
+    for (let i = 0; i < keys.length; i++) {
+      const type = replies[i * per];
+      const exp = replies[i * per + 1];
+      if (type instanceof ServerReply) throw side.fail(type, `TYPE`);
+      if (exp instanceof ServerReply) throw side.fail(exp, expiryCmd);
+      let expireAt = Number(exp);
+      let typeName = String(type);
+      // -2: the key went away between TYPE and the expiry read.
+      if (expireAt === -2) typeName = 'none';
+      else if (expireAt >= 0 && this.o.expiry === 'pttl') expireAt += readAt;
+      let dump: Buffer | null = null;
+      if (fp === 'dump') {
+        const d = replies[i * per + 2];
+        if (d instanceof ServerReply) this.switchTo('values', `DUMP failed on the ${side.kind} (${d.message})`);
+        else if (Buffer.isBuffer(d)) dump = d;
+      }
+      const digest = digests !== null ? String(digests[i]) : null;
+      out[i] = { type: typeName, expireAt: typeName === 'none' ? -1 : expireAt, dump, digest };
+    }
+    return out;
+  }
+}
+
+/** The RDB version in a DUMP payload's trailer (u16le before the CRC64). */
+export function dumpVersion(payload: Buffer): number {
+  return payload.length >= 10 ? payload.readUInt16LE(payload.length - 10) : -1;
+}
+
+async function runLimited(tasks: (() => Promise<void>)[], limit: number): Promise<void> {
+  let next = 0;
+  const worker = async () => {
+    while (next < tasks.length) await tasks[next++]!();
+  };
+  await Promise.all(Array.from({ length: Math.min(limit, tasks.length) }, worker));
+}

@@ -1,0 +1,124 @@
+/** What a verify found, and how it is printed (text for people, JSON for machines). */
+import { printableKey } from '../errors.js';
+
+export type DiffKind = 'missing' | 'extra' | 'value' | 'type' | 'ttl';
+
+/** The outcome for one key. `absent`: on neither side any more (deleted or expired meanwhile). */
+export type Verdict = { kind: 'equal' } | { kind: 'absent' } | { kind: DiffKind; detail: string };
+
+export interface Difference {
+  db: number;
+  key: Buffer;
+  kind: DiffKind;
+  detail: string;
+}
+
+/** How values were fingerprinted: DEBUG DIGEST-VALUE, DUMP payloads, or reading them. */
+export type Fingerprint = 'digest-value' | 'dump' | 'values';
+
+export interface VerifySummary {
+  /** Source keys with a verdict (equal + missing + value + type + ttl). */
+  compared: number;
+  equal: number;
+  missing: number;
+  extra: number;
+  value: number;
+  type: number;
+  ttl: number;
+  /** Keys SCAN listed that were gone from both sides when checked. */
+  vanished: number;
+  /** Keys found different at first and equal when re-checked after --settle. */
+  settled: number;
+  /** `__replicant*` keys left out (counted on each side). */
+  reserved: number;
+}
+
+export interface SideInfo {
+  address: string;
+  version: string;
+  debug: boolean;
+}
+
+export interface VerifyReport {
+  equal: boolean;
+  /** `digest`: whole-dataset DEBUG DIGEST matched; `keys`: key by key. */
+  method: 'digest' | 'keys';
+  fingerprint: Fingerprint | null;
+  expiry: 'pexpiretime' | 'pttl';
+  source: SideInfo;
+  target: SideInfo;
+  /** Databases compared. */
+  dbs: number[];
+  keyPattern: string | null;
+  sample: string | null;
+  settleMs: number;
+  summary: VerifySummary;
+  /** Up to --max-diffs examples, in the order found. */
+  differences: Difference[];
+  durationMs: number;
+}
+
+/** A key or member for people: printable text (\xNN for other bytes) in double quotes. */
+export function quoted(b: Buffer): string {
+  return `"${printableKey(b)}"`;
+}
+
+export function emptySummary(): VerifySummary {
+  return { compared: 0, equal: 0, missing: 0, extra: 0, value: 0, type: 0, ttl: 0, vanished: 0, settled: 0, reserved: 0 };
+}
+
+export function differenceCount(s: VerifySummary): number {
+  return s.missing + s.extra + s.value + s.type + s.ttl;
+}
+
+export const KIND_LABEL: Record<DiffKind, string> = {
+  missing: 'missing on target',
+  extra: 'extra on target',
+  value: 'different value',
+  type: 'different type',
+  ttl: 'different TTL',
+};
+
+export function formatReport(r: VerifyReport): string {
+  const s = r.summary;
+  const how =
+    r.method === 'digest'
+      ? 'DEBUG DIGEST of the whole dataset'
+      : `key by key, values by ${r.fingerprint === 'digest-value' ? 'DEBUG DIGEST-VALUE' : r.fingerprint === 'dump' ? 'DUMP payloads' : 'reading them'}`;
+  const lines = [
+    `source ${r.source.address} (${r.source.version})  target ${r.target.address} (${r.target.version})`,
+    `compared ${how}; expiries by ${r.expiry === 'pexpiretime' ? 'PEXPIRETIME' : 'PTTL'}; dbs ${r.dbs.length ? r.dbs.join(',') : 'none'}` +
+      `${r.keyPattern !== null ? `; keys ${JSON.stringify(r.keyPattern)}` : ''}${r.sample !== null ? `; sample ${r.sample}` : ''}${r.settleMs > 0 ? `; settle ${r.settleMs} ms` : ''}`,
+    '',
+    row('keys compared', s.compared),
+    row('equal', s.equal),
+    row(KIND_LABEL.missing, s.missing),
+    row(KIND_LABEL.extra, s.extra),
+    row(KIND_LABEL.value, s.value),
+    row(KIND_LABEL.type, s.type),
+    row(KIND_LABEL.ttl, s.ttl),
+  ];
+  if (s.vanished > 0) lines.push(row('vanished meanwhile', s.vanished));
+  if (r.settleMs > 0) lines.push(row('settled on recheck', s.settled));
+  if (s.reserved > 0) lines.push(row('__replicant* skipped', s.reserved));
+  const total = differenceCount(s);
+  if (r.differences.length > 0) {
+    lines.push('', total > r.differences.length ? `differences (first ${r.differences.length} of ${total}):` : 'differences:');
+    for (const d of r.differences) {
+      lines.push(`  db ${d.db}  ${KIND_LABEL[d.kind].padEnd(17)}  ${quoted(d.key)}${d.detail ? `  ${d.detail}` : ''}`);
+    }
+  }
+  lines.push('', r.equal ? 'EQUAL: the target holds what the source holds' : `DIFFERENT: ${total} difference${total === 1 ? '' : 's'}`);
+  return `${lines.join('\n')}\n`;
+}
+
+function row(label: string, n: number): string {
+  return `${label.padEnd(22)}${String(n).padStart(12)}`;
+}
+
+export function reportToJson(r: VerifyReport): unknown {
+  return {
+    ...r,
+    differences: r.differences.map((d) => ({ db: d.db, key: printableKey(d.key), keyBase64: d.key.toString('base64'), kind: d.kind, detail: d.detail })),
+  };
+}
