@@ -2,8 +2,8 @@
  * Full sync and live streaming: Replicant beside a native `REPLICAOF` of the same source,
  * in the same run.
  *
- *   npm run bench:sync [-- --only a,b,c] [--modes disk,diskless] [--live-seconds 15]
- *                         [--loads heavy,light] [--checkpoints none,target] [--no-verify]
+ *   npm run bench:sync [-- --only a,b,c] [--modes disk,diskless] [--live-seconds 10]
+ *                         [--loads heavy,light] [--checkpoints none,file,target] [--no-verify]
  *
  * (a) 1,000,000 keys × 16 B; (b) ≈ 200k keys of every type, some large (≈ 160 MB RDB).
  *     For each source mode (disk-based, diskless):
@@ -21,7 +21,8 @@
  */
 import { populateSmallKeys, writeMixedDataset } from './lib/datasets.mjs';
 import { LagProbe } from './lib/probe.mjs';
-import { spawnOwned, stopChild } from './lib/processes.mjs';
+import { join } from 'node:path';
+import { procCpuMs, spawnOwned, stopChild, tempDir } from './lib/processes.mjs';
 import { digest, info, sleep, startRedis, totalKeys, waitFor } from './lib/redis.mjs';
 import { replicantFullSync, startReplicant } from './lib/replicant.mjs';
 import { MB, median, percentile, parseArgs, printTable, warnIfBusy, writeResults } from './lib/report.mjs';
@@ -29,12 +30,18 @@ import { MB, median, percentile, parseArgs, printTable, warnIfBusy, writeResults
 const opts = parseArgs(process.argv.slice(2), {
   only: 'a,b,c',
   modes: 'disk,diskless',
-  liveSeconds: 15,
+  liveSeconds: 10,
   loads: 'heavy,light',
   checkpoints: 'none,target',
   noVerify: false,
 });
 const verify = !opts.noVerify;
+for (const c of opts.checkpoints.split(',')) {
+  if (!['none', 'file', 'target'].includes(c.trim())) {
+    console.error(`--checkpoints: unknown checkpoint ${c} (none, file, target)`);
+    process.exit(2);
+  }
+}
 const LOADS = {
   // ≈ 0.75 M ops/s into an idle source on this machine; one core is redis-benchmark's.
   heavy: ['-P', '16', '-c', '50'],
@@ -152,7 +159,8 @@ async function attach(kind, checkpoint, source) {
     }, 'the native replica link', 60_000, 10);
     return { replica, c, rep: null };
   }
-  const rep = startReplicant(source.url, replica.url, { checkpoint: checkpoint === 'target' ? 'target' : 'none' });
+  const spec = checkpoint === 'file' ? `file:${join(tempDir('replicant-bench-cp-'), 'checkpoint.json')}` : checkpoint;
+  const rep = startReplicant(source.url, replica.url, { checkpoint: spec });
   await rep.waitPhase('streaming');
   return { replica, c, rep };
 }
@@ -161,9 +169,16 @@ function loadRun(port, load) {
   return spawnOwned('redis-benchmark', ['-h', '127.0.0.1', '-p', String(port), '-t', 'set,incr,lpush,hset', ...LOADS[load], '-n', '2000000', '-r', '100000', '-l', '-q']);
 }
 
-async function counters(src, dst, probe) {
-  const [a, b] = await Promise.all([info(src, 'stats'), info(dst, 'stats')]);
-  return { t: performance.now(), src: Number(a.total_commands_processed), dst: Number(b.total_commands_processed), polls: probe.polls };
+async function counters(src, dst, probe, rep) {
+  const [a, b, cpu] = await Promise.all([info(src, 'stats'), info(dst, 'stats'), serverCpu(dst)]);
+  return {
+    t: performance.now(),
+    src: Number(a.total_commands_processed),
+    dst: Number(b.total_commands_processed),
+    dstCpuMs: cpu,
+    repCpuMs: rep ? procCpuMs(rep.child.pid) : null,
+    polls: probe.polls,
+  };
 }
 
 async function liveRun(kind, checkpoint, load) {
@@ -179,10 +194,10 @@ async function liveRun(kind, checkpoint, load) {
     probe.start();
     await sleep(1000);
     const idleLags = probe.lagsBetween(performance.now() - 900, performance.now() - 100);
-    const before = await counters(src, att.c, probe);
+    const before = await counters(src, att.c, probe, att.rep);
     bench = loadRun(source.port, load);
     await sleep(opts.liveSeconds * 1000);
-    const after = await counters(src, att.c, probe);
+    const after = await counters(src, att.c, probe, att.rep);
     if (bench.exitCode !== null) throw new Error(`redis-benchmark exited early (${bench.exitCode})`);
     await stopChild(bench);
     const drainMs = await probe.drain(60_000);
@@ -195,12 +210,18 @@ async function liveRun(kind, checkpoint, load) {
       sourceOps: (after.src - before.src) / secs,
       // The replica's own counter, minus the probe's GET polls (MULTI/EXEC/checkpoint writes count too).
       replicaOps: (after.dst - before.dst - (after.polls - before.polls)) / secs,
+      // CPU per source command: what each replica costs, independent of how busy the machine is.
+      serverCpuUsPerOp: ((after.dstCpuMs - before.dstCpuMs) * 1000) / Math.max(1, after.src - before.src),
+      replicantCpuUsPerOp: att.rep ? ((after.repCpuMs - before.repCpuMs) * 1000) / Math.max(1, after.src - before.src) : null,
+      replicantCpuShare: att.rep ? (after.repCpuMs - before.repCpuMs) / (after.t - before.t) : null,
       probes: lags.length,
       idleP50: percentile(idleLags, 50),
       lagP50: percentile(lags, 50),
       lagP99: percentile(lags, 99),
       lagMax: Math.max(...lags),
       drainMs,
+      // Max lag per 250 ms of the window (JSON only): shows whether the tail is one stall or steady.
+      lagTimeline: probe.timeline(before.t, after.t, 250),
     };
     if (att.rep) {
       const prog = att.rep.progress.filter((p) => p.t >= before.t && p.t <= after.t);
@@ -211,6 +232,10 @@ async function liveRun(kind, checkpoint, load) {
       row.selfLagBytesMax = Math.max(0, ...prog.map((p) => p.lagBytes).filter((v) => typeof v === 'number'));
       row.peakRssMB = att.rep.peakRssKb() / 1024;
       row.exitCode = await att.rep.stop();
+      if (row.exitCode !== 0) {
+        console.log(`\nWARNING: replicant exited with ${row.exitCode} on SIGTERM (expected 0):\n${att.rep.tail.slice(-2000)}`);
+        process.exitCode = 1;
+      }
     }
     if (verify && drainMs !== null) {
       if (kind !== 'native') {
@@ -266,7 +291,7 @@ async function main() {
       ['peak MB', 'peakMB'],
       ['digest ok', (r) => (r.digestMatch === null ? 'n/a' : r.digestMatch ? 'yes' : 'NO')],
     ], fullRows);
-    console.log('internal ms: Replicant\'s own "full sync applied" figure (PSYNC answer → snapshot applied, BGSAVE wait included).');
+    console.log('internal ms: Replicant\'s own "full sync applied" figure (first RDB byte → snapshot applied; a disk-based source\'s BGSAVE comes before).');
     console.log('server cpu ms: CPU used by the receiving redis-server (native replica loading the RDB; Replicant\'s target applying commands).');
     console.log('peak MB: Replicant = peak RSS of its process; native = the replica\'s used_memory_peak (dataset included).');
     console.log('goal: Replicant within 1.5× of native.');
@@ -274,19 +299,27 @@ async function main() {
   let liveRows = [];
   if (only.has('c')) {
     liveRows = await liveScenario();
-    printTable(`live streaming under redis-benchmark -t set,incr,lpush,hset -r 100000 (${opts.liveSeconds} s per row)`, [
+    const title = `live streaming under redis-benchmark -t set,incr,lpush,hset -r 100000, ${opts.liveSeconds} s per row`;
+    printTable(`${title}: throughput and CPU`, [
       ['replica', 'replica'],
       ['load', 'load'],
       ['source ops/s', 'sourceOps'],
       ['replica ops/s', 'replicaOps'],
       ['replicant ops/s', 'replicantOps'],
-      ['idle lag p50', 'idleP50'],
-      ['lag p50 ms', 'lagP50'],
-      ['lag p99 ms', 'lagP99'],
-      ['lag max ms', 'lagMax'],
-      ['drain ms', 'drainMs'],
-      ['self-reported lag p99', 'selfLagP99'],
-      ['peak RSS MB', 'peakRssMB'],
+      ['replicant cpu µs/op', 'replicantCpuUsPerOp'],
+      ['replicant cores', 'replicantCpuShare'],
+      ['server cpu µs/op', 'serverCpuUsPerOp'],
+      ['replicant peak RSS MB', 'peakRssMB'],
+    ], liveRows);
+    printTable(`${title}: end-to-end lag (ms)`, [
+      ['replica', 'replica'],
+      ['load', 'load'],
+      ['idle p50', 'idleP50'],
+      ['p50', 'lagP50'],
+      ['p99', 'lagP99'],
+      ['max', 'lagMax'],
+      ['drain', 'drainMs'],
+      ['self-reported p99', 'selfLagP99'],
       ['digest ok', (r) => (r.digestMatch === undefined ? 'n/a' : r.digestMatch ? 'yes' : 'NO')],
     ], liveRows);
     console.log([
@@ -294,10 +327,12 @@ async function main() {
       'lag = first time the replica shows the probe − send time (includes source queueing and one poll interval).',
       'replica ops/s: the replica\'s total_commands_processed delta minus the probe polls (includes MULTI/EXEC and',
       'checkpoint writes for checkpoint target). drain: after the load stops, time until the replica shows a last probe.',
+      'cpu µs/op: CPU time per source command of the Replicant process and of the receiving redis-server (native replica,',
+      'or Replicant\'s target); replicant cores: its CPU time / wall time (1.0 = one core saturated).',
       'goal: lag p99 < 100 ms at a load the native replica keeps up with.',
     ].join('\n'));
   }
-  const out = writeResults('full-sync', { options: opts, loadavgBefore: loadBefore, fullSync: fullRows, live: liveRows, summary: summarize(fullRows, liveRows) });
+  const out = writeResults('full-sync', { options: opts, loadavgBefore: loadBefore, fullSync: fullRows, live: liveRows, summary: summarize(fullRows, liveRows) }, { custom: opts.given.some((g) => g !== 'noVerify') });
   console.log(`\nresults: ${out}`);
   const bad = [...fullRows, ...liveRows].filter((r) => r.digestMatch === false);
   if (bad.length > 0) {

@@ -78,6 +78,19 @@ export class LagProbe {
     return out;
   }
 
+  /** Max lag per `bucketMs` of send time over [from, to): a compact timeline for the result file. */
+  timeline(from, to, bucketMs = 250) {
+    const out = [];
+    for (let s = 1; s <= this.seq; s++) {
+      const t = this.sentAt[s];
+      if (t < from || t >= to) continue;
+      const b = Math.floor((t - from) / bucketMs);
+      const lag = this.lagMs[s] ?? Infinity;
+      out[b] = Math.max(out[b] ?? 0, lag);
+    }
+    return Array.from(out, (v) => (v === undefined ? null : Math.round(v)));
+  }
+
   async close() {
     clearInterval(this.writer);
     this.polling = false;

@@ -4,7 +4,7 @@
  * script ends — normally, on an error, or on Ctrl-C / SIGTERM.
  */
 import { spawn } from 'node:child_process';
-import { accessSync, constants, mkdtempSync, rmSync } from 'node:fs';
+import { accessSync, constants, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
@@ -23,9 +23,12 @@ export function removeDir(d) {
   dirs.delete(d);
 }
 
-/** spawn() whose child is killed at exit. */
+/**
+ * spawn() whose child is killed at exit. Each child leads its own process group, so killing the
+ * group also reaches what it started (e.g. the command under /usr/bin/time).
+ */
 export function spawnOwned(cmd, args, options = {}) {
-  const child = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'], ...options });
+  const child = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'], detached: true, ...options });
   children.add(child);
   child.once('exit', () => children.delete(child));
   return child;
@@ -42,19 +45,21 @@ export async function stopChild(child, graceMs = 5000) {
   if (child.exitCode !== null || child.signalCode !== null) return;
   const done = exited(child);
   child.kill('SIGTERM');
-  const t = setTimeout(() => child.kill('SIGKILL'), graceMs);
+  const t = setTimeout(() => killGroup(child), graceMs);
   await done;
   clearTimeout(t);
 }
 
-function killAllNow() {
-  for (const c of children) {
-    try {
-      c.kill('SIGKILL');
-    } catch {
-      // already gone
-    }
+function killGroup(child) {
+  try {
+    process.kill(-child.pid, 'SIGKILL');
+  } catch {
+    // already gone
   }
+}
+
+function killAllNow() {
+  for (const c of children) killGroup(c);
   children.clear();
   for (const d of dirs) rmSync(d, { recursive: true, force: true });
   dirs.clear();
@@ -111,3 +116,17 @@ function findTime() {
   }
 }
 export const TIME_BIN = findTime();
+
+/** CPU time (user + sys) a live process has used so far, in ms, from /proc (null if unavailable). */
+export function procCpuMs(pid) {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    // Fields after the ")" that closes the command name; utime and stime are fields 14 and 15.
+    const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    return ((Number(f[11]) + Number(f[12])) * 1000) / CLOCK_TICKS;
+  } catch {
+    return null;
+  }
+}
+// USER_HZ is 100 on every Linux build Node supports.
+const CLOCK_TICKS = 100;

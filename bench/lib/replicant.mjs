@@ -7,7 +7,8 @@ import { join } from 'node:path';
 import { exited, runMeasured, spawnOwned, stopChild } from './processes.mjs';
 import { ROOT_DIR } from './report.mjs';
 
-export const CLI = join(ROOT_DIR, 'dist', 'cli', 'main.js');
+// REPLICANT_CLI points the benchmarks at another build (e.g. a patched copy of dist/) for A/B runs.
+export const CLI = process.env.REPLICANT_CLI ?? join(ROOT_DIR, 'dist', 'cli', 'main.js');
 
 /** JSON log lines out of a chunk of stderr text (other lines are ignored). */
 export function parseLogLines(text) {

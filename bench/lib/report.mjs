@@ -42,12 +42,16 @@ export function machine() {
   return { cpus: cpus().length, cpuModel: cpus()[0]?.model ?? null, memGiB: Math.round(totalmem() / 2 ** 30), node: process.version, redis, loadavg1m: loadavg()[0] };
 }
 
-/** Write bench/results/<scenario>-<YYYY-MM-DD>.json and return its path. */
-export function writeResults(scenario, data) {
+/**
+ * Write bench/results/<scenario>-<YYYY-MM-DD>.json and return its path. A run with non-default
+ * options (`custom`) writes <scenario>-<date>-custom.json instead, so it never replaces the
+ * figures of a full run.
+ */
+export function writeResults(scenario, data, { custom = false } = {}) {
   const dir = join(BENCH_DIR, 'results');
   mkdirSync(dir, { recursive: true });
   const date = new Date().toISOString().slice(0, 10);
-  const file = join(dir, `${scenario}-${date}.json`);
+  const file = join(dir, `${scenario}-${date}${custom ? '-custom' : ''}.json`);
   writeFileSync(file, `${JSON.stringify({ scenario, date: new Date().toISOString(), machine: machine(), ...data }, roundReplacer, 2)}\n`);
   return file;
 }
@@ -70,8 +74,21 @@ export function median(values) {
 
 export const MB = 1024 * 1024;
 
-/** Simple `--name value` / `--flag` parsing for the scripts' few options. */
+/**
+ * Simple `--name value` / `--flag` parsing for the scripts' few options. Exits with status 2 and
+ * a one-line message on a bad option. `given` lists the options that were given.
+ */
 export function parseArgs(argv, defaults) {
+  try {
+    const given = argv.filter((a) => a.startsWith('--')).map((a) => a.slice(2).replace(/-([a-z])/g, (_, c) => c.toUpperCase()));
+    return { ...parseOptions(argv, defaults), given };
+  } catch (e) {
+    console.error(`${e.message}`);
+    process.exit(2);
+  }
+}
+
+function parseOptions(argv, defaults) {
   const out = { ...defaults };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
@@ -84,6 +101,7 @@ export function parseArgs(argv, defaults) {
       const v = argv[++i];
       if (v === undefined) throw new Error(`${a} needs a value`);
       out[name] = typeof d === 'number' ? Number(v) : v;
+      if (typeof d === 'number' && !(out[name] > 0)) throw new Error(`${a} needs a positive number, got ${v}`);
     }
   }
   return out;
