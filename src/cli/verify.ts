@@ -9,7 +9,6 @@ import { createLogger, redactUrl } from '../observe/logger.js';
 import { ProgressReporter, formatCount } from '../observe/progress.js';
 import { formatReport, reportToJson, type VerifyReport } from '../verify/report.js';
 import { parseSample } from '../verify/sample.js';
-import { Verifier } from '../verify/verifier.js';
 import { parseDuration, parseNonNegativeInt } from './options.js';
 
 interface VerifyCliOptions {
@@ -66,6 +65,8 @@ export function registerVerifyCommand(program: Command): void {
     .option('--progress-interval <duration>', 'progress log period when stderr is not a TTY', parseDuration, 10_000)
     .option('--log-level <level>', 'fatal, error, warn, info, debug', 'info')
     .action(async (o: VerifyCliOptions) => {
+      // Loaded on use: the verifier pulls in ioredis, which other commands do not need.
+      const { Verifier } = await import('../verify/verifier.js');
       const logger = createLogger({ level: o.logLevel });
       const verifier = new Verifier({
         source: o.source,

@@ -541,10 +541,12 @@ export class SyncSession extends EventEmitter<SyncEvents> {
   private async submitStreamUnit(u: StreamUnit): Promise<void> {
     const cp = this.currentCheckpoint('streaming', u.offset, u.dbAfter);
     const inline = this.store.inlineCommands(cp, u.dbAfter);
-    let payload = u.commands;
+    // One Buffer per unit: the writer holds units until the target replies, and a view per
+    // command would keep hundreds of thousands of small objects (and the spool chunks) alive.
+    let payload = u.commands.length > 1 ? [Buffer.concat(u.commands, u.bytes)] : u.commands;
     let count = u.commands.length;
     if (inline !== null) {
-      payload = [...u.commands, encodeCommands(inline)];
+      payload = [...payload, encodeCommands(inline)];
       count += inline.length;
     } else if (count === 0) {
       // Only PINGs/REPLCONFs: still move the applied offset forward, in order.

@@ -28,6 +28,13 @@ export interface SnapshotApplierOptions {
 
 const MSET_PAIRS = 128;
 
+/** Bytes of a command on the wire, near enough to cut units (the exact size is computed once, in submit). */
+function approxLength(cmd: readonly Arg[]): number {
+  let n = 16;
+  for (const a of cmd) n += (typeof a === 'string' ? a.length : typeof a === 'number' ? 20 : a.length) + 16;
+  return n;
+}
+
 export interface SnapshotStats {
   keys: number;
   commands: number;
@@ -131,16 +138,15 @@ export class SnapshotApplier {
       if (this.mset === null) {
         this.mset = ['MSET'];
         this.cmds.push(this.mset);
-        this.cmdBytes += encodedLength(this.mset);
       }
       this.mset.push(cmd[1]!, cmd[2]!);
-      this.cmdBytes += encodedLength(cmd) - 4;
+      this.cmdBytes += approxLength(cmd);
       if (this.mset.length > MSET_PAIRS * 2) this.mset = null;
       return;
     }
     this.mset = null;
     this.cmds.push(cmd);
-    this.cmdBytes += encodedLength(cmd);
+    this.cmdBytes += approxLength(cmd);
   }
 
   private async submit(): Promise<void> {

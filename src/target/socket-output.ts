@@ -34,8 +34,9 @@ export class GatheredOutput {
     this.bytes = 0;
     if (n === 1) {
       this.socket.write(pieces[0]!);
-    } else if (n <= 64 && bytes <= 4 * GATHER_BYTES) {
-      // Few small pieces: one copy into one write is cheaper than a writev of small buffers.
+    } else if (bytes <= 4 * GATHER_BYTES || bytes / n < 16 * 1024) {
+      // Small pieces: one copy into one write is far cheaper than a write (and a request
+      // object) per piece.
       this.socket.write(Buffer.concat(pieces, bytes));
     } else {
       this.socket.cork();
