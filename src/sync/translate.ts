@@ -125,6 +125,10 @@ export class Translator {
   private skipping = false;
   private buffering = false;
   private buffer: Command[] = [];
+  /** Records of the current key held back in restore/auto mode (see hold()). */
+  private holding = false;
+  private held: RdbRecord[] = [];
+  private heldBytes = 0;
   private bufferBytes = 0;
   private emittedToOut = false;
   private wroteData = false;
@@ -186,15 +190,41 @@ export class Translator {
         this.skipKey(rec.error);
         break;
       default:
-        if (this.cur !== null && !this.skipping) this.value(rec);
+        if (this.cur === null || this.skipping) break;
+        if (this.holding) this.hold(rec);
+        else this.value(rec);
     }
     return out;
+  }
+
+  /**
+   * Restore/auto mode: keep the key's records (not commands: translating a key that RESTORE
+   * will write is wasted work) until keyEnd says whether raw bytes exist. Past the buffer
+   * limit the key is translated from here on.
+   */
+  private hold(rec: RdbRecord): void {
+    this.held.push(rec);
+    this.heldBytes += recordBytes(rec);
+    if (this.heldBytes > this.restoreBufferBytes) this.release();
+  }
+
+  /** Translate the held records now, and the rest of the key as it comes. */
+  private release(): void {
+    const held = this.held;
+    this.held = [];
+    this.heldBytes = 0;
+    this.holding = false;
+    this.spill();
+    for (const r of held) this.value(r);
   }
 
   private startKey(h: KeyHeader): void {
     this.cur = h;
     this.skipping = false;
     this.buffering = this.mode === 'restore' || (this.mode === 'auto' && h.type !== 'string');
+    this.holding = this.buffering;
+    this.held = [];
+    this.heldBytes = 0;
     this.buffer = [];
     this.bufferBytes = 0;
     this.emittedToOut = false;
@@ -299,6 +329,8 @@ export class Translator {
     } finally {
       this.cur = null;
       this.buffer = [];
+      this.held = [];
+      this.holding = false;
       this.stream = null;
     }
   }
@@ -313,9 +345,11 @@ export class Translator {
     }
     if (this.buffering && raw !== null) {
       this.buffer = [];
+      this.held = [];
       this.restore(h, raw);
       return;
     }
+    if (this.holding) this.release();
     this.batch.flush();
     this.stream?.finish();
     if (this.droppedFieldTtls > 0) {
@@ -347,6 +381,8 @@ export class Translator {
     if (h === null) return;
     this.cur = null;
     this.buffer = [];
+    this.held = [];
+    this.holding = false;
     if (this.skipping) return;
     // Commands already sent built part of the key: remove it rather than leave half a value.
     if (this.emittedToOut) this.out.push(['DEL', h.key]);
@@ -395,3 +431,32 @@ export class Translator {
 }
 
 const LUA = Buffer.from('lua');
+
+/** Approximate payload bytes of a value record (what its commands would carry). */
+function recordBytes(rec: RdbRecord): number {
+  let n = 64;
+  switch (rec.kind) {
+    case 'listItems':
+    case 'setItems':
+      for (const b of rec.items) n += b.length + 16;
+      break;
+    case 'zsetItems':
+      for (const z of rec.items) n += z.member.length + 32;
+      break;
+    case 'hashItems':
+      for (const it of rec.items) n += it.field.length + it.value.length + 32;
+      break;
+    case 'streamEntries':
+      for (const e of rec.entries) for (const f of e.fields) n += f.length + 16;
+      break;
+    case 'string':
+      n += rec.value.length;
+      break;
+    case 'module':
+      n += rec.payload.length;
+      break;
+    default:
+      break;
+  }
+  return n;
+}
