@@ -168,3 +168,10 @@ export async function waitFor(fn: () => Promise<boolean> | boolean, what: string
     await new Promise((r) => setTimeout(r, everyMs));
   }
 }
+
+/** A numeric field of INFO <section> (e.g. infoField(c, 'stats', 'sync_full')). */
+export async function infoField(c: Redis, section: string, name: string): Promise<number> {
+  const m = new RegExp(`^${name}:(\\d+)`, 'm').exec((await c.info(section)) as string);
+  if (!m) throw new Error(`INFO ${section} has no ${name}`);
+  return Number(m[1]);
+}

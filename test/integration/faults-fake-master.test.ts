@@ -4,14 +4,13 @@
  * stream after a valid RDB. Each must end the process with exit code 3 and one clear error line
  * naming the offset, and nothing past the bad point may reach the (real) target.
  */
-import { spawn } from 'node:child_process';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import type { Redis } from 'ioredis';
 import { startRedis, type RedisServer } from '../helpers/redis.js';
 import { FAKE_MARK, FAKE_REPLID, fullSyncBytes, startFakeMaster, type FakeMaster, type ScriptStep } from '../helpers/fake-master.js';
 import { RdbWriter } from '../helpers/rdb-writer.js';
 import { encodeCommands } from '../../src/resp/encode.js';
-import { CLI, ROOT, ensureBuilt } from './rdb-cli-helpers.js';
+import { ensureBuilt, runCli } from '../helpers/cli.js';
 
 const cleanup: Array<() => Promise<void>> = [];
 afterEach(async () => {
@@ -29,22 +28,11 @@ interface Exit {
   stderr: string;
 }
 
-/** Run `replicant sync` until it exits; SIGKILL after `timeoutMs` (then code is null). */
-function runSync(args: string[], timeoutMs = 20_000): Promise<Exit> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [CLI, 'sync', ...args], { cwd: ROOT, stdio: ['ignore', 'ignore', 'pipe'] });
-    let stderr = '';
-    child.stderr.on('data', (d: Buffer) => {
-      stderr += d.toString('utf8');
-    });
-    const t = setTimeout(() => child.kill('SIGKILL'), timeoutMs);
-    child.on('error', reject);
-    child.on('close', (code) => {
-      clearTimeout(t);
-      const plain = stderr.split('\n').filter((l) => l.trim() !== '' && !l.startsWith('{'));
-      resolve({ code, plain, stderr });
-    });
-  });
+/** Run `replicant sync` until it exits (SIGKILL after 20 s: code -1). */
+async function runSync(args: string[]): Promise<Exit> {
+  const r = await runCli(['sync', ...args], { timeoutMs: 20_000 });
+  const plain = r.stderr.split('\n').filter((l) => l.trim() !== '' && !l.startsWith('{'));
+  return { code: r.code, plain, stderr: r.stderr };
 }
 
 async function setup(onPsync: () => ScriptStep[]): Promise<{ fake: FakeMaster; target: RedisServer; tgt: Redis; run: () => Promise<Exit> }> {

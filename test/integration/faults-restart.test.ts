@@ -9,10 +9,10 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { digest, startRedis, waitFor, type RedisServer } from '../helpers/redis.js';
+import { digest, infoField, startRedis, waitFor, type RedisServer } from '../helpers/redis.js';
 import { populate, rng, startLoad, type Load } from '../helpers/dataset.js';
 import { digestWithoutReserved, masterOffset } from '../helpers/sync.js';
-import { CLI, ROOT, ensureBuilt } from './rdb-cli-helpers.js';
+import { CLI, ROOT, ensureBuilt } from '../helpers/cli.js';
 import type { Redis } from 'ioredis';
 
 /** One JSON log line of the CLI (pino). */
@@ -105,11 +105,6 @@ beforeAll(async () => {
   await ensureBuilt();
 }, 180_000);
 
-async function stat(c: Redis, name: string): Promise<number> {
-  const m = new RegExp(`^${name}:(\\d+)`, 'm').exec((await c.info('stats')) as string);
-  if (!m) throw new Error(`INFO stats has no ${name}`);
-  return Number(m[1]);
-}
 
 async function targetCheckpoint(t: Redis): Promise<{ offset: number; state: string; replid: string } | null> {
   const v = await t.get('__replicant:checkpoint');
@@ -160,8 +155,8 @@ describe('replicant sync killed and restarted (CLI)', () => {
     // 2. Let a full sync complete; from here on the source must never do another one.
     let p = start();
     await p.waitLog((l) => l.msg === 'full sync applied', 'the full sync to complete', 90_000);
-    const fullSyncs = await stat(src, 'sync_full');
-    const partialBefore = await stat(src, 'sync_partial_ok');
+    const fullSyncs = await infoField(src, 'stats', 'sync_full');
+    const partialBefore = await infoField(src, 'stats', 'sync_partial_ok');
 
     // 3. Kills while streaming (and some while connecting), at random moments; one SIGTERM.
     const kills = 7;
@@ -189,7 +184,7 @@ describe('replicant sync killed and restarted (CLI)', () => {
         if (p.has(/resumed with a partial resync/)) resumedRuns++;
         expect(p.has('phase: full-sync'), why(`run ${i} after the full sync began a full sync:\n${p.tail()}`)).toBe(false);
       }
-      expect(await stat(src, 'sync_full'), why(`source sync_full after kill ${i + 1}`)).toBe(fullSyncs);
+      expect(await infoField(src, 'stats', 'sync_full'), why(`source sync_full after kill ${i + 1}`)).toBe(fullSyncs);
       p = start();
     }
 
@@ -211,8 +206,8 @@ describe('replicant sync killed and restarted (CLI)', () => {
     expect((await targetCheckpoint(tgt))?.offset).toBe(finalOffset);
     expect(p.has('phase: full-sync')).toBe(false);
 
-    expect(await stat(src, 'sync_full'), why('source sync_full at the end')).toBe(fullSyncs);
-    const partialDelta = (await stat(src, 'sync_partial_ok')) - partialBefore;
+    expect(await infoField(src, 'stats', 'sync_full'), why('source sync_full at the end')).toBe(fullSyncs);
+    const partialDelta = (await infoField(src, 'stats', 'sync_partial_ok')) - partialBefore;
     // Every run that logged a resume was a partial resync on the source (a run killed between
     // the +CONTINUE and its log line counts on the source only).
     expect(partialDelta, why('source sync_partial_ok growth')).toBeGreaterThanOrEqual(resumedRuns);

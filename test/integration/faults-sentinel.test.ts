@@ -4,15 +4,13 @@
  * promoted replica and resume with a partial resync (PSYNC2 keeps the old replication id), so
  * the target ends equal to the new master with a single full sync in total.
  */
-import { spawn } from 'node:child_process';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { pino } from 'pino';
-import type { Redis } from 'ioredis';
-import { digest, startRedis, waitFor, type RedisServer } from '../helpers/redis.js';
+import { digest, infoField, startRedis, waitFor, type RedisServer } from '../helpers/redis.js';
 import { populate, startLoad, type Load } from '../helpers/dataset.js';
 import { digestWithoutReserved, runSync, waitCaughtUp, type RunningSync } from '../helpers/sync.js';
 import { failover, freezeMaster, settleOldMaster, startSentinelGroup, type SentinelGroup } from '../helpers/sentinel.js';
-import { CLI, ROOT, ensureBuilt } from './rdb-cli-helpers.js';
+import { ensureBuilt, runCli } from '../helpers/cli.js';
 
 const groups: SentinelGroup[] = [];
 const servers: RedisServer[] = [];
@@ -29,28 +27,6 @@ beforeAll(async () => {
   await ensureBuilt();
 }, 180_000);
 
-async function stat(c: Redis, name: string): Promise<number> {
-  const m = new RegExp(`^${name}:(\\d+)`, 'm').exec((await c.info('stats')) as string);
-  if (!m) throw new Error(`INFO stats has no ${name}`);
-  return Number(m[1]);
-}
-
-/** Run the CLI to its exit; SIGKILL after `timeoutMs`. */
-function runCliSync(args: string[], timeoutMs = 30_000): Promise<{ code: number | null; stderr: string }> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [CLI, 'sync', ...args], { cwd: ROOT, stdio: ['ignore', 'ignore', 'pipe'] });
-    let stderr = '';
-    child.stderr.on('data', (d: Buffer) => {
-      stderr += d.toString('utf8');
-    });
-    const t = setTimeout(() => child.kill('SIGKILL'), timeoutMs);
-    child.on('error', reject);
-    child.on('close', (code) => {
-      clearTimeout(t);
-      resolve({ code, stderr });
-    });
-  });
-}
 
 describe('sentinel source', () => {
   it('follows SENTINEL FAILOVER under load with a partial resync: target equal to the new master, one full sync in total', async () => {
@@ -98,7 +74,7 @@ describe('sentinel source', () => {
     expect(st.fullSyncs).toBe(1);
     expect(st.partialSyncs).toBeGreaterThanOrEqual(1);
     // Replicant's resume is a partial resync on the promoted replica.
-    expect(await stat(newMaster, 'sync_partial_ok')).toBeGreaterThanOrEqual(1);
+    expect(await infoField(newMaster, 'stats', 'sync_partial_ok')).toBeGreaterThanOrEqual(1);
     const resumed = logs.filter((l) => typeof l['msg'] === 'string' && /partial resync \(\+CONTINUE\)/.test(l['msg']));
     expect(resumed.length, JSON.stringify(logs.slice(-20))).toBeGreaterThanOrEqual(1);
     expect(logs.filter((l) => l['msg'] === 'full sync applied')).toHaveLength(1);
@@ -106,7 +82,7 @@ describe('sentinel source', () => {
     // The CLI takes the same URL and finds the new master through the sentinel.
     const copy = await startRedis();
     servers.push(copy);
-    const cli = await runCliSync(['--source', group.url, '--target', copy.url, '--exit-after-full-sync', '--no-progress']);
+    const cli = await runCli(['sync', '--source', group.url, '--target', copy.url, '--exit-after-full-sync', '--no-progress']);
     expect(cli.code, cli.stderr.slice(-2000)).toBe(0);
     expect(cli.stderr).toContain(`127.0.0.1:${group.replica.port}`);
     expect(await digestWithoutReserved(copy.client())).toBe(await digest(newMaster));

@@ -8,7 +8,7 @@ import { readFileSync } from 'node:fs';
 import { basename } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { bufferKey, corpusFiles, jsonBytesKey, type JsonBytes } from '../helpers/rdb-corpus.js';
-import { ensureBuilt, parallel, runCli, type CliResult } from './rdb-cli-helpers.js';
+import { ensureBuilt, parallel, runCli, type CliResult } from '../helpers/cli.js';
 
 type Json = null | boolean | number | string | Json[] | { [k: string]: Json };
 type Obj = { [k: string]: Json };

@@ -14,7 +14,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { populate } from '../helpers/dataset.js';
 import { digest, startRedis, type RedisServer } from '../helpers/redis.js';
 import { functionList } from '../helpers/sync.js';
-import { CLI, ensureBuilt, runCli } from './rdb-cli-helpers.js';
+import { CLI, ensureBuilt, runCli } from '../helpers/cli.js';
 
 function sh(script: string): Promise<{ code: number; stdout: string; stderr: string }> {
   return new Promise((resolve, reject) => {

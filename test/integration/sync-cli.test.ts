@@ -1,18 +1,16 @@
 /** `replicant sync` as users run it: exit codes, one-line errors, graceful stop, logs without secrets. */
 import { spawn } from 'node:child_process';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { execFileSync } from 'node:child_process';
-import { existsSync } from 'node:fs';
 import { startRedis, waitFor, type RedisServer } from '../helpers/redis.js';
+import { CLI, ensureBuilt } from '../helpers/cli.js';
 
-const CLI = new URL('../../dist/cli/main.js', import.meta.url).pathname;
 const servers: RedisServer[] = [];
 afterEach(async () => {
   await Promise.all(servers.splice(0).map((s) => s.stop()));
 });
-beforeAll(() => {
-  if (!existsSync(CLI)) execFileSync('npm', ['run', 'build'], { stdio: 'ignore' });
-});
+beforeAll(async () => {
+  await ensureBuilt();
+}, 180_000);
 
 interface Run {
   code: Promise<number>;

@@ -1,5 +1,5 @@
 /**
- * Running the built CLI (`node dist/cli/main.js`) from the rdb-cli integration tests.
+ * Running the built CLI (`node dist/cli/main.js`) from integration tests.
  * `ensureBuilt()` rebuilds dist when any file under src/ is newer than it; a lock directory
  * keeps two test files from building at the same time.
  */
@@ -57,16 +57,23 @@ export interface CliResult {
   stderr: string;
 }
 
-/** Run `node dist/cli/main.js ...args`, optionally piping `stdin`. */
-export function runCli(args: string[], opts: { stdin?: Buffer } = {}): Promise<CliResult> {
+/**
+ * Run `node dist/cli/main.js ...args` to its exit, optionally piping `stdin`; killed with
+ * SIGKILL after `timeoutMs` (default 60 s; `code` is then -1).
+ */
+export function runCli(args: string[], opts: { stdin?: Buffer; timeoutMs?: number } = {}): Promise<CliResult> {
   return new Promise((resolve, reject) => {
-    const child = spawn('node', [CLI, ...args], { cwd: ROOT, stdio: ['pipe', 'pipe', 'pipe'] });
+    const child = spawn(process.execPath, [CLI, ...args], { cwd: ROOT, stdio: ['pipe', 'pipe', 'pipe'] });
     const out: Buffer[] = [];
     let err = '';
+    const timer = setTimeout(() => child.kill('SIGKILL'), opts.timeoutMs ?? 60_000);
     child.stdout.on('data', (d: Buffer) => out.push(d));
     child.stderr.on('data', (d: Buffer) => { err += d.toString(); });
     child.on('error', reject);
-    child.on('close', (code) => resolve({ code: code ?? -1, stdout: Buffer.concat(out), stderr: err }));
+    child.on('close', (code) => {
+      clearTimeout(timer);
+      resolve({ code: code ?? -1, stdout: Buffer.concat(out), stderr: err });
+    });
     child.stdin.on('error', () => {});
     child.stdin.end(opts.stdin ?? Buffer.alloc(0));
   });
