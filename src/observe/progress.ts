@@ -57,8 +57,13 @@ export class ProgressReporter {
 export class RateMeter {
   private samples: { t: number; v: number }[] = [];
   constructor(private readonly windowMs = 5000) {}
-  /** Record the running total `v` at time `t`. */
+  /** Record the running total `v` at time `t` (one sample per 100 ms is kept: marks can come per batch). */
   mark(v: number, t = Date.now()): void {
+    const last = this.samples[this.samples.length - 1];
+    if (last !== undefined && t - last.t < 100 && this.samples.length > 1) {
+      last.v = v;
+      return;
+    }
     this.samples.push({ t, v });
     while (this.samples.length > 2 && this.samples[0]!.t < t - this.windowMs) this.samples.shift();
   }

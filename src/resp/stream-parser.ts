@@ -12,20 +12,68 @@
  * each byte is copied at most once (plus buffer growth) and a 500 MB argument is
  * never re-concatenated per push. The parse state (argument positions relative to
  * the command start) survives across pushes, so headers are never re-parsed.
+ *
+ * Cost per command: the relay only needs a command's name, its wire bytes and
+ * offset, and sometimes its first key, so a command is one small object plus one
+ * view (`raw`). The name is interned (no string built for a known name) and the
+ * argument views are only cut from `raw` when `args` is first read.
  */
 import { ProtocolError } from '../errors.js';
 
-export interface StreamCommand {
-  /** Arguments, binary (views into the wire bytes; do not modify). */
-  args: Buffer[];
-  /** Lower-cased command name (args[0]). */
-  name: string;
+/** One command of the replication stream. Its Buffers are views of the wire bytes: do not modify them. */
+export class StreamCommand {
+  /** Lower-cased command name (args[0]); the same string instance for every command with that name. */
+  readonly name: string;
   /** Replication offset of the command's LAST byte: the applied offset once this command is applied. */
-  offset: number;
+  readonly offset: number;
   /** Bytes of the command on the wire. */
-  length: number;
+  readonly length: number;
   /** Exact wire bytes (a view; copy only if needed). */
-  raw: Buffer;
+  readonly raw: Buffer;
+  /** Number of arguments, the name included (>= 1). */
+  readonly argCount: number;
+  /** Position of args[1] (the first key of most commands) in `raw`, or -1 without one. */
+  private readonly keyStart: number;
+  private readonly keyLength: number;
+  private materialized: Buffer[] | undefined;
+
+  /** @internal built by ReplicationStreamParser from a complete, validated command. */
+  constructor(name: string, offset: number, length: number, raw: Buffer, argCount: number, keyStart: number, keyLength: number) {
+    this.name = name;
+    this.offset = offset;
+    this.length = length;
+    this.raw = raw;
+    this.argCount = argCount;
+    this.keyStart = keyStart;
+    this.keyLength = keyLength;
+    this.materialized = undefined;
+  }
+
+  /** Arguments, binary: views of `raw`, cut on first access (then cached). */
+  get args(): Buffer[] {
+    return (this.materialized ??= splitArgs(this.raw, this.argCount));
+  }
+
+  /** Argument `i` (0 = the name) as a view of `raw`, or undefined past the end. Cheap for i = 1. */
+  arg(i: number): Buffer | undefined {
+    if (i === 1 && this.materialized === undefined) {
+      return this.keyStart < 0 ? undefined : this.raw.subarray(this.keyStart, this.keyStart + this.keyLength);
+    }
+    return this.args[i];
+  }
+
+  /** Whether argument `i` starts with `prefix`, without cutting views for i = 1 (the reserved-key check). */
+  argStartsWith(i: number, prefix: Uint8Array): boolean {
+    if (i !== 1) {
+      const a = this.args[i];
+      return a !== undefined && a.length >= prefix.length && a.compare(prefix, 0, prefix.length, 0, prefix.length) === 0;
+    }
+    const start = this.keyStart;
+    if (start < 0 || this.keyLength < prefix.length) return false;
+    const raw = this.raw;
+    for (let j = 0; j < prefix.length; j++) if (raw[start + j] !== prefix[j]) return false;
+    return true;
+  }
 }
 
 const CR = 0x0d;
@@ -62,13 +110,20 @@ export class ReplicationStreamParser {
   private committed: number;
   private failure: ProtocolError | undefined;
 
-  // --- state of the command being parsed, positions relative to the buffer being parsed ---
+  // --- state of the command being parsed. Positions named *Rel are relative to the command
+  // start (cmdStart), so they survive moving the command into the accumulator unchanged. ---
   private stage: Stage = Stage.COMMAND;
   private cmdStart = 0;
   private argc = 0;
-  private argStarts: number[] = [];
-  private argLens: number[] = [];
+  /** Bulk headers read so far in this command. */
+  private argsSeen = 0;
+  /** Start of the current argument's data. */
+  private argRel = 0;
   private argLen = 0;
+  private nameRel = 0;
+  private nameLen = 0;
+  private keyRel = -1;
+  private keyLen = 0;
   private pos = 0;
 
   /** Accumulation buffer holding exactly the bytes of a command cut by a chunk boundary. */
@@ -128,7 +183,7 @@ export class ReplicationStreamParser {
     while (this.acc !== null && cpos < chunk.length) {
       let want: number;
       if (this.stage === Stage.BULK_DATA) {
-        want = this.argStarts[this.argStarts.length - 1]! + this.argLen + 2 - this.accLen;
+        want = this.cmdStart + this.argRel + this.argLen + 2 - this.accLen;
       } else {
         // A header line (or keepalive): take bytes up to and including the next LF.
         const lf = chunk.indexOf(LF, cpos);
@@ -160,10 +215,9 @@ export class ReplicationStreamParser {
     // Incomplete command at the end: move its bytes into a fresh accumulator, rebased to 0.
     const base = this.cmdStart;
     const have = chunk.length - base;
-    const capacity = this.growTarget(have, 0, base);
+    const capacity = this.growTarget(have, 0);
     const acc = Buffer.allocUnsafe(capacity);
     chunk.copy(acc, 0, base, chunk.length);
-    for (let i = 0; i < this.argStarts.length; i++) this.argStarts[i]! -= base;
     this.pos -= base;
     this.cmdStart = 0;
     this.acc = acc;
@@ -173,23 +227,23 @@ export class ReplicationStreamParser {
   private ensureCapacity(needed: number): void {
     const acc = this.acc!;
     if (needed <= acc.length) return;
-    const capacity = this.growTarget(needed, acc.length, 0);
+    const capacity = this.growTarget(needed, acc.length);
     const grown = Buffer.allocUnsafe(capacity);
     acc.copy(grown, 0, 0, this.accLen);
     this.acc = grown;
   }
 
   /**
-   * Capacity for the accumulator: at least `needed`, doubling (so copies stay linear),
-   * but never more than the current command can use when its argument length is known
-   * (`base` = position of the command start in the buffer the argument positions refer to).
-   * Doubling instead of allocating a declared length up front keeps a garbage length
-   * from allocating gigabytes before any of its bytes arrived.
+   * Capacity for the accumulator (which holds the command from its start): at least
+   * `needed`, doubling (so copies stay linear), but never more than the current command
+   * can use when its argument length is known. Doubling instead of allocating a declared
+   * length up front keeps a garbage length from allocating gigabytes before any of its
+   * bytes arrived.
    */
-  private growTarget(needed: number, current: number, base: number): number {
+  private growTarget(needed: number, current: number): number {
     let capacity = Math.max(needed, current * 2, 256);
     if (this.stage === Stage.BULK_DATA) {
-      const argEnd = this.argStarts[this.argStarts.length - 1]! - base + this.argLen + 2;
+      const argEnd = this.argRel + this.argLen + 2;
       // Room for the argument plus a little for the next header line.
       capacity = Math.max(needed, Math.min(capacity, argEnd + MAX_HEADER_LINE + 2));
     }
@@ -215,8 +269,9 @@ export class ReplicationStreamParser {
             throw new ProtocolError(`invalid multibulk length ${line.value} (expected 1..${MAX_ARGC})`, this.offsetAt(pos));
           }
           this.argc = line.value;
-          this.argStarts.length = 0;
-          this.argLens.length = 0;
+          this.argsSeen = 0;
+          this.keyRel = -1;
+          this.keyLen = 0;
           pos = line.next;
           this.stage = Stage.BULK_HEADER;
         } else if (c === LF) {
@@ -244,20 +299,28 @@ export class ReplicationStreamParser {
       if (this.stage === Stage.BULK_HEADER) {
         if (pos >= end) break;
         if (buf[pos] !== DOLLAR) {
-          throw new ProtocolError(`expected '$' (bulk string header) for argument ${this.argStarts.length + 1} of ${this.argc}, got byte 0x${hex(buf[pos]!)}`, this.offsetAt(pos));
+          throw new ProtocolError(`expected '$' (bulk string header) for argument ${this.argsSeen + 1} of ${this.argc}, got byte 0x${hex(buf[pos]!)}`, this.offsetAt(pos));
         }
         if (!this.readHeaderLine(buf, pos, end, line)) break;
         if (line.value < 0 || line.value > MAX_ARG_LENGTH) {
           throw new ProtocolError(`invalid bulk length ${line.value} (expected 0..${MAX_ARG_LENGTH})`, this.offsetAt(pos));
         }
+        const rel = line.next - this.cmdStart;
+        if (this.argsSeen === 0) {
+          this.nameRel = rel;
+          this.nameLen = line.value;
+        } else if (this.argsSeen === 1) {
+          this.keyRel = rel;
+          this.keyLen = line.value;
+        }
+        this.argsSeen++;
         this.argLen = line.value;
-        this.argStarts.push(line.next);
+        this.argRel = rel;
         pos = line.next;
         this.stage = Stage.BULK_DATA;
       }
       // Stage.BULK_DATA
-      const start = this.argStarts[this.argStarts.length - 1]!;
-      const dataEnd = start + this.argLen;
+      const dataEnd = this.cmdStart + this.argRel + this.argLen;
       if (dataEnd + 2 > end) {
         pos = Math.min(end, dataEnd);
         break;
@@ -266,9 +329,8 @@ export class ReplicationStreamParser {
         const at = buf[dataEnd] !== CR ? dataEnd : dataEnd + 1;
         throw new ProtocolError(`expected CRLF after a ${this.argLen}-byte bulk string, got byte 0x${hex(buf[at]!)}`, this.offsetAt(at));
       }
-      this.argLens.push(this.argLen);
       pos = dataEnd + 2;
-      if (this.argStarts.length < this.argc) {
+      if (this.argsSeen < this.argc) {
         this.stage = Stage.BULK_HEADER;
         continue;
       }
@@ -278,15 +340,11 @@ export class ReplicationStreamParser {
   }
 
   private emit(buf: Buffer, cmdEnd: number, out: StreamCommand[]): void {
-    const n = this.argc;
-    const args: Buffer[] = new Array<Buffer>(n);
-    for (let i = 0; i < n; i++) {
-      const s = this.argStarts[i]!;
-      args[i] = buf.subarray(s, s + this.argLens[i]!);
-    }
-    const length = cmdEnd - this.cmdStart;
+    const cmdStart = this.cmdStart;
+    const length = cmdEnd - cmdStart;
     this.committed += length;
-    out.push({ args, name: commandName(args[0]!), offset: this.committed, length, raw: buf.subarray(this.cmdStart, cmdEnd) });
+    const name = commandName(buf, cmdStart + this.nameRel, this.nameLen);
+    out.push(new StreamCommand(name, this.committed, length, buf.subarray(cmdStart, cmdEnd), this.argc, this.keyRel, this.keyLen));
     this.stage = Stage.COMMAND;
     this.cmdStart = cmdEnd;
   }
@@ -330,7 +388,104 @@ function hex(b: number): string {
   return b.toString(16).padStart(2, '0');
 }
 
-/** Lower-cased command name (sources keep the client's case: `set`, `SET`, `Set`). */
-function commandName(arg: Buffer): string {
-  return arg.toString('latin1').toLowerCase();
+/**
+ * Cut the argument views of a complete command that the parser already validated
+ * (`*<argc>\r\n` then `$<len>\r\n<data>\r\n` per argument), so no checks are repeated.
+ */
+function splitArgs(raw: Buffer, argc: number): Buffer[] {
+  const args = new Array<Buffer>(argc);
+  let pos = raw.indexOf(LF) + 1;
+  for (let i = 0; i < argc; i++) {
+    let len = 0;
+    pos++; // '$'
+    for (let c = raw[pos]!; c !== CR; c = raw[++pos]!) len = len * 10 + (c - 0x30);
+    pos += 2;
+    args[i] = raw.subarray(pos, pos + len);
+    pos += len + 2;
+  }
+  return args;
+}
+
+// ------------------------------------------------------------------ command names
+
+/**
+ * Names the replication stream carries most: what masters propagate (writes, with
+ * expirations and blocking/random commands rewritten to their effects) and the link's
+ * own PING / REPLCONF / SELECT / MULTI / EXEC. Names outside this list are added to the
+ * table as they are met, up to a bound.
+ */
+const COMMON_NAMES = [
+  'ping', 'replconf', 'select', 'multi', 'exec', 'discard',
+  'set', 'setex', 'psetex', 'setnx', 'setrange', 'append', 'getset', 'getdel', 'getex', 'mset', 'msetnx',
+  'incr', 'decr', 'incrby', 'decrby', 'incrbyfloat', 'setbit', 'bitop', 'bitfield',
+  'del', 'unlink', 'expire', 'pexpire', 'expireat', 'pexpireat', 'persist', 'rename', 'renamenx', 'move', 'copy', 'restore',
+  'lpush', 'rpush', 'lpushx', 'rpushx', 'lpop', 'rpop', 'linsert', 'lset', 'lrem', 'ltrim', 'lmove', 'rpoplpush',
+  'sadd', 'srem', 'spop', 'smove', 'sinterstore', 'sunionstore', 'sdiffstore',
+  'zadd', 'zincrby', 'zrem', 'zpopmin', 'zpopmax', 'zremrangebyscore', 'zremrangebyrank', 'zremrangebylex',
+  'zunionstore', 'zinterstore', 'zdiffstore', 'zrangestore',
+  'hset', 'hsetnx', 'hmset', 'hdel', 'hincrby', 'hincrbyfloat', 'hpexpireat', 'hpersist',
+  'xadd', 'xdel', 'xtrim', 'xgroup', 'xack', 'xclaim', 'xautoclaim', 'xsetid',
+  'pfadd', 'pfmerge', 'geoadd', 'flushdb', 'flushall', 'swapdb',
+  'eval', 'evalsha', 'script', 'function', 'fcall', 'publish', 'spublish',
+];
+
+/** Open-addressing table of lower-case ASCII names; a power of two, kept at most half full. */
+const NAME_SLOTS = 512;
+const NAME_MASK = NAME_SLOTS - 1;
+const MAX_NAMES = NAME_SLOTS / 2;
+/** Longer names are not interned (no real command is this long). */
+const MAX_INTERNED_LENGTH = 32;
+
+// Array.from keeps the arrays packed (no hole checks on lookup).
+const nameKeys: Array<Buffer | undefined> = Array.from({ length: NAME_SLOTS }, () => undefined);
+const nameValues: string[] = Array.from({ length: NAME_SLOTS }, () => '');
+let nameCount = 0;
+
+/** ASCII lower case of byte `b` (only A-Z change: `toLowerCase` agrees on bytes < 0x80). */
+function lowerAscii(b: number): number {
+  return b >= 0x41 && b <= 0x5a ? b + 0x20 : b;
+}
+
+function addName(name: string, hash: number): void {
+  let slot = hash & NAME_MASK;
+  while (nameKeys[slot] !== undefined) slot = (slot + 1) & NAME_MASK;
+  nameKeys[slot] = Buffer.from(name, 'latin1');
+  nameValues[slot] = name;
+  nameCount++;
+}
+
+/** FNV-1a over the lower-cased bytes; -1 when a byte is not ASCII (its lower case is not ours to define). */
+function nameHash(buf: Uint8Array, start: number, len: number): number {
+  let h = 0x811c9dc5;
+  for (let i = start; i < start + len; i++) {
+    const b = buf[i]!;
+    if (b >= 0x80) return -1;
+    h = Math.imul(h ^ lowerAscii(b), 0x01000193);
+  }
+  return h >>> 0;
+}
+
+for (const n of COMMON_NAMES) addName(n, nameHash(Buffer.from(n, 'latin1'), 0, n.length));
+
+/**
+ * Lower-cased command name of `buf[start, start+len)` (sources keep the client's case: `set`,
+ * `SET`, `Set`). Known names come from the table without building a string.
+ */
+function commandName(buf: Buffer, start: number, len: number): string {
+  if (len > MAX_INTERNED_LENGTH) return buf.toString('latin1', start, start + len).toLowerCase();
+  const hash = nameHash(buf, start, len);
+  if (hash < 0) return buf.toString('latin1', start, start + len).toLowerCase();
+  let slot = hash & NAME_MASK;
+  for (let key = nameKeys[slot]; key !== undefined; key = nameKeys[slot]) {
+    if (key.length === len && sameLowered(buf, start, key)) return nameValues[slot]!;
+    slot = (slot + 1) & NAME_MASK;
+  }
+  const name = buf.toString('latin1', start, start + len).toLowerCase();
+  if (nameCount < MAX_NAMES) addName(name, hash);
+  return name;
+}
+
+function sameLowered(buf: Buffer, start: number, lower: Buffer): boolean {
+  for (let j = 0; j < lower.length; j++) if (lowerAscii(buf[start + j]!) !== lower[j]) return false;
+  return true;
 }

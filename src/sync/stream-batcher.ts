@@ -85,7 +85,7 @@ export class StreamBatcher {
         return;
       case 'replconf':
         this.batchOffset = cmd.offset;
-        if (cmd.args.length > 1 && cmd.args[1]!.toString('latin1').toLowerCase() === 'getack') {
+        if (cmd.arg(1)?.toString('latin1').toLowerCase() === 'getack') {
           const u = this.cut();
           if (u !== null) out.push(u);
           this.opts.onGetAck?.();
@@ -194,12 +194,12 @@ export class StreamBatcher {
 }
 
 function parseDb(cmd: StreamCommand): number {
-  const a = cmd.args[1];
+  const a = cmd.arg(1);
   const n = a === undefined ? NaN : Number(a.toString('latin1'));
   return Number.isInteger(n) && n >= 0 ? n : 0;
 }
 
+/** Checked on every forwarded command: reads the key's bytes in place (no view, no args array). */
 function isReserved(cmd: StreamCommand): boolean {
-  const k = cmd.args[1];
-  return k !== undefined && k.length >= RESERVED.length && k.compare(RESERVED, 0, RESERVED.length, 0, RESERVED.length) === 0;
+  return cmd.argStartsWith(1, RESERVED);
 }

@@ -1,0 +1,71 @@
+import { describe, expect, it } from 'vitest';
+import { encodeCommand, type Arg } from '../../src/resp/encode.js';
+import { ReplicationStreamParser, type StreamCommand } from '../../src/resp/stream-parser.js';
+import { StreamBatcher, type StreamBatcherOptions, type StreamUnit } from '../../src/sync/stream-batcher.js';
+
+/** Parse `cmds` (from offset 0), push each through a batcher, then cut the rest. */
+function batch(cmds: Arg[][], opts: Partial<StreamBatcherOptions> = {}): { units: StreamUnit[]; batcher: StreamBatcher } {
+  const batcher = new StreamBatcher({ db: 0, atomicUnits: false, ...opts });
+  const units: StreamUnit[] = [];
+  const parsed = new ReplicationStreamParser(0).push(Buffer.concat(cmds.map((c) => encodeCommand(c))));
+  expect(parsed).toHaveLength(cmds.length);
+  for (const c of parsed) batcher.push(c, units);
+  const last = batcher.cut();
+  if (last !== null) units.push(last);
+  return { units, batcher };
+}
+
+const text = (u: StreamUnit): string[] => u.commands.map((b) => b.toString('latin1').split('\r\n').filter((_, i) => i > 0 && i % 2 === 0).join(' '));
+const len = (...cmds: Arg[][]): number => cmds.reduce((n, c) => n + encodeCommand(c).length, 0);
+
+describe('StreamBatcher', () => {
+  it('drops PING and REPLCONF but moves the offset, and cuts at GETACK', () => {
+    let acks = 0;
+    const cmds: Arg[][] = [['SET', 'a', '1'], ['PING'], ['REPLCONF', 'getack', '*'], ['REPLCONF', 'ACK', '5'], ['INCR', 'b'], ['ping']];
+    const { units } = batch(cmds, { onGetAck: () => acks++ });
+    expect(acks).toBe(1);
+    expect(units.map(text)).toEqual([['SET a 1'], ['INCR b']]);
+    expect(units.map((u) => u.offset)).toEqual([len(...cmds.slice(0, 3)), len(...cmds)]);
+    expect(units[1]!.bytes).toBe(len(['INCR', 'b']));
+  });
+
+  it('tracks SELECT and forwards it', () => {
+    const { units, batcher } = batch([['SELECT', '3'], ['SET', 'k', 'v'], ['select', '12']]);
+    expect(units.map(text)).toEqual([['SELECT 3', 'SET k v', 'select 12']]);
+    expect(units[0]!.dbAfter).toBe(12);
+    expect(batcher.currentDb).toBe(12);
+  });
+
+  it('drops commands whose first key is reserved, and only those', () => {
+    const dropped: string[] = [];
+    const cmds: Arg[][] = [['SET', '__replicant:checkpoint', 'x'], ['SET', '__replican', 'y'], ['DEL', '__REPLICANT:a'], ['HSET', '__replicant', 'f', 'v'], ['FLUSHALL'], ['SET', 'k', '__replicant']];
+    const { units } = batch(cmds, { onReserved: (c: StreamCommand) => dropped.push(`${c.name} ${c.args[1]!.toString()}`) });
+    expect(dropped).toEqual(['set __replicant:checkpoint', 'hset __replicant']);
+    expect(units.map(text)).toEqual([['SET __replican y', 'DEL __REPLICANT:a', 'FLUSHALL', 'SET k __replicant']]);
+    expect(units[0]!.offset).toBe(len(...cmds));
+  });
+
+  it('keeps a source transaction whole: its own unit, or merged into an atomic batch', () => {
+    const cmds: Arg[][] = [['SET', 'a', '1'], ['MULTI'], ['INCR', 'b'], ['SET', '__replicant:x', '1'], ['LPUSH', 'l', 'x'], ['EXEC'], ['SET', 'c', '3']];
+    const plain = batch(cmds).units;
+    expect(plain.map(text)).toEqual([['SET a 1'], ['INCR b', 'LPUSH l x'], ['SET c 3']]);
+    expect(plain.map((u) => u.atomic)).toEqual([false, true, false]);
+    expect(plain[1]!.offset).toBe(len(...cmds.slice(0, 6)));
+    const atomic = batch(cmds, { atomicUnits: true }).units;
+    expect(atomic.map(text)).toEqual([['SET a 1', 'INCR b', 'LPUSH l x', 'SET c 3']]);
+  });
+
+  it('drops commands in other dbs for a cluster target, except db-agnostic ones', () => {
+    const foreign: Array<[string, number, string | undefined]> = [];
+    const cmds: Arg[][] = [['SET', 'a', '1'], ['SELECT', '2'], ['SET', 'b', '2'], ['FLUSHALL'], ['SELECT', '0'], ['SET', 'c', '3']];
+    const { units } = batch(cmds, { onForeignDb: (c, db) => foreign.push([c.name, db, c.arg(1)?.toString()]) });
+    expect(foreign).toEqual([['set', 2, 'b']]);
+    expect(units.map(text)).toEqual([['SET a 1', 'FLUSHALL', 'SET c 3']]);
+  });
+
+  it('cuts a unit at maxCommands and maxBytes', () => {
+    const cmds: Arg[][] = Array.from({ length: 7 }, (_, i) => ['SET', `k${i}`, 'v']);
+    expect(batch(cmds, { maxCommands: 3 }).units.map((u) => u.commands.length)).toEqual([3, 3, 1]);
+    expect(batch(cmds, { maxBytes: 2 * len(cmds[0]!) }).units.map((u) => u.commands.length)).toEqual([2, 2, 2, 1]);
+  });
+});
