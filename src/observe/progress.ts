@@ -59,8 +59,11 @@ export class RateMeter {
   constructor(private readonly windowMs = 5000) {}
   /** Record the running total `v` at time `t` (one sample per 100 ms is kept: marks can come per batch). */
   mark(v: number, t = Date.now()): void {
-    const last = this.samples[this.samples.length - 1];
-    if (last !== undefined && t - last.t < 100 && this.samples.length > 1) {
+    const n = this.samples.length;
+    if (n >= 2 && t - this.samples[n - 2]!.t < 100) {
+      // Move the newest sample forward instead of adding one.
+      const last = this.samples[n - 1]!;
+      last.t = t;
       last.v = v;
       return;
     }
