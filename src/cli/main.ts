@@ -7,6 +7,7 @@ import { Command, CommanderError } from 'commander';
 import { ExitCode, ReplicantError } from '../errors.js';
 import { registerRdbCommand } from './rdb.js';
 import { registerSyncCommand } from './sync.js';
+import { registerDemoCommand } from './demo.js';
 import { registerVerifyCommand } from './verify.js';
 
 export function buildProgram(): Command {
@@ -19,6 +20,7 @@ export function buildProgram(): Command {
     .exitOverride();
   registerRdbCommand(program);
   registerSyncCommand(program);
+  registerDemoCommand(program);
   registerVerifyCommand(program);
   return program;
 }

@@ -2,7 +2,7 @@
 import { spawn } from 'node:child_process';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { startRedis, waitFor, type RedisServer } from '../helpers/redis.js';
-import { CLI, ensureBuilt } from '../helpers/cli.js';
+import { CLI, ensureBuilt, runCli } from '../helpers/cli.js';
 
 const servers: RedisServer[] = [];
 afterEach(async () => {
@@ -73,5 +73,14 @@ describe('replicant sync (CLI)', () => {
     const cp = JSON.parse((await target.client().get('__replicant:checkpoint'))!);
     expect(cp.state).toBe('streaming');
     expect(cp.offset).toBeGreaterThan(0);
+  });
+});
+
+describe('replicant demo', () => {
+  it('syncs two temporary local servers under live writes and verifies them equal', async () => {
+    const r = await runCli(['demo', '--keys', '2000', '--duration', '500ms'], { timeoutMs: 90_000 });
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stdout.toString()).toContain('EQUAL');
+    expect(r.stderr).toMatch(/snapshot copied: 2004 keys/);
   });
 });

@@ -1,0 +1,151 @@
+/**
+ * `replicant demo`: the main job on a local example, for a first try on a fresh machine.
+ * Starts two throw-away `redis-server` processes on free loopback ports, fills the source,
+ * runs `sync` while a writer keeps changing the source, then verifies the target and cleans up.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Option, type Command } from 'commander';
+import { ExitCode, LocalIoError, ReplicantError } from '../errors.js';
+import { parseDuration, parseNonNegativeInt } from './options.js';
+
+interface DemoOptions {
+  keys: number;
+  duration: number;
+  writeMode: 'auto' | 'restore' | 'commands';
+}
+
+export function registerDemoCommand(program: Command): void {
+  program
+    .command('demo')
+    .description('try sync locally: start two temporary redis-servers, copy one to the other under live writes, verify, clean up')
+    .option('--keys <n>', 'keys to put in the source before the sync', parseNonNegativeInt, 200_000)
+    .option('--duration <duration>', 'how long the live writer runs after the snapshot', parseDuration, 5_000)
+    .addOption(new Option('--write-mode <mode>', 'snapshot write mode').choices(['auto', 'restore', 'commands']).default('auto'))
+    .action(async (o: DemoOptions) => {
+      await runDemo(o);
+    });
+}
+
+async function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const srv = createServer();
+    srv.on('error', reject);
+    srv.listen(0, '127.0.0.1', () => {
+      const addr = srv.address();
+      const port = typeof addr === 'object' && addr !== null ? addr.port : 0;
+      srv.close(() => resolve(port));
+    });
+  });
+}
+
+interface LocalServer {
+  port: number;
+  proc: ChildProcess;
+}
+
+async function startServer(dir: string): Promise<LocalServer> {
+  const port = await freePort();
+  const proc = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--dir', dir, '--save', '', '--appendonly', 'no', '--enable-debug-command', 'local', '--repl-diskless-sync-delay', '0', '--logfile', ''], { stdio: 'ignore' });
+  await new Promise<void>((resolve, reject) => {
+    proc.once('error', (e: NodeJS.ErrnoException) => {
+      reject(e.code === 'ENOENT' ? new LocalIoError('redis-server is not installed (on Debian: apt-get install redis-server); the demo needs it') : e);
+    });
+    proc.once('spawn', () => resolve());
+  });
+  return { port, proc };
+}
+
+async function runDemo(o: DemoOptions): Promise<void> {
+  const { Redis } = await import('ioredis');
+  const { SyncSession } = await import('../sync/session.js');
+  const { Verifier } = await import('../verify/verifier.js');
+  const { formatReport } = await import('../verify/report.js');
+  const { createLogger } = await import('../observe/logger.js');
+  const { ProgressReporter, formatCount } = await import('../observe/progress.js');
+  const logger = createLogger({ level: 'warn' });
+  const dir = mkdtempSync(join(tmpdir(), 'replicant-demo-'));
+  const servers: LocalServer[] = [];
+  const clients: InstanceType<typeof Redis>[] = [];
+  const say = (line: string) => process.stderr.write(`${line}\n`);
+  try {
+    for (const name of ['source', 'target']) {
+      const d = join(dir, name);
+      rmSync(d, { recursive: true, force: true });
+      mkdirSync(d);
+      servers.push(await startServer(d));
+    }
+    const [src, tgt] = servers.map((s) => {
+      const c = new Redis({ port: s.port, host: '127.0.0.1', maxRetriesPerRequest: 20, retryStrategy: (n) => (n > 50 ? null : 100) });
+      c.on('error', () => {});
+      clients.push(c);
+      return c;
+    }) as [InstanceType<typeof Redis>, InstanceType<typeof Redis>];
+    await src.ping();
+    await tgt.ping();
+    const sourceUrl = `redis://127.0.0.1:${servers[0]!.port}`;
+    const targetUrl = `redis://127.0.0.1:${servers[1]!.port}`;
+    say(`source ${sourceUrl}, target ${targetUrl} (temporary, in ${dir})`);
+    await src.call('DEBUG', 'POPULATE', o.keys, 'demo:string', 32);
+    await src.rpush('demo:list', ...Array.from({ length: 5000 }, (_, i) => `item-${i}`));
+    await src.hset('demo:hash', ...Array.from({ length: 2000 }, (_, i) => [`field-${i}`, `value-${i}`]).flat());
+    await src.zadd('demo:zset', ...Array.from({ length: 2000 }, (_, i) => [String(i / 7), `member-${i}`]).flat());
+    await src.xadd('demo:stream', '*', 'event', 'created');
+    say(`source filled: ${formatCount(o.keys + 4)} keys of every type`);
+
+    const session = new SyncSession({ source: sourceUrl, target: targetUrl, writeMode: o.writeMode, logger });
+    const progress = new ProgressReporter(() => {
+      const s = session.status();
+      const line = s.phase === 'full-sync' && s.rdb
+        ? `keys ${formatCount(s.rdb.keys)}  ${formatCount(s.rdb.keysPerSec)} keys/s`
+        : `applied offset ${s.appliedOffset ?? '-'}  ${formatCount(s.opsPerSec)} ops/s  lag ${s.lagMs ?? '-'} ms`;
+      return { phase: s.phase, fields: {}, line };
+    }, logger, 1000, process.stderr.isTTY === true);
+    progress.start();
+    const done = session.run();
+    let failure: unknown = null;
+    done.catch((e: unknown) => { failure = e; });
+    await new Promise<void>((resolve, reject) => {
+      session.once('fullSyncDone', ({ keys, ms }) => {
+        progress.stop();
+        say(`snapshot copied: ${formatCount(keys)} keys in ${ms} ms`);
+        resolve();
+      });
+      done.then(() => reject(new ReplicantError('DEMO', 'sync ended before the snapshot was copied', ExitCode.INTERNAL)), reject);
+    });
+    say(`live writes on the source for ${o.duration} ms (INCR, LPUSH, HINCRBY, XADD, MULTI/EXEC)...`);
+    progress.start();
+    const started = Date.now();
+    let writes = 0;
+    while (Date.now() - started < o.duration && failure === null) {
+      const p = src.pipeline();
+      for (let i = 0; i < 50; i++) {
+        p.incr('demo:counter').lpush('demo:list', `live-${writes}`).hincrby('demo:hash', 'hits', 1).xadd('demo:stream', '*', 'n', String(writes));
+        writes++;
+      }
+      await p.exec();
+      await src.multi().incr('demo:tx:a').incr('demo:tx:b').exec();
+    }
+    // Wait until the target has applied everything the source wrote, then stop.
+    const masterOffset = async () => Number(/master_repl_offset:(\d+)/.exec((await src.info('replication')) as string)?.[1] ?? -1);
+    const deadline = Date.now() + 60_000;
+    while (failure === null && Date.now() < deadline && (session.status().appliedOffset ?? -1) < (await masterOffset())) {
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    progress.stop();
+    session.stop();
+    await done.catch(() => undefined);
+    if (failure !== null) throw failure;
+    say(`caught up: ${formatCount(writes * 4)} live commands applied; verifying...`);
+    const report = await new Verifier({ source: sourceUrl, target: targetUrl, logger }).run();
+    process.stdout.write(formatReport(report));
+    if (!report.equal) process.exitCode = ExitCode.DIFFERENT;
+  } finally {
+    for (const c of clients) c.disconnect();
+    for (const s of servers) s.proc.kill('SIGKILL');
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
