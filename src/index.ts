@@ -6,7 +6,7 @@
  *   s.on('phase', (phase) => console.log(phase));
  *   await s.run();           // until s.stop()
  */
-export { SyncSession, createSync, type SyncOptions, type SyncStatus, type SyncResult, type SyncEvents, type Phase, type WriteMode } from './sync/session.js';
+export { SyncSession, type SyncOptions, type SyncStatus, type SyncResult, type SyncEvents, type Phase, type WriteMode } from './sync/session.js';
 export { RdbDecoder } from './rdb/decoder.js';
 export { decodeRdbStream } from './rdb/read.js';
 export { assembleKeys, KeyAssembler } from './rdb/assemble.js';

@@ -869,8 +869,3 @@ export class SyncSession extends EventEmitter<SyncEvents> {
 const PING = encodeCommand(['PING']);
 /** Bytes handed to the RDB decoder per push. */
 const DECODE_SLICE = 64 * 1024;
-
-/** Start a sync; resolves with the session (call `session.run()` to drive it). */
-export function createSync(options: SyncOptions): SyncSession {
-  return new SyncSession(options);
-}
