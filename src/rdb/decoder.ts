@@ -20,6 +20,9 @@ import { ValueReaders } from './values/readers.js';
 export type { KeyRecord } from './format.js';
 
 const DEFAULT_RAW_LIMIT = 16 << 20;
+/** A blocked unit needing at least this many bytes is assembled in place (startAssembly()). */
+const ASSEMBLE_MIN = 256 * 1024;
+const ASSEMBLE_SLACK = 64 * 1024;
 
 const enum State {
   Magic,
@@ -42,6 +45,9 @@ export class RdbDecoder {
   private pending: Buffer[] = [];
   private pendingLen = 0;
   private tail: Buffer[] = [];
+  /** Destination of a long unit being assembled (see startAssembly()), and its filled length. */
+  private asm: Buffer | null = null;
+  private asmFill = 0;
 
   // Current db and the modifiers (expire, idle, freq, key meta) of the next key.
   private db = 0;
@@ -98,6 +104,10 @@ export class RdbDecoder {
    * Any chunk size works. For speed, push at most ~64 KiB at a time (subarray() a bigger
    * chunk): all records of one push are alive together, and a 1 MiB push of small keys makes
    * ~100k records that the GC has to copy, about 3x slower than the same bytes in 64 KiB pushes.
+   *
+   * Memory: an element longer than 256 KiB is held once (its chunks are copied into one
+   * Buffer allocated when its length is read, and released), and a long LZF string is
+   * decompressed as it arrives; beyond that the decoder holds at most about one chunk.
    */
   push(chunk: Buffer): RdbRecord[] {
     if (this.failure !== null) throw this.failure;
@@ -106,13 +116,37 @@ export class RdbDecoder {
       return [];
     }
     if (chunk.length === 0) return [];
+    const out: RdbRecord[] = [];
+    this.keys.out = out;
+    let rest: Buffer | null = chunk;
+    while (rest !== null) {
+      if (this.done) {
+        this.tail.push(rest);
+        break;
+      }
+      rest = this.asm !== null ? this.feedAssembly(rest) : this.feed(rest);
+    }
+    this.keys.out = [];
+    return out;
+  }
+
+  /**
+   * The usual path: the working buffer becomes the chunk itself (nothing held), or the held
+   * bytes joined with it. A unit needing many more bytes than are here starts an assembly.
+   * Returns the part of the chunk still to feed (after switching to an assembly), or null.
+   */
+  private feed(chunk: Buffer): Buffer | null {
     const input = this.input;
     const avail = input.buf.length - input.pos;
     if (avail + this.pendingLen + chunk.length < input.need) {
+      if (input.need >= ASSEMBLE_MIN) {
+        this.startAssembly();
+        return chunk;
+      }
       // The blocked unit needs more than this: keep the chunk and join everything once, later.
       this.pending.push(chunk);
       this.pendingLen += chunk.length;
-      return [];
+      return null;
     }
     this.dropConsumed();
     if (avail === 0 && this.pendingLen === 0) {
@@ -123,9 +157,7 @@ export class RdbDecoder {
         if (total > bufferConstants.MAX_LENGTH) throw new RangeError(`more than ${bufferConstants.MAX_LENGTH} bytes, the largest Buffer Node can make`);
         input.buf = Buffer.concat([input.buf.subarray(input.pos), ...this.pending, chunk], total);
       } catch (e) {
-        const why = e instanceof Error ? e.message : String(e);
-        this.failure = new RdbError(`cannot hold one element of ${total} bytes in memory (${why})`, input.base + input.pos, input.key, { cause: e });
-        throw this.failure;
+        throw this.cannotHold(total, e);
       }
     }
     input.base += input.pos;
@@ -133,11 +165,107 @@ export class RdbDecoder {
     input.p = 0;
     this.pending = [];
     this.pendingLen = 0;
-    const out: RdbRecord[] = [];
-    this.keys.out = out;
     this.run();
-    this.keys.out = [];
-    return out;
+    return null;
+  }
+
+  /**
+   * A unit needs `need` bytes, far more than are here (a long string): allocate them now and
+   * copy every chunk in as it arrives, so the chunks die young and the element exists once,
+   * instead of a list of chunks plus their concatenation (twice its size at the join). Like
+   * Redis, which allocates a string's declared length before reading it, this trusts the
+   * length: only the bytes that really arrive are touched.
+   * The slack lets the few bytes that usually follow in the same unit (a score after a
+   * member, a hash value after its field) land in the same buffer instead of forcing a copy
+   * of the whole element into the next working buffer.
+   */
+  private startAssembly(): void {
+    const input = this.input;
+    const need = input.need;
+    this.dropConsumed();
+    let asm: Buffer;
+    try {
+      if (need > bufferConstants.MAX_LENGTH) throw new RangeError(`more than ${bufferConstants.MAX_LENGTH} bytes, the largest Buffer Node can make`);
+      asm = Buffer.allocUnsafe(Math.min(need + ASSEMBLE_SLACK, bufferConstants.MAX_LENGTH));
+    } catch (e) {
+      throw this.cannotHold(need, e);
+    }
+    let fill = input.buf.copy(asm, 0, input.pos);
+    for (const b of this.pending) fill += b.copy(asm, fill);
+    input.base += input.pos;
+    input.pos = 0;
+    input.p = 0;
+    input.buf = asm.subarray(0, fill);
+    this.pending = [];
+    this.pendingLen = 0;
+    this.asm = asm;
+    this.asmFill = fill;
+  }
+
+  /** Copy a chunk into the assembly, run the unit once its bytes are in. Returns the rest. */
+  private feedAssembly(chunk: Buffer): Buffer | null {
+    const asm = this.asm!;
+    if (this.input.need > asm.length) {
+      this.outgrowAssembly();
+      return chunk;
+    }
+    const n = Math.min(asm.length - this.asmFill, chunk.length);
+    chunk.copy(asm, this.asmFill, 0, n);
+    this.asmFill += n;
+    this.runAssembly();
+    return n < chunk.length ? chunk.subarray(n) : null;
+  }
+
+  /**
+   * The parser sees only the bytes the blocked unit asked for (the unit starts at asm[0]), so
+   * no later unit can make a view into this buffer and keep a long element alive with, say,
+   * the next key's name. Once the unit is done, the bytes after it are copied out.
+   */
+  private runAssembly(): void {
+    const input = this.input;
+    const asm = this.asm!;
+    while (input.need <= this.asmFill) {
+      input.buf = asm.subarray(0, input.need);
+      this.run();
+      if (input.pos > 0 || this.done) {
+        this.leaveAssembly();
+        // The bytes copied after the unit may already hold the next units.
+        if (!this.done && input.buf.length >= input.need) this.run();
+        return;
+      }
+      if (input.need > asm.length) {
+        this.outgrowAssembly();
+        return;
+      }
+    }
+    input.buf = asm.subarray(0, this.asmFill);
+  }
+
+  /** The long unit is done: continue on a copy of the (slack-sized) bytes after it. */
+  private leaveAssembly(): void {
+    const input = this.input;
+    const asm = this.asm!;
+    this.asm = null;
+    input.buf = asm.subarray(0, this.asmFill);
+    this.dropConsumed();
+    input.buf = Buffer.from(asm.subarray(input.pos, this.asmFill));
+    input.base += input.pos;
+    input.pos = 0;
+    input.p = 0;
+  }
+
+  /** The unit needs more than the assembly holds (a long field, then a long value): the usual path takes over. */
+  private outgrowAssembly(): void {
+    const asm = this.asm!;
+    this.asm = null;
+    this.input.buf = asm.subarray(0, this.asmFill);
+  }
+
+  private cannotHold(total: number, e: unknown): RdbError {
+    const input = this.input;
+    const why = e instanceof Error ? e.message : String(e);
+    this.failure = new RdbError(`cannot hold one element of ${total} bytes in memory (${why})`, input.base + input.pos, input.key, { cause: e });
+    return this.failure;
   }
 
   /** Call at end of input: throws RdbError unless the 'end' record was emitted. */

@@ -11,6 +11,7 @@ import type { PackedCursor } from '../structure/packed.js';
 import { ZiplistCursor, ziplistValues } from '../structure/ziplist.js';
 import { zipmapValues } from '../structure/zipmap.js';
 import type { ItemKind, ValueContext, ValueReader } from './context.js';
+import { LzfStream } from './lzf-stream.js';
 
 /** Item kind per compact type. */
 function kindOf(rdbType: number): ItemKind {
@@ -128,16 +129,20 @@ export class BlobReader implements ValueReader {
   }
 }
 
-/** Types 14 (ziplist nodes) and 18 (PLAIN / PACKED listpack nodes). */
+/** Types 14 (ziplist nodes) and 18 (PLAIN / PACKED listpack nodes; a long LZF PLAIN one streamed). */
 export class QuicklistReader implements ValueReader {
   private remaining = -1;
   private total = 0;
   private v2 = false;
-  constructor(private readonly ctx: ValueContext) {}
+  private readonly lzf: LzfStream;
+  constructor(private readonly ctx: ValueContext) {
+    this.lzf = new LzfStream(ctx);
+  }
 
   begin(rdbType: number): void {
     this.remaining = -1;
     this.v2 = rdbType === 18;
+    this.lzf.reset();
     this.ctx.itemKind('listItems');
   }
 
@@ -149,11 +154,20 @@ export class QuicklistReader implements ValueReader {
       this.total = n;
       return n === 0;
     }
+    if (this.lzf.active) {
+      const plain = this.lzf.step();
+      if (plain === null) return false;
+      this.remaining--;
+      if (this.ctx.corrupt === null) this.ctx.addItem(plain, plain.length);
+      return this.remaining === 0;
+    }
     let container = 2;
     if (this.v2) {
       const at = input.offset;
       container = input.len('quicklist container');
       if (container !== 1 && container !== 2) throw input.error(`quicklist container ${container} is not 1 (PLAIN) or 2 (PACKED)`, at);
+      // A PLAIN node is one element, often a big one: stream it when it is long LZF data.
+      if (container === 1 && this.lzf.begin('quicklist node')) return false;
     }
     const abs = input.offset;
     const blob = input.str('quicklist node');
@@ -177,6 +191,8 @@ export class QuicklistReader implements ValueReader {
   }
 
   describe(): string {
-    return this.remaining < 0 ? 'the quicklist node count' : `quicklist node ${this.total - this.remaining + 1} of ${this.total}`;
+    if (this.remaining < 0) return 'the quicklist node count';
+    const node = `quicklist node ${this.total - this.remaining + 1} of ${this.total}`;
+    return this.lzf.active ? `${this.lzf.describe()} (${node})` : node;
   }
 }

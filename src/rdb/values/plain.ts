@@ -7,30 +7,56 @@
 import type { HashItem, ZsetItem } from '../types.js';
 import { parseScore } from '../structure/packed.js';
 import type { ValueContext, ValueReader } from './context.js';
+import { LZF_ENCODING, LzfStream } from './lzf-stream.js';
 
+/**
+ * Type 0 values that keyHeader() did not read in its own unit: LZF-compressed strings, the long
+ * ones decompressed as their bytes arrive (./lzf-stream.ts).
+ */
 export class StringReader implements ValueReader {
-  constructor(private readonly ctx: ValueContext) {}
-  begin(): void {}
+  private readonly lzf: LzfStream;
+  constructor(private readonly ctx: ValueContext) {
+    this.lzf = new LzfStream(ctx);
+  }
+
+  begin(): void {
+    this.lzf.reset();
+  }
+
   step(): boolean {
-    const value = this.ctx.input.str('string value');
+    let value: Buffer | null;
+    if (this.lzf.active) {
+      value = this.lzf.step();
+      if (value === null) return false;
+    } else {
+      if (this.lzf.begin('string value')) return false;
+      value = this.ctx.input.str('string value');
+    }
     this.ctx.emit({ kind: 'string', value });
     return true;
   }
+
   describe(): string {
-    return 'the string value';
+    return this.lzf.active ? this.lzf.describe() : 'the string value';
   }
 }
 
-/** Types 1 (LIST) and 2 (SET): len(n) then n strings. */
+/** Types 1 (LIST) and 2 (SET): len(n) then n strings (a long LZF one streamed). */
 export class SequenceReader implements ValueReader {
   private remaining = -1;
   private total = 0;
   private what = 'list';
-  constructor(private readonly ctx: ValueContext) {}
+  private elementWhat = 'list element';
+  private readonly lzf: LzfStream;
+  constructor(private readonly ctx: ValueContext) {
+    this.lzf = new LzfStream(ctx);
+  }
 
   begin(rdbType: number): void {
     this.remaining = -1;
     this.what = rdbType === 1 ? 'list' : 'set';
+    this.elementWhat = rdbType === 1 ? 'list element' : 'set element';
+    this.lzf.reset();
     this.ctx.itemKind(rdbType === 1 ? 'listItems' : 'setItems');
   }
 
@@ -42,13 +68,22 @@ export class SequenceReader implements ValueReader {
       this.total = n;
       return n === 0;
     }
-    const v = input.str(`${this.what} element`);
+    let v: Buffer | null;
+    if (this.lzf.active) {
+      v = this.lzf.step();
+      if (v === null) return false;
+    } else {
+      if (input.buf[input.p] === LZF_ENCODING && this.lzf.begin(this.elementWhat)) return false;
+      v = input.str(this.elementWhat);
+    }
     this.ctx.addItem(v, v.length);
     return --this.remaining === 0;
   }
 
   describe(): string {
-    return this.remaining < 0 ? `the ${this.what} length` : `${this.what} element ${this.total - this.remaining + 1} of ${this.total}`;
+    if (this.remaining < 0) return `the ${this.what} length`;
+    const element = `${this.what} element ${this.total - this.remaining + 1} of ${this.total}`;
+    return this.lzf.active ? `${this.lzf.describe()} (${element})` : element;
   }
 }
 
