@@ -1,27 +1,94 @@
 /**
  * RESP2 command encoding: `*<n>\r\n` then `$<len>\r\n<bytes>\r\n` per argument.
  * One allocation per command: sizes are computed first, then bytes are written at offsets.
+ *
+ * This is the hot path of a full sync (millions of short arguments), so nothing goes through
+ * Buffer#write/copy or String(), whose per-call overhead exceeds the work for short pieces:
+ * decimal lengths are written digit by digit, short ASCII strings char by char, Buffers with
+ * TypedArray#set (a builtin V8 inlines well) or a loop when tiny.
  */
 
 export type Arg = Buffer | string | number;
 
-function argLength(a: Arg): number {
-  if (typeof a === 'string') return Buffer.byteLength(a);
-  if (typeof a === 'number') return String(a).length;
+/** Strings up to this length are scanned for ASCII and copied by a loop; longer ones natively. */
+const SHORT_STRING = 64;
+/** Buffers up to this length are copied by a loop; longer ones by TypedArray#set (a fast builtin, unlike Buffer#copy). */
+const SHORT_BUFFER = 8;
+
+/** Decimal digits of a non-negative safe integer. */
+function uintDigits(n: number): number {
+  if (n < 10) return 1;
+  if (n < 100) return 2;
+  if (n < 1000) return 3;
+  if (n < 10000) return 4;
+  if (n < 100000) return 5;
+  if (n < 1000000) return 6;
+  if (n < 10000000) return 7;
+  if (n < 100000000) return 8;
+  if (n < 1000000000) return 9;
+  let d = 10;
+  for (let p = 1e10; n >= p && d < 16; p *= 10) d++;
+  return d;
+}
+
+/** A number written without String(): non-negative safe integers (all lengths, TTLs, dbs...). */
+function isPlainUint(n: number): boolean {
+  return n >= 0 && n <= Number.MAX_SAFE_INTEGER && Math.floor(n) === n;
+}
+
+/** Writes `n` (a non-negative safe integer of `len` digits) at `o`; returns the offset after. */
+function writeUint(out: Buffer, o: number, n: number, len: number): number {
+  let p = o + len;
+  if (n <= 0x7fffffff) {
+    do {
+      const q = (n / 10) | 0;
+      out[--p] = 0x30 + (n - q * 10);
+      n = q;
+    } while (n > 0);
+  } else {
+    // Above 2^31 the int division trick overflows; double division is exact enough below 2^53.
+    do {
+      const q = Math.floor(n / 10);
+      out[--p] = 0x30 + (n - q * 10);
+      n = q;
+    } while (n > 0);
+  }
+  return o + len;
+}
+
+/** UTF-8 byte length of a string: a loop for short ASCII ones, native otherwise. */
+function stringBytes(s: string): number {
+  const n = s.length;
+  if (n <= SHORT_STRING) {
+    let i = 0;
+    while (i < n && s.charCodeAt(i) < 0x80) i++;
+    if (i === n) return n;
+  }
+  return Buffer.byteLength(s, 'utf8');
+}
+
+/** Bytes of an argument on the wire, without the RESP framing. */
+export function argLength(a: Arg): number {
+  if (typeof a === 'string') return stringBytes(a);
+  if (typeof a === 'number') return isPlainUint(a) ? uintDigits(a) : String(a).length;
   return a.length;
 }
 
-function digits(n: number): number {
-  return n < 10 ? 1 : n < 100 ? 2 : n < 1000 ? 3 : n < 10000 ? 4 : String(n).length;
+/** Bytes of an argument on the wire with its framing: `$<len>\r\n<bytes>\r\n`. */
+export function bulkLength(a: Arg): number {
+  const len = argLength(a);
+  return 5 + uintDigits(len) + len;
+}
+
+/** Bytes of a multibulk header `*<n>\r\n`. */
+export function multibulkHeaderLength(n: number): number {
+  return 3 + uintDigits(n);
 }
 
 /** Bytes that `encodeCommand(args)` produces, without producing them. */
 export function encodedLength(args: readonly Arg[]): number {
-  let total = 3 + digits(args.length);
-  for (const a of args) {
-    const len = argLength(a);
-    total += 5 + digits(len) + len;
-  }
+  let total = 3 + uintDigits(args.length);
+  for (let i = 0; i < args.length; i++) total += bulkLength(args[i]!);
   return total;
 }
 
@@ -32,36 +99,91 @@ export function encodeCommand(args: readonly Arg[]): Buffer {
   return out;
 }
 
-/** Encode `args` into `out` at `offset`; returns the offset after the command. */
-export function writeCommand(out: Buffer, offset: number, args: readonly Arg[]): number {
+/** Writes `*<n>\r\n` at `offset`; returns the offset after it. */
+export function writeMultibulkHeader(out: Buffer, offset: number, n: number): number {
+  out[offset] = 0x2a; // '*'
+  const o = writeUint(out, offset + 1, n, uintDigits(n));
+  out[o] = 0x0d;
+  out[o + 1] = 0x0a;
+  return o + 2;
+}
+
+/** Writes one argument as a bulk string at `offset`; returns the offset after it. */
+export function writeBulk(out: Buffer, offset: number, a: Arg): number {
+  if (typeof a === 'object') return writeBufferBulk(out, offset, a);
   let o = offset;
-  out[o++] = 0x2a; // '*'
-  o += out.write(String(args.length), o, 'latin1');
-  out[o++] = 0x0d;
-  out[o++] = 0x0a;
-  for (const a of args) {
-    out[o++] = 0x24; // '$'
-    if (typeof a === 'string') {
-      const len = Buffer.byteLength(a);
-      o += out.write(String(len), o, 'latin1');
+  out[o++] = 0x24; // '$'
+  if (typeof a === 'string') {
+    const n = a.length;
+    let ascii = n <= SHORT_STRING;
+    for (let i = 0; ascii && i < n; i++) if (a.charCodeAt(i) >= 0x80) ascii = false;
+    if (ascii) {
+      o = writeUint(out, o, n, uintDigits(n));
+      out[o++] = 0x0d;
+      out[o++] = 0x0a;
+      for (let i = 0; i < n; i++) out[o++] = a.charCodeAt(i);
+    } else {
+      const len = Buffer.byteLength(a, 'utf8');
+      o = writeUint(out, o, len, uintDigits(len));
       out[o++] = 0x0d;
       out[o++] = 0x0a;
       o += out.write(a, o, 'utf8');
-    } else if (typeof a === 'number') {
-      const s = String(a);
-      o += out.write(String(s.length), o, 'latin1');
-      out[o++] = 0x0d;
-      out[o++] = 0x0a;
-      o += out.write(s, o, 'latin1');
-    } else {
-      o += out.write(String(a.length), o, 'latin1');
-      out[o++] = 0x0d;
-      out[o++] = 0x0a;
-      o += a.copy(out, o);
     }
-    out[o++] = 0x0d;
-    out[o++] = 0x0a;
+  } else {
+    if (isPlainUint(a)) {
+      const d = uintDigits(a);
+      o = writeUint(out, o, d, uintDigits(d));
+      out[o++] = 0x0d;
+      out[o++] = 0x0a;
+      o = writeUint(out, o, a, d);
+    } else {
+      // Negative, fractional, huge or not finite: JavaScript's own spelling, as before.
+      const s = String(a);
+      o = writeUint(out, o, s.length, uintDigits(s.length));
+      out[o++] = 0x0d;
+      out[o++] = 0x0a;
+      for (let i = 0; i < s.length; i++) out[o++] = s.charCodeAt(i);
+    }
   }
+  out[o++] = 0x0d;
+  out[o++] = 0x0a;
+  return o;
+}
+
+/** `writeBulk` for a Buffer (most arguments of a snapshot: keys, values, payloads). */
+export function writeBufferBulk(out: Buffer, offset: number, a: Buffer): number {
+  const n = a.length;
+  let o = offset;
+  out[o] = 0x24; // '$'
+  if (n < 10) {
+    out[o + 1] = 0x30 + n;
+    o += 2;
+  } else if (n < 100) {
+    const q = (n / 10) | 0;
+    out[o + 1] = 0x30 + q;
+    out[o + 2] = 0x30 + (n - q * 10);
+    o += 3;
+  } else {
+    o = writeUint(out, o + 1, n, uintDigits(n));
+  }
+  out[o] = 0x0d;
+  out[o + 1] = 0x0a;
+  o += 2;
+  if (n <= SHORT_BUFFER) {
+    for (let i = 0; i < n; i++) out[o + i] = a[i]!;
+  } else {
+    out.set(a, o);
+  }
+  o += n;
+  out[o] = 0x0d;
+  out[o + 1] = 0x0a;
+  return o + 2;
+}
+
+/** Encode `args` into `out` at `offset`; returns the offset after the command. */
+export function writeCommand(out: Buffer, offset: number, args: readonly Arg[]): number {
+  let o = writeMultibulkHeader(out, offset, args.length);
+  for (let i = 0; i < args.length; i++) o = writeBulk(out, o, args[i]!);
   return o;
 }
 

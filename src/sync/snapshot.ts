@@ -2,20 +2,29 @@
  * Applies a decoded RDB snapshot to the target: records -> Translator -> RESP-encoded units
  * on the TargetWriter, with SELECT whenever the db changes, in bounded memory (the writer's
  * in-flight budget is the only buffer; `submit` returning false pauses the decoder).
+ *
+ * Commands are encoded into the unit's buffer as the translator produces them, so their
+ * argument arrays and the record Buffers they point at die young (holding ~10k commands per
+ * unit until submit made every scavenge copy them). Only the pairs of the MSET being gathered
+ * are held, until it closes.
  */
 import type { Logger } from '../observe/logger.js';
 import type { RdbRecord } from '../rdb/types.js';
-import { encodedLength, writeCommand, type Arg } from '../resp/encode.js';
+import { bulkLength, encodedLength, multibulkHeaderLength, writeBulk, writeCommand, writeMultibulkHeader, type Arg } from '../resp/encode.js';
 import type { AnyTargetWriter } from '../target/index.js';
-import { Translator, type TranslateOptions } from './translate.js';
+import type { WriteUnit } from '../target/types.js';
+import { Translator, type CommandSink, type TranslateOptions } from './translate.js';
 
 export interface SnapshotApplierOptions {
   writer: AnyTargetWriter;
   translate: TranslateOptions;
   logger: Logger;
-  /** Bytes per unit submitted to the writer. */
+  /** Bytes per unit submitted to the writer (a single bigger command makes a unit of its own). Default 512 KiB. */
   unitBytes?: number;
-  /** Commands per unit. */
+  /**
+   * Most commands per unit. Default 4096: high enough that units of small RESTOREs are cut by
+   * bytes, not by count (a unit cut while mostly empty is copied out of its buffer).
+   */
   unitCommands?: number;
   /**
    * Cluster targets have only db 0: called for each key of another db, which is then
@@ -26,14 +35,11 @@ export interface SnapshotApplierOptions {
   coalesceSets?: boolean;
 }
 
+/** Most key/value pairs per MSET. */
 const MSET_PAIRS = 128;
-
-/** Bytes of a command on the wire, near enough to cut units (the exact size is computed once, in submit). */
-function approxLength(cmd: readonly Arg[]): number {
-  let n = 16;
-  for (const a of cmd) n += (typeof a === 'string' ? a.length : typeof a === 'number' ? 20 : a.length) + 16;
-  return n;
-}
+/** `$4\r\nMSET\r\n`: the verb of a coalesced MSET, after its `*<n>\r\n` header. */
+const MSET_VERB_BYTES = 10;
+const NO_ARG = Buffer.alloc(0);
 
 export interface SnapshotStats {
   keys: number;
@@ -50,25 +56,39 @@ export class SnapshotApplier {
   private readonly writer: AnyTargetWriter;
   private readonly unitBytes: number;
   private readonly unitCommands: number;
-  private cmds: Arg[][] = [];
-  /** The MSET being filled at the end of `cmds`, if any. */
-  private mset: Arg[] | null = null;
   private readonly coalesceSets: boolean;
   private readonly onForeignDb: ((db: number, key: Buffer) => void) | undefined;
+  /** The translator hands each command straight to `add`. */
+  private readonly sink: CommandSink = { push: (cmd) => this.add(cmd) };
+
+  /** The unit being encoded (null until its first command), bytes used and commands in it. */
+  private buf: Buffer | null = null;
+  private used = 0;
+  private count = 0;
+  /** Encoded units waiting for `apply` to submit them (the translator calls `add` synchronously). */
+  private ready: WriteUnit[] = [];
+  /**
+   * Key/value pairs of the MSET being gathered: the first `msetLen` slots of one array reused
+   * for every MSET (no allocation per key), and their encoded size (without MSET's header).
+   */
+  private readonly msetArgs: Arg[] = new Array<Arg>(MSET_PAIRS * 2).fill(NO_ARG);
+  private msetLen = 0;
+  private msetBytes = 0;
+
   /** Inside a key that is being dropped. */
   private dropping = false;
-  private cmdBytes = 0;
   private db = -1;
-  private scratch: Arg[][] = [];
   readonly stats: SnapshotStats = { keys: 0, commands: 0, expiredSkipped: 0, skipped: 0, functions: 0 };
   /** `repl-stream-db` from the RDB's AUX fields: the db selected when the stream starts. */
   replStreamDb = 0;
 
   constructor(opts: SnapshotApplierOptions) {
     this.writer = opts.writer;
-    this.translator = new Translator(opts.translate);
-    this.unitBytes = opts.unitBytes ?? 512 * 1024;
-    this.unitCommands = opts.unitCommands ?? 1000;
+    // add() encodes (or takes the arguments of) each command before the translator produces
+    // the next: the translator may reuse its arrays and payload buffer.
+    this.translator = new Translator({ ...opts.translate, transientCommands: true });
+    this.unitBytes = Math.max(1024, opts.unitBytes ?? 512 * 1024);
+    this.unitCommands = Math.max(1, opts.unitCommands ?? 4096);
     this.coalesceSets = opts.coalesceSets ?? true;
     this.onForeignDb = opts.onForeignDb;
   }
@@ -111,18 +131,16 @@ export class SnapshotApplier {
         default:
           break;
       }
-      const out = this.translator.push(rec, this.scratch);
-      if (out.length > 0) {
-        for (const c of out) this.add(c);
-        out.length = 0;
-      }
-      if (this.cmds.length >= this.unitCommands || this.cmdBytes >= this.unitBytes) await this.submit();
+      this.translator.push(rec, this.sink);
+      if (this.ready.length > 0) await this.submitReady();
     }
   }
 
   /** Submit what is batched; resolves when the writer accepted it (not when applied). */
   async finish(): Promise<void> {
-    await this.submit();
+    this.closeMset();
+    this.cut();
+    await this.submitReady();
     const t = this.translator.stats;
     this.stats.expiredSkipped = t.expiredSkipped;
   }
@@ -135,33 +153,90 @@ export class SnapshotApplier {
     // Plain `SET key value` of consecutive keys becomes one MSET: far fewer command
     // dispatches on the target for the many-small-strings datasets that dominate snapshots.
     if (this.coalesceSets && cmd.length === 3 && cmd[0] === 'SET') {
-      if (this.mset === null) {
-        this.mset = ['MSET'];
-        this.cmds.push(this.mset);
+      const key = cmd[1]!;
+      const value = cmd[2]!;
+      const pair = bulkLength(key) + bulkLength(value);
+      const n = this.msetLen;
+      // The gathered MSET is written at the end of the unit when it closes: if it would not
+      // fit there with this pair, it closes now, the unit is cut and the pair starts the next.
+      if (this.used + multibulkHeaderLength(n + 3) + MSET_VERB_BYTES + this.msetBytes + pair > this.unitBytes) {
+        this.closeMset();
+        this.cut();
       }
-      this.mset.push(cmd[1]!, cmd[2]!);
-      this.cmdBytes += approxLength(cmd);
-      if (this.mset.length > MSET_PAIRS * 2) this.mset = null;
-      return;
+      this.msetArgs[this.msetLen] = key;
+      this.msetArgs[this.msetLen + 1] = value;
+      this.msetLen += 2;
+      this.msetBytes += pair;
+      if (this.msetLen === MSET_PAIRS * 2) this.closeMset();
+    } else {
+      this.closeMset();
+      const size = encodedLength(cmd);
+      const buf = this.reserveBuffer(size);
+      const at = this.used;
+      this.wrote(writeCommand(buf, at, cmd), at + size);
     }
-    this.mset = null;
-    this.cmds.push(cmd);
-    this.cmdBytes += approxLength(cmd);
+    if (this.count + (this.msetLen > 0 ? 1 : 0) >= this.unitCommands) {
+      this.closeMset();
+      this.cut();
+    }
   }
 
-  private async submit(): Promise<void> {
-    if (this.cmds.length === 0) return;
-    // cmdBytes is an estimate (MSET headers grow); size the payload exactly.
-    let size = 0;
-    for (const c of this.cmds) size += encodedLength(c);
-    const payload = Buffer.allocUnsafe(size);
-    let o = 0;
-    for (const c of this.cmds) o = writeCommand(payload, o, c);
-    const count = this.cmds.length;
-    this.stats.commands += count;
-    this.cmds = [];
-    this.cmdBytes = 0;
-    this.mset = null;
-    if (!this.writer.submit({ payload, count })) await this.writer.waitDrain();
+  /** Encode the MSET being gathered, if any. */
+  private closeMset(): void {
+    const args = this.msetArgs;
+    const n = this.msetLen;
+    if (n === 0) return;
+    const size = multibulkHeaderLength(n + 1) + MSET_VERB_BYTES + this.msetBytes;
+    const buf = this.reserveBuffer(size);
+    const at = this.used;
+    let o = writeMultibulkHeader(buf, at, n + 1);
+    o = writeBulk(buf, o, 'MSET');
+    for (let i = 0; i < n; i++) o = writeBulk(buf, o, args[i]!);
+    this.msetLen = 0;
+    this.msetBytes = 0;
+    this.wrote(o, at + size);
+  }
+
+  /** The unit's buffer, with room for `size` more bytes at `used` (the unit is cut first if they do not fit). */
+  private reserveBuffer(size: number): Buffer {
+    const buf = this.buf;
+    if (buf !== null && this.used + size <= buf.length) return buf;
+    this.cut();
+    const fresh = Buffer.allocUnsafe(Math.max(this.unitBytes, size));
+    this.buf = fresh;
+    return fresh;
+  }
+
+  /** One command was written, ending at `end`; `expected` is where its measured size said. */
+  private wrote(end: number, expected: number): void {
+    // A wrong size would send a cut or garbled command to the target: never let it pass.
+    if (end !== expected) throw new Error(`snapshot command encoded to ${end - this.used} bytes, ${expected - this.used} measured`);
+    this.used = end;
+    this.count++;
+  }
+
+  /** Close the unit being encoded and queue it for submission. */
+  private cut(): void {
+    const buf = this.buf;
+    if (buf === null) return;
+    if (this.count > 0) {
+      // A mostly empty buffer (cut by the command count or by a big command) is not kept
+      // whole while in flight: the writer's budget counts payload bytes only.
+      let payload = buf.subarray(0, this.used);
+      if (this.used < buf.length / 2) payload = Buffer.from(payload);
+      this.ready.push({ payload, count: this.count });
+    }
+    this.buf = null;
+    this.used = 0;
+    this.count = 0;
+  }
+
+  private async submitReady(): Promise<void> {
+    const units = this.ready;
+    this.ready = [];
+    for (const unit of units) {
+      this.stats.commands += unit.count;
+      if (!this.writer.submit(unit)) await this.writer.waitDrain();
+    }
   }
 }

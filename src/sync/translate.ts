@@ -22,16 +22,25 @@
  * `includeExpired`. With `replace`, each collection key starts with `DEL key` (strings are
  * overwritten by SET anyway) and RESTORE gets REPLACE.
  */
-import { buildDumpPayload } from '../rdb/dump.js';
+import { DUMP_TRAILER_BYTES, buildDumpPayload, writeDumpPayload } from '../rdb/dump.js';
 import type { KeyHeader, RdbRecord } from '../rdb/types.js';
 import { encodedLength } from '../resp/encode.js';
 import { ExitCode, ReplicantError, printableKey } from '../errors.js';
 import { CommandBatcher } from './translate-batch.js';
+import { HeldRecords } from './translate-hold.js';
 import { formatScore, parseTargetVersion } from './translate-format.js';
 import { StreamRebuilder, type Command } from './translate-stream.js';
 
 export type { Command } from './translate-stream.js';
 export { formatScore, parseTargetVersion } from './translate-format.js';
+
+/**
+ * Where `push` appends its commands: an array, or any object with a `push` (the snapshot
+ * applier encodes them as they come, with no intermediate array).
+ */
+export interface CommandSink {
+  push(cmd: Command): unknown;
+}
 
 export interface TranslateOptions {
   /**
@@ -53,6 +62,12 @@ export interface TranslateOptions {
   batchElements?: number;
   /** Most value bytes per command, and the string size above which SET + APPEND is used. Default 1 MiB. */
   batchBytes?: number;
+  /**
+   * The commands `push` appends are valid only until the next `push`: plain `SET key value`
+   * reuses one array, and RESTORE payloads up to 1 MiB one buffer, instead of allocating per
+   * key. Only for consumers that encode each command at once (the snapshot applier). Default false.
+   */
+  transientCommands?: boolean;
   /** Restore mode: most bytes of commands held per key while waiting for keyEnd. Default 8 MiB. */
   restoreBufferBytes?: number;
   /** What to do with a key that cannot be written (a module value without raw bytes). Default 'fail'. */
@@ -116,9 +131,13 @@ export class Translator {
   private readonly emitSelect: boolean;
   private readonly onIssue: ((issue: TranslateIssue) => void) | undefined;
   private payloadVersion: number | null;
+  private readonly transient: boolean;
+  /** transientCommands: the reused `SET key value` array, and payload buffer (grown up to PAYLOAD_SCRATCH_MAX). */
+  private readonly setScratch: Command = ['SET', EMPTY, EMPTY];
+  private payloadScratch: Buffer | null = null;
 
   private currentDb = -1;
-  private out: Command[] = [];
+  private out: CommandSink = [];
 
   // State of the key being translated (null between keys).
   private cur: KeyHeader | null = null;
@@ -127,8 +146,7 @@ export class Translator {
   private buffer: Command[] = [];
   /** Records of the current key held back in restore/auto mode (see hold()). */
   private holding = false;
-  private held: RdbRecord[] = [];
-  private heldBytes = 0;
+  private readonly held = new HeldRecords();
   private bufferBytes = 0;
   private emittedToOut = false;
   private wroteData = false;
@@ -151,6 +169,7 @@ export class Translator {
     this.emitSelect = opts.emitSelect ?? true;
     this.onIssue = opts.onIssue;
     this.payloadVersion = opts.payloadVersion ?? null;
+    this.transient = opts.transientCommands ?? false;
     this.batch = new CommandBatcher(this.batchElements, this.batchBytes, (c) => this.data(c));
   }
 
@@ -160,7 +179,14 @@ export class Translator {
   }
 
   /** Translate one record; appends the commands it produces to `out` and returns `out`. */
-  push(rec: RdbRecord, out: Command[] = []): Command[] {
+  push(rec: RdbRecord): Command[];
+  push<S extends CommandSink>(rec: RdbRecord, out: S): S;
+  push(rec: RdbRecord, out: CommandSink = []): CommandSink {
+    this.translate(rec, out);
+    return out;
+  }
+
+  private translate(rec: RdbRecord, out: CommandSink): void {
     this.out = out;
     switch (rec.kind) {
       case 'header':
@@ -194,7 +220,6 @@ export class Translator {
         if (this.holding) this.hold(rec);
         else this.value(rec);
     }
-    return out;
   }
 
   /**
@@ -204,15 +229,12 @@ export class Translator {
    */
   private hold(rec: RdbRecord): void {
     this.held.push(rec);
-    this.heldBytes += recordBytes(rec);
-    if (this.heldBytes > this.restoreBufferBytes) this.release();
+    if (this.held.bytes > this.restoreBufferBytes) this.release();
   }
 
   /** Translate the held records now, and the rest of the key as it comes. */
   private release(): void {
-    const held = this.held;
-    this.held = [];
-    this.heldBytes = 0;
+    const held = this.held.take();
     this.holding = false;
     this.spill();
     for (const r of held) this.value(r);
@@ -223,9 +245,9 @@ export class Translator {
     this.skipping = false;
     this.buffering = this.mode === 'restore' || (this.mode === 'auto' && h.type !== 'string');
     this.holding = this.buffering;
-    this.held = [];
-    this.heldBytes = 0;
-    this.buffer = [];
+    this.held.clear();
+    // A fresh array only when the last key left something: no allocation per key.
+    if (this.buffer.length !== 0) this.buffer = [];
     this.bufferBytes = 0;
     this.emittedToOut = false;
     this.wroteData = false;
@@ -309,6 +331,12 @@ export class Translator {
       if (h.expireMs !== null && this.target >= 602) {
         this.data(['SET', h.key, value, 'PXAT', h.expireMs]);
         this.expirySet = true;
+      } else if (this.transient && !this.buffering) {
+        // Goes straight to `out`, which is done with the previous one (never into this.buffer).
+        const cmd = this.setScratch;
+        cmd[1] = h.key;
+        cmd[2] = value;
+        this.data(cmd);
       } else {
         this.data(['SET', h.key, value]);
       }
@@ -328,8 +356,8 @@ export class Translator {
       if (!this.skipping) this.finishKey(h, raw);
     } finally {
       this.cur = null;
-      this.buffer = [];
-      this.held = [];
+      if (this.buffer.length !== 0) this.buffer = [];
+      this.held.clear();
       this.holding = false;
       this.stream = null;
     }
@@ -344,8 +372,8 @@ export class Translator {
       return;
     }
     if (this.buffering && raw !== null) {
-      this.buffer = [];
-      this.held = [];
+      if (this.buffer.length !== 0) this.buffer = [];
+      this.held.clear();
       this.restore(h, raw);
       return;
     }
@@ -367,7 +395,7 @@ export class Translator {
 
   private restore(h: KeyHeader, raw: Buffer): void {
     if (this.payloadVersion === null) throw new Error('RESTORE needs the RDB version: no header record seen and no payloadVersion option');
-    const cmd: Command = ['RESTORE', h.key, h.expireMs ?? 0, buildDumpPayload(raw, this.payloadVersion), 'ABSTTL'];
+    const cmd: Command = ['RESTORE', h.key, h.expireMs ?? 0, this.dumpPayload(raw, this.payloadVersion), 'ABSTTL'];
     if (this.replace) cmd.push('REPLACE');
     if (h.lruIdle !== null) cmd.push('IDLETIME', h.lruIdle);
     else if (h.lfuFreq !== null) cmd.push('FREQ', h.lfuFreq);
@@ -376,12 +404,23 @@ export class Translator {
     this.stats.restoredKeys++;
   }
 
+  private dumpPayload(raw: Buffer, version: number): Buffer {
+    const size = raw.length + DUMP_TRAILER_BYTES;
+    if (!this.transient || size > PAYLOAD_SCRATCH_MAX) return buildDumpPayload(raw, version);
+    let buf = this.payloadScratch;
+    if (buf === null || buf.length < size) {
+      buf = Buffer.allocUnsafe(Math.min(PAYLOAD_SCRATCH_MAX, Math.max(size, 2 * (buf?.length ?? 32 * 1024))));
+      this.payloadScratch = buf;
+    }
+    return buf.subarray(0, writeDumpPayload(buf, 0, raw, version));
+  }
+
   private skipKey(error: Error): void {
     const h = this.cur;
     if (h === null) return;
     this.cur = null;
-    this.buffer = [];
-    this.held = [];
+    if (this.buffer.length !== 0) this.buffer = [];
+    this.held.clear();
     this.holding = false;
     if (this.skipping) return;
     // Commands already sent built part of the key: remove it rather than leave half a value.
@@ -419,8 +458,10 @@ export class Translator {
   /** Restore mode gives up on RESTORE for this key: send what was buffered, stream the rest. */
   private spill(): void {
     for (const c of this.buffer) this.out.push(c);
-    if (this.buffer.length > 0) this.emittedToOut = true;
-    this.buffer = [];
+    if (this.buffer.length > 0) {
+      this.emittedToOut = true;
+      this.buffer = [];
+    }
     this.buffering = false;
   }
 
@@ -431,32 +472,6 @@ export class Translator {
 }
 
 const LUA = Buffer.from('lua');
-
-/** Approximate payload bytes of a value record (what its commands would carry). */
-function recordBytes(rec: RdbRecord): number {
-  let n = 64;
-  switch (rec.kind) {
-    case 'listItems':
-    case 'setItems':
-      for (const b of rec.items) n += b.length + 16;
-      break;
-    case 'zsetItems':
-      for (const z of rec.items) n += z.member.length + 32;
-      break;
-    case 'hashItems':
-      for (const it of rec.items) n += it.field.length + it.value.length + 32;
-      break;
-    case 'streamEntries':
-      for (const e of rec.entries) for (const f of e.fields) n += f.length + 16;
-      break;
-    case 'string':
-      n += rec.value.length;
-      break;
-    case 'module':
-      n += rec.payload.length;
-      break;
-    default:
-      break;
-  }
-  return n;
-}
+const EMPTY = Buffer.alloc(0);
+/** Largest reused payload buffer: bigger payloads get one of their own. */
+const PAYLOAD_SCRATCH_MAX = 1024 * 1024;

@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import type { KeyHeader, RdbRecord, ValueType } from '../../src/rdb/types.js';
+import { buildDumpPayload } from '../../src/rdb/dump.js';
 import type { Arg } from '../../src/resp/encode.js';
 import { Translator, UntranslatableKeyError, formatScore, type TranslateIssue, type TranslateOptions } from '../../src/sync/translate.js';
 
@@ -372,6 +373,63 @@ describe('Translator: auto mode', () => {
       { mode: 'auto', payloadVersion: 10 },
     );
     expect(cmds.map((c) => c[0])).toEqual(['SET', 'RESTORE']);
+  });
+});
+
+describe('Translator: sinks and payload buffers', () => {
+  const setKey = (name: string, raw: Buffer): RdbRecord[] => [keyStart(name, 'set'), { kind: 'setItems', items: [B('m')] }, keyEnd(raw)];
+
+  it('push() appends to any object with push(), in order, and returns it', () => {
+    const seen: string[] = [];
+    const sink = { push: (c: Arg[]) => seen.push(c.map(text).join(' ')) };
+    const t = new Translator({ emitSelect: false });
+    for (const r of [keyStart('a', 'string'), { kind: 'string', value: B('1') } as RdbRecord, keyEnd(null)]) expect(t.push(r, sink)).toBe(sink);
+    expect(seen).toEqual(['SET a 1']);
+    expect(t.push(keyStart('b', 'string'))).toEqual([]);
+  });
+
+  it('transientCommands: plain SETs share one array handed out one at a time; buffered ones do not', () => {
+    const strings = (n: number): RdbRecord[] => Array.from({ length: n }, (_, i) => [keyStart(`s${i}`, 'string'), { kind: 'string', value: B(`v${i}`) } as RdbRecord, keyEnd(null)]).flat();
+    const seen: Arg[][] = [];
+    const texts: string[] = [];
+    const sink = { push: (c: Arg[]) => { seen.push(c); texts.push(c.map(text).join(' ')); } };
+    const t = new Translator({ emitSelect: false, transientCommands: true });
+    for (const r of strings(3)) t.push(r, sink);
+    expect(texts).toEqual(['SET s0 v0', 'SET s1 v1', 'SET s2 v2']);
+    expect(seen[0]).toBe(seen[2]);
+    // Restore mode without raw bytes (the key is translated at keyEnd), and the default: arrays of their own.
+    texts.length = 0;
+    const r = new Translator({ emitSelect: false, transientCommands: true, mode: 'restore', payloadVersion: 10, replace: true });
+    for (const rec of strings(2)) r.push(rec, sink);
+    expect(texts).toEqual(['SET s0 v0', 'SET s1 v1']);
+    const out: Arg[][] = [];
+    const d = new Translator({ emitSelect: false });
+    for (const rec of strings(3)) d.push(rec, out);
+    expect(out.map((c) => c.map(text).join(' '))).toEqual(['SET s0 v0', 'SET s1 v1', 'SET s2 v2']);
+  });
+
+  it('by default every RESTORE payload is a Buffer of its own', () => {
+    const { cmds } = run([...setKey('a', Buffer.alloc(40, 1)), ...setKey('b', Buffer.alloc(30, 2))], { mode: 'restore', payloadVersion: 10 });
+    expect(cmds.map((c) => c[3])).toEqual([
+      buildDumpPayload(Buffer.alloc(40, 1), 10).toString('latin1'),
+      buildDumpPayload(Buffer.alloc(30, 2), 10).toString('latin1'),
+    ]);
+  });
+
+  it('transientCommands: the same payload bytes, valid until the next push; big payloads still get their own', () => {
+    const t = new Translator({ emitSelect: false, mode: 'restore', payloadVersion: 11, transientCommands: true });
+    const payloads: Buffer[] = [];
+    const copies: Buffer[] = [];
+    const sink = { push: (c: Arg[]) => { payloads.push(c[3] as Buffer); copies.push(Buffer.from(c[3] as Buffer)); } };
+    const raws = [Buffer.alloc(40, 1), Buffer.alloc(100_000, 2), Buffer.alloc(2 * 1024 * 1024, 3), Buffer.alloc(20, 4)];
+    raws.forEach((raw, i) => { for (const r of setKey(`k${i}`, raw)) t.push(r, sink); });
+    expect(copies.map((p, i) => p.equals(buildDumpPayload(raws[i]!, 11)))).toEqual([true, true, true, true]);
+    // The 100 kB payload grew the shared buffer, the last one reused it (overwriting the 100 kB
+    // one's bytes: valid only until the next push); the 2 MiB one got a buffer of its own.
+    expect(payloads[3]!.buffer === payloads[1]!.buffer).toBe(true);
+    expect(payloads[1]!.equals(copies[1]!)).toBe(false);
+    expect(payloads[2]!.buffer === payloads[1]!.buffer).toBe(false);
+    expect(payloads[2]!.equals(copies[2]!)).toBe(true);
   });
 });
 
