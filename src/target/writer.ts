@@ -23,6 +23,7 @@ import { probeTarget } from './probe.js';
 import { commandAt } from './request-decoder.js';
 import type { ErrorPolicy, TargetEndpoint, TargetInfo, TargetWriterOptions, WriteUnit, WriterStats } from './types.js';
 import { GatheredOutput } from './socket-output.js';
+import { SimpleReplyScanner } from './simple-replies.js';
 import { PendingUnit, UnitKind, UnitQueue } from './unit-queue.js';
 
 const MULTI = encodeCommand(['MULTI']);
@@ -62,6 +63,8 @@ export class TargetWriter extends EventEmitter<TargetWriterEvents> {
 
   private readonly socket: Socket;
   private readonly parser: RedisParser;
+  /** Counts +OK/:n replies straight off the chunk; hands everything else to `parser`. */
+  private readonly replies: SimpleReplyScanner;
   private readonly queue = new UnitQueue();
   private readonly maxInflight: number;
   private readonly policy: ErrorPolicy;
@@ -107,6 +110,10 @@ export class TargetWriter extends EventEmitter<TargetWriterEvents> {
       returnReply: (reply: unknown) => this.onReply(reply),
       returnError: (err: Error) => this.onErrorReply(err.message),
       returnFatalError: (err: Error) => this.fail(new TargetError(`target ${this.address}: unparsable reply (${err.message})`, { cause: err })),
+    });
+    this.replies = new SimpleReplyScanner(this.parser, {
+      acceptsSimple: () => this.acceptsSimple(),
+      simpleReply: () => this.simpleReply(),
     });
     this.socket = netConnect({ host: endpoint.host, port: endpoint.port });
     this.out = new GatheredOutput(this.socket);
@@ -254,12 +261,29 @@ export class TargetWriter extends EventEmitter<TargetWriterEvents> {
 
   private onData(chunk: Buffer): void {
     try {
-      this.parser.execute(chunk);
+      this.replies.execute(chunk);
     } catch (e) {
       // A throwing 'applied'/'commandError' listener lands here: that is a caller bug, but the reply
       // stream is now out of step, so the writer cannot go on.
       this.fail(new TargetError(`target ${this.address}: reply handling failed: ${(e as Error).message}`, { cause: e }));
     }
+  }
+
+  /**
+   * Whether the next reply can be counted without its value: it answers a plain command, or MULTI or
+   * a command being queued in an atomic unit (EXEC's array, call() results and unexpected replies
+   * need the value, so they go through the parser).
+   */
+  private acceptsSimple(): boolean {
+    const u = this.queue.peek();
+    return u !== undefined && (u.kind === UnitKind.PLAIN || (u.kind === UnitKind.ATOMIC && u.replied <= u.count));
+  }
+
+  /** A simple (non-error) reply for the head unit, which acceptsSimple() admitted: what onReply() does for it. */
+  private simpleReply(): boolean {
+    const u = this.queue.peek()!;
+    if (++u.replied === u.expected) this.completeHead(undefined);
+    return this.state === 'open' || this.state === 'closing';
   }
 
   private onReply(reply: unknown): void {
