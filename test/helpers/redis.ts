@@ -175,3 +175,14 @@ export async function infoField(c: Redis, section: string, name: string): Promis
   if (!m) throw new Error(`INFO ${section} has no ${name}`);
   return Number(m[1]);
 }
+
+/** Make `target` an exact copy of `source` (values, expiries, stream groups) by replication, then detach it. */
+export async function replicate(source: RedisServer, target: RedisServer): Promise<void> {
+  const t = target.client();
+  await t.replicaof('127.0.0.1', String(source.port));
+  await waitFor(async () => {
+    const info = (await t.info('replication')) as string;
+    return /master_link_status:up/.test(info) && /master_sync_in_progress:0/.test(info);
+  }, 'the copy to finish', 20_000, 50);
+  await t.replicaof('NO', 'ONE');
+}

@@ -3,15 +3,11 @@
  * has no PEXPIRETIME: values by DUMP payloads, then read element by element when the payloads
  * differ (here they do: the target's encoding limits are smaller), expiries by PTTL.
  */
-import { execFileSync, spawn } from 'node:child_process';
-import { existsSync, readdirSync, statSync } from 'node:fs';
-import { join } from 'node:path';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { populate } from '../helpers/dataset.js';
-import { startRedis, waitFor, type RedisServer } from '../helpers/redis.js';
+import { replicate, startRedis, type RedisServer } from '../helpers/redis.js';
+import { ensureBuilt, runCli } from '../helpers/cli.js';
 
-const ROOT = new URL('../../', import.meta.url).pathname;
-const CLI = join(ROOT, 'dist/cli/main.js');
 
 /** No DEBUG, no PEXPIRETIME, and small encodings so DUMP payloads differ from the source's. */
 const LIMITED = [
@@ -28,18 +24,9 @@ afterEach(async () => {
   await Promise.all(servers.splice(0).map((s) => s.stop()));
 });
 
-function newest(dir: string): number {
-  let t = 0;
-  for (const e of readdirSync(dir, { withFileTypes: true })) {
-    const p = join(dir, e.name);
-    t = Math.max(t, e.isDirectory() ? newest(p) : statSync(p).mtimeMs);
-  }
-  return t;
-}
-
-beforeAll(() => {
-  if (!existsSync(CLI) || statSync(CLI).mtimeMs < newest(join(ROOT, 'src'))) execFileSync('npm', ['run', 'build'], { cwd: ROOT, stdio: 'ignore' });
-}, 120_000);
+beforeAll(async () => {
+  await ensureBuilt();
+}, 180_000);
 
 async function server(args: string[] = []): Promise<RedisServer> {
   const s = await startRedis({ args });
@@ -47,36 +34,17 @@ async function server(args: string[] = []): Promise<RedisServer> {
   return s;
 }
 
-function verify(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  return new Promise((resolve) => {
-    const child = spawn(process.execPath, [CLI, 'verify', '--log-level', 'warn', ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
-    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-    const timer = setTimeout(() => child.kill('SIGKILL'), 60_000);
-    child.on('exit', (c, sig) => {
-      clearTimeout(timer);
-      resolve({ code: c ?? (sig ? 128 : -1), stdout, stderr });
-    });
-  });
-}
-
-async function copy(source: RedisServer, target: RedisServer): Promise<void> {
-  const t = target.client();
-  await t.replicaof('127.0.0.1', String(source.port));
-  await waitFor(async () => {
-    const info = (await t.info('replication')) as string;
-    return /master_link_status:up/.test(info) && /master_sync_in_progress:0/.test(info);
-  }, 'the copy to finish', 20_000, 50);
-  await t.replicaof('NO', 'ONE');
+/** Run `replicant verify` to its exit. */
+async function verify(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
+  const r = await runCli(['verify', '--log-level', 'warn', ...args]);
+  return { code: r.code, stdout: r.stdout.toString(), stderr: r.stderr };
 }
 
 async function limitedPair(extraTargetArgs: string[] = []): Promise<{ source: RedisServer; target: RedisServer }> {
   const source = await server();
   const target = await server([...LIMITED, ...extraTargetArgs]);
   await populate(source.client(), { seed: 5, bigElements: 1500, smallKeys: 150, bigStringBytes: 100_000, functions: false });
-  await copy(source, target);
+  await replicate(source, target);
   // The target really lacks both commands.
   await expect(target.client().call('DEBUG', 'DIGEST')).rejects.toThrow(/DEBUG/);
   await expect(target.client().call('PEXPIRETIME', 'x')).rejects.toThrow(/unknown command/);

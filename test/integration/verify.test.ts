@@ -3,12 +3,10 @@
  * key-by-key pass (DEBUG DIGEST-VALUE), each kind of difference, filters, exit codes, and
  * --settle telling lag from a real difference.
  */
-import { execFileSync, spawn } from 'node:child_process';
-import { existsSync, readdirSync, statSync } from 'node:fs';
-import { join } from 'node:path';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { populate } from '../helpers/dataset.js';
-import { startRedis, waitFor, type RedisServer } from '../helpers/redis.js';
+import { replicate, startRedis, waitFor, type RedisServer } from '../helpers/redis.js';
+import { ensureBuilt, runCli } from '../helpers/cli.js';
 import { startSentinel } from '../helpers/sentinel.js';
 import { parseKeyspace } from '../../src/verify/capabilities.js';
 import { dumpVersion } from '../../src/verify/check.js';
@@ -16,8 +14,6 @@ import { nextStreamId } from '../../src/verify/pair.js';
 import { Sampler, parseSample } from '../../src/verify/sample.js';
 import { Verifier } from '../../src/verify/verifier.js';
 
-const ROOT = new URL('../../', import.meta.url).pathname;
-const CLI = join(ROOT, 'dist/cli/main.js');
 const BIN_KEY = Buffer.from([0xff, 0x00, 0x80, 0x0a]);
 
 const servers: RedisServer[] = [];
@@ -25,18 +21,9 @@ afterEach(async () => {
   await Promise.all(servers.splice(0).map((s) => s.stop()));
 });
 
-function newest(dir: string): number {
-  let t = 0;
-  for (const e of readdirSync(dir, { withFileTypes: true })) {
-    const p = join(dir, e.name);
-    t = Math.max(t, e.isDirectory() ? newest(p) : statSync(p).mtimeMs);
-  }
-  return t;
-}
-
-beforeAll(() => {
-  if (!existsSync(CLI) || statSync(CLI).mtimeMs < newest(join(ROOT, 'src'))) execFileSync('npm', ['run', 'build'], { cwd: ROOT, stdio: 'ignore' });
-}, 120_000);
+beforeAll(async () => {
+  await ensureBuilt();
+}, 180_000);
 
 async function server(args: string[] = []): Promise<RedisServer> {
   const s = await startRedis({ args });
@@ -44,36 +31,10 @@ async function server(args: string[] = []): Promise<RedisServer> {
   return s;
 }
 
-interface CliResult {
-  code: number;
-  stdout: string;
-  stderr: string;
-}
-
-function verify(args: string[]): Promise<CliResult> {
-  return new Promise((resolve) => {
-    const child = spawn(process.execPath, [CLI, 'verify', '--log-level', 'warn', ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
-    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-    const timer = setTimeout(() => child.kill('SIGKILL'), 60_000);
-    child.on('exit', (c, sig) => {
-      clearTimeout(timer);
-      resolve({ code: c ?? (sig ? 128 : -1), stdout, stderr });
-    });
-  });
-}
-
-/** Make `target` an exact copy of `source` (values, expiries, stream groups) by replication. */
-async function copy(source: RedisServer, target: RedisServer): Promise<void> {
-  const t = target.client();
-  await t.replicaof('127.0.0.1', String(source.port));
-  await waitFor(async () => {
-    const info = (await t.info('replication')) as string;
-    return /master_link_status:up/.test(info) && /master_sync_in_progress:0/.test(info);
-  }, 'the copy to finish', 20_000, 50);
-  await t.replicaof('NO', 'ONE');
+/** Run `replicant verify` to its exit. */
+async function verify(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
+  const r = await runCli(['verify', '--log-level', 'warn', ...args]);
+  return { code: r.code, stdout: r.stdout.toString(), stderr: r.stderr };
 }
 
 /** A source with every type in dbs 0, 1 and 5, TTLs and binary keys, and its copy. */
@@ -84,7 +45,7 @@ async function equalPair(targetArgs: string[] = []): Promise<{ source: RedisServ
   await populate(src, { seed: 11, bigElements: 1500, smallKeys: 150, bigStringBytes: 100_000, functions: false });
   await src.set(BIN_KEY, Buffer.from([0, 1, 2, 0xfe]));
   await src.pexpire(BIN_KEY, 3_600_000);
-  await copy(source, target);
+  await replicate(source, target);
   return { source, target };
 }
 
@@ -180,9 +141,8 @@ describe('replicant verify (DEBUG allowed)', () => {
     const source = await server();
     const target = await server();
     await populate(source.client(), { seed: 4, bigElements: 1200, smallKeys: 100, bigStringBytes: 50_000, functions: false });
-    const sync = spawn(process.execPath, [CLI, 'sync', '-s', source.url, '-t', target.url, '--write-mode', 'commands', '--exit-after-full-sync', '--no-progress', '--log-level', 'warn'], { stdio: 'ignore' });
-    const code = await new Promise<number | null>((resolve) => sync.on('exit', resolve));
-    expect(code).toBe(0);
+    const sync = await runCli(['sync', '-s', source.url, '-t', target.url, '--write-mode', 'commands', '--exit-after-full-sync', '--no-progress', '--log-level', 'warn']);
+    expect(sync.code).toBe(0);
     expect(await target.client().exists('__replicant:checkpoint')).toBe(1);
     const r = await verify(['-s', source.url, '-t', target.url, '--json']);
     expect(r.code).toBe(0);
@@ -208,7 +168,7 @@ describe('replicant verify (DEBUG allowed)', () => {
     const src = source.client();
     const tgt = target.client();
     for (let i = 0; i < 50; i++) await src.set(`k${i}`, String(i));
-    await copy(source, target);
+    await replicate(source, target);
     await src.set('k7', 'new'); // the target "lags"
 
     const v = new Verifier({ source: source.url, target: target.url, settleMs: 1500, useDigest: false });
@@ -231,7 +191,7 @@ describe('replicant verify (DEBUG allowed)', () => {
     const source = await server();
     const target = await server();
     await source.client().set('k', 'v');
-    await copy(source, target);
+    await replicate(source, target);
     const sentinel = await startSentinel({ masterName: 'verifymaster', masterPort: source.port });
     try {
       const r = await verify(['-s', `sentinel://127.0.0.1:${sentinel.port}/verifymaster`, '-t', target.url, '--json']);

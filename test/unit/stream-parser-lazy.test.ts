@@ -1,20 +1,8 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { encodeCommand, encodeCommands } from '../../src/resp/encode.js';
-import { ReplicationStreamParser, type StreamCommand } from '../../src/resp/stream-parser.js';
-
-/** Feed `bytes` cut at the given chunk sizes (cycled). */
-function feed(parser: ReplicationStreamParser, bytes: Buffer, sizes: number[]): StreamCommand[] {
-  const out: StreamCommand[] = [];
-  let i = 0;
-  let k = 0;
-  while (i < bytes.length) {
-    const n = Math.max(1, sizes[k++ % sizes.length]!);
-    for (const c of parser.push(bytes.subarray(i, i + n))) out.push(c);
-    i += n;
-  }
-  return out;
-}
+import { ReplicationStreamParser } from '../../src/resp/stream-parser.js';
+import { feed } from '../helpers/stream-feed.js';
 
 /** What the eager parser gave as the name: args[0] as latin1, lower-cased by JS. */
 const eagerName = (b: Buffer): string => b.toString('latin1').toLowerCase();

@@ -3,23 +3,11 @@ import { describe, expect, it } from 'vitest';
 import { ProtocolError } from '../../src/errors.js';
 import { encodeCommand, encodeCommands } from '../../src/resp/encode.js';
 import { ReplicationStreamParser, type StreamCommand } from '../../src/resp/stream-parser.js';
+import { feed } from '../helpers/stream-feed.js';
 
 const PING = Buffer.from('*1\r\n$4\r\nping\r\n');
 const GETACK = Buffer.from('*3\r\n$8\r\nREPLCONF\r\n$6\r\nGETACK\r\n$1\r\n*\r\n');
 const SELECT0 = Buffer.from('*2\r\n$6\r\nSELECT\r\n$1\r\n0\r\n');
-
-/** Feed `bytes` cut at the given chunk sizes (cycled). */
-function feed(parser: ReplicationStreamParser, bytes: Buffer, sizes: number[]): StreamCommand[] {
-  const out: StreamCommand[] = [];
-  let i = 0;
-  let k = 0;
-  while (i < bytes.length) {
-    const n = Math.max(1, sizes[k++ % sizes.length]!);
-    for (const c of parser.push(bytes.subarray(i, i + n))) out.push(c);
-    i += n;
-  }
-  return out;
-}
 
 function summary(cmds: StreamCommand[]): Array<[string, number, number, string[]]> {
   return cmds.map((c) => [c.name, c.offset, c.length, c.args.map((a) => a.toString('latin1'))]);
