@@ -29,10 +29,20 @@ export const ExitCode = {
   TARGET: 5,
   /** local I/O failure (input file, spool, checkpoint file) */
   IO: 6,
-  /** a full resync was needed but --on-full-resync fail was given */
+  /**
+   * a full resync was needed and could not be done safely: --on-full-resync fail, or the target
+   * holds keys this sync did not write (flushing would destroy them)
+   */
   RESYNC_REFUSED: 7,
   /** `replicant verify` found differences between the source and the target */
   DIFFERENT: 8,
+  /**
+   * the copy on the target is incomplete: stopped before the snapshot was applied (the next run
+   * copies again), or keys/commands were skipped under --on-error skip
+   */
+  INCOMPLETE: 9,
+  /** another instance of the same sync owns the target (its lease is alive) */
+  LOCKED: 10,
 } as const;
 
 export class UsageError extends ReplicantError {
