@@ -15,10 +15,12 @@ export interface Checkpoint {
   cleanStart: boolean;
   /** Unix ms when written (informational). */
   at: number;
+  /** run_id of the source when written: tells a restarted source from a failover. */
+  sourceRunId?: string;
 }
 
 export function serializeCheckpoint(cp: Checkpoint): string {
-  return JSON.stringify({ v: 1, replid: cp.replid, offset: cp.offset, db: cp.db, state: cp.state, cleanStart: cp.cleanStart, at: cp.at });
+  return JSON.stringify({ v: 1, replid: cp.replid, offset: cp.offset, db: cp.db, state: cp.state, cleanStart: cp.cleanStart, at: cp.at, sourceRunId: cp.sourceRunId });
 }
 
 /** Parse a stored checkpoint; returns null (never throws) for anything that is not one. */
@@ -35,5 +37,7 @@ export function parseCheckpoint(text: string | Buffer | null | undefined): Check
   if (r['v'] !== 1 || typeof r['replid'] !== 'string' || typeof r['offset'] !== 'number' || typeof r['db'] !== 'number') return null;
   if (!/^[0-9a-f?]{1,40}$/i.test(r['replid']) || !Number.isSafeInteger(r['offset']) || !Number.isInteger(r['db']) || r['db'] < 0) return null;
   const state = r['state'] === 'full-sync' ? 'full-sync' : 'streaming';
-  return { replid: r['replid'], offset: r['offset'], db: r['db'], state, cleanStart: r['cleanStart'] === true, at: typeof r['at'] === 'number' ? r['at'] : 0 };
+  const cp: Checkpoint = { replid: r['replid'], offset: r['offset'], db: r['db'], state, cleanStart: r['cleanStart'] === true, at: typeof r['at'] === 'number' ? r['at'] : 0 };
+  if (typeof r['sourceRunId'] === 'string') cp.sourceRunId = r['sourceRunId'];
+  return cp;
 }

@@ -26,6 +26,9 @@ export interface CheckpointStore {
   readonly kind: 'target' | 'file' | 'none';
   /** Human-readable location for logs. */
   readonly where: string;
+  /** The target key holding the checkpoint (target store only). */
+  readonly key?: string;
+  readonly db?: number;
   load(): Promise<Checkpoint | null>;
   /**
    * Commands that store `cp`, to append to an atomic unit whose stream commands leave the
@@ -41,7 +44,6 @@ export interface CheckpointStore {
   flush(): Promise<void>;
 }
 
-export const DEFAULT_CHECKPOINT_KEY = '__replicant:checkpoint';
 /** Every key under this prefix belongs to Replicant: never copied, never verified. */
 export const RESERVED_PREFIX = '__replicant';
 
@@ -50,8 +52,8 @@ export class TargetCheckpointStore implements CheckpointStore {
   readonly where: string;
   constructor(
     private readonly access: CheckpointTargetAccess,
-    private readonly key = DEFAULT_CHECKPOINT_KEY,
-    private readonly db = 0,
+    readonly key: string,
+    readonly db = 0,
   ) {
     this.where = `target key "${key}" in db ${db}`;
   }
@@ -60,8 +62,12 @@ export class TargetCheckpointStore implements CheckpointStore {
     return parseCheckpoint(await this.access.get(this.db, this.key));
   }
 
+  /**
+   * GETSET, not SET: EXEC's last reply is then the checkpoint this one replaces, which tells
+   * the session, at no extra round trip, whether the target still holds what it applied.
+   */
   inlineCommands(cp: Checkpoint, dbAfter: number): Arg[][] {
-    const set: Arg[] = ['SET', this.key, serializeCheckpoint(cp)];
+    const set: Arg[] = ['GETSET', this.key, serializeCheckpoint(cp)];
     if (dbAfter === this.db) return [set];
     return [['SELECT', this.db], set, ['SELECT', dbAfter]];
   }
@@ -159,12 +165,15 @@ export class NoCheckpointStore implements CheckpointStore {
   async flush(): Promise<void> {}
 }
 
-export type CheckpointSpec = { kind: 'target'; key: string; db: number } | { kind: 'file'; path: string } | { kind: 'none' };
+export type CheckpointSpec = { kind: 'target'; key?: string; db: number } | { kind: 'file'; path: string } | { kind: 'none' };
 
-/** Parse `--checkpoint target[:KEY]|file:PATH|none`. */
-export function parseCheckpointSpec(text: string, key = DEFAULT_CHECKPOINT_KEY, db = 0): CheckpointSpec {
+/**
+ * Parse `--checkpoint target[:KEY]|file:PATH|none`. Plain `target` gives no key: the session
+ * uses the sync's own key (see identity.ts).
+ */
+export function parseCheckpointSpec(text: string, db = 0): CheckpointSpec {
   if (text === 'none') return { kind: 'none' };
-  if (text === 'target') return { kind: 'target', key, db };
+  if (text === 'target') return { kind: 'target', db };
   if (text.startsWith('target:')) {
     const k = text.slice(7);
     if (!k.startsWith(RESERVED_PREFIX)) throw new UsageError(`--checkpoint ${text}: the key must start with "${RESERVED_PREFIX}" so it is never copied or verified`);

@@ -15,7 +15,9 @@ export interface SyncCliOptions {
   bigKeyBytes: number;
   existing: 'fail' | 'replace' | 'flush';
   onError: 'fail' | 'skip';
-  onFullResync: 'flush' | 'fail';
+  onFullResync: 'flush' | 'flush-all' | 'replace' | 'fail';
+  name?: string;
+  leaseTtl: number;
   checkpoint: string;
   spoolDir?: string;
   spoolMemory: number;
@@ -41,6 +43,8 @@ export async function runSyncCommand(o: SyncCliOptions): Promise<void> {
     existing: o.existing,
     onError: o.onError,
     onFullResync: o.onFullResync,
+    name: o.name,
+    leaseTtlMs: o.leaseTtl,
     checkpoint: parseCheckpointSpec(o.checkpoint),
     spoolDir: o.spoolDir,
     spoolMemoryBytes: o.spoolMemory,

@@ -7,6 +7,10 @@ import { ProtocolError } from '../errors.js';
 
 /** Replies in the handshake are short; a longer line means we are not talking to Redis. */
 const MAX_LINE = 64 * 1024;
+const MAX_BULK = 16 * 1024 * 1024;
+const MAX_ARRAY = 100_000;
+
+export type HandshakeReply = string | number | null | Error | HandshakeReply[];
 
 export class LineReader {
   private buf: Buffer = Buffer.alloc(0);
@@ -44,6 +48,53 @@ export class LineReader {
       }
       if (this.buf.length > MAX_LINE) throw new ProtocolError(`handshake reply line longer than ${MAX_LINE} bytes without a newline`);
       await new Promise<void>((resolve, reject) => (this.waiter = { resolve, reject }));
+    }
+  }
+
+  /** Exactly `n` bytes (a bulk reply's body). */
+  async bytes(n: number): Promise<Buffer> {
+    for (;;) {
+      if (this.failure) throw this.failure;
+      if (this.buf.length >= n) {
+        const out = Buffer.from(this.buf.subarray(0, n));
+        this.buf = this.buf.subarray(n);
+        return out;
+      }
+      await new Promise<void>((resolve, reject) => (this.waiter = { resolve, reject }));
+    }
+  }
+
+  /**
+   * One whole RESP2 reply (control-plane commands before PSYNC: INFO, HGETALL): strings for
+   * simple and bulk strings, numbers, arrays, null, and an Error for an error reply.
+   */
+  async reply(depth = 0): Promise<HandshakeReply> {
+    const line = await this.line();
+    const body = line.slice(1);
+    switch (line[0]) {
+      case '+':
+        return body;
+      case '-':
+        return new Error(body);
+      case ':':
+        return Number(body);
+      case '$': {
+        const n = Number(body);
+        if (n < 0) return null;
+        if (!Number.isSafeInteger(n) || n > MAX_BULK) throw new ProtocolError(`handshake bulk reply of ${body} bytes`);
+        const b = await this.bytes(n + 2);
+        return b.toString('utf8', 0, n);
+      }
+      case '*': {
+        const n = Number(body);
+        if (n < 0) return null;
+        if (!Number.isSafeInteger(n) || n > MAX_ARRAY || depth > 4) throw new ProtocolError(`handshake array reply of ${body} elements`);
+        const out: HandshakeReply[] = [];
+        for (let i = 0; i < n; i++) out.push(await this.reply(depth + 1));
+        return out;
+      }
+      default:
+        throw new ProtocolError(`unexpected handshake reply line ${JSON.stringify(line.slice(0, 100))}`);
     }
   }
 

@@ -8,13 +8,14 @@
  */
 import { EventEmitter } from 'node:events';
 import { Socket } from 'node:net';
-import { LocalIoError, ProtocolError, SourceError } from '../errors.js';
+import { LocalIoError, ProtocolError, ReplicantError, SourceError } from '../errors.js';
 import type { Logger } from '../observe/logger.js';
 import { silentLogger } from '../observe/logger.js';
 import { encodeCommand, encodeCommands, type Arg } from '../resp/encode.js';
 import type { Spool } from '../spool/spool.js';
 import { ReplicationSourceError } from './errors.js';
-import { LineReader } from './line-reader.js';
+import { LineReader, type HandshakeReply } from './line-reader.js';
+import { parseServerIdentity, type ServerIdentity } from './identity.js';
 import type { RdbFraming } from './rdb-trailer.js';
 import { REPLID, checkAuthReply, checkPingReply, checkReplconfReply, parseFramingHeader, parsePsyncReply } from './replies.js';
 import { endpointLabel, type SourceEndpoint } from './url.js';
@@ -40,6 +41,17 @@ export interface LinkOptions {
   logger?: Logger;
   /** Every byte after the framing header (RDB, then stream) is appended here. */
   spool: Spool;
+  /**
+   * Called after the handshake, before PSYNC, with the source's identity (null when INFO is
+   * refused) and a way to run read-only commands on the connection. Throwing aborts the link
+   * with that error: the source is never asked for a snapshot the caller would refuse.
+   */
+  beforePsync?: (ctx: BeforePsync) => Promise<void>;
+}
+
+export interface BeforePsync {
+  identity: ServerIdentity | null;
+  call(args: Arg[]): Promise<HandshakeReply>;
 }
 
 export type PsyncOutcome =
@@ -119,9 +131,10 @@ export class ReplicationLink extends EventEmitter<LinkEvents> {
     try {
       await this.connect();
       await this.handshake();
+      if (this.opts.beforePsync) await this.opts.beforePsync(await this.identify());
       return await this.psync();
     } catch (e) {
-      const err = e instanceof SourceError || e instanceof ProtocolError ? e : new ReplicationSourceError(`replication link to ${this.label} failed: ${(e as Error).message}`, true, { cause: e });
+      const err = e instanceof ReplicantError ? e : new ReplicationSourceError(`replication link to ${this.label} failed: ${(e as Error).message}`, true, { cause: e });
       this.shutdown();
       throw err;
     }
@@ -215,6 +228,19 @@ export class ReplicationLink extends EventEmitter<LinkEvents> {
       const reply = await this.lines.line();
       if (!checkReplconfReply(reply, this.label)) this.log.warn({ option, reply }, 'source rejected a REPLCONF option; continuing');
     }
+  }
+
+  private async identify(): Promise<BeforePsync> {
+    const call = async (args: Arg[]): Promise<HandshakeReply> => {
+      this.send(args);
+      return this.lines.reply();
+    };
+    const server = await call(['INFO', 'server']);
+    const replication = await call(['INFO', 'replication']);
+    let identity: ServerIdentity | null = null;
+    if (typeof server === 'string' && typeof replication === 'string') identity = parseServerIdentity(server, replication);
+    else this.log.warn({ reply: server instanceof Error ? server.message : replication instanceof Error ? replication.message : undefined }, 'source refused INFO: cannot check that it is not the target itself');
+    return { identity, call };
   }
 
   private async psync(): Promise<PsyncOutcome> {

@@ -24,23 +24,23 @@ import { encodeCommand, encodeCommands, type Arg } from '../resp/encode.js';
 import { Spool } from '../spool/spool.js';
 import { TargetCommandError, TargetWriter } from '../target/index.js';
 import { ClusterTargetWriter, type AnyTargetWriter } from '../target/index.js';
+import { keyspaceTotal, parseInfo } from '../target/probe.js';
 import { homedir } from 'node:os';
 import { join } from 'node:path';
 import { silentLogger, type Logger } from '../observe/logger.js';
 import { RateMeter } from '../observe/progress.js';
 import type { Checkpoint } from '../checkpoint/checkpoint.js';
-import {
-  FileCheckpointStore,
-  NoCheckpointStore,
-  TargetCheckpointStore,
-  DEFAULT_CHECKPOINT_KEY,
-  type CheckpointSpec,
-  type CheckpointStore,
-} from '../checkpoint/store.js';
+import { FileCheckpointStore, NoCheckpointStore, TargetCheckpointStore, type CheckpointSpec, type CheckpointStore } from '../checkpoint/store.js';
+import { parseCheckpoint } from '../checkpoint/checkpoint.js';
+import { LEGACY_CHECKPOINT_KEY, REGISTRY_KEY, parseRegistry, syncIdentity, type SyncIdentity, type SyncRegistration } from '../checkpoint/identity.js';
+import { LeaseError, SyncLease } from '../checkpoint/lease.js';
+import { fullResyncReason, type ServerIdentity } from '../replication/identity.js';
+import type { BeforePsync } from '../replication/link.js';
 import { SnapshotApplier } from './snapshot.js';
 import { StreamBatcher, type StreamUnit } from './stream-batcher.js';
 
 export type WriteMode = 'auto' | 'restore' | 'commands';
+export type FullResyncPolicy = 'flush' | 'flush-all' | 'replace' | 'fail';
 export type Phase = 'connecting' | 'full-sync' | 'streaming' | 'reconnecting' | 'stopping' | 'stopped';
 
 export interface SyncOptions {
@@ -56,8 +56,17 @@ export interface SyncOptions {
   existing?: 'fail' | 'replace' | 'flush';
   /** A command the target rejects: stop ('fail', default) or count and go on ('skip'). */
   onError?: 'fail' | 'skip';
-  /** When a resume is answered with a full resync: flush the target and copy again (default) or stop. */
-  onFullResync?: 'flush' | 'fail';
+  /**
+   * When the source (or a target that lost its data) requires a full resync: `flush` (default:
+   * empty the target and copy again, but only when it holds nothing this sync did not write;
+   * otherwise stop with exit 7), `flush-all` (flush whatever it holds), `replace` (copy again
+   * over the target without flushing) or `fail` (exit 7).
+   */
+  onFullResync?: FullResyncPolicy;
+  /** This sync's identity on the target (checkpoint, lease, registry). Default: the source address. */
+  name?: string;
+  /** Time to live of the lease that keeps a second instance of this sync out. Default 10 s. */
+  leaseTtlMs?: number;
   checkpoint?: CheckpointSpec;
   spoolDir?: string;
   spoolMemoryBytes?: number;
@@ -124,7 +133,25 @@ interface PendingUnit {
 }
 
 export class SyncSession extends EventEmitter<SyncEvents> {
-  private readonly opts: Required<Omit<SyncOptions, 'spoolDir' | 'listeningPort' | 'checkpoint' | 'logger'>> & Pick<SyncOptions, 'spoolDir' | 'listeningPort'>;
+  private readonly opts: Required<Omit<SyncOptions, 'spoolDir' | 'listeningPort' | 'checkpoint' | 'logger' | 'name'>> & Pick<SyncOptions, 'spoolDir' | 'listeningPort'>;
+  private readonly identity: SyncIdentity;
+  private readonly lease: SyncLease;
+  /** Set when another instance took this sync over: nothing more may be applied. */
+  private leaseLost: Error | null = null;
+  /** Other syncs registered on the target when this one started (their keys are not ours). */
+  private otherSyncs = new Map<string, SyncRegistration>();
+  private registration: SyncRegistration | null = null;
+  /** The source as seen before the last PSYNC. */
+  private sourceIdentity: ServerIdentity | null = null;
+  /** Why the next full resync happens (logged with it). */
+  private resyncReason: string | null = null;
+  /** The target lost what it had applied (flushed, restarted empty): resync from scratch. */
+  private targetLost: string | null = null;
+  /** Offset of the checkpoint the next inline GETSET should find on the target (submission order). */
+  private cpExpected: number | null = null;
+  private reservedWarned = 0;
+  /** First start without a checkpoint: --existing is applied once the source is known not to be the target. */
+  private existingCheckPending = false;
   private readonly log: Logger;
   private readonly sourceSpec: SourceSpec;
   /** The source endpoint of the current connection. */
@@ -176,6 +203,7 @@ export class SyncSession extends EventEmitter<SyncEvents> {
     this.sourceSpec = parseSourceUrl(options.source);
     this.targetEp = parseRedisUrl(options.target);
     this.checkpointSpec = options.checkpoint;
+    this.identity = syncIdentity(this.sourceSpec, options.name);
     this.opts = {
       source: options.source,
       target: options.target,
@@ -194,7 +222,9 @@ export class SyncSession extends EventEmitter<SyncEvents> {
       exitAfterFullSync: options.exitAfterFullSync ?? false,
       reconnectMinMs: options.reconnectMinMs ?? 200,
       reconnectMaxMs: options.reconnectMaxMs ?? 10_000,
+      leaseTtlMs: options.leaseTtlMs ?? 10_000,
     };
+    this.lease = new SyncLease({ key: this.identity.leaseKey, id: this.identity.id, clientPrefix: this.identity.clientPrefix, ttlMs: this.opts.leaseTtlMs, logger: this.log });
     this.stopped = new Promise((resolve) => {
       this.stopResolve = resolve;
     });
@@ -260,11 +290,30 @@ export class SyncSession extends EventEmitter<SyncEvents> {
         });
       }
       await this.connectTarget();
+      // Ownership first: the checkpoint read below must not be moved by an older instance.
+      const control = await this.controlWriter();
+      if (!(await this.lease.acquire((a) => control.call(a), control.nodeCalls(), (ms) => this.sleep(ms), () => this.stopping))) {
+        this.log.info('stopped while waiting for the lease');
+        return { appliedOffset: null, replid: null, status: this.status() };
+      }
+      this.lease.startRenewing(
+        () => (a) => this.controlCall(a),
+        (e) => this.onLeaseLost(e),
+      );
+      this.otherSyncs = parseRegistry(await this.controlCall(['HGETALL', REGISTRY_KEY]));
+      this.otherSyncs.delete(this.identity.id);
       this.store = this.createStore();
       let cp = await this.store.load();
-      this.log.info({ checkpoint: this.store.where }, 'checkpoint store');
-      if (cp) this.log.info({ replid: cp.replid, offset: cp.offset, db: cp.db, state: cp.state, checkpoint: this.store.where }, 'checkpoint found');
-      else await this.checkExistingKeys();
+      this.log.info({ sync: this.identity.id, checkpoint: this.store.where, otherSyncs: [...this.otherSyncs.keys()] }, 'checkpoint store');
+      if (cp) {
+        this.log.info({ replid: cp.replid, offset: cp.offset, db: cp.db, state: cp.state, checkpoint: this.store.where }, 'checkpoint found');
+        this.cleanStart = cp.cleanStart;
+        if (cp.state === 'streaming') {
+          // What the target holds until the resume says otherwise (status, a stop before resuming).
+          this.applied = cp.offset;
+          this.replid = cp.replid;
+        }
+      } else this.existingCheckPending = true;
       let delay = this.opts.reconnectMinMs;
       while (!this.stopping) {
         this.linkEstablished = false;
@@ -273,6 +322,7 @@ export class SyncSession extends EventEmitter<SyncEvents> {
           if (this.stopping || this.opts.exitAfterFullSync) break;
           delay = this.opts.reconnectMinMs;
         } catch (e) {
+          if (this.leaseLost !== null) throw this.leaseLost;
           if (e instanceof StopRequested || this.stopping) break;
           if (!(e instanceof Recoverable)) throw e;
           // A link that worked before it failed starts the backoff over.
@@ -289,11 +339,19 @@ export class SyncSession extends EventEmitter<SyncEvents> {
           }
         }
         if (this.stopping) break;
-        cp = this.applied !== null && this.replid !== null ? this.currentCheckpoint('streaming', this.applied, this.db) : await this.store.load();
+        if (this.targetLost !== null) cp = null;
+        else cp = this.applied !== null && this.replid !== null ? this.currentCheckpoint('streaming', this.applied, this.db) : await this.store.load();
       }
+      if (this.leaseLost !== null) throw this.leaseLost;
       await this.finishGracefully();
       return { appliedOffset: this.applied, replid: this.replid, status: this.status() };
+    } catch (e) {
+      if (!(e instanceof LeaseError)) await this.lease.release((a) => this.controlCall(a)).catch(() => undefined);
+      throw e;
     } finally {
+      this.lease.stop();
+      this.control?.destroy();
+      this.control = null;
       clearInterval(sampler);
       unwatch?.();
       await this.teardownLink();
@@ -327,6 +385,7 @@ export class SyncSession extends EventEmitter<SyncEvents> {
       readTimeoutMs: this.opts.readTimeoutMs,
       logger: this.log,
       spool,
+      beforePsync: (ctx) => this.beforePsync(ctx, resumable ? cp : null),
     });
     this.link = link;
     let linkError: Error | null = null;
@@ -350,22 +409,20 @@ export class SyncSession extends EventEmitter<SyncEvents> {
     if (outcome.mode === 'full') {
       this.fullSyncs++;
       if (resumable || (cp === null && this.wroteTarget)) {
-        if (this.opts.onFullResync === 'fail') {
-          const asked = resumable ? `PSYNC ${cp.replid} ${cp.offset + 1}` : 'a resume (the target lost its checkpoint)';
-          throw new ReplicantError('RESYNC', `the source answered ${asked} with a full resync and --on-full-resync is fail`, ExitCode.RESYNC_REFUSED);
-        }
-        this.log.warn({ replid: outcome.replid, offset: outcome.offset }, 'source requires a full resync: flushing the target and copying again (--on-full-resync flush)');
-        await this.flushTarget();
-        this.cleanStart = true;
+        const reason = this.resyncReason ?? (resumable ? `the source refused to resume PSYNC ${cp.replid} ${cp.offset + 1}` : 'the target lost its checkpoint');
+        await this.fullResync(reason, resumable ? cp.cleanStart : this.cleanStart);
       } else if (cp !== null && cp.state === 'full-sync') {
-        if (cp.cleanStart) {
+        if (cp.cleanStart && this.otherSyncs.size === 0) {
           this.log.warn('an earlier full sync was interrupted: flushing its partial copy from the target');
           await this.flushTarget();
           this.cleanStart = true;
         } else {
-          this.log.warn('an earlier full sync was interrupted on a target that held other keys: copying again over them (REPLACE)');
+          this.cleanStart = false;
+          this.log.warn({ otherSyncs: [...this.otherSyncs.keys()] }, 'an earlier full sync was interrupted on a target that holds other keys: copying again over them (REPLACE)');
         }
       }
+      this.targetLost = null;
+      this.resyncReason = null;
       const rest = await this.fullSync(link, spool, outcome);
       parser = new ReplicationStreamParser(outcome.offset);
       firstStream = rest;
@@ -377,14 +434,25 @@ export class SyncSession extends EventEmitter<SyncEvents> {
       this.streamBase = outcome.offset;
       this.streamBytesBefore = 0;
       link.setAppliedOffset(outcome.offset);
+      this.cpExpected = outcome.offset;
       this.log.info({ replid: outcome.replid, offset: outcome.offset, db: this.db }, 'resumed with a partial resync (+CONTINUE): nothing is copied again');
-      if (outcome.replid !== cp!.replid) this.log.info({ from: cp!.replid, to: outcome.replid }, 'source replication id changed (failover); continuing with the new id');
+      if (outcome.replid !== cp!.replid) {
+        const runId = this.sourceIdentity?.runId;
+        const restarted = runId !== undefined && cp!.sourceRunId !== undefined && runId !== cp!.sourceRunId && this.sourceSpec.kind === 'direct';
+        this.log.info(
+          { from: cp!.replid, to: outcome.replid, runId },
+          restarted
+            ? 'the source restarted (new run_id) and kept its replication history under a new id; continuing with it'
+            : 'source replication id changed (failover to a promoted replica); continuing with the new id',
+        );
+      }
       parser = new ReplicationStreamParser(outcome.offset);
       // Re-select the stream's db on the (possibly new) target connection.
       if (!this.cluster) await this.submitRaw([encodeCommand(['SELECT', this.db])], 1, false, undefined);
     }
     await this.streamLoop(spool, parser, firstStream);
     if (this.writerFailure !== null) this.throwWriterFailure(this.writerFailure);
+    if (this.targetLost !== null) throw new Recoverable('target', this.targetLost);
     if (this.stopping) return;
     const err = linkError as Error | null;
     throw new Recoverable('source', err ? `source link failed: ${err.message}` : 'source closed the replication link', { cause: err ?? undefined });
@@ -425,7 +493,7 @@ export class SyncSession extends EventEmitter<SyncEvents> {
         onForeignDb: this.cluster ? (db, key) => this.foreignDb(db, key) : undefined,
         translate: {
           mode,
-          replace: this.opts.existing === 'replace' && !this.cleanStart,
+          replace: !this.cleanStart,
           restoreBufferBytes: this.opts.bigKeyBytes,
           targetVersion: `${info.major}.${info.minor}`,
           emitSelect: !this.cluster,
@@ -476,8 +544,8 @@ export class SyncSession extends EventEmitter<SyncEvents> {
     this.applied = outcome.offset;
     this.streamBase = outcome.offset;
     this.streamBytesBefore = decoder.bytesConsumed + (outcome.framing.kind === 'eof' ? EOF_MARK_LENGTH : 0);
-    this.cleanStart = this.cleanStart || this.opts.existing !== 'replace';
     await this.store.write(this.currentCheckpoint('streaming', outcome.offset, this.db), applier.currentDb);
+    this.cpExpected = outcome.offset;
     if (!this.cluster) await this.submitRaw([encodeCommand(['SELECT', this.db])], 1, false, undefined);
     link.setAppliedOffset(outcome.offset);
     link.ackNow();
@@ -504,7 +572,11 @@ export class SyncSession extends EventEmitter<SyncEvents> {
       onGetAck: () => {
         this.getAckPending = true;
       },
-      onReserved: (cmd: StreamCommand) => this.log.warn({ command: cmd.name, key: printableKey(cmd.args[1]!) }, 'source command on a reserved __replicant key not copied'),
+      reservedDb: this.store.kind === 'target' ? this.store.db : 0,
+      onReserved: (cmd: StreamCommand) => {
+        // A chained source (itself the target of another sync) writes its checkpoint with every batch.
+        if (this.reservedWarned++ === 0) this.log.warn({ command: cmd.name, key: printableKey(cmd.args[1]!) }, 'the source writes __replicant keys (it is itself the target of another Replicant sync?): such commands are never copied (logged once)');
+      },
       onForeignDb: this.cluster ? (cmd: StreamCommand, db: number) => this.foreignDb(db, cmd.args[1], cmd.name) : undefined,
     });
     const units: StreamUnit[] = [];
@@ -540,7 +612,18 @@ export class SyncSession extends EventEmitter<SyncEvents> {
 
   private async submitStreamUnit(u: StreamUnit): Promise<void> {
     const cp = this.currentCheckpoint('streaming', u.offset, u.dbAfter);
-    const inline = this.store.inlineCommands(cp, u.dbAfter);
+    // (A cluster has no SWAPDB, and its keys live on several nodes: the lease renewal re-takes it there.)
+    const fixup = u.reservedReset !== undefined && !this.cluster ? this.reservedFixup(u.reservedReset, u.dbAfter) : null;
+    const ckpt = this.store.inlineCommands(cp, u.dbAfter);
+    const inline = fixup !== null ? [...fixup, ...(ckpt ?? [])] : ckpt;
+    let onExecReply: ((replies: unknown[]) => void) | undefined;
+    if (ckpt !== null) {
+      // The GETSET returns the checkpoint this unit replaces: it must be the one of the unit before.
+      const expected = u.reservedReset?.kind === 'flush' ? null : this.cpExpected;
+      this.cpExpected = u.offset;
+      const fromEnd = ckpt.length - ckpt.findIndex((c) => c[0] === 'GETSET');
+      if (expected !== null) onExecReply = (replies) => this.checkPreviousCheckpoint(replies[replies.length - fromEnd], expected, u.offset);
+    }
     // One Buffer per unit: the writer holds units until the target replies, and a view per
     // command would keep hundreds of thousands of small objects (and the spool chunks) alive.
     let payload = u.commands.length > 1 ? [Buffer.concat(u.commands, u.bytes)] : u.commands;
@@ -564,18 +647,159 @@ export class SyncSession extends EventEmitter<SyncEvents> {
       await this.submitRaw([PING], 1, false, u.offset, u.dbAfter);
       return;
     }
-    await this.submitRaw(payload, count, atomic, u.offset, u.dbAfter);
+    await this.submitRaw(payload, count, atomic, u.offset, u.dbAfter, onExecReply);
+  }
+
+  /**
+   * Commands that put Replicant's keys back after a source FLUSHALL/FLUSHDB/SWAPDB relayed in
+   * the same unit (they live in the target's dbs too): the lease and registration are written
+   * again, and after a SWAPDB the keys that moved to the other db are moved back.
+   */
+  private reservedFixup(reset: NonNullable<StreamUnit['reservedReset']>, dbAfter: number): Arg[][] {
+    const home = this.store.kind === 'target' ? this.store.db! : 0;
+    const out: Arg[][] = [];
+    if (reset.kind === 'swap') {
+      const other = reset.a === home ? reset.b : reset.a;
+      const keys = this.reservedKeys();
+      // After the swap our keys are in `other`, and `home` holds whatever `other` had.
+      out.push(['SELECT', home], ['DEL', ...keys], ['SELECT', other]);
+      for (const k of keys) out.push(['MOVE', k, home]);
+    }
+    out.push(['SELECT', home], ['SET', this.identity.leaseKey, this.lease.currentValue(), 'PX', this.lease.ttlMs]);
+    if (this.registration !== null) out.push(['HSET', REGISTRY_KEY, this.identity.id, JSON.stringify(this.registration)]);
+    out.push(['SELECT', dbAfter]);
+    return out;
+  }
+
+  /** Every key of every sync known to write to this target (ours, the registry, the others'). */
+  private reservedKeys(): string[] {
+    const keys = new Set([REGISTRY_KEY, LEGACY_CHECKPOINT_KEY, this.identity.leaseKey]);
+    if (this.store.kind === 'target') keys.add(this.store.key!);
+    for (const r of this.otherSyncs.values()) keys.add(r.checkpointKey).add(r.leaseKey);
+    return [...keys];
+  }
+
+  /**
+   * The previous checkpoint the target returned for the unit completing `offset`. Anything but
+   * the one we wrote before means the target lost what it had applied (FLUSHALL, a restart
+   * without persistence, a failover to an empty or older node): stop streaming and copy again.
+   */
+  private checkPreviousCheckpoint(prev: unknown, expected: number, offset: number): void {
+    if (this.targetLost !== null) return;
+    const cp = typeof prev === 'string' || Buffer.isBuffer(prev) ? parseCheckpoint(prev) : null;
+    // Offsets only: they continue across a failover, where the replid changes under us.
+    if (cp !== null && cp.offset === expected) return;
+    const found = cp === null ? 'no checkpoint' : `the checkpoint of offset ${cp.offset}`;
+    this.targetLost = `the target lost what it had applied: applying offset ${offset} found ${found} where offset ${expected} was (flushed, restarted without persistence, or failed over to an empty or older node)`;
+    this.log.error({ expectedOffset: expected, found: cp?.offset ?? null, onFullResync: this.opts.onFullResync }, `${this.targetLost}; copying again per --on-full-resync ${this.opts.onFullResync}`);
+    this.resyncReason = this.targetLost;
+    this.link?.close();
+    this.spool?.end();
+  }
+
+  /**
+   * Before PSYNC (on the replication connection): refuse a source that is the target itself or
+   * that the target feeds (a loop), register this sync on the target, and when the checkpoint
+   * cannot be resumed, say why and apply the full-resync policy before the source forks.
+   */
+  private async beforePsync(ctx: BeforePsync, cp: Checkpoint | null): Promise<void> {
+    const id = ctx.identity;
+    this.sourceIdentity = id;
+    const target = this.writer!.info;
+    if (id !== null && target.runId !== '') {
+      if (id.runId === target.runId) {
+        throw new UsageError(`the source ${describeSource(this.sourceSpec)} and the target ${endpointLabel(this.targetEp)} are the same server (run_id ${id.runId}): refusing to sync a server into itself; check --source and --target`);
+      }
+      const upstream = new Set([id.runId]);
+      const reg = await ctx.call(['HGETALL', REGISTRY_KEY]);
+      if (!(reg instanceof Error)) {
+        for (const r of parseRegistry(reg).values()) {
+          if (r.sourceRunId !== null) upstream.add(r.sourceRunId);
+          for (const u of r.upstream) upstream.add(u);
+        }
+      }
+      if (upstream.has(target.runId)) {
+        throw new UsageError(`replication loop: the source ${describeSource(this.sourceSpec)} is itself fed from the target ${endpointLabel(this.targetEp)} (run_id ${target.runId}) by another Replicant sync; refusing to copy it back`);
+      }
+      upstream.delete(id.runId);
+      if (this.existingCheckPending) {
+        this.existingCheckPending = false;
+        await this.checkExistingKeys();
+      }
+      this.registration = { source: describeSource(this.sourceSpec), sourceRunId: id.runId, upstream: [...upstream], checkpointKey: this.store.kind === 'target' ? this.store.key! : '', leaseKey: this.identity.leaseKey, since: Date.now() };
+    } else {
+      if (this.existingCheckPending) {
+        this.existingCheckPending = false;
+        await this.checkExistingKeys();
+      }
+      this.registration ??= { source: describeSource(this.sourceSpec), sourceRunId: null, upstream: [], checkpointKey: this.store.kind === 'target' ? this.store.key! : '', leaseKey: this.identity.leaseKey, since: Date.now() };
+    }
+    await this.controlCall(['HSET', REGISTRY_KEY, this.identity.id, JSON.stringify(this.registration)]);
+    if (cp !== null && id !== null) {
+      const why = fullResyncReason(id, cp.replid, cp.offset);
+      if (why !== null) {
+        this.resyncReason = why;
+        // Refuse now rather than after the source has forked and sent its snapshot.
+        await this.fullResyncPlan(why, cp.cleanStart);
+      }
+    }
+  }
+
+  /**
+   * What a full resync may do to the target. `flush` empties it only when it holds nothing but
+   * this sync's data (it was empty or flushed when the sync began, and no other sync writes to
+   * it); otherwise the resync is refused (exit 7) unless the user chose `replace` or `flush-all`.
+   */
+  private async fullResyncPlan(reason: string, cleanStart: boolean): Promise<'flush' | 'replace'> {
+    const policy = this.opts.onFullResync;
+    if (policy === 'fail') throw new ReplicantError('RESYNC', `a full resync is needed (${reason}) and --on-full-resync is fail`, ExitCode.RESYNC_REFUSED);
+    if (policy === 'replace') return 'replace';
+    if (policy === 'flush-all') return 'flush';
+    const foreign: string[] = [];
+    if (this.otherSyncs.size > 0) foreign.push(`other syncs write to it: ${[...this.otherSyncs.keys()].join(', ')}`);
+    if (!cleanStart) foreign.push('it held keys when this sync started (--existing replace)');
+    if (foreign.length === 0) return 'flush';
+    throw new ReplicantError(
+      'RESYNC',
+      `a full resync is needed (${reason}), but the target holds keys this sync did not write (${foreign.join('; ')}): flushing it would destroy them. ` +
+        'Use --on-full-resync replace to copy again over them without flushing (keys deleted on the source meanwhile stay on the target), or --on-full-resync flush-all to empty the target anyway',
+      ExitCode.RESYNC_REFUSED,
+    );
+  }
+
+  private async fullResync(reason: string, cleanStart: boolean): Promise<void> {
+    const plan = await this.fullResyncPlan(reason, cleanStart);
+    if (plan === 'flush') {
+      this.log.warn({ reason, policy: this.opts.onFullResync }, `full resync: ${reason}; flushing the target and copying again`);
+      await this.flushTarget();
+      this.cleanStart = true;
+    } else {
+      this.log.warn({ reason, policy: this.opts.onFullResync }, `full resync: ${reason}; copying again over the target's keys (REPLACE, no flush)`);
+      this.cleanStart = false;
+    }
+  }
+
+  private onLeaseLost(e: Error): void {
+    if (this.leaseLost !== null) return;
+    this.leaseLost = e;
+    this.log.error({ err: e.message }, 'lost ownership of this sync: stopping at once');
+    // Nothing more may reach the target: drop the connection with whatever is queued on it.
+    this.writer?.destroy();
+    this.link?.close();
+    this.spool?.end();
+    this.stopResolve?.();
   }
 
   /**
    * Hand a unit to the writer. Stream units (those with an offset) stay in `pending` until
    * applied, so a lost target connection is bridged by resending them (see bridgeTargetOutage).
    */
-  private async submitRaw(payload: Buffer[], count: number, atomic: boolean, offset: number | undefined, db = this.db): Promise<void> {
+  private async submitRaw(payload: Buffer[], count: number, atomic: boolean, offset: number | undefined, db = this.db, onExecReply?: (replies: unknown[]) => void): Promise<void> {
+    if (this.leaseLost !== null) throw this.leaseLost;
     if (offset !== undefined) this.pending.push({ offset, db, payload, count, atomic });
     try {
       const writer = this.writer!;
-      if (!writer.submit({ payload, count, atomic, offset })) await writer.waitDrain();
+      if (!writer.submit({ payload, count, atomic, offset, onExecReply })) await writer.waitDrain();
     } catch (e) {
       if (offset === undefined || !this.canBridge(e)) this.throwWriterFailure(e);
       // The unit is in `pending`: the bridge resends it if the target does not have it.
@@ -615,7 +839,7 @@ export class SyncSession extends EventEmitter<SyncEvents> {
 
   private async openWriter(): Promise<AnyTargetWriter> {
     const ep = { host: this.targetEp.host, port: this.targetEp.port, username: this.targetEp.username, password: this.targetEp.password };
-    const opts = { maxInflightBytes: this.opts.maxInflightBytes, onError: this.opts.onError, logger: this.log };
+    const opts = { maxInflightBytes: this.opts.maxInflightBytes, onError: this.opts.onError, logger: this.log, clientName: this.lease.clientName };
     let writer: AnyTargetWriter;
     try {
       if (this.cluster) {
@@ -638,6 +862,44 @@ export class SyncSession extends EventEmitter<SyncEvents> {
   }
 
   private writerFailure: Error | null = null;
+  /**
+   * A second connection for the lease and the registry: it stays in db 0 and never waits
+   * behind the data pipeline. It carries the sync's client name too, so fencing kills it.
+   */
+  private control: AnyTargetWriter | null = null;
+
+  private async controlWriter(): Promise<AnyTargetWriter> {
+    if (this.control !== null) return this.control;
+    const ep = { host: this.targetEp.host, port: this.targetEp.port, username: this.targetEp.username, password: this.targetEp.password };
+    const opts = { onError: 'fail' as const, logger: this.log, clientName: this.lease.clientName };
+    let w: AnyTargetWriter;
+    try {
+      w = this.cluster ? await ClusterTargetWriter.connect(ep, opts) : await TargetWriter.connect(ep, opts);
+    } catch (e) {
+      if (e instanceof ReplicantError) throw e;
+      throw new TargetError(`target ${endpointLabel(this.targetEp)}: ${(e as Error).message}`, { cause: e });
+    }
+    w.on('error', () => {
+      if (this.control === w) this.control = null;
+      w.destroy();
+    });
+    this.control = w;
+    return w;
+  }
+
+  private async controlCall(args: readonly Arg[]): Promise<unknown> {
+    const w = await this.controlWriter();
+    try {
+      return await w.call(args);
+    } catch (e) {
+      // A lost connection is opened again by the next call.
+      if (!(e instanceof TargetCommandError) && this.control === w) {
+        this.control = null;
+        w.destroy();
+      }
+      throw e;
+    }
+  }
 
   private onWriterError(e: Error): void {
     this.writerFailure = e;
@@ -654,7 +916,7 @@ export class SyncSession extends EventEmitter<SyncEvents> {
   /** A lost target connection while streaming is bridged in place; anything else is not. */
   private canBridge(e: unknown): boolean {
     const err = this.writerFailure ?? e;
-    return this.phase === 'streaming' && !(err instanceof TargetCommandError) && !this.stopping;
+    return this.leaseLost === null && this.phase === 'streaming' && !(err instanceof TargetCommandError) && !this.stopping;
   }
 
   /**
@@ -686,9 +948,11 @@ export class SyncSession extends EventEmitter<SyncEvents> {
       }
       from = cp.offset;
       db = cp.db;
+      this.cpExpected = cp.offset;
     }
     const resend = this.pending.filter((u) => u.offset > from);
     this.pending = [];
+    if (resend.length > 0) this.cpExpected = resend[resend.length - 1]!.offset;
     this.log.info({ from, db, units: resend.length }, 'target reconnected: resending what it does not have');
     this.setPhase('streaming', { resumedFrom: from });
     const writer = this.writer;
@@ -710,9 +974,23 @@ export class SyncSession extends EventEmitter<SyncEvents> {
     for (let delay = this.opts.reconnectMinMs; !this.stopping; delay = Math.min(delay * 2, this.opts.reconnectMaxMs)) {
       try {
         this.writer = await this.openWriter();
-        return;
       } catch (e) {
         this.log.warn({ err: (e as Error).message, retryInMs: delay }, 'target unreachable; retrying');
+        await this.sleep(delay);
+        continue;
+      }
+      // A new connection applies nothing before the lease is confirmed ours (LeaseError otherwise).
+      try {
+        await this.lease.renew((a) => this.controlCall(a));
+        return;
+      } catch (e) {
+        if (e instanceof LeaseError) {
+          this.onLeaseLost(e);
+          throw e;
+        }
+        this.log.warn({ err: (e as Error).message, retryInMs: delay }, 'target failed right after reconnecting; retrying');
+        this.writer?.destroy();
+        this.writer = null;
         await this.sleep(delay);
       }
     }
@@ -736,26 +1014,40 @@ export class SyncSession extends EventEmitter<SyncEvents> {
    * the checkpoint the target holds).
    */
   private throwWriterFailure(e: unknown): never {
+    if (this.leaseLost !== null) throw this.leaseLost;
     const err = this.writerFailure ?? (e as Error);
     if (err instanceof TargetCommandError) throw err;
     throw new Recoverable('target', `target ${this.targetEp.host}:${this.targetEp.port} failed: ${err.message}`, { cause: err });
   }
 
+  /** FLUSHALL, then put back what makes this sync safe (its lease and registration). */
   private async flushTarget(): Promise<void> {
-    await this.writer!.call(['FLUSHALL']);
+    const w = this.writer!;
+    await w.call(['FLUSHALL']);
+    await this.lease.renew((a) => this.controlCall(a));
+    if (this.registration !== null) await this.controlCall(['HSET', REGISTRY_KEY, this.identity.id, JSON.stringify(this.registration)]);
   }
 
   /** Refuse to overwrite a target that holds data, unless told to (--existing). */
   private async checkExistingKeys(): Promise<void> {
     const w = this.writer!;
-    let keys = w.info.dbsize;
-    if (keys > 0 && this.store.kind === 'target') {
-      // Our own checkpoint key does not count.
-      const spec = this.checkpointSpec as Extract<CheckpointSpec, { kind: 'target' }>;
-      // (never a cluster: createStore refuses the target store there)
-      await w.call(['SELECT', spec.db]);
-      keys -= Number(await w.call(['EXISTS', spec.key]));
-      await w.call(['SELECT', 0]);
+    // Counted now, not at connect: the lease key was written since.
+    let keys = 0;
+    for (const call of w.nodeCalls()) keys += keyspaceTotal(parseInfo(String(await call(['INFO', 'keyspace']))));
+    let legacy = false;
+    if (keys > 0) {
+      // Replicant's own keys (lease, registry, checkpoints of any sync) do not count.
+      const home = this.store.kind === 'target' ? this.store.db! : 0;
+      if (!this.cluster) await w.call(['SELECT', home]);
+      for (const k of this.reservedKeys()) {
+        const n = Number(await w.call(['EXISTS', k]));
+        keys -= n;
+        if (k === LEGACY_CHECKPOINT_KEY && n > 0) legacy = true;
+      }
+      if (!this.cluster) await w.call(['SELECT', 0]);
+    }
+    if (legacy) {
+      this.log.warn(`the target holds a checkpoint of an earlier Replicant version ("${LEGACY_CHECKPOINT_KEY}"): to resume that sync, run with --checkpoint target:${LEGACY_CHECKPOINT_KEY}`);
     }
     if (keys <= 0) {
       this.cleanStart = true;
@@ -780,8 +1072,8 @@ export class SyncSession extends EventEmitter<SyncEvents> {
     if (this.checkpointSpec === undefined) {
       // One transaction cannot cover a batch spread over cluster nodes: keep the checkpoint in a file there.
       this.checkpointSpec = this.cluster
-        ? { kind: 'file', path: join(this.opts.spoolDir ?? homedir(), `.replicant-checkpoint-${this.targetEp.host}-${this.targetEp.port}.json`) }
-        : { kind: 'target', key: DEFAULT_CHECKPOINT_KEY, db: 0 };
+        ? { kind: 'file', path: join(this.opts.spoolDir ?? homedir(), `.replicant-checkpoint-${this.targetEp.host}-${this.targetEp.port}-${this.identity.id.replace(/[^A-Za-z0-9._-]/g, '_')}.json`) }
+        : { kind: 'target', db: 0 };
     }
     const spec = this.checkpointSpec;
     if (spec.kind === 'target' && this.cluster) {
@@ -789,6 +1081,7 @@ export class SyncSession extends EventEmitter<SyncEvents> {
     }
     if (spec.kind === 'none') return new NoCheckpointStore();
     if (spec.kind === 'file') return new FileCheckpointStore(spec.path);
+    const key = spec.key ?? this.identity.checkpointKey;
     return new TargetCheckpointStore(
       {
         runAtomic: async (commands: Arg[][]) => {
@@ -803,7 +1096,7 @@ export class SyncSession extends EventEmitter<SyncEvents> {
           return v === null ? null : Buffer.isBuffer(v) ? v : Buffer.from(v);
         },
       },
-      spec.key,
+      key,
       spec.db,
     );
   }
@@ -811,7 +1104,9 @@ export class SyncSession extends EventEmitter<SyncEvents> {
   // ------------------------------------------------------------ helpers
 
   private currentCheckpoint(state: Checkpoint['state'], offset: number, db: number): Checkpoint {
-    return { replid: this.replid ?? '?', offset, db, state, cleanStart: this.cleanStart, at: Date.now() };
+    const cp: Checkpoint = { replid: this.replid ?? '?', offset, db, state, cleanStart: this.cleanStart, at: Date.now() };
+    if (this.sourceIdentity !== null) cp.sourceRunId = this.sourceIdentity.runId;
+    return cp;
   }
 
   private receivedOffset(): number | null {
@@ -853,6 +1148,7 @@ export class SyncSession extends EventEmitter<SyncEvents> {
       try {
         await this.writer.flush();
         await this.store.flush();
+        await this.lease.release((a) => this.controlCall(a));
       } catch (e) {
         this.log.warn({ err: (e as Error).message }, 'could not flush the target on stop');
       }

@@ -22,7 +22,14 @@ export interface StreamUnit {
   dbAfter: number;
   /** Bytes of `commands`. */
   bytes: number;
+  /**
+   * The unit ends with a command that wipes or moves the db holding Replicant's own keys
+   * (FLUSHALL, FLUSHDB there, SWAPDB with it): the session puts those keys back.
+   */
+  reservedReset?: ReservedReset;
 }
+
+export type ReservedReset = { kind: 'flush' } | { kind: 'swap'; a: number; b: number };
 
 export interface StreamBatcherOptions {
   db: number;
@@ -32,6 +39,8 @@ export interface StreamBatcherOptions {
   maxBytes?: number;
   /** Called for REPLCONF GETACK, after the units before it were returned. */
   onGetAck?: () => void;
+  /** The db holding Replicant's keys on the target (default 0). */
+  reservedDb?: number;
   /** Called for each dropped command touching a reserved key. */
   onReserved?: (cmd: StreamCommand) => void;
   /**
@@ -56,6 +65,7 @@ export class StreamBatcher {
   private txDb = 0;
   private readonly maxCommands: number;
   private readonly maxBytes: number;
+  private reset: ReservedReset | undefined = undefined;
 
   constructor(private readonly opts: StreamBatcherOptions) {
     this.db = opts.db;
@@ -123,7 +133,8 @@ export class StreamBatcher {
     this.commands.push(cmd.raw);
     this.bytes += cmd.raw.length;
     this.batchOffset = cmd.offset;
-    if (this.commands.length >= this.maxCommands || this.bytes >= this.maxBytes) out.push(this.cut()!);
+    // Such a command ends its unit, so the session's fix-up follows it directly.
+    if (this.noteReset(cmd, this.db) || this.commands.length >= this.maxCommands || this.bytes >= this.maxBytes) out.push(this.cut()!);
   }
 
   private pushInTransaction(cmd: StreamCommand, out: StreamUnit[]): void {
@@ -136,12 +147,14 @@ export class StreamBatcher {
           this.bytes += this.txBytes;
           this.db = this.txDb;
           this.batchOffset = cmd.offset;
-          if (this.commands.length >= this.maxCommands || this.bytes >= this.maxBytes) out.push(this.cut()!);
+          if (this.reset !== undefined || this.commands.length >= this.maxCommands || this.bytes >= this.maxBytes) out.push(this.cut()!);
         } else {
+          const reset = this.reset;
+          this.reset = undefined;
           const before = this.cut();
           if (before !== null) out.push(before);
           this.db = this.txDb;
-          if (tx.length > 0) out.push({ commands: tx, atomic: true, offset: cmd.offset, dbAfter: this.db, bytes: this.txBytes });
+          if (tx.length > 0) out.push({ commands: tx, atomic: true, offset: cmd.offset, dbAfter: this.db, bytes: this.txBytes, ...(reset ? { reservedReset: reset } : {}) });
           else this.batchOffset = cmd.offset;
         }
         return;
@@ -167,6 +180,26 @@ export class StreamBatcher {
     }
     tx.push(cmd.raw);
     this.txBytes += cmd.raw.length;
+    this.noteReset(cmd, this.txDb);
+  }
+
+  /** Records (and returns true for) a command that wipes or moves the reserved db. */
+  private noteReset(cmd: StreamCommand, db: number): boolean {
+    const home = this.opts.reservedDb ?? 0;
+    const name = cmd.name;
+    if (name === 'flushall' || (name === 'flushdb' && db === home)) {
+      this.reset = { kind: 'flush' };
+      return true;
+    }
+    if (name === 'swapdb') {
+      const a = Number(cmd.arg(1)?.toString('latin1'));
+      const b = Number(cmd.arg(2)?.toString('latin1'));
+      if (a !== b && (a === home || b === home) && Number.isInteger(a) && Number.isInteger(b)) {
+        this.reset = { kind: 'swap', a, b };
+        return true;
+      }
+    }
+    return false;
   }
 
   /** True (and reported) when `cmd` must be dropped: a reserved key, or a db a cluster lacks. */
@@ -186,6 +219,10 @@ export class StreamBatcher {
   cut(): StreamUnit | null {
     if (this.batchOffset < 0) return null;
     const u: StreamUnit = { commands: this.commands, atomic: this.opts.atomicUnits, offset: this.batchOffset, dbAfter: this.db, bytes: this.bytes };
+    if (this.reset !== undefined) {
+      u.reservedReset = this.reset;
+      this.reset = undefined;
+    }
     this.commands = [];
     this.bytes = 0;
     this.batchOffset = -1;

@@ -181,6 +181,14 @@ export class ClusterTargetWriter extends EventEmitter<TargetWriterEvents> {
     return replies[0];
   }
 
+  /** One caller per master (CLIENT LIST/KILL must reach each server). */
+  nodeCalls(): ((args: readonly Arg[]) => Promise<unknown>)[] {
+    return this.nodes.map((node) => async (args: readonly Arg[]) => {
+      await node.ready;
+      return node.writer!.call(args);
+    });
+  }
+
   async close(): Promise<void> {
     if (this.failure || this.closed) return this.destroy();
     try {

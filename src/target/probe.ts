@@ -75,6 +75,7 @@ export function buildTargetInfo(r: ProbeReplies): TargetInfo {
   const version = valkeyVersion ?? server.get('redis_version') ?? '0.0.0';
   const [major = 0, minor = 0] = version.split('.').map((p) => Number.parseInt(p, 10) || 0);
   return {
+    runId: server.get('run_id') ?? '',
     version,
     major,
     minor,

@@ -21,9 +21,16 @@ export interface WriteUnit {
   atomic?: boolean;
   /** Replication offset this unit completes; reported through 'applied' once its replies are all in. */
   offset?: number;
+  /**
+   * Atomic units: called with EXEC's array of replies before 'applied'. The session reads in it
+   * the previous checkpoint that its GETSET replaced.
+   */
+  onExecReply?: (replies: unknown[]) => void;
 }
 
 export interface TargetInfo {
+  /** run_id of the server (of the seed node for a cluster); '' when INFO hides it. */
+  runId: string;
   /** Server version (valkey_version for Valkey, else redis_version). */
   version: string;
   major: number;
@@ -50,6 +57,8 @@ export interface TargetWriterOptions {
   logger?: Logger;
   /** TCP connect + AUTH + probe deadline. Default 10 s. */
   connectTimeoutMs?: number;
+  /** CLIENT SETNAME for every connection (lets a new instance of the sync find and fence an old one). */
+  clientName?: string;
 }
 
 export interface WriterStats {

@@ -26,6 +26,8 @@ export class PendingUnit {
     readonly seq: number,
     /** For CALL units. */
     readonly settle?: (err: Error | undefined, reply: unknown) => void,
+    /** Atomic units: EXEC's replies. */
+    readonly onExecReply?: (replies: unknown[]) => void,
   ) {}
 }
 

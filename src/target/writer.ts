@@ -70,6 +70,7 @@ export class TargetWriter extends EventEmitter<TargetWriterEvents> {
   private readonly policy: ErrorPolicy;
   private readonly log: Logger;
   private readonly hooks: WriterHooks;
+  private readonly clientName: string | undefined;
   private state: State = 'connecting';
   private failure: TargetError | undefined;
   private inflight = 0;
@@ -105,6 +106,7 @@ export class TargetWriter extends EventEmitter<TargetWriterEvents> {
     this.policy = opts.onError ?? 'fail';
     this.log = (opts.logger ?? silentLogger()).child({ target: this.address });
     this.hooks = hooks;
+    this.clientName = opts.clientName;
     this.parser = new RedisParser({
       returnBuffers: false,
       returnReply: (reply: unknown) => this.onReply(reply),
@@ -144,7 +146,13 @@ export class TargetWriter extends EventEmitter<TargetWriterEvents> {
         throw new TargetError(`target ${this.address}: authentication${endpoint.username ? ` as "${endpoint.username}"` : ''} failed: ${reply}`);
       }
     }
+    if (this.clientName !== undefined) await this.call(['CLIENT', 'SETNAME', this.clientName]).catch((e: Error) => this.log.debug({ err: e.message }, 'CLIENT SETNAME refused'));
     this.info = await probeTarget((args) => this.call(args), this.address, this.log);
+  }
+
+  /** One caller per server behind this writer (one here; one per master for a cluster). */
+  nodeCalls(): ((args: readonly Arg[]) => Promise<unknown>)[] {
+    return [(args) => this.call(args)];
   }
 
   /** Highest offset of the units fully applied, in submission order. */
@@ -179,7 +187,7 @@ export class TargetWriter extends EventEmitter<TargetWriterEvents> {
     if (Buffer.isBuffer(payload)) bytes += this.write(payload);
     else for (const p of payload) bytes += this.write(p);
     if (atomic) bytes += this.write(EXEC);
-    const u = new PendingUnit(atomic ? UnitKind.ATOMIC : UnitKind.PLAIN, payload, count, atomic ? count + 2 : count, bytes, unit.offset, ++this.seq);
+    const u = new PendingUnit(atomic ? UnitKind.ATOMIC : UnitKind.PLAIN, payload, count, atomic ? count + 2 : count, bytes, unit.offset, ++this.seq, undefined, atomic ? unit.onExecReply : undefined);
     this.inflight += bytes;
     this.queue.push(u);
     if (u.expected === 0 && this.queue.peek() === u) this.completeHead(undefined);
@@ -348,6 +356,8 @@ export class TargetWriter extends EventEmitter<TargetWriterEvents> {
         if (this.state !== 'open' && this.state !== 'closing') return;
       }
     }
+    if (u.onExecReply !== undefined && rejected === undefined) u.onExecReply(reply);
+    if (this.state !== 'open' && this.state !== 'closing') return;
     this.completeHead(undefined);
   }
 

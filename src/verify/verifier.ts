@@ -11,7 +11,8 @@
  * different is checked again that long after, so replication lag on a live pair is not
  * reported as a difference; the queue holds only the keys found in the last `settleMs`.
  */
-import { DEFAULT_CHECKPOINT_KEY, RESERVED_PREFIX } from '../checkpoint/store.js';
+import { RESERVED_PREFIX } from '../checkpoint/store.js';
+import { LEGACY_CHECKPOINT_KEY, REGISTRY_KEY } from '../checkpoint/identity.js';
 import { UsageError } from '../errors.js';
 import { silentLogger, type Logger } from '../observe/logger.js';
 import { RateMeter } from '../observe/progress.js';
@@ -188,10 +189,12 @@ export class Verifier {
    * when it does not apply or the digests differ (then the key-by-key pass finds the keys).
    */
   private async digestsMatch(source: VerifySide, target: VerifySide, sc: SideCapabilities, checker: KeyChecker): Promise<boolean> {
-    // The checkpoint key is in the target's digest but never on the source: skip a sure miss.
-    if ((await target.call(0, ['EXISTS', DEFAULT_CHECKPOINT_KEY]).catch(rethrowUnlessReply)) === 1) {
-      this.log.info('the target holds the checkpoint key: comparing key by key instead of DEBUG DIGEST');
-      return false;
+    // Replicant's keys (registry, checkpoints) are in the target's digest but never on the source: skip a sure miss.
+    for (const key of [REGISTRY_KEY, LEGACY_CHECKPOINT_KEY]) {
+      if ((await target.call(0, ['EXISTS', key]).catch(rethrowUnlessReply)) === 1) {
+        this.log.info('the target holds Replicant checkpoint keys: comparing key by key instead of DEBUG DIGEST');
+        return false;
+      }
     }
     this.phase = 'digest';
     const [sd, td] = await Promise.all([source.tryCall(0, ['DEBUG', 'DIGEST']), target.tryCall(0, ['DEBUG', 'DIGEST'])]);

@@ -92,3 +92,22 @@ export async function parallel<T, R>(items: readonly T[], limit: number, fn: (it
   await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
   return results;
 }
+
+/** A CLI process running in the background (for commands that run until stopped, like `sync`). */
+export interface BackgroundCli {
+  code: Promise<number>;
+  stderr: () => string;
+  kill(sig: NodeJS.Signals): void;
+}
+
+/** Start `node dist/cli/main.js ...args`; SIGKILLed after `timeoutMs` (default 60 s). Exit code 128 when killed by a signal. */
+export function startCli(args: string[], timeoutMs = 60_000): BackgroundCli {
+  const child = spawn(process.execPath, [CLI, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+  let err = '';
+  child.stderr.on('data', (d: Buffer) => (err += d.toString()));
+  child.stdout.resume();
+  const code = new Promise<number>((resolve) => child.on('exit', (c, sig) => resolve(c ?? (sig ? 128 : -1))));
+  const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs);
+  void code.then(() => clearTimeout(timer));
+  return { code, stderr: () => err, kill: (sig) => void child.kill(sig) };
+}

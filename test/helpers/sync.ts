@@ -1,4 +1,5 @@
 /** Helpers for sync tests: run a SyncSession in-process, wait for it to catch up, compare servers. */
+import { createHash } from 'node:crypto';
 import type { Redis } from 'ioredis';
 import { SyncSession, type SyncOptions } from '../../src/sync/session.js';
 import { waitFor } from './redis.js';
@@ -45,39 +46,32 @@ export async function waitCaughtUp(session: SyncSession, source: Redis, timeoutM
   );
 }
 
-/** DEBUG DIGEST of a server leaving out Replicant's own `__replicant*` keys. */
+/**
+ * A digest of a server's data leaving out Replicant's own `__replicant*` keys, computed key by
+ * key (db, name, DEBUG DIGEST-VALUE, whether it expires) without touching the server, so it
+ * can run while a sync writes its checkpoint. Compare it with the same helper on the source.
+ */
 export async function digestWithoutReserved(c: Redis): Promise<string> {
-  const reserved: { db: number; key: string; dump: Buffer; ttl: number }[] = [];
-  for (let db = 0; db < 16; db++) {
+  const h = createHash('sha1');
+  const dbs = [...((await c.info('keyspace')) as string).matchAll(/^db(\d+):/gm)].map((m) => Number(m[1])).sort((a, b) => a - b);
+  for (const db of dbs) {
     await c.select(db);
+    const keys: string[] = [];
     let cursor = '0';
     do {
-      const [next, keys] = await c.scan(cursor, 'MATCH', '__replicant*', 'COUNT', 1000);
+      const [next, batch] = await c.scan(cursor, 'COUNT', 1000);
       cursor = next;
-      for (const key of keys) {
-        const dump = await c.dumpBuffer(key);
-        const ttl = await c.pttl(key);
-        if (dump) reserved.push({ db, key, dump, ttl });
-      }
+      for (const k of batch) if (!k.startsWith('__replicant')) keys.push(k);
     } while (cursor !== '0');
-  }
-  if (reserved.length === 0) {
-    await c.select(0);
-    return (await c.call('DEBUG', 'DIGEST')) as string;
-  }
-  // Take them out, digest, put them back exactly.
-  for (const r of reserved) {
-    await c.select(r.db);
-    await c.del(r.key);
+    keys.sort();
+    for (let i = 0; i < keys.length; i += 500) {
+      const part = keys.slice(i, i + 500);
+      const rows = await Promise.all(part.map(async (k) => [k, await c.call('DEBUG', 'DIGEST-VALUE', k), (await c.pttl(k)) > 0] as const));
+      for (const [k, d, ttl] of rows) h.update(`${db}\0${k}\0${String(d)}\0${ttl}\n`);
+    }
   }
   await c.select(0);
-  const d = (await c.call('DEBUG', 'DIGEST')) as string;
-  for (const r of reserved) {
-    await c.select(r.db);
-    await c.restore(r.key, r.ttl > 0 ? r.ttl : 0, r.dump, 'REPLACE');
-  }
-  await c.select(0);
-  return d;
+  return h.digest('hex');
 }
 
 /** FUNCTION LIST WITHCODE with libraries and their functions sorted by name (the server lists them in hash order). */
@@ -87,4 +81,12 @@ export async function functionList(c: Redis): Promise<unknown> {
   return libs
     .map((lib) => lib.map((v, i) => (i > 0 && lib[i - 1] === 'functions' ? [...(v as unknown[][])].sort(byName) : v)))
     .sort(byName);
+}
+
+/** The one sync checkpoint on a target (`__replicant:checkpoint:<sync id>`), parsed; null when there is none. */
+export async function targetCheckpoint(c: Redis): Promise<{ offset: number; state: string; replid: string; cleanStart: boolean } | null> {
+  const keys = (await c.keys('__replicant:checkpoint:*')).sort();
+  if (keys.length > 1) throw new Error(`several checkpoints on the target: ${keys.join(', ')}`);
+  const v = keys.length === 0 ? null : await c.get(keys[0]!);
+  return v === null ? null : (JSON.parse(v) as { offset: number; state: string; replid: string; cleanStart: boolean });
 }

@@ -11,6 +11,7 @@ import { FAKE_MARK, FAKE_REPLID, fullSyncBytes, startFakeMaster, type FakeMaster
 import { RdbWriter } from '../helpers/rdb-writer.js';
 import { encodeCommands } from '../../src/resp/encode.js';
 import { ensureBuilt, runCli } from '../helpers/cli.js';
+import { targetCheckpoint } from '../helpers/sync.js';
 
 const cleanup: Array<() => Promise<void>> = [];
 afterEach(async () => {
@@ -53,10 +54,7 @@ function errorLine(e: Exit): string {
   return lines[0]!;
 }
 
-async function checkpoint(tgt: Redis): Promise<{ offset: number; state: string } | null> {
-  const v = await tgt.get('__replicant:checkpoint');
-  return v === null ? null : (JSON.parse(v) as { offset: number; state: string });
-}
+const checkpoint = targetCheckpoint;
 
 /** An RDB with keys a, b, then `bad` bytes at a known offset, then key c. */
 function rdbWithBadBytes(bad: Buffer): { rdb: Buffer; badAt: number } {

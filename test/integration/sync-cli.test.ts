@@ -1,8 +1,8 @@
 /** `replicant sync` as users run it: exit codes, one-line errors, graceful stop, logs without secrets. */
-import { spawn } from 'node:child_process';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { startRedis, waitFor, type RedisServer } from '../helpers/redis.js';
-import { CLI, ensureBuilt, runCli } from '../helpers/cli.js';
+import { ensureBuilt, runCli, startCli } from '../helpers/cli.js';
+import { targetCheckpoint } from '../helpers/sync.js';
 
 const servers: RedisServer[] = [];
 afterEach(async () => {
@@ -12,22 +12,7 @@ beforeAll(async () => {
   await ensureBuilt();
 }, 180_000);
 
-interface Run {
-  code: Promise<number>;
-  stderr: () => string;
-  kill(sig: NodeJS.Signals): void;
-}
-
-function cli(args: string[]): Run {
-  const child = spawn(process.execPath, [CLI, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
-  let err = '';
-  child.stderr.on('data', (d: Buffer) => (err += d.toString()));
-  child.stdout.resume();
-  const code = new Promise<number>((resolve) => child.on('exit', (c, sig) => resolve(c ?? (sig ? 128 : -1))));
-  const timer = setTimeout(() => child.kill('SIGKILL'), 60_000);
-  void code.then(() => clearTimeout(timer));
-  return { code, stderr: () => err, kill: (sig) => child.kill(sig) };
-}
+const cli = (args: string[]) => startCli(args);
 
 describe('replicant sync (CLI)', () => {
   it('refuses a target that holds keys, naming the flag (exit 5)', async () => {
@@ -70,7 +55,7 @@ describe('replicant sync (CLI)', () => {
     r.kill('SIGTERM');
     expect(await r.code).toBe(0);
     expect(r.stderr()).toMatch(/"appliedOffset":\d+/);
-    const cp = JSON.parse((await target.client().get('__replicant:checkpoint'))!);
+    const cp = (await targetCheckpoint(target.client()))!;
     expect(cp.state).toBe('streaming');
     expect(cp.offset).toBeGreaterThan(0);
   });

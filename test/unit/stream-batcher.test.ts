@@ -41,8 +41,10 @@ describe('StreamBatcher', () => {
     const cmds: Arg[][] = [['SET', '__replicant:checkpoint', 'x'], ['SET', '__replican', 'y'], ['DEL', '__REPLICANT:a'], ['HSET', '__replicant', 'f', 'v'], ['FLUSHALL'], ['SET', 'k', '__replicant']];
     const { units } = batch(cmds, { onReserved: (c: StreamCommand) => dropped.push(`${c.name} ${c.args[1]!.toString()}`) });
     expect(dropped).toEqual(['set __replicant:checkpoint', 'hset __replicant']);
-    expect(units.map(text)).toEqual([['SET __replican y', 'DEL __REPLICANT:a', 'FLUSHALL', 'SET k __replicant']]);
-    expect(units[0]!.offset).toBe(len(...cmds));
+    // FLUSHALL wipes Replicant's keys too: it ends its unit, flagged, so the session puts them back.
+    expect(units.map(text)).toEqual([['SET __replican y', 'DEL __REPLICANT:a', 'FLUSHALL'], ['SET k __replicant']]);
+    expect(units.map((u) => u.reservedReset)).toEqual([{ kind: 'flush' }, undefined]);
+    expect(units[1]!.offset).toBe(len(...cmds));
   });
 
   it('keeps a source transaction whole: its own unit, or merged into an atomic batch', () => {
@@ -60,7 +62,17 @@ describe('StreamBatcher', () => {
     const cmds: Arg[][] = [['SET', 'a', '1'], ['SELECT', '2'], ['SET', 'b', '2'], ['FLUSHALL'], ['SELECT', '0'], ['SET', 'c', '3']];
     const { units } = batch(cmds, { onForeignDb: (c, db) => foreign.push([c.name, db, c.arg(1)?.toString()]) });
     expect(foreign).toEqual([['set', 2, 'b']]);
-    expect(units.map(text)).toEqual([['SET a 1', 'FLUSHALL', 'SET c 3']]);
+    expect(units.map(text)).toEqual([['SET a 1', 'FLUSHALL'], ['SET c 3']]);
+  });
+
+  it('flags FLUSHDB of the reserved db and SWAPDB with it, in and out of transactions', () => {
+    const cmds: Arg[][] = [['SELECT', '3'], ['FLUSHDB'], ['SWAPDB', '1', '2'], ['SELECT', '0'], ['FLUSHDB'], ['SET', 'a', '1'], ['SWAPDB', '1', '0'], ['MULTI'], ['SET', 'b', '1'], ['SWAPDB', '0', '4'], ['EXEC'], ['SET', 'c', '1']];
+    for (const atomicUnits of [false, true]) {
+      const { units } = batch(cmds, { atomicUnits });
+      expect(units.filter((u) => u.reservedReset !== undefined).map((u) => u.reservedReset)).toEqual([{ kind: 'flush' }, { kind: 'swap', a: 1, b: 0 }, { kind: 'swap', a: 0, b: 4 }]);
+      // Each flagged command is the last of its unit (the session appends its fix-up after it).
+      for (const u of units) if (u.reservedReset !== undefined) expect(text(u).at(-1)).toMatch(/^(FLUSHDB|SWAPDB|SET b 1|SWAPDB 0 4)/);
+    }
   });
 
   it('cuts a unit at maxCommands and maxBytes', () => {

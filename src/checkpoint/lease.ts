@@ -1,0 +1,186 @@
+/**
+ * Only one instance of a sync may apply batches to the target: a lease key on the target
+ * (`SET NX PX`), renewed by its holder every third of its time to live.
+ *
+ * A second instance that finds the lease alive (its value changes as the holder renews it)
+ * refuses at once (exit 10). One that finds it stale (not renewed: the holder died) waits for it
+ * to expire, takes it, and then *fences* the previous holder: it kills every target connection
+ * carrying this sync's client name but another token. Ownership thus travels with the batches:
+ * a batch reaches the target only on a connection that was opened and checked under a live
+ * lease, and such connections are killed before the new holder reads the checkpoint, so the
+ * old holder cannot apply even one more batch after the new one starts.
+ */
+import { hostname } from 'node:os';
+import { randomBytes } from 'node:crypto';
+import { ExitCode, ReplicantError } from '../errors.js';
+import type { Logger } from '../observe/logger.js';
+import type { Arg } from '../resp/encode.js';
+
+export class LeaseError extends ReplicantError {
+  constructor(message: string) {
+    super('LOCKED', message, ExitCode.LOCKED);
+  }
+}
+
+/** A way to run one command on one target node (the cluster writer has one per master). */
+export type NodeCall = (args: readonly Arg[]) => Promise<unknown>;
+
+export interface LeaseOptions {
+  key: string;
+  /** Sync id (for messages). */
+  id: string;
+  /** Client names of this sync's connections start with this. */
+  clientPrefix: string;
+  ttlMs: number;
+  logger: Logger;
+}
+
+interface Holder {
+  token: string;
+  host: string;
+  pid: number;
+  since: number;
+  renewedAt: number;
+}
+
+export class SyncLease {
+  readonly token = randomBytes(8).toString('hex');
+  readonly clientName: string;
+  private readonly since = Date.now();
+  private timer: NodeJS.Timeout | null = null;
+  private fenceWarned = false;
+
+  constructor(private readonly opts: LeaseOptions) {
+    this.clientName = `${opts.clientPrefix}${this.token}`;
+  }
+
+  get ttlMs(): number {
+    return this.opts.ttlMs;
+  }
+
+  /** The lease value with a fresh renewal time (its change is what tells a live holder). */
+  currentValue(): string {
+    const h: Holder = { token: this.token, host: hostname(), pid: process.pid, since: this.since, renewedAt: Date.now() };
+    return JSON.stringify(h);
+  }
+
+  /**
+   * Take the lease, waiting (at most its time to live) for a dead holder's lease to expire;
+   * throws LeaseError while another holder is alive. Then fences the previous holder. Returns
+   * false when `cancelled()` turned true while waiting.
+   */
+  async acquire(call: NodeCall, nodes: NodeCall[], sleep: (ms: number) => Promise<void>, cancelled: () => boolean): Promise<boolean> {
+    const { key, ttlMs } = this.opts;
+    let seen: string | null = null;
+    let announced = false;
+    const deadline = Date.now() + ttlMs * 2 + 1000;
+    for (;;) {
+      if ((await call(['SET', key, this.currentValue(), 'NX', 'PX', ttlMs])) !== null) break;
+      const cur = await call(['GET', key]);
+      if (cur === null) continue;
+      const text = String(cur);
+      const holder = parseHolder(text);
+      if (holder?.token === this.token) break;
+      if (seen !== null && text !== seen) throw new LeaseError(this.refusal(holder, 'it renewed its lease just now'));
+      if (Date.now() > deadline) throw new LeaseError(this.refusal(holder, 'its lease does not expire'));
+      seen = text;
+      if (!announced) {
+        announced = true;
+        const pttl = Number(await call(['PTTL', key]));
+        this.opts.logger.warn({ sync: this.opts.id, holder: holder ? `${holder.host} pid ${holder.pid}` : text.slice(0, 100), expiresInMs: pttl }, 'another instance held this sync until recently: waiting to see whether it is alive (it would renew its lease) or gone');
+      }
+      await sleep(Math.max(100, Math.min(500, ttlMs / 6)));
+      if (cancelled()) return false;
+    }
+    await this.fence(nodes);
+    return true;
+  }
+
+  private refusal(holder: Holder | null, why: string): string {
+    const who = holder ? `${holder.host} pid ${holder.pid}, running since ${new Date(holder.since).toISOString()}` : 'unknown';
+    return `sync "${this.opts.id}" is already running (${who}; ${why}): only one instance may write to the target. Stop it first, or give this sync another --name if it really is a different one`;
+  }
+
+  /** Kill the target connections of earlier holders of this sync (on every node). */
+  async fence(nodes: NodeCall[]): Promise<number> {
+    let killed = 0;
+    for (const call of nodes) {
+      try {
+        const list = String(await call(['CLIENT', 'LIST']));
+        for (const line of list.split('\n')) {
+          const name = /(?:^| )name=(\S*)/.exec(line)?.[1];
+          const id = /(?:^| )id=(\d+)/.exec(line)?.[1];
+          if (!name || !id || !name.startsWith(this.opts.clientPrefix) || name === this.clientName) continue;
+          killed += Number(await call(['CLIENT', 'KILL', 'ID', id])) > 0 ? 1 : 0;
+        }
+      } catch (e) {
+        if (!this.fenceWarned) {
+          this.fenceWarned = true;
+          this.opts.logger.warn({ err: (e as Error).message }, 'cannot list or kill the connections of an earlier instance of this sync (CLIENT LIST/KILL refused): relying on the lease alone');
+        }
+      }
+    }
+    if (killed > 0) this.opts.logger.warn({ sync: this.opts.id, connections: killed }, 'fenced an earlier instance of this sync: killed its target connections');
+    return killed;
+  }
+
+  /**
+   * Confirm the lease is still ours and extend it; re-take it if it expired meanwhile (a target
+   * outage longer than the lease). Throws LeaseError when another instance holds it.
+   */
+  async renew(call: NodeCall): Promise<void> {
+    const { key, ttlMs } = this.opts;
+    const cur = await call(['GET', key]);
+    if (cur === null) {
+      if ((await call(['SET', key, this.currentValue(), 'NX', 'PX', ttlMs])) !== null) {
+        this.opts.logger.warn({ sync: this.opts.id }, 'the lease had expired (target unreachable or flushed for longer than --lease-ttl): taken again');
+        return;
+      }
+      return this.renew(call);
+    }
+    const holder = parseHolder(String(cur));
+    if (holder?.token !== this.token) {
+      throw new LeaseError(`sync "${this.opts.id}": another instance (${holder ? `${holder.host} pid ${holder.pid}` : 'unknown'}) took over the target; this one stops without applying anything more`);
+    }
+    await call(['SET', key, this.currentValue(), 'XX', 'PX', ttlMs]);
+  }
+
+  /** Renew every third of the time to live until stop(); `onLost` gets the error that ends it. */
+  startRenewing(call: () => NodeCall | null, onLost: (e: Error) => void): void {
+    const tick = (): void => {
+      const c = call();
+      const next = (): void => {
+        if (this.timer !== null) this.timer = setTimeout(tick, this.opts.ttlMs / 3).unref();
+      };
+      if (c === null) return next();
+      this.renew(c).then(next, (e: unknown) => {
+        if (e instanceof LeaseError) {
+          this.stop();
+          onLost(e);
+        } else next(); // the target connection failed: the session reconnects and confirms the lease
+      });
+    };
+    this.timer = setTimeout(tick, this.opts.ttlMs / 3).unref();
+  }
+
+  stop(): void {
+    if (this.timer !== null) clearTimeout(this.timer);
+    this.timer = null;
+  }
+
+  /** Give the lease up (graceful stop), only if it is still ours. */
+  async release(call: NodeCall): Promise<void> {
+    this.stop();
+    const cur = await call(['GET', this.opts.key]);
+    if (cur !== null && parseHolder(String(cur))?.token === this.token) await call(['DEL', this.opts.key]);
+  }
+}
+
+function parseHolder(text: string): Holder | null {
+  try {
+    const o = JSON.parse(text) as Partial<Holder>;
+    return typeof o.token === 'string' ? { token: o.token, host: String(o.host), pid: Number(o.pid), since: Number(o.since), renewedAt: Number(o.renewedAt) } : null;
+  } catch {
+    return null;
+  }
+}
