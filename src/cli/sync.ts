@@ -5,14 +5,17 @@
  */
 import { Command, Option } from 'commander';
 import type { SyncCliOptions } from './sync-run.js';
-import { parseDuration, parsePort, parseSize } from './options.js';
+import { LOG_LEVELS, parsePort, parsePositiveDuration, parseSize } from './options.js';
+import { addPasswordOptions } from './secrets.js';
 
 export function registerSyncCommand(program: Command): void {
-  program
+  const cmd = program
     .command('sync')
+    .showHelpAfterError(false) // errors stay one line; --help has the rest
     .description('connect to the source as a replica, copy its snapshot to the target, then apply every write it makes until stopped')
-    .requiredOption('-s, --source <url>', 'source: redis://[user:pass@]host:port')
-    .requiredOption('-t, --target <url>', 'target: redis://[user:pass@]host:port')
+    .requiredOption('-s, --source <url>', 'source: redis://[user[:pass]@]host:port or sentinel://[user[:pass]@]host:port[,host:port]/master')
+    .requiredOption('-t, --target <url>', 'target: redis://[user[:pass]@]host:port (each source db goes to the same db number: no /db)');
+  addPasswordOptions(cmd)
     .addOption(new Option('--write-mode <mode>', 'how the snapshot is written: auto (SET for strings, RESTORE for the rest when the target allows), restore, commands').choices(['auto', 'restore', 'commands']).default('auto'))
     .option('--big-key-bytes <size>', 'keys above this size go as chunked commands, never RESTORE', parseSize, 16 * 1024 * 1024)
     .addOption(new Option('--existing <policy>', 'when the target already holds keys at the first full sync: fail, replace (overwrite the source keys, keep others), flush (empty the target first)').choices(['fail', 'replace', 'flush']).default('fail'))
@@ -23,12 +26,13 @@ export function registerSyncCommand(program: Command): void {
     .option('--spool-memory <size>', 'stream bytes kept in memory before spilling to disk', parseSize, 64 * 1024 * 1024)
     .option('--spool-disk <size>', 'disk budget for the spool; past it the source is no longer read', parseSize, 4 * 1024 * 1024 * 1024)
     .option('--listening-port <port>', 'port announced with REPLCONF listening-port', parsePort)
-    .option('--read-timeout <duration>', 'source silence after which the link is dropped and resumed', parseDuration, 60_000)
+    .option('--read-timeout <duration>', 'source silence after which the link is dropped and resumed', parsePositiveDuration, 60_000)
+    .option('--connect-timeout <duration>', 'how long the first connection to the source is retried before giving up with exit 4 (later reconnects retry forever)', parsePositiveDuration, 30_000)
     .option('--no-verify-checksum', 'do not verify the RDB CRC64')
     .option('--exit-after-full-sync', 'exit once the snapshot is applied (for one-off copies and benchmarks)', false)
     .option('--no-progress', 'no progress display / progress log lines')
-    .option('--progress-interval <duration>', 'progress log period when stderr is not a TTY', parseDuration, 10_000)
-    .option('--log-level <level>', 'fatal, error, warn, info, debug', 'info')
+    .option('--progress-interval <duration>', 'progress log period when stderr is not a TTY', parsePositiveDuration, 10_000)
+    .addOption(new Option('--log-level <level>', 'log verbosity').choices(LOG_LEVELS).default('info'))
     .option('--metrics-port <port>', 'serve Prometheus /metrics, /status (JSON) and /healthz on this port (default: off)', parsePort)
     .option('--metrics-host <host>', 'address the metrics endpoint binds to', '127.0.0.1')
     .action(async (o: SyncCliOptions) => {

@@ -1,0 +1,233 @@
+/**
+ * Checks the target before the source is asked for its RDB, so that a target which cannot
+ * take the copy is refused with a message saying what is missing and what to do, instead of
+ * an EXECABORT half-way through the transfer:
+ *
+ *  - a replica (or a read-only node) refuses every write: refused;
+ *  - the ACL user must be allowed MULTI/EXEC, SELECT, the commands of the write mode and
+ *    SET/GET/DEL on the `__replicant` keys (checkpoint); FUNCTION LOAD when the source has
+ *    function libraries: refused when missing; EVAL when the source caches scripts: warned;
+ *  - maxmemory below what the source uses: warned (keys may compress, expire or be evicted).
+ *
+ * Permissions are asked with ACL DRYRUN (Redis 7+) when the user may run it; otherwise each
+ * command is tried in a harmless form on the `__replicant:preflight` key (a RESTORE of a bad
+ * payload, a write of the wrong type...): only a NOPERM or unknown-command reply means denied.
+ */
+import { TargetError } from '../errors.js';
+import type { Logger } from '../observe/logger.js';
+import type { ServerInfo } from '../replication/server-info.js';
+import { parseServerInfo } from '../replication/server-info.js';
+import { endpointLabel, type SourceEndpoint } from '../replication/url.js';
+import type { VerifySide } from '../verify/side.js';
+
+export type PreflightWriteMode = 'auto' | 'restore' | 'commands';
+
+export interface PreflightOptions {
+  target: SourceEndpoint;
+  cluster: boolean;
+  writeMode: PreflightWriteMode;
+  /** The checkpoint is kept in the target (needs SET/GET/DEL on `__replicant` keys). */
+  checkpointInTarget: boolean;
+  source: ServerInfo;
+  logger: Logger;
+}
+
+/** How much a missing command matters. */
+type Need = 'required' | 'warn';
+
+interface Probe {
+  args: string[];
+  need: Need;
+  /** What the command is for, for the message. */
+  why: string;
+  /** What the user can do instead of granting it. */
+  instead?: string;
+}
+
+const KEY = '__replicant:preflight';
+/** Probes that cannot create the key whatever the user may do. */
+const NEVER_CREATES = new Set(['RESTORE', 'FUNCTION', 'EVAL', 'GET', 'SELECT']);
+
+/** The commands a sync with these options sends, each in a harmless form (see tryProbe). */
+export function plannedProbes(o: Pick<PreflightOptions, 'cluster' | 'writeMode' | 'checkpointInTarget' | 'source'>): Probe[] {
+  const probes: Probe[] = [
+    { args: ['MULTI'], need: 'required', why: 'every batch is applied as one transaction' },
+    { args: ['EXEC'], need: 'required', why: 'every batch is applied as one transaction' },
+    { args: ['SET', KEY, '1'], need: 'required', why: 'strings and the checkpoint are written with SET' },
+    { args: ['DEL', KEY], need: 'required', why: 'deletes of the source are relayed' },
+  ];
+  if (!o.cluster) probes.push({ args: ['SELECT', '0'], need: 'required', why: 'each source db is written to the same db number' });
+  if (o.checkpointInTarget) probes.push({ args: ['GET', KEY], need: 'required', why: 'the checkpoint is read back from the target', instead: '--checkpoint file:PATH' });
+  if (o.writeMode !== 'commands') {
+    probes.push({
+      args: ['RESTORE', KEY, '0', 'not-a-dump-payload', 'REPLACE'],
+      need: 'required',
+      why: `--write-mode ${o.writeMode} copies non-string keys with RESTORE`,
+      instead: '--write-mode commands',
+    });
+  }
+  // Commands mode writes every type with commands; the other modes only keys above --big-key-bytes.
+  const typeNeed: Need = o.writeMode === 'commands' ? 'required' : 'warn';
+  const typeWhy = o.writeMode === 'commands' ? '--write-mode commands writes each type with its commands' : 'keys above --big-key-bytes are written with commands';
+  for (const args of [
+    ['MSET', KEY, '1'],
+    ['APPEND', KEY, '1'],
+    ['PEXPIREAT', KEY, '9999999999999'],
+    ['RPUSH', KEY, 'x'],
+    ['SADD', KEY, 'x'],
+    ['HSET', KEY, 'f', 'x'],
+    ['ZADD', KEY, '1', 'x'],
+    ['XADD', KEY, '*', 'f', 'x'],
+    ['XGROUP', 'CREATE', KEY, 'g', '$'],
+    ['XSETID', KEY, '1-1'],
+  ]) {
+    probes.push({ args, need: typeNeed, why: typeWhy });
+  }
+  if (o.source.functionLibraries > 0) {
+    probes.push({ args: ['FUNCTION', 'LOAD', 'not-a-library'], need: 'required', why: `the source has ${o.source.functionLibraries} function libraries, copied with FUNCTION LOAD` });
+  }
+  if (o.source.cachedScripts > 0) {
+    probes.push({ args: ['EVAL', 'return 1', '0'], need: 'warn', why: `the source has ${o.source.cachedScripts} cached Lua scripts; a source that replicates scripts verbatim sends EVAL/EVALSHA` });
+  }
+  return probes;
+}
+
+function replyText(v: unknown): string {
+  if (v instanceof Error) return v.message;
+  return Buffer.isBuffer(v) ? v.toString() : String(v);
+}
+
+/** Denied (or unknown) according to a reply: null when allowed, else the reason. */
+function deniedBy(reply: string): string | null {
+  if (/^NOPERM\b/.test(reply) || /no permissions/i.test(reply)) return 'not allowed by the ACL';
+  if (/unknown command|not found/i.test(reply)) return 'unknown (renamed or disabled)';
+  return null;
+}
+
+export class PreflightCheck {
+  private readonly problems: string[] = [];
+  private readonly warnings: string[] = [];
+  private readonly label: string;
+
+  constructor(
+    private readonly side: VerifySide,
+    private readonly o: PreflightOptions,
+  ) {
+    this.label = endpointLabel(o.target);
+  }
+
+  /** Runs every check; throws a TargetError (exit 5) listing what is missing. */
+  async run(): Promise<void> {
+    const info = parseServerInfo(replyText(await this.side.call(0, ['INFO'])));
+    this.checkRole(info);
+    this.checkMemory(info);
+    if (!this.o.cluster && this.o.source.functionLibraries > 0 && info.major < 7) {
+      this.problems.push(`the source has ${this.o.source.functionLibraries} function libraries, which Redis ${info.version} cannot hold: use a Redis 7+ target`);
+    }
+    await this.checkCommands();
+    for (const w of this.warnings) this.o.logger.warn({ target: this.label }, w);
+    if (this.problems.length > 0) {
+      throw new TargetError(`target ${this.label} cannot take the copy: ${this.problems.join('; ')}`);
+    }
+    this.o.logger.info({ target: this.label, user: this.user ?? this.o.target.username ?? 'default', aclDryRun: this.usedDryRun }, 'target checked: writable, and the user may run what the sync sends');
+  }
+
+  private user: string | undefined;
+  private usedDryRun = false;
+
+  private checkRole(info: ServerInfo): void {
+    if (info.role === 'slave' || info.role === 'replica') {
+      this.problems.push(`it is a replica of ${info.masterAddress ?? 'another server'} and refuses writes: point --target at its master`);
+    }
+  }
+
+  private checkMemory(info: ServerInfo): void {
+    if (info.maxmemory <= 0 || this.o.cluster) return;
+    const room = info.maxmemory - info.usedMemory;
+    if (this.o.source.usedMemory > room) {
+      this.warnings.push(
+        `maxmemory ${mb(info.maxmemory)} leaves ${mb(Math.max(0, room))} free, the source uses ${mb(this.o.source.usedMemory)}: ` +
+          `writes may be refused (OOM) or keys evicted (policy ${info.maxmemoryPolicy}); raise maxmemory on the target`,
+      );
+    }
+  }
+
+  private async checkCommands(): Promise<void> {
+    const probes = plannedProbes(this.o);
+    const who = await this.side.tryCall(0, ['ACL', 'WHOAMI']);
+    this.user = who instanceof Error ? undefined : replyText(who);
+    const dry = this.user !== undefined && (await this.dryRunWorks(this.user));
+    this.usedDryRun = dry;
+    const missing = new Map<string, { reason: string; probe: Probe }>();
+    if (dry) {
+      for (const p of probes) {
+        const r = await this.side.tryCall(0, ['ACL', 'DRYRUN', this.user!, ...p.args]);
+        const text = replyText(r);
+        const reason = text === 'OK' ? null : (deniedBy(text) ?? text);
+        if (reason !== null) missing.set(p.args[0]!, { reason, probe: p });
+      }
+    } else {
+      await this.tryProbes(probes, missing);
+    }
+    for (const [cmd, { reason, probe }] of missing) {
+      const grant = `grant +${cmd.toLowerCase()} to user ${this.user ?? this.o.target.username ?? 'default'}`;
+      const line = `${cmd} is ${reason} (${probe.why}): ${grant}${probe.instead ? ` or use ${probe.instead}` : ''}`;
+      (probe.need === 'required' ? this.problems : this.warnings).push(line);
+    }
+  }
+
+  private async dryRunWorks(user: string): Promise<boolean> {
+    const r = await this.side.tryCall(0, ['ACL', 'DRYRUN', user, 'PING']);
+    return replyText(r) === 'OK';
+  }
+
+  /**
+   * Without ACL DRYRUN: run each command in a form that cannot change data outside the
+   * preflight key. The key holds a string while the type commands run, so they answer
+   * WRONGTYPE when allowed; it is deleted at the end.
+   */
+  private async tryProbes(probes: Probe[], missing: Map<string, { reason: string; probe: Probe }>): Promise<void> {
+    const note = (p: Probe, reply: unknown) => {
+      const reason = reply instanceof Error ? deniedBy(reply.message) : null;
+      if (reason !== null) missing.set(p.args[0]!, { reason, probe: p });
+    };
+    const byName = new Map(probes.map((p) => [p.args[0]!, p]));
+    const multi = byName.get('MULTI')!;
+    const exec = byName.get('EXEC')!;
+    const m = await this.side.tryCall(0, ['MULTI']);
+    note(multi, m);
+    // Without MULTI, EXEC alone answers "EXEC without MULTI" when allowed.
+    const e = await this.side.tryCall(0, ['EXEC']);
+    note(exec, e);
+    // EXEC refused after MULTI: the connection is still in MULTI.
+    if (!(m instanceof Error) && e instanceof Error) await this.side.tryCall(0, ['DISCARD']);
+    const set = byName.get('SET')!;
+    note(set, await this.side.tryCall(0, set.args));
+    // Without the string in place a type command would create a key: only the probes that
+    // never create one (RESTORE of a bad payload, FUNCTION LOAD of bad code, EVAL) still run.
+    const keySafe = !missing.has('SET');
+    for (const p of probes) {
+      if (p === multi || p === exec || p === set || p.args[0] === 'DEL') continue;
+      if (!keySafe && !NEVER_CREATES.has(p.args[0]!)) continue;
+      // MSET replaces the string, APPEND/PEXPIREAT keep it: the key stays a string throughout.
+      note(p, await this.side.tryCall(0, p.args));
+    }
+    const del = byName.get('DEL')!;
+    note(del, await this.side.tryCall(0, del.args));
+  }
+}
+
+function mb(bytes: number): string {
+  return `${(bytes / 1024 / 1024).toFixed(1)} MB`;
+}
+
+/** Opens a control connection to the target (the user of the sync) and runs the checks. */
+export async function preflightTarget(o: PreflightOptions): Promise<void> {
+  const { VerifySide } = await import('../verify/side.js');
+  const side = new VerifySide('target', o.target, o.logger);
+  try {
+    await new PreflightCheck(side, o).run();
+  } finally {
+    side.close();
+  }
+}
