@@ -3,11 +3,16 @@
  * identity (run_id, replication ids), role, memory and keyspace. Used before the first PSYNC
  * to check the target against the source, and to bound the first connection to the source.
  */
-import { SourceError } from '../errors.js';
+import { Socket } from 'node:net';
+import { ProtocolError, SourceError } from '../errors.js';
 import type { Logger } from '../observe/logger.js';
+import { encodeCommands, type Arg } from '../resp/encode.js';
 import { parseInfo } from '../target/probe.js';
+import { ReplicationSourceError, isRetryable } from './errors.js';
+import { LineReader } from './line-reader.js';
+import { checkAuthReply } from './replies.js';
 import { describeSource, resolveSource, type SourceSpec } from './source.js';
-import type { SourceEndpoint } from './url.js';
+import { endpointLabel, type SourceEndpoint } from './url.js';
 
 export interface ServerInfo {
   /** Every `field:value` of the reply. */
@@ -72,24 +77,56 @@ export function parseServerInfo(text: string): ServerInfo {
   };
 }
 
-/** INFO (default sections: server, memory, replication, keyspace...) of one server; SourceError when it cannot be read. */
-export async function readServerInfo(endpoint: SourceEndpoint, logger: Logger): Promise<ServerInfo> {
-  // Loaded on use: ioredis costs startup time that commands without a control connection skip.
-  const { VerifySide } = await import('../verify/side.js');
-  const side = new VerifySide('source', endpoint, logger);
+const INFO_TIMEOUT_MS = 5_000;
+
+/**
+ * INFO (default sections: server, memory, replication, keyspace...) over a plain socket, with
+ * AUTH when the endpoint has a password: no client library, so a source that only speaks the
+ * replication handshake (a restricted ACL user) still gets this far. Returns null when the
+ * server refuses INFO; throws a ReplicationSourceError (retryable unless authentication failed).
+ */
+export async function readServerInfo(endpoint: SourceEndpoint, timeoutMs = INFO_TIMEOUT_MS): Promise<ServerInfo | null> {
+  const label = endpointLabel(endpoint);
+  const socket = new Socket();
+  const lines = new LineReader();
+  const timer = setTimeout(() => lines.fail(new ReplicationSourceError(`${label}: no answer within ${timeoutMs} ms`, true)), timeoutMs);
+  socket.on('data', (d: Buffer) => lines.push(d));
+  socket.on('error', (e: NodeJS.ErrnoException) => lines.fail(new ReplicationSourceError(`${label}: ${e.code ?? e.message}`, true, { cause: e })));
+  socket.on('close', () => lines.fail(new ReplicationSourceError(`${label}: closed the connection`, true)));
   try {
-    return parseServerInfo(String(await side.call(0, ['INFO'])));
+    socket.connect({ host: endpoint.host, port: endpoint.port });
+    const { username, password } = endpoint;
+    const commands: Arg[][] = password === undefined ? [] : [username !== undefined ? ['AUTH', username, password] : ['AUTH', password]];
+    commands.push(['INFO']);
+    socket.write(encodeCommands(commands));
+    if (password !== undefined) checkAuthReply(await lines.line(), username, label);
+    const head = await lines.line();
+    if (head.startsWith('-')) return null;
+    const m = /^\$(\d+)$/.exec(head);
+    if (!m) throw new ProtocolError(`unexpected reply to INFO from ${label}: ${JSON.stringify(head.slice(0, 100))}`);
+    // INFO is made of CRLF-terminated lines: read lines until the announced length is covered.
+    const want = Number(m[1]);
+    const body: string[] = [];
+    let got = 0;
+    while (got < want) {
+      const line = await lines.line();
+      body.push(line);
+      got += Buffer.byteLength(line, 'latin1') + 2;
+    }
+    return parseServerInfo(body.join('\r\n'));
   } finally {
-    side.close();
+    clearTimeout(timer);
+    socket.destroy();
   }
 }
 
 /**
  * The source's INFO, retrying a source that cannot be reached for up to `timeoutMs` (start-up
  * only: a source that never answered is more likely a wrong address than an outage). Logs the
- * first failure once, then exits with a SourceError (exit 4) naming the source.
+ * first failure once, then fails with a SourceError (exit 4) naming the source. Null when the
+ * source answers but refuses INFO (its user may be limited to replication).
  */
-export async function readSourceInfoWithin(spec: SourceSpec, timeoutMs: number, logger: Logger, shouldStop: () => boolean = () => false): Promise<ServerInfo> {
+export async function readSourceInfoWithin(spec: SourceSpec, timeoutMs: number, logger: Logger, shouldStop: () => boolean = () => false): Promise<ServerInfo | null> {
   const deadline = Date.now() + timeoutMs;
   let delay = 200;
   let attempts = 0;
@@ -97,31 +134,23 @@ export async function readSourceInfoWithin(spec: SourceSpec, timeoutMs: number, 
     attempts++;
     let err: Error;
     try {
-      return await readServerInfo(await resolveSource(spec, logger), logger);
+      const info = await readServerInfo(await resolveSource(spec, logger), Math.max(1000, Math.min(INFO_TIMEOUT_MS, deadline - Date.now())));
+      if (info === null) logger.warn({ source: describeSource(spec) }, 'the source refuses INFO: the checks that need its figures are skipped');
+      return info;
     } catch (e) {
       err = e as Error;
-      // A reply error (wrong password, NOPERM...) will not fix itself by waiting.
-      if (isReply(err)) throw err instanceof SourceError ? err : new SourceError(`source ${describeSource(spec)}: ${err.message}`, { cause: err });
+      // Wrong credentials or a protocol error will not fix themselves by waiting.
+      if (!isRetryable(e)) throw e instanceof SourceError ? e : new SourceError(`source ${describeSource(spec)}: ${err.message}`, { cause: e });
     }
     const left = deadline - Date.now();
+    // The address is named once, by describeSource.
+    const reason = err.message.replace(/^[^ ]+:\d+: /, '');
     if (left <= 0 || shouldStop()) {
-      throw new SourceError(`source ${describeSource(spec)} unreachable for ${Math.round(timeoutMs / 100) / 10} s (${attempts} attempts; last error: ${lastLine(err)}); check the address or raise --connect-timeout`, { cause: err });
+      throw new SourceError(`source ${describeSource(spec)} unreachable for ${Math.round(timeoutMs / 100) / 10} s (${attempts} attempts; last error: ${reason}); check the address or raise --connect-timeout`, { cause: err });
     }
-    if (attempts === 1) logger.warn({ source: describeSource(spec), err: lastLine(err), retryForMs: timeoutMs }, 'source unreachable; retrying until --connect-timeout');
-    else logger.debug({ err: lastLine(err), attempt: attempts }, 'source still unreachable');
+    if (attempts === 1) logger.warn({ source: describeSource(spec), err: reason, retryForMs: timeoutMs }, 'source unreachable; retrying until --connect-timeout');
+    else logger.debug({ err: reason, attempt: attempts }, 'source still unreachable');
     await new Promise((r) => setTimeout(r, Math.min(delay, left)).unref());
     delay = Math.min(delay * 2, 2000);
   }
-}
-
-function isReply(e: Error): boolean {
-  const cause = e.cause;
-  return e.name === 'ServerReply' || e.name === 'ReplyError' || (cause instanceof Error && (cause.name === 'ReplyError' || cause.name === 'ServerReply'));
-}
-
-/** The reason without the "source host:port: connect failed:" prefixes VerifySide adds. */
-function lastLine(e: Error): string {
-  const m = e.message;
-  const i = m.lastIndexOf(' failed: ');
-  return i >= 0 ? m.slice(i + ' failed: '.length) : m;
 }

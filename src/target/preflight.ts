@@ -28,7 +28,8 @@ export interface PreflightOptions {
   writeMode: PreflightWriteMode;
   /** The checkpoint is kept in the target (needs SET/GET/DEL on `__replicant` keys). */
   checkpointInTarget: boolean;
-  source: ServerInfo;
+  /** The source's INFO; null when it refused INFO (the checks that need it are skipped). */
+  source: ServerInfo | null;
   logger: Logger;
 }
 
@@ -83,11 +84,13 @@ export function plannedProbes(o: Pick<PreflightOptions, 'cluster' | 'writeMode' 
   ]) {
     probes.push({ args, need: typeNeed, why: typeWhy });
   }
-  if (o.source.functionLibraries > 0) {
-    probes.push({ args: ['FUNCTION', 'LOAD', 'not-a-library'], need: 'required', why: `the source has ${o.source.functionLibraries} function libraries, copied with FUNCTION LOAD` });
+  const libraries = o.source?.functionLibraries ?? 0;
+  const scripts = o.source?.cachedScripts ?? 0;
+  if (libraries > 0) {
+    probes.push({ args: ['FUNCTION', 'LOAD', 'not-a-library'], need: 'required', why: `the source has ${libraries} function libraries, copied with FUNCTION LOAD` });
   }
-  if (o.source.cachedScripts > 0) {
-    probes.push({ args: ['EVAL', 'return 1', '0'], need: 'warn', why: `the source has ${o.source.cachedScripts} cached Lua scripts; a source that replicates scripts verbatim sends EVAL/EVALSHA` });
+  if (scripts > 0) {
+    probes.push({ args: ['EVAL', 'return 1', '0'], need: 'warn', why: `the source has ${scripts} cached Lua scripts; a source that replicates scripts verbatim sends EVAL/EVALSHA` });
   }
   return probes;
 }
@@ -121,8 +124,9 @@ export class PreflightCheck {
     const info = parseServerInfo(replyText(await this.side.call(0, ['INFO'])));
     this.checkRole(info);
     this.checkMemory(info);
-    if (!this.o.cluster && this.o.source.functionLibraries > 0 && info.major < 7) {
-      this.problems.push(`the source has ${this.o.source.functionLibraries} function libraries, which Redis ${info.version} cannot hold: use a Redis 7+ target`);
+    const libraries = this.o.source?.functionLibraries ?? 0;
+    if (libraries > 0 && info.major < 7) {
+      this.problems.push(`the source has ${libraries} function libraries, which Redis ${info.version} cannot hold: use a Redis 7+ target`);
     }
     await this.checkCommands();
     for (const w of this.warnings) this.o.logger.warn({ target: this.label }, w);
@@ -142,11 +146,12 @@ export class PreflightCheck {
   }
 
   private checkMemory(info: ServerInfo): void {
-    if (info.maxmemory <= 0 || this.o.cluster) return;
+    const source = this.o.source;
+    if (info.maxmemory <= 0 || this.o.cluster || source === null) return;
     const room = info.maxmemory - info.usedMemory;
-    if (this.o.source.usedMemory > room) {
+    if (source.usedMemory > room) {
       this.warnings.push(
-        `maxmemory ${mb(info.maxmemory)} leaves ${mb(Math.max(0, room))} free, the source uses ${mb(this.o.source.usedMemory)}: ` +
+        `maxmemory ${mb(info.maxmemory)} leaves ${mb(Math.max(0, room))} free, the source uses ${mb(source.usedMemory)}: ` +
           `writes may be refused (OOM) or keys evicted (policy ${info.maxmemoryPolicy}); raise maxmemory on the target`,
       );
     }
