@@ -100,12 +100,17 @@ function replyText(v: unknown): string {
   return Buffer.isBuffer(v) ? v.toString() : String(v);
 }
 
-/** Denied (or unknown) according to a reply: null when allowed, else the reason. */
-function deniedBy(reply: string): string | null {
-  if (/^NOPERM\b/.test(reply) || /no permissions/i.test(reply)) return 'not allowed by the ACL';
-  if (/unknown command|not found/i.test(reply)) return 'unknown (renamed or disabled)';
+type Denial = { reason: string; grant: 'command' | 'key' | 'none' };
+
+/** Denied (or unknown) according to a reply: null when allowed. */
+function deniedBy(reply: string): Denial | null {
+  if (/permissions to access .*key/i.test(reply)) return { reason: `not allowed on the key ${KEY} by the ACL`, grant: 'key' };
+  if (/^NOPERM\b/.test(reply) || /no permissions/i.test(reply)) return { reason: 'not allowed by the ACL', grant: 'command' };
+  if (/unknown command|not found/i.test(reply)) return { reason: 'unknown (renamed or disabled)', grant: 'none' };
   return null;
 }
+
+type Missing = Map<string, { denial: Denial; probe: Probe }>;
 
 export class PreflightCheck {
   private readonly problems: string[] = [];
@@ -140,6 +145,8 @@ export class PreflightCheck {
   private usedDryRun = false;
 
   private checkRole(info: ServerInfo): void {
+    // A cluster seed may be a replica: the writer routes to the masters.
+    if (this.o.cluster) return;
     if (info.role === 'slave' || info.role === 'replica') {
       this.problems.push(`it is a replica of ${info.masterAddress ?? 'another server'} and refuses writes: point --target at its master`);
     }
@@ -163,20 +170,21 @@ export class PreflightCheck {
     this.user = who instanceof Error ? undefined : replyText(who);
     const dry = this.user !== undefined && (await this.dryRunWorks(this.user));
     this.usedDryRun = dry;
-    const missing = new Map<string, { reason: string; probe: Probe }>();
+    const missing: Missing = new Map();
     if (dry) {
       for (const p of probes) {
         const r = await this.side.tryCall(0, ['ACL', 'DRYRUN', this.user!, ...p.args]);
         const text = replyText(r);
-        const reason = text === 'OK' ? null : (deniedBy(text) ?? text);
-        if (reason !== null) missing.set(p.args[0]!, { reason, probe: p });
+        if (text !== 'OK') missing.set(p.args[0]!, { denial: deniedBy(text) ?? { reason: `refused (${text})`, grant: 'none' }, probe: p });
       }
     } else {
       await this.tryProbes(probes, missing);
     }
-    for (const [cmd, { reason, probe }] of missing) {
-      const grant = `grant +${cmd.toLowerCase()} to user ${this.user ?? this.o.target.username ?? 'default'}`;
-      const line = `${cmd} is ${reason} (${probe.why}): ${grant}${probe.instead ? ` or use ${probe.instead}` : ''}`;
+    const user = this.user ?? this.o.target.username ?? 'default';
+    for (const [cmd, { denial, probe }] of missing) {
+      const grant =
+        denial.grant === 'command' ? `grant +${cmd.toLowerCase()} to user ${user}` : denial.grant === 'key' ? `grant user ${user} the keys ~__replicant* (or ~*)` : `make ${cmd} available on the target`;
+      const line = `${cmd} is ${denial.reason} (${probe.why}): ${grant}${probe.instead ? ` or use ${probe.instead}` : ''}`;
       (probe.need === 'required' ? this.problems : this.warnings).push(line);
     }
   }
@@ -191,10 +199,10 @@ export class PreflightCheck {
    * preflight key. The key holds a string while the type commands run, so they answer
    * WRONGTYPE when allowed; it is deleted at the end.
    */
-  private async tryProbes(probes: Probe[], missing: Map<string, { reason: string; probe: Probe }>): Promise<void> {
+  private async tryProbes(probes: Probe[], missing: Missing): Promise<void> {
     const note = (p: Probe, reply: unknown) => {
-      const reason = reply instanceof Error ? deniedBy(reply.message) : null;
-      if (reason !== null) missing.set(p.args[0]!, { reason, probe: p });
+      const denial = reply instanceof Error ? deniedBy(reply.message) : null;
+      if (denial !== null) missing.set(p.args[0]!, { denial, probe: p });
     };
     const byName = new Map(probes.map((p) => [p.args[0]!, p]));
     const multi = byName.get('MULTI')!;

@@ -74,6 +74,14 @@ describe('target preflight', () => {
     expect(await tc.get('s')).toBe('v');
   });
 
+  it('a user without access to the __replicant keys is told which key pattern to grant', async () => {
+    const { source, target } = await pair();
+    await target.client().call('ACL', 'SETUSER', 'appkeys', 'on', '>pw', '~app:*', '&*', '+@all');
+    const r = await sync(source, userUrl(target, 'appkeys'));
+    expect(r.code, r.stderr).toBe(5);
+    expect(r.stderr).toMatch(/SET is not allowed on the key __replicant:preflight by the ACL .*grant user appkeys the keys ~__replicant\* \(or ~\*\)/);
+  });
+
   it('a source with function libraries needs FUNCTION on the target', async () => {
     const { source, target } = await pair();
     await source.client().call('FUNCTION', 'LOAD', "#!lua name=lib1\nredis.register_function('f1', function() return 1 end)");
