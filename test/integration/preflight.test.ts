@@ -5,6 +5,7 @@
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { ensureBuilt, runCli } from '../helpers/cli.js';
 import { freePort, infoField, startRedis, waitFor, type RedisServer } from '../helpers/redis.js';
+import { readServerInfo } from '../../src/replication/server-info.js';
 
 const servers: RedisServer[] = [];
 afterEach(async () => {
@@ -142,6 +143,30 @@ describe('first connection to the source', () => {
     expect(r.code, r.stderr).toBe(4);
     expect(Date.now() - started).toBeLessThan(10_000);
     expect(r.stderr).toMatch(/WRONGPASS/);
+  });
+});
+
+describe('readServerInfo', () => {
+  it('reads identity, replication ids, memory and keys per db over a plain connection with AUTH', async () => {
+    const server = await startRedis({ password: 'pw' });
+    servers.push(server);
+    const c = server.client();
+    await c.set('a', '1');
+    await c.select(3);
+    await c.set('b', '1');
+    await c.set('c', '1');
+    const info = await readServerInfo({ host: '127.0.0.1', port: server.port, password: 'pw' });
+    const raw = (await c.info()) as string;
+    expect(info).not.toBeNull();
+    expect(info!.runId).toBe(/run_id:(\w+)/.exec(raw)![1]);
+    expect(info!.runId).toMatch(/^[0-9a-f]{40}$/);
+    expect(info!.masterReplid).toBe(/master_replid:(\w+)/.exec(raw)![1]);
+    expect(info!.masterReplid2).toBe('0000000000000000000000000000000000000000');
+    expect(info!.role).toBe('master');
+    expect(info!.version).toMatch(/^\d+\.\d+\.\d+$/);
+    expect(info!.usedMemory).toBeGreaterThan(0);
+    expect([...info!.keys]).toEqual([[0, 1], [3, 2]]);
+    await expect(readServerInfo({ host: '127.0.0.1', port: server.port, password: 'nope' })).rejects.toThrow(/WRONGPASS/);
   });
 });
 
