@@ -116,6 +116,9 @@ export class PreflightCheck {
   private readonly problems: string[] = [];
   private readonly warnings: string[] = [];
   private readonly label: string;
+  /** The ACL user (ACL WHOAMI), when the target says. */
+  private user: string | undefined;
+  private usedDryRun = false;
 
   constructor(
     private readonly side: VerifySide,
@@ -140,9 +143,6 @@ export class PreflightCheck {
     }
     this.o.logger.info({ target: this.label, user: this.user ?? this.o.target.username ?? 'default', aclDryRun: this.usedDryRun }, 'target checked: writable, and the user may run what the sync sends');
   }
-
-  private user: string | undefined;
-  private usedDryRun = false;
 
   private checkRole(info: ServerInfo): void {
     // A cluster seed may be a replica: the writer routes to the masters.
@@ -172,11 +172,12 @@ export class PreflightCheck {
     this.usedDryRun = dry;
     const missing: Missing = new Map();
     if (dry) {
-      for (const p of probes) {
-        const r = await this.side.tryCall(0, ['ACL', 'DRYRUN', this.user!, ...p.args]);
-        const text = replyText(r);
+      // DRYRUN changes nothing: one round trip for all of them.
+      const replies = await this.side.pipeline(0, probes.map((p) => ['ACL', 'DRYRUN', this.user!, ...p.args]));
+      probes.forEach((p, i) => {
+        const text = replyText(replies[i]);
         if (text !== 'OK') missing.set(p.args[0]!, { denial: deniedBy(text) ?? { reason: `refused (${text})`, grant: 'none' }, probe: p });
-      }
+      });
     } else {
       await this.tryProbes(probes, missing);
     }
