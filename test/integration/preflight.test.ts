@@ -134,6 +134,15 @@ describe('first connection to the source', () => {
     expect(r.stderr).not.toContain('pw-xyz');
   });
 
+  it('a source that answers INFO but never grants a first replication link (NOMASTERLINK) also ends with exit 4', async () => {
+    const source = await startRedis({ args: ['--replicaof', '127.0.0.1', String(await freePort())] });
+    const target = await startRedis();
+    servers.push(source, target);
+    const r = await runCli(['sync', '--source', source.url, '--target', target.url, '--no-progress', '--connect-timeout', '1s'], { timeoutMs: 20_000 });
+    expect(r.code, r.stderr).toBe(4);
+    expect(r.stderr.trim().split('\n').at(-1)).toMatch(/NOMASTERLINK.*gave up after --connect-timeout 1 s without a first replication link/);
+  });
+
   it('a wrong source password fails at once (exit 4), without waiting for --connect-timeout', async () => {
     const source = await startRedis({ password: 'right' });
     const target = await startRedis();
