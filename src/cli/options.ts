@@ -19,6 +19,16 @@ export function parseDuration(text: string): number {
   return Math.round(Number(m[1]) * mult);
 }
 
+/** A duration that must be above zero (timeouts, periods): `0` would mean "always expired". */
+export function parsePositiveDuration(text: string): number {
+  const ms = parseDuration(text);
+  if (ms <= 0) throw new InvalidArgumentError(`expected a duration above zero such as 500ms or 10s, got "${text}"`);
+  return ms;
+}
+
+/** The levels `--log-level` accepts (pino's, minus trace which only adds noise). */
+export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug'] as const;
+
 export function parseNonNegativeInt(text: string): number {
   const n = Number(text);
   if (!Number.isSafeInteger(n) || n < 0) throw new InvalidArgumentError(`expected a non-negative integer, got "${text}"`);

@@ -7,8 +7,11 @@ import { createLogger, redactUrl } from '../observe/logger.js';
 import { startMetricsServer, type MetricsServer } from '../observe/metrics.js';
 import { ProgressReporter, formatBytes, formatCount, formatDuration } from '../observe/progress.js';
 import { SyncSession, type SyncStatus } from '../sync/session.js';
+import { UsageError } from '../errors.js';
+import { parseRedisUrl } from '../replication/url.js';
+import { resolvePasswords, type PasswordFileOptions } from './secrets.js';
 
-export interface SyncCliOptions {
+export interface SyncCliOptions extends PasswordFileOptions {
   source: string;
   target: string;
   writeMode: 'auto' | 'restore' | 'commands';
@@ -24,6 +27,7 @@ export interface SyncCliOptions {
   spoolDisk: number;
   listeningPort?: number;
   readTimeout: number;
+  connectTimeout: number;
   verifyChecksum: boolean;
   exitAfterFullSync: boolean;
   progress: boolean;
@@ -35,9 +39,12 @@ export interface SyncCliOptions {
 
 export async function runSyncCommand(o: SyncCliOptions): Promise<void> {
   const logger = createLogger({ level: o.logLevel });
+  const { source, target } = resolvePasswords(o);
+  rejectDbInUrl(source, 'source');
+  rejectDbInUrl(target, 'target');
   const session = new SyncSession({
-    source: o.source,
-    target: o.target,
+    source,
+    target,
     writeMode: o.writeMode,
     bigKeyBytes: o.bigKeyBytes,
     existing: o.existing,
@@ -51,6 +58,7 @@ export async function runSyncCommand(o: SyncCliOptions): Promise<void> {
     spoolDiskBytes: o.spoolDisk,
     listeningPort: o.listeningPort,
     readTimeoutMs: o.readTimeout,
+    connectTimeoutMs: o.connectTimeout,
     verifyChecksum: o.verifyChecksum,
     exitAfterFullSync: o.exitAfterFullSync,
     logger,
@@ -84,6 +92,18 @@ export async function runSyncCommand(o: SyncCliOptions): Promise<void> {
     process.off('SIGINT', onSignal);
     process.off('SIGTERM', onSignal);
     await new Promise<void>((r) => logger.flush(() => r()));
+  }
+}
+
+/**
+ * sync copies every source db to the same db number of the target, so a `/db` in a URL
+ * could only be ignored: refuse it rather than surprise (verify, which compares one db, honours it).
+ */
+function rejectDbInUrl(url: string, side: 'source' | 'target'): void {
+  if (url.startsWith('sentinel://')) return;
+  const db = parseRedisUrl(url).db;
+  if (db !== undefined && db !== 0) {
+    throw new UsageError(`--${side} names db ${db}: sync copies each source db to the same db number of the target; remove /${db} from the URL (replicant verify --db ${db} checks one db)`);
   }
 }
 

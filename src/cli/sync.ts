@@ -5,32 +5,36 @@
  */
 import { Command, Option } from 'commander';
 import type { SyncCliOptions } from './sync-run.js';
-import { parseDuration, parsePort, parseSize } from './options.js';
+import { LOG_LEVELS, parsePort, parsePositiveDuration, parseSize } from './options.js';
+import { addPasswordOptions } from './secrets.js';
 
 export function registerSyncCommand(program: Command): void {
-  program
+  const cmd = program
     .command('sync')
+    .showHelpAfterError(false) // errors stay one line; --help has the rest
     .description('connect to the source as a replica, copy its snapshot to the target, then apply every write it makes until stopped')
-    .requiredOption('-s, --source <url>', 'source: redis://[user:pass@]host:port')
-    .requiredOption('-t, --target <url>', 'target: redis://[user:pass@]host:port')
+    .requiredOption('-s, --source <url>', 'source: redis://[user[:pass]@]host:port or sentinel://[user[:pass]@]host:port[,host:port]/master')
+    .requiredOption('-t, --target <url>', 'target: redis://[user[:pass]@]host:port (each source db goes to the same db number: no /db)');
+  addPasswordOptions(cmd)
     .addOption(new Option('--write-mode <mode>', 'how the snapshot is written: auto (SET for strings, RESTORE for the rest when the target allows), restore, commands').choices(['auto', 'restore', 'commands']).default('auto'))
     .option('--big-key-bytes <size>', 'keys above this size go as chunked commands, never RESTORE', parseSize, 16 * 1024 * 1024)
     .addOption(new Option('--existing <policy>', 'when the target already holds keys at the first full sync: fail, replace (overwrite the source keys, keep others), flush (empty the target first)').choices(['fail', 'replace', 'flush']).default('fail'))
     .addOption(new Option('--on-error <policy>', 'a write the target rejects, or a corrupt key: fail (stop, exit 5/3) or skip (log, count, go on)').choices(['fail', 'skip']).default('fail'))
     .addOption(new Option('--on-full-resync <policy>', 'when the source or a target that lost its data requires copying again: flush (empty the target, only if it holds nothing this sync did not write; else exit 7), flush-all (empty it anyway), replace (copy over it without flushing), fail (exit 7)').choices(['flush', 'flush-all', 'replace', 'fail']).default('flush'))
     .option('--name <name>', "this sync's identity on the target (checkpoint, lease); default: the source address")
-    .option('--lease-ttl <duration>', 'how long a dead instance keeps a restarted one waiting; a live one renews it every third', parseDuration, 10_000)
+    .option('--lease-ttl <duration>', 'how long a dead instance keeps a restarted one waiting; a live one renews it every third', parsePositiveDuration, 10_000)
     .option('--checkpoint <where>', 'where the applied offset is stored: target[:KEY] (atomically with each batch), file:PATH (at-least-once), none', 'target')
     .option('--spool-dir <dir>', 'directory for spool segments (default: the OS temp dir)')
     .option('--spool-memory <size>', 'stream bytes kept in memory before spilling to disk', parseSize, 64 * 1024 * 1024)
     .option('--spool-disk <size>', 'disk budget for the spool; past it the source is no longer read', parseSize, 4 * 1024 * 1024 * 1024)
     .option('--listening-port <port>', 'port announced with REPLCONF listening-port', parsePort)
-    .option('--read-timeout <duration>', 'source silence after which the link is dropped and resumed', parseDuration, 60_000)
+    .option('--read-timeout <duration>', 'source silence after which the link is dropped and resumed', parsePositiveDuration, 60_000)
+    .option('--connect-timeout <duration>', 'how long the first connection to the source is retried before giving up with exit 4 (later reconnects retry forever)', parsePositiveDuration, 30_000)
     .option('--no-verify-checksum', 'do not verify the RDB CRC64')
     .option('--exit-after-full-sync', 'exit once the snapshot is applied (for one-off copies and benchmarks)', false)
     .option('--no-progress', 'no progress display / progress log lines')
-    .option('--progress-interval <duration>', 'progress log period when stderr is not a TTY', parseDuration, 10_000)
-    .option('--log-level <level>', 'fatal, error, warn, info, debug', 'info')
+    .option('--progress-interval <duration>', 'progress log period when stderr is not a TTY', parsePositiveDuration, 10_000)
+    .addOption(new Option('--log-level <level>', 'log verbosity').choices(LOG_LEVELS).default('info'))
     .option('--metrics-port <port>', 'serve Prometheus /metrics, /status (JSON) and /healthz on this port (default: off)', parsePort)
     .option('--metrics-host <host>', 'address the metrics endpoint binds to', '127.0.0.1')
     .action(async (o: SyncCliOptions) => {

@@ -3,15 +3,16 @@
  * data. Exit 0 when equal, 8 when differences were found (summary and examples on stdout),
  * 4 / 5 when the source / target cannot be read, 2 for a bad command line.
  */
-import { InvalidArgumentError, type Command } from 'commander';
+import { InvalidArgumentError, Option, type Command } from 'commander';
 import { ExitCode } from '../errors.js';
 import { createLogger, redactUrl } from '../observe/logger.js';
 import { ProgressReporter, formatCount } from '../observe/progress.js';
 import { formatReport, reportToJson, type VerifyReport } from '../verify/report.js';
 import { parseSample } from '../verify/sample.js';
-import { parseDuration, parseNonNegativeInt } from './options.js';
+import { LOG_LEVELS, parseDuration, parseNonNegativeInt, parsePositiveDuration } from './options.js';
+import { addPasswordOptions, resolvePasswords, type PasswordFileOptions } from './secrets.js';
 
-interface VerifyCliOptions {
+interface VerifyCliOptions extends PasswordFileOptions {
   source: string;
   target: string;
   db?: number[];
@@ -46,12 +47,13 @@ function parsePositiveInt(text: string): number {
 }
 
 export function registerVerifyCommand(program: Command): void {
-  program
+  const cmd = program
     .command('verify')
     .showHelpAfterError(false) // errors stay one line; --help has the rest
     .description('compare the target with the source key by key (or by DEBUG DIGEST when possible); exit 0 when equal, 8 when different')
     .requiredOption('-s, --source <url>', 'source: redis://[user:pass@]host:port or sentinel://host:port/master')
-    .requiredOption('-t, --target <url>', 'target: redis://[user:pass@]host:port')
+    .requiredOption('-t, --target <url>', 'target: redis://[user:pass@]host:port[/db]');
+  addPasswordOptions(cmd)
     .option('--db <n...>', 'only these databases (default: every db holding keys on either side)', parseDbs)
     .option('--key <glob>', 'only keys matching this Redis glob (SCAN MATCH)')
     .option('--sample <n|fraction>', 'check about n keys, or a fraction (0.1) or percentage (5%) of them, on each side')
@@ -62,15 +64,16 @@ export function registerVerifyCommand(program: Command): void {
     .option('--batch <n>', 'keys per SCAN page and per pipelined batch', parsePositiveInt, 500)
     .option('--json', 'print the report as JSON')
     .option('--no-progress', 'no progress on stderr')
-    .option('--progress-interval <duration>', 'progress log period when stderr is not a TTY', parseDuration, 10_000)
-    .option('--log-level <level>', 'fatal, error, warn, info, debug', 'info')
+    .option('--progress-interval <duration>', 'progress log period when stderr is not a TTY', parsePositiveDuration, 10_000)
+    .addOption(new Option('--log-level <level>', 'log verbosity').choices(LOG_LEVELS).default('info'))
     .action(async (o: VerifyCliOptions) => {
       // Loaded on use: the verifier pulls in ioredis, which other commands do not need.
       const { Verifier } = await import('../verify/verifier.js');
       const logger = createLogger({ level: o.logLevel });
+      const { source, target } = resolvePasswords(o);
       const verifier = new Verifier({
-        source: o.source,
-        target: o.target,
+        source,
+        target,
         dbs: o.db,
         keyPattern: o.key,
         sample: o.sample !== undefined ? parseSample(o.sample) : null,

@@ -4,7 +4,7 @@
  * to refuse a source that is the target itself, to predict and explain a full resync, and to
  * tell a restart from a failover.
  */
-import { parseInfo } from '../target/probe.js';
+import { parseServerInfo } from './server-info.js';
 
 export interface ServerIdentity {
   runId: string;
@@ -18,23 +18,20 @@ export interface ServerIdentity {
   role: string;
 }
 
-const NO_REPLID = '0000000000000000000000000000000000000000';
-
 /** From the text of `INFO server` and `INFO replication`; null when run_id is missing. */
 export function parseServerIdentity(server: string, replication: string): ServerIdentity | null {
-  const s = parseInfo(server);
-  const r = parseInfo(replication);
-  const runId = s.get('run_id');
-  if (!runId) return null;
-  const histlen = Number(r.get('repl_backlog_histlen') ?? 0);
-  const first = Number(r.get('repl_backlog_first_byte_offset') ?? NaN);
+  const info = parseServerInfo(`${server}\r\n${replication}`);
+  if (!info.runId) return null;
+  const f = info.fields;
+  const histlen = Number(f.get('repl_backlog_histlen') ?? 0);
+  const first = Number(f.get('repl_backlog_first_byte_offset') ?? NaN);
   return {
-    runId,
-    replid: r.get('master_replid') ?? '',
-    replid2: r.get('master_replid2') ?? NO_REPLID,
-    backlogStart: r.get('repl_backlog_active') === '1' && histlen > 0 && Number.isFinite(first) ? first : null,
-    replOffset: Number(r.get('master_repl_offset') ?? 0),
-    role: r.get('role') ?? 'master',
+    runId: info.runId,
+    replid: info.masterReplid,
+    replid2: info.masterReplid2,
+    backlogStart: f.get('repl_backlog_active') === '1' && histlen > 0 && Number.isFinite(first) ? first : null,
+    replOffset: info.masterReplOffset,
+    role: info.role,
   };
 }
 

@@ -23,8 +23,8 @@ export class Segment {
 
   static async create(directory: SpoolDirectory, n: number): Promise<Segment> {
     const path = join(directory.path, `segment-${String(n).padStart(6, '0')}.spool`);
-    // 'wx+': exclusive create, so an existing file is never overwritten.
-    const fh = await open(path, 'wx+');
+    // 'wx+': exclusive create, so an existing file is never overwritten; 0600: source data.
+    const fh = await open(path, 'wx+', 0o600);
     directory.track(path);
     return new Segment(path, fh, directory);
   }

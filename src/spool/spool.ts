@@ -108,7 +108,7 @@ export class Spool extends EventEmitter<SpoolEvents> {
         throw new RangeError(`spool: ${name} must be a non-negative integer, got ${v}`);
       }
     }
-    const directory = await SpoolDirectory.create(opts.dir ?? tmpdir());
+    const directory = await SpoolDirectory.create(opts.dir ?? tmpdir(), opts.logger);
     const spool = new Spool(opts, directory);
     spool.log.debug({ dir: directory.path }, 'spool opened');
     return spool;

@@ -12,12 +12,14 @@
  * and resuming with PSYNC from the applied offset; see `run()`.
  */
 import { EventEmitter } from 'node:events';
-import { ExitCode, ReplicantError, TargetError, UsageError, printableKey } from '../errors.js';
+import { ExitCode, ReplicantError, SourceError, TargetError, UsageError, printableKey } from '../errors.js';
 import { endpointLabel, parseRedisUrl, type SourceEndpoint } from '../replication/url.js';
 import { describeSource, parseSourceUrl, resolveSource, watchSentinel, type SourceSpec } from '../replication/source.js';
 import { ReplicationLink, type PsyncOutcome } from '../replication/link.js';
 import { EOF_MARK_LENGTH, RdbTrailer } from '../replication/rdb-trailer.js';
 import { isRetryable } from '../replication/errors.js';
+import { readSourceInfoWithin, type ServerInfo } from '../replication/server-info.js';
+import { preflightTarget } from '../target/preflight.js';
 import { RdbDecoder } from '../rdb/decoder.js';
 import { ReplicationStreamParser, type StreamCommand } from '../resp/stream-parser.js';
 import { encodeCommand, encodeCommands, type Arg } from '../resp/encode.js';
@@ -74,6 +76,8 @@ export interface SyncOptions {
   /** REPLCONF listening-port value. */
   listeningPort?: number;
   readTimeoutMs?: number;
+  /** How long the first connection to the source is retried before failing with exit 4. Default 30 s. */
+  connectTimeoutMs?: number;
   maxInflightBytes?: number;
   verifyChecksum?: boolean;
   /** Stop (resolve run()) once the snapshot is applied. */
@@ -150,6 +154,8 @@ export class SyncSession extends EventEmitter<SyncEvents> {
   /** Offset of the checkpoint the next inline GETSET should find on the target (submission order). */
   private cpExpected: number | null = null;
   private reservedWarned = 0;
+  /** The source answered a PSYNC once: from then on, source failures are retried forever. */
+  private sourceAnswered = false;
   /** First start without a checkpoint: --existing is applied once the source is known not to be the target. */
   private existingCheckPending = false;
   private readonly log: Logger;
@@ -217,6 +223,7 @@ export class SyncSession extends EventEmitter<SyncEvents> {
       spoolDiskBytes: options.spoolDiskBytes ?? 4 * 1024 * 1024 * 1024,
       listeningPort: options.listeningPort,
       readTimeoutMs: options.readTimeoutMs ?? 60_000,
+      connectTimeoutMs: options.connectTimeoutMs ?? 30_000,
       maxInflightBytes: options.maxInflightBytes ?? 32 * 1024 * 1024,
       verifyChecksum: options.verifyChecksum ?? true,
       exitAfterFullSync: options.exitAfterFullSync ?? false,
@@ -302,6 +309,7 @@ export class SyncSession extends EventEmitter<SyncEvents> {
       );
       this.otherSyncs = parseRegistry(await this.controlCall(['HGETALL', REGISTRY_KEY]));
       this.otherSyncs.delete(this.identity.id);
+      await this.preflight();
       this.store = this.createStore();
       let cp = await this.store.load();
       this.log.info({ sync: this.identity.id, checkpoint: this.store.where, otherSyncs: [...this.otherSyncs.keys()] }, 'checkpoint store');
@@ -315,6 +323,8 @@ export class SyncSession extends EventEmitter<SyncEvents> {
         }
       } else this.existingCheckPending = true;
       let delay = this.opts.reconnectMinMs;
+      // Until the source first answers a PSYNC, a source failure is bounded by --connect-timeout.
+      const firstConnectBy = Date.now() + this.opts.connectTimeoutMs;
       while (!this.stopping) {
         this.linkEstablished = false;
         try {
@@ -325,6 +335,9 @@ export class SyncSession extends EventEmitter<SyncEvents> {
           if (this.leaseLost !== null) throw this.leaseLost;
           if (e instanceof StopRequested || this.stopping) break;
           if (!(e instanceof Recoverable)) throw e;
+          if (e.side === 'source' && !this.sourceAnswered && Date.now() >= firstConnectBy) {
+            throw new SourceError(`${e.message}; gave up after --connect-timeout ${this.opts.connectTimeoutMs / 1000} s without a first replication link`, { cause: e });
+          }
           // A link that worked before it failed starts the backoff over.
           if (this.linkEstablished) delay = this.opts.reconnectMinMs;
           this.log.warn({ side: e.side, err: e.cause instanceof Error ? e.cause.message : undefined, retryInMs: delay }, `${e.message}; reconnecting`);
@@ -361,6 +374,31 @@ export class SyncSession extends EventEmitter<SyncEvents> {
       }
       this.setPhase('stopped', { appliedOffset: this.applied });
     }
+  }
+
+  /** The source's INFO read before the first PSYNC (run_id, replids, memory...). */
+  private sourceInfo: ServerInfo | null = null;
+
+  /**
+   * Before the first PSYNC: the source must answer within --connect-timeout (else exit 4), and
+   * the target must be able to take the copy (else exit 5 with what is missing).
+   */
+  private async preflight(): Promise<void> {
+    try {
+      this.sourceInfo = await readSourceInfoWithin(this.sourceSpec, this.opts.connectTimeoutMs, this.log, () => this.stopping);
+    } catch (e) {
+      if (this.stopping) return;
+      throw e;
+    }
+    const cp = this.checkpointSpec;
+    await preflightTarget({
+      target: this.targetEp,
+      cluster: this.cluster,
+      writeMode: this.opts.writeMode,
+      checkpointInTarget: cp === undefined ? !this.cluster : cp.kind === 'target',
+      source: this.sourceInfo,
+      logger: this.log,
+    });
   }
 
   // ---------------------------------------------------------------- cycle
@@ -404,6 +442,7 @@ export class SyncSession extends EventEmitter<SyncEvents> {
       throw new Recoverable('source', `source ${endpointLabel(endpoint)}: ${(e as Error).message}`, { cause: e });
     }
     this.replid = outcome.replid;
+    this.sourceAnswered = true;
     let parser: ReplicationStreamParser;
     let firstStream: Buffer | null = null;
     if (outcome.mode === 'full') {

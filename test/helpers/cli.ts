@@ -58,12 +58,12 @@ export interface CliResult {
 }
 
 /**
- * Run `node dist/cli/main.js ...args` to its exit, optionally piping `stdin`; killed with
+ * Run `node dist/cli/main.js ...args` to its exit, optionally piping `stdin` and with extra `env`; killed with
  * SIGKILL after `timeoutMs` (default 60 s; `code` is then -1).
  */
-export function runCli(args: string[], opts: { stdin?: Buffer; timeoutMs?: number } = {}): Promise<CliResult> {
+export function runCli(args: string[], opts: { stdin?: Buffer; timeoutMs?: number; env?: NodeJS.ProcessEnv } = {}): Promise<CliResult> {
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [CLI, ...args], { cwd: ROOT, stdio: ['pipe', 'pipe', 'pipe'] });
+    const child = spawn(process.execPath, [CLI, ...args], { cwd: ROOT, stdio: ['pipe', 'pipe', 'pipe'], env: opts.env ? { ...process.env, ...opts.env } : process.env });
     const out: Buffer[] = [];
     let err = '';
     const timer = setTimeout(() => child.kill('SIGKILL'), opts.timeoutMs ?? 60_000);

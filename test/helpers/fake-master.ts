@@ -45,6 +45,7 @@ export interface FakeMaster {
   commands: string[][];
   /** Offsets of `REPLCONF ACK` received, in order. */
   acks: number[];
+  /** Replication connections (those that sent PSYNC); control connections (INFO) do not count. */
   connections: number;
   /** Resolves when an ACK with offset >= `offset` arrives. */
   waitForAck(offset: number, timeoutMs?: number): Promise<void>;
@@ -77,7 +78,6 @@ export async function startFakeMaster(opts: FakeMasterOptions): Promise<FakeMast
     sockets.add(socket);
     socket.on('close', () => sockets.delete(socket));
     socket.on('error', () => undefined);
-    const connection = ++state.connections;
     const parser = new ReplicationStreamParser(0);
     let authed = opts.password === undefined;
     let streaming = false;
@@ -142,7 +142,7 @@ export async function startFakeMaster(opts: FakeMasterOptions): Promise<FakeMast
         else if (name === 'replconf') reply('+OK\r\n');
         else if (name === 'psync') {
           streaming = true;
-          void run(opts.onPsync({ replid: args[1] ?? '', offset: Number(args[2]) }, connection));
+          void run(opts.onPsync({ replid: args[1] ?? '', offset: Number(args[2]) }, ++state.connections));
         } else reply(`-ERR unknown command '${args[0]}'\r\n`);
       }
     });

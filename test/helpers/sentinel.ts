@@ -27,6 +27,10 @@ export interface SentinelOptions {
   masterHost?: string;
   downAfterMs?: number;
   failoverTimeoutMs?: number;
+  /** The sentinel's own password (`requirepass`). */
+  password?: string;
+  /** The password of the monitored data nodes (`sentinel auth-pass`). */
+  masterPassword?: string;
 }
 
 const live = new Set<ChildProcess>();
@@ -53,6 +57,8 @@ export async function startSentinel(opts: SentinelOptions): Promise<SentinelProc
         `sentinel monitor ${opts.masterName} ${opts.masterHost ?? '127.0.0.1'} ${opts.masterPort} 1`,
         `sentinel down-after-milliseconds ${opts.masterName} ${opts.downAfterMs ?? 1000}`,
         `sentinel failover-timeout ${opts.masterName} ${opts.failoverTimeoutMs ?? 5000}`,
+        ...(opts.password ? [`requirepass ${opts.password}`] : []),
+        ...(opts.masterPassword ? [`sentinel auth-pass ${opts.masterName} ${opts.masterPassword}`] : []),
         '',
       ].join('\n'),
     );
@@ -64,7 +70,7 @@ export async function startSentinel(opts: SentinelOptions): Promise<SentinelProc
     try {
       await waitFor(async () => {
         if (proc.exitCode !== null) throw new Error(`redis-sentinel exited with ${proc.exitCode}: ${output}`);
-        const c = new Redis({ port, host: '127.0.0.1', lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => null, enableOfflineQueue: false });
+        const c = new Redis({ port, host: '127.0.0.1', password: opts.password, lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => null, enableOfflineQueue: false });
         c.on('error', () => {});
         try {
           await c.connect();
@@ -88,7 +94,7 @@ export async function startSentinel(opts: SentinelOptions): Promise<SentinelProc
       dir,
       process: proc,
       client() {
-        const c = new Redis({ port, host: '127.0.0.1', maxRetriesPerRequest: 3 });
+        const c = new Redis({ port, host: '127.0.0.1', password: opts.password, maxRetriesPerRequest: 3 });
         c.on('error', () => {});
         clients.push(c);
         return c;
