@@ -297,7 +297,9 @@ export class SyncSession extends EventEmitter<SyncEvents> {
         });
       }
       await this.connectTarget();
-      // Ownership first: the checkpoint read below must not be moved by an older instance.
+      // Read-only checks first: a target that cannot take the writes gets no lease either.
+      await this.preflight();
+      // Ownership next: the checkpoint read below must not be moved by an older instance.
       const control = await this.controlWriter();
       if (!(await this.lease.acquire((a) => control.call(a), control.nodeCalls(), (ms) => this.sleep(ms), () => this.stopping))) {
         this.log.info('stopped while waiting for the lease');
@@ -309,7 +311,6 @@ export class SyncSession extends EventEmitter<SyncEvents> {
       );
       this.otherSyncs = parseRegistry(await this.controlCall(['HGETALL', REGISTRY_KEY]));
       this.otherSyncs.delete(this.identity.id);
-      await this.preflight();
       this.store = this.createStore();
       let cp = await this.store.load();
       this.log.info({ sync: this.identity.id, checkpoint: this.store.where, otherSyncs: [...this.otherSyncs.keys()] }, 'checkpoint store');

@@ -47,7 +47,7 @@ interface Probe {
 
 const KEY = '__replicant:preflight';
 /** Probes that cannot create the key whatever the user may do. */
-const NEVER_CREATES = new Set(['RESTORE', 'FUNCTION', 'EVAL', 'GET', 'SELECT']);
+const NEVER_CREATES = new Set(['RESTORE', 'FUNCTION', 'EVAL', 'GET', 'HGETALL', 'SELECT']);
 
 /** The commands a sync with these options sends, each in a harmless form (see tryProbe). */
 export function plannedProbes(o: Pick<PreflightOptions, 'cluster' | 'writeMode' | 'checkpointInTarget' | 'source'>): Probe[] {
@@ -58,7 +58,13 @@ export function plannedProbes(o: Pick<PreflightOptions, 'cluster' | 'writeMode' 
     { args: ['DEL', KEY], need: 'required', why: 'deletes of the source are relayed' },
   ];
   if (!o.cluster) probes.push({ args: ['SELECT', '0'], need: 'required', why: 'each source db is written to the same db number' });
-  if (o.checkpointInTarget) probes.push({ args: ['GET', KEY], need: 'required', why: 'the checkpoint is read back from the target', instead: '--checkpoint file:PATH' });
+  if (o.checkpointInTarget) {
+    probes.push({ args: ['GET', KEY], need: 'required', why: 'the checkpoint is read back from the target', instead: '--checkpoint file:PATH' });
+    probes.push({ args: ['GETSET', KEY, '1'], need: 'required', why: 'each batch replaces the checkpoint with GETSET (which detects a target that lost its data)', instead: '--checkpoint file:PATH' });
+  }
+  // The lease (SET NX PX, GET) and the registry of the syncs writing to this target.
+  probes.push({ args: ['HSET', KEY, 'f', 'x'], need: 'required', why: 'each sync registers itself in the hash __replicant:syncs' });
+  probes.push({ args: ['HGETALL', KEY], need: 'required', why: 'the syncs registered on the target are read at start' });
   if (o.writeMode !== 'commands') {
     probes.push({
       args: ['RESTORE', KEY, '0', 'not-a-dump-payload', 'REPLACE'],
@@ -76,7 +82,6 @@ export function plannedProbes(o: Pick<PreflightOptions, 'cluster' | 'writeMode' 
     ['PEXPIREAT', KEY, '9999999999999'],
     ['RPUSH', KEY, 'x'],
     ['SADD', KEY, 'x'],
-    ['HSET', KEY, 'f', 'x'],
     ['ZADD', KEY, '1', 'x'],
     ['XADD', KEY, '*', 'f', 'x'],
     ['XGROUP', 'CREATE', KEY, 'g', '$'],
