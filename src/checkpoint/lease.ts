@@ -145,15 +145,21 @@ export class SyncLease {
     await call(['SET', key, this.currentValue(), 'XX', 'PX', ttlMs]);
   }
 
-  /** Renew every third of the time to live until stop(); `onLost` gets the error that ends it. */
-  startRenewing(call: () => NodeCall | null, onLost: (e: Error) => void): void {
+  /**
+   * Renew every third of the time to live until stop(); `onLost` gets the error that ends it,
+   * `onRenewed` runs after each renewal.
+   */
+  startRenewing(call: () => NodeCall | null, onLost: (e: Error) => void, onRenewed?: () => void): void {
     const tick = (): void => {
       const c = call();
       const next = (): void => {
         if (this.timer !== null) this.timer = setTimeout(tick, this.opts.ttlMs / 3).unref();
       };
       if (c === null) return next();
-      this.renew(c).then(next, (e: unknown) => {
+      this.renew(c).then(() => {
+        onRenewed?.();
+        next();
+      }, (e: unknown) => {
         if (e instanceof LeaseError) {
           this.stop();
           onLost(e);

@@ -308,9 +308,9 @@ export class SyncSession extends EventEmitter<SyncEvents> {
       this.lease.startRenewing(
         () => (a) => this.controlCall(a),
         (e) => this.onLeaseLost(e),
+        () => void this.readRegistry().catch(() => undefined),
       );
-      this.otherSyncs = parseRegistry(await this.controlCall(['HGETALL', REGISTRY_KEY]));
-      this.otherSyncs.delete(this.identity.id);
+      await this.readRegistry();
       this.store = this.createStore();
       let cp = await this.store.load();
       this.log.info({ sync: this.identity.id, checkpoint: this.store.where, otherSyncs: [...this.otherSyncs.keys()] }, 'checkpoint store');
@@ -618,6 +618,7 @@ export class SyncSession extends EventEmitter<SyncEvents> {
         if (this.reservedWarned++ === 0) this.log.warn({ command: cmd.name, key: printableKey(cmd.args[1]!) }, 'the source writes __replicant keys (it is itself the target of another Replicant sync?): such commands are never copied (logged once)');
       },
       onForeignDb: this.cluster ? (cmd: StreamCommand, db: number) => this.foreignDb(db, cmd.args[1], cmd.name) : undefined,
+      dropFlush: (cmd: StreamCommand, db: number) => this.sharedTargetFlush(cmd, db),
     });
     const units: StreamUnit[] = [];
     let chunk: Buffer | null = first;
@@ -638,6 +639,23 @@ export class SyncSession extends EventEmitter<SyncEvents> {
     const u = batcher.cut();
     if (u !== null) await this.submitStreamUnit(u);
     await this.flushWriter();
+  }
+
+  /**
+   * A source FLUSHALL/FLUSHDB while other syncs write to the same target: relaying it would
+   * delete their keys too. Stop (--on-error fail) or drop it, counted and logged (skip); the
+   * keys of this source it should have deleted then stay on the target.
+   */
+  private sharedTargetFlush(cmd: StreamCommand, db: number): boolean {
+    if (this.otherSyncs.size === 0) return false;
+    const what = `source ${cmd.name.toUpperCase()}${cmd.name === 'flushdb' ? ` in db ${db}` : ''} at offset ${cmd.offset}`;
+    const others = [...this.otherSyncs.keys()].join(', ');
+    if (this.opts.onError === 'fail') {
+      throw new TargetError(`${what}: the target is shared with other syncs (${others}); relaying it would delete their keys (use --on-error skip to drop it and keep them)`);
+    }
+    this.errors++;
+    this.log.error({ command: cmd.name, db, offset: cmd.offset, otherSyncs: others }, `${what} not relayed: the target is shared with other syncs; this source's keys it deleted stay on the target (--on-error skip)`);
+    return true;
   }
 
   /** A key or command in a db other than 0, which a cluster target does not have. */
@@ -802,7 +820,8 @@ export class SyncSession extends EventEmitter<SyncEvents> {
     throw new ReplicantError(
       'RESYNC',
       `a full resync is needed (${reason}), but the target holds keys this sync did not write (${foreign.join('; ')}): flushing it would destroy them. ` +
-        'Use --on-full-resync replace to copy again over them without flushing (keys deleted on the source meanwhile stay on the target), or --on-full-resync flush-all to empty the target anyway',
+        'Use --on-full-resync replace to copy again over them without flushing (keys deleted on the source meanwhile stay on the target), or --on-full-resync flush-all to empty the target anyway' +
+        (this.otherSyncs.size > 0 ? `. A sync that is finished and whose keys may go can be forgotten with HDEL ${REGISTRY_KEY} <name> on the target` : ''),
       ExitCode.RESYNC_REFUSED,
     );
   }
@@ -817,6 +836,15 @@ export class SyncSession extends EventEmitter<SyncEvents> {
       this.log.warn({ reason, policy: this.opts.onFullResync }, `full resync: ${reason}; copying again over the target's keys (REPLACE, no flush)`);
       this.cleanStart = false;
     }
+  }
+
+  /** The other syncs writing to this target (a sync added later is seen within a lease period). */
+  private async readRegistry(): Promise<void> {
+    const all = parseRegistry(await this.controlCall(['HGETALL', REGISTRY_KEY]));
+    all.delete(this.identity.id);
+    const added = [...all.keys()].filter((k) => !this.otherSyncs.has(k));
+    if (added.length > 0 && this.phase !== 'connecting') this.log.info({ otherSyncs: added }, 'another sync now writes to this target too: its keys are protected from flushes');
+    this.otherSyncs = all;
   }
 
   private onLeaseLost(e: Error): void {
@@ -1097,6 +1125,9 @@ export class SyncSession extends EventEmitter<SyncEvents> {
       case 'fail':
         throw new TargetError(`target ${this.targetEp.host}:${this.targetEp.port} already holds ${keys} keys; refusing to write over them (use --existing replace to overwrite keys the source has, or --existing flush to empty the target first)`);
       case 'flush':
+        if (this.otherSyncs.size > 0) {
+          throw new TargetError(`--existing flush: other syncs write to the target ${endpointLabel(this.targetEp)} (${[...this.otherSyncs.keys()].join(', ')}); flushing would delete their keys. Use --existing replace`);
+        }
         this.log.warn({ keys }, 'target holds keys: flushing it first (--existing flush)');
         await this.flushTarget();
         this.cleanStart = true;

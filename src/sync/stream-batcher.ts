@@ -39,6 +39,11 @@ export interface StreamBatcherOptions {
   maxBytes?: number;
   /** Called for REPLCONF GETACK, after the units before it were returned. */
   onGetAck?: () => void;
+  /**
+   * Called for FLUSHALL/FLUSHDB; returning true drops the command (a target shared with other
+   * syncs: relaying it would delete their keys).
+   */
+  dropFlush?: (cmd: StreamCommand, db: number) => boolean;
   /** The db holding Replicant's keys on the target (default 0). */
   reservedDb?: number;
   /** Called for each dropped command touching a reserved key. */
@@ -204,6 +209,7 @@ export class StreamBatcher {
 
   /** True (and reported) when `cmd` must be dropped: a reserved key, or a db a cluster lacks. */
   private foreign(cmd: StreamCommand, db: number): boolean {
+    if ((cmd.name === 'flushall' || cmd.name === 'flushdb') && this.opts.dropFlush?.(cmd, db) === true) return true;
     if (db !== 0 && this.opts.onForeignDb !== undefined && !DB_AGNOSTIC.has(cmd.name)) {
       this.opts.onForeignDb(cmd, db);
       return true;

@@ -116,6 +116,42 @@ describe('safety: two sources into one target', () => {
   });
 });
 
+describe('safety: a shared target', () => {
+  it('a source FLUSHALL is not relayed into a target shared with another sync; --existing flush is refused there', async () => {
+    const a = await server();
+    const b = await server();
+    const target = await server();
+    const ca = a.client();
+    const cb = b.client();
+    const tc = target.client();
+    await ca.set('a:1', '1');
+    await cb.set('b:1', '1');
+    const ra = sync(['-s', a.url, '-t', target.url, '--on-error', 'skip']);
+    await streaming(ra);
+    const rb = sync(['-s', b.url, '-t', target.url, '--existing', 'replace']);
+    await streaming(rb);
+    // A third source asking to flush the shared target is refused before anything is written.
+    const c = await server();
+    await c.client().set('c:1', '1');
+    const rc = sync(['-s', c.url, '-t', target.url, '--existing', 'flush']);
+    expect(await rc.code).toBe(5);
+    expect(rc.stderr()).toMatch(/other syncs write to the target/);
+    await waitFor(async () => /another sync now writes to this target/.test(ra.stderr()), 'A to see B', 10_000);
+    await ca.flushall();
+    await ca.set('a:2', '2');
+    await until(tc, 'a:2', '2', 'the write after FLUSHALL');
+    expect(ra.stderr()).toMatch(/FLUSHALL at offset \d+ not relayed: the target is shared/);
+    expect(await tc.get('b:1')).toBe('1');
+    await cb.set('b:2', '2');
+    await until(tc, 'b:2', '2', 'B still streaming');
+    expect(await tc.get('c:1')).toBeNull();
+    for (const r of [ra, rb]) {
+      r.kill('SIGTERM');
+      expect(await r.code).toBe(0);
+    }
+  });
+});
+
 describe('safety: one sync, two instances', () => {
   it('a second instance refuses while the first lives; after a stall the new one fences the old, which applies nothing more', async () => {
     const source = await server();
