@@ -145,6 +145,8 @@ export class SyncSession extends EventEmitter<SyncEvents> {
   /** Other syncs registered on the target when this one started (their keys are not ours). */
   private otherSyncs = new Map<string, SyncRegistration>();
   private registration: SyncRegistration | null = null;
+  /** This sync's entry found in the target's registry (written by an earlier run of it). */
+  private registeredAs: SyncRegistration | null = null;
   /** The source as seen before the last PSYNC. */
   private sourceIdentity: ServerIdentity | null = null;
   /** Why the next full resync happens (logged with it). */
@@ -764,6 +766,12 @@ export class SyncSession extends EventEmitter<SyncEvents> {
     const id = ctx.identity;
     this.sourceIdentity = id;
     const target = this.writer!.info;
+    const before = this.registeredAs;
+    const source = describeSource(this.sourceSpec);
+    // The same name for another source would adopt that source's checkpoint (and flush its copy).
+    if (before !== null && before.source !== source && (id === null || before.sourceRunId !== id.runId)) {
+      throw new UsageError(`sync "${this.identity.id}" on the target belongs to the source ${before.source}, not ${source}: give this sync another --name (or, if it is the same data at a new address, forget the old entry with HDEL ${REGISTRY_KEY} ${this.identity.id})`);
+    }
     if (id !== null && target.runId !== '') {
       if (id.runId === target.runId) {
         throw new UsageError(`the source ${describeSource(this.sourceSpec)} and the target ${endpointLabel(this.targetEp)} are the same server (run_id ${id.runId}): refusing to sync a server into itself; check --source and --target`);
@@ -841,6 +849,7 @@ export class SyncSession extends EventEmitter<SyncEvents> {
   /** The other syncs writing to this target (a sync added later is seen within a lease period). */
   private async readRegistry(): Promise<void> {
     const all = parseRegistry(await this.controlCall(['HGETALL', REGISTRY_KEY]));
+    this.registeredAs = all.get(this.identity.id) ?? null;
     all.delete(this.identity.id);
     const added = [...all.keys()].filter((k) => !this.otherSyncs.has(k));
     if (added.length > 0 && this.phase !== 'connecting') this.log.info({ otherSyncs: added }, 'another sync now writes to this target too: its keys are protected from flushes');

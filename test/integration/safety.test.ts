@@ -219,6 +219,23 @@ describe('safety: source == target, loops', () => {
     expect(await s.client().get('k')).toBe('v');
   });
 
+  it('refuses a --name already used by a sync of another source (it would adopt its checkpoint)', async () => {
+    const a = await server();
+    const b = await server();
+    const target = await server();
+    await a.client().set('a', '1');
+    await b.client().set('b', '1');
+    const ra = sync(['-s', a.url, '-t', target.url, '--name', 'orders']);
+    await streaming(ra);
+    ra.kill('SIGTERM');
+    expect(await ra.code).toBe(0);
+    const rb = sync(['-s', b.url, '-t', target.url, '--name', 'orders', '--existing', 'replace']);
+    expect(await rb.code).toBe(2);
+    expect(rb.stderr()).toMatch(/belongs to the source 127\.0\.0\.1:\d+, not/);
+    expect(await target.client().get('a')).toBe('1');
+    expect(await target.client().get('b')).toBeNull();
+  });
+
   it('refuses a loop A -> B -> A', async () => {
     const a = await server();
     const b = await server();
