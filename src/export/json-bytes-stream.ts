@@ -19,6 +19,8 @@ import type { OutputBuffer } from './output.js';
 const EMPTY = Buffer.alloc(0);
 /** Bytes read back from the file at a time: a multiple of 3, so base64 runs stay aligned. */
 const READ_BYTES = 3 * 349_525;
+/** Bytes base64-encoded per string written (a multiple of 3). */
+const BASE64_RUN = 3 * 16 * 1024;
 
 export class JsonBytesStream {
   private mode: 'text' | 'b64' = 'text';
@@ -133,7 +135,8 @@ export class JsonBytesStream {
       from = need;
     }
     const end = from + Math.floor((b.length - from) / 3) * 3;
-    if (end > from) this.out.ascii(b.toString('base64', from, end));
+    // In short runs: young strings that the next scavenge frees (with the Buffers around them).
+    for (let o = from; o < end; o += BASE64_RUN) this.out.ascii(b.toString('base64', o, Math.min(end, o + BASE64_RUN)));
     this.carry = Buffer.from(b.subarray(end));
   }
 }

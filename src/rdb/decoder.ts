@@ -108,7 +108,9 @@ export class RdbDecoder {
    * ~100k records that the GC has to copy, about 3x slower than the same bytes in 64 KiB pushes.
    *
    * Memory: a string value of 1 MiB or more (plain or LZF) goes out as `stringPart` pieces
-   * and is never held; any other element longer than 256 KiB is held once (its chunks are
+   * and is never held (but every piece a push completes is in its result: LZF data can expand
+   * about 90-fold, so a 64 KiB push may return ~6 MiB of pieces); any other element longer
+   * than 256 KiB is held once (its chunks are
    * copied into one Buffer allocated when its length is read, and released), and a long LZF
    * element is decompressed as it arrives; beyond that the decoder holds at most about one chunk.
    */

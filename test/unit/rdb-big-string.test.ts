@@ -81,6 +81,8 @@ describe('long strings come as stringPart records', () => {
     const parts = ref.filter((r) => r.kind === 'stringPart');
     expect(parts.length).toBeGreaterThanOrEqual(9);
     for (const p of parts) expect(p.kind === 'stringPart' && p.value.length).toBeLessThanOrEqual(MiB);
+    // Pieces start at multiples of 1 MiB: aligned with the SET/APPEND commands, which then copy nothing.
+    for (const p of parts) expect(p.kind === 'stringPart' && p.offset % MiB).toBe(0);
     expect(ref.at(-1)).toMatchObject({ kind: 'end', checksumVerified: true });
     const r = rng(5);
     const sizes: [string, (i: number) => number][] = [...chunkings(), ['random 1..300000', () => 1 + Math.floor(r() * 300_000)]];

@@ -9,8 +9,9 @@
  *
  * A string value of STREAM_STRING_MIN bytes or more is never held whole (`pieces` mode):
  * it is decompressed into a window of WINDOW_PIECE bytes plus the 8 KiB before them (LZF
- * back-references reach at most 8 KiB back), and each full window goes out as a
- * `stringPart` record, a view of that window; the next window is a new Buffer.
+ * back-references reach at most 8 KiB back), and each piece goes out as a `stringPart`
+ * record, a view of its window; the next window is a new Buffer. Pieces start at multiples
+ * of WINDOW_PIECE (the same for any chunking, and aligned with 1 MiB SET/APPEND commands).
  */
 import { MAX_STRING_LENGTH, type RdbInput } from '../input.js';
 import { BlobError } from '../structure/blob-error.js';
@@ -26,6 +27,8 @@ export const STREAM_STRING_MIN = 1024 * 1024;
 /** Output bytes a window holds for emitting, and the history it keeps in front of them. */
 const WINDOW_PIECE = 1024 * 1024;
 const WINDOW_HISTORY = 8192;
+/** Room after the piece for the token that crosses its end (one token writes at most 264 bytes). */
+const WINDOW_SLACK = 264;
 
 const EMPTY = Buffer.alloc(0);
 
@@ -84,7 +87,7 @@ export class LzfStream {
     let out = EMPTY;
     if (possible && !skipping) {
       try {
-        out = Buffer.allocUnsafe(windowed ? Math.min(ulen, WINDOW_PIECE) : ulen);
+        out = Buffer.allocUnsafe(windowed ? Math.min(ulen, WINDOW_PIECE + WINDOW_SLACK) : ulen);
       } catch (e) {
         throw input.error(`${what}: cannot allocate ${ulen} bytes for the decompressed value (${e instanceof Error ? e.message : String(e)})`, at);
       }
@@ -152,25 +155,31 @@ export class LzfStream {
     this.ulenWhat = `${what} (LZF uncompressed length)`;
   }
 
-  /** Pieces mode: emit the window's new bytes, continue in a new window that starts with its last 8 KiB. */
+  /**
+   * Pieces mode, the window is full (decoding stopped past its piece, in the slack): emit the
+   * piece, continue in a new window holding the 8 KiB before the next piece and the bytes
+   * already decoded into the slack.
+   */
   private nextWindow(): void {
     const old = this.out;
-    this.emitPiece();
-    const keep = Math.min(this.op, WINDOW_HISTORY);
-    const base = this.outBase + this.op - keep;
-    const out = Buffer.allocUnsafe(Math.min(WINDOW_PIECE + keep, this.ulen - base));
-    old.copy(out, 0, this.op - keep, this.op);
+    const pieceEnd = this.emitFrom + WINDOW_PIECE;
+    this.emitPiece(pieceEnd);
+    const keepFrom = pieceEnd - WINDOW_HISTORY;
+    const base = this.outBase + keepFrom;
+    const out = Buffer.allocUnsafe(Math.min(WINDOW_HISTORY + WINDOW_PIECE + WINDOW_SLACK, this.ulen - base));
+    old.copy(out, 0, keepFrom, this.op);
     this.out = out;
     this.outBase = base;
-    this.op = keep;
-    this.emitFrom = keep;
+    this.op -= keepFrom;
+    this.emitFrom = WINDOW_HISTORY;
   }
 
-  private emitPiece(): void {
-    if (this.op === this.emitFrom) return;
-    const value = this.out.subarray(this.emitFrom, this.op);
+  /** Emit out[emitFrom, to) as a stringPart (a view of the window). */
+  private emitPiece(to: number): void {
+    if (to === this.emitFrom) return;
+    const value = this.out.subarray(this.emitFrom, to);
     this.ctx.emit({ kind: 'stringPart', value, offset: this.outBase + this.emitFrom, total: this.ulen });
-    this.emitFrom = this.op;
+    this.emitFrom = to;
   }
 
   /** Forget any string in progress (a new value starts). */
@@ -195,7 +204,7 @@ export class LzfStream {
     if (!this.discard && this.outBase + this.op !== this.ulen) {
       this.corrupt(new BlobError(`LZF data decompressed to ${this.outBase + this.op} bytes, expected ${this.ulen}`, this.at));
     }
-    if (this.pieces && !this.discard) this.emitPiece();
+    if (this.pieces && !this.discard) while (this.emitFrom < this.op) this.emitPiece(Math.min(this.op, this.emitFrom + WINDOW_PIECE));
     const value = this.pieces ? EMPTY : this.out;
     this.active = false;
     this.out = EMPTY;
