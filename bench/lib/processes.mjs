@@ -76,14 +76,17 @@ for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP']) {
 
 /**
  * Run a command to completion under `/usr/bin/time -v` (when installed) and return its wall
- * time, CPU time and peak RSS. stdout is kept (up to `keepStdout` bytes) for callers that parse it.
+ * time, CPU time and peak RSS. stdout is kept (up to `keepStdout` bytes) for callers that parse it,
+ * or goes to /dev/null with `discardStdout`.
  */
-export async function runMeasured(cmd, args, { keepStdout = 1 << 20, env, cwd } = {}) {
+export async function runMeasured(cmd, args, { keepStdout = 1 << 20, env, cwd, discardStdout = false } = {}) {
   const useTime = TIME_BIN !== null;
-  const child = useTime ? spawnOwned(TIME_BIN, ['-v', cmd, ...args], { env, cwd }) : spawnOwned(cmd, args, { env, cwd });
+  // discardStdout: the child writes to /dev/null itself (like `> /dev/null`), not through a pipe to us.
+  const stdio = ['ignore', discardStdout ? 'ignore' : 'pipe', 'pipe'];
+  const child = useTime ? spawnOwned(TIME_BIN, ['-v', cmd, ...args], { env, cwd, stdio }) : spawnOwned(cmd, args, { env, cwd, stdio });
   let stdout = '';
   let stderr = '';
-  child.stdout.on('data', (d) => {
+  child.stdout?.on('data', (d) => {
     if (stdout.length < keepStdout) stdout += d.toString();
   });
   child.stderr.on('data', (d) => {

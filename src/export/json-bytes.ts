@@ -40,23 +40,28 @@ export function writeJsonBytes(out: OutputBuffer, b: Buffer): void {
     out.byte(QUOTE);
   } else if (kind === 1) {
     out.byte(QUOTE);
-    let start = 0;
-    for (let i = 0; i < b.length; i++) {
-      const c = b[i]!;
-      if (c === QUOTE || c === BACKSLASH) {
-        if (i > start) out.bytes(b.subarray(start, i));
-        out.byte(BACKSLASH);
-        out.byte(c);
-        start = i + 1;
-      }
-    }
-    if (start < b.length) out.bytes(b.subarray(start));
+    writeEscaped(out, b);
     out.byte(QUOTE);
   } else {
     out.ascii('{"b64":"');
     out.ascii(b.toString('base64'));
     out.ascii('"}');
   }
+}
+
+/** Text bytes as JSON string content: `"` and `\` escaped, the rest copied. */
+export function writeEscaped(out: OutputBuffer, b: Buffer): void {
+  let start = 0;
+  for (let i = 0; i < b.length; i++) {
+    const c = b[i]!;
+    if (c === QUOTE || c === BACKSLASH) {
+      if (i > start) out.bytes(b.subarray(start, i));
+      out.byte(BACKSLASH);
+      out.byte(c);
+      start = i + 1;
+    }
+  }
+  if (start < b.length) out.bytes(b.subarray(start));
 }
 
 /** The same convention as a JSON text (for small values, tests and messages). */

@@ -15,6 +15,8 @@
  *
  * Held in memory per key: the field TTL pairs of a hash, and one consumer group's PEL and
  * consumers (a group's PEL lists its owner only in the consumer records that follow it).
+ * A long string value (`stringPart` records) is written as it comes by ./json-bytes-stream.ts,
+ * which keeps a text one in a temporary file until its last byte.
  *
  * Empty collections (which Redis skips on load) print nothing and are counted. A key the
  * decoder skips as corrupt is removed from the output when its start is still buffered,
@@ -22,6 +24,7 @@
  */
 import type { KeyHeader, RdbRecord, StreamConsumer, StreamGroupHeader, StreamMeta, StreamPelEntry } from '../rdb/types.js';
 import { jsonScore, writeJsonBytes } from './json-bytes.js';
+import { JsonBytesStream } from './json-bytes-stream.js';
 import type { OutputBuffer, OutputMark } from './output.js';
 
 export interface JsonlStats {
@@ -51,8 +54,14 @@ export class JsonlWriter {
   private streamPhase: 'entries' | 'groups' = 'entries';
   private group: GroupBuffer | null = null;
   private groupsWritten = 0;
+  /** A long string value being written as its pieces come. */
+  private longString: JsonBytesStream | null = null;
 
-  constructor(out: OutputBuffer) {
+  /** `tmpDir`: where a long text string waits until its last byte says it is text (default: the OS temp dir). */
+  constructor(
+    out: OutputBuffer,
+    private readonly tmpDir?: string,
+  ) {
     this.out = out;
   }
 
@@ -91,6 +100,7 @@ export class JsonlWriter {
   }
 
   private startKey(h: KeyHeader): void {
+    this.endLongString();
     this.cur = h;
     this.started = false;
     this.closers = [];
@@ -137,6 +147,14 @@ export class JsonlWriter {
         this.begin();
         out.ascii(',"value":');
         writeJsonBytes(out, rec.value);
+        return;
+      case 'stringPart':
+        if (rec.offset === 0) {
+          this.begin();
+          out.ascii(',"value":');
+          this.longString = new JsonBytesStream(out, this.tmpDir);
+        }
+        this.longString?.push(rec.value, rec.offset + rec.value.length === rec.total);
         return;
       case 'listItems':
       case 'setItems':
@@ -289,7 +307,13 @@ export class JsonlWriter {
     out.ascii(']}');
   }
 
+  private endLongString(): void {
+    this.longString?.close();
+    this.longString = null;
+  }
+
   private endKey(): void {
+    this.endLongString();
     const h = this.cur;
     if (h === null) return;
     this.cur = null;
@@ -321,12 +345,15 @@ export class JsonlWriter {
   }
 
   private skipKey(error: Error): void {
+    const long = this.longString;
+    this.endLongString();
     if (this.cur === null) return;
     this.cur = null;
     this.stats.corruptSkipped++;
     if (!this.started) return;
     if (this.mark !== null && this.out.rollback(this.mark)) return;
     // Part of the key already left the buffer: end it as valid JSON, marked corrupt.
+    long?.abort();
     this.group = null;
     while (this.closers.length > 1) this.close();
     this.out.ascii(`,"corrupt":${JSON.stringify(error.message)}`);

@@ -63,6 +63,7 @@ export class KeyFilter {
 function isKeyValueRecord(rec: RdbRecord): boolean {
   switch (rec.kind) {
     case 'string':
+    case 'stringPart':
     case 'listItems':
     case 'setItems':
     case 'zsetItems':

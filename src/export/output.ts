@@ -9,7 +9,7 @@
  * writes are dropped and the caller is expected to stop.
  */
 import type { Writable } from 'node:stream';
-import { writeCommand, encodedLength, type Arg } from '../resp/encode.js';
+import { encodedLength, type Arg } from '../resp/encode.js';
 
 const DEFAULT_CHUNK = 1024 * 1024;
 /** Up to this many bytes, copying in a JS loop is cheaper than a native call. */
@@ -125,10 +125,15 @@ export class OutputBuffer {
   command(args: readonly Arg[]): void {
     const n = encodedLength(args);
     if (n > this.chunkSize) {
-      this.flush();
-      const big = Buffer.allocUnsafe(n);
-      writeCommand(big, 0, args);
-      this.writeOut(big);
+      // Framing written in place, long arguments copied through chunk by chunk: no Buffer
+      // of the whole command (a 512 MB string goes out as 1 MiB APPENDs, each would be one).
+      this.ascii(`*${args.length}\r\n`);
+      for (const a of args) {
+        const b = typeof a === 'object' ? a : Buffer.from(String(a));
+        this.ascii(`$${b.length}\r\n`);
+        this.bytes(b);
+        this.ascii('\r\n');
+      }
       return;
     }
     this.room(n);

@@ -78,6 +78,7 @@ export class StatsCollector {
         this.elements = 0;
         return;
       case 'string':
+      case 'stringPart':
       case 'module':
         this.elements = 1;
         return;

@@ -11,6 +11,7 @@ export type { KeyRecord };
 const KEY_KINDS: ReadonlySet<string> = new Set<KeyRecord['kind']>([
   'keyStart',
   'string',
+  'stringPart',
   'listItems',
   'setItems',
   'zsetItems',
@@ -53,6 +54,11 @@ export class KeyAssembler {
         return null;
       case 'string':
         this.stringValue = rec.value;
+        return null;
+      case 'stringPart':
+        // Whole values are what this assembler is for: a big string is gathered here.
+        if (rec.offset === 0) this.stringValue = Buffer.allocUnsafe(rec.total);
+        rec.value.copy(this.stringValue!, rec.offset);
         return null;
       case 'listItems':
       case 'setItems':

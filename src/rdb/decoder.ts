@@ -16,6 +16,8 @@ import type { RdbDecoderOptions, RdbRecord } from './types.js';
 import type { ValueReader } from './values/context.js';
 import { skipModuleOpcode } from './values/module.js';
 import { ValueReaders } from './values/readers.js';
+import { LZF_ENCODING } from './values/lzf-stream.js';
+import { isLongPlainString } from './values/plain.js';
 
 export type { KeyRecord } from './format.js';
 
@@ -105,9 +107,12 @@ export class RdbDecoder {
    * chunk): all records of one push are alive together, and a 1 MiB push of small keys makes
    * ~100k records that the GC has to copy, about 3x slower than the same bytes in 64 KiB pushes.
    *
-   * Memory: an element longer than 256 KiB is held once (its chunks are copied into one
-   * Buffer allocated when its length is read, and released), and a long LZF string is
-   * decompressed as it arrives; beyond that the decoder holds at most about one chunk.
+   * Memory: a string value of 1 MiB or more (plain or LZF) goes out as `stringPart` pieces
+   * and is never held (but every piece a push completes is in its result: LZF data can expand
+   * about 90-fold, so a 64 KiB push may return ~6 MiB of pieces); any other element longer
+   * than 256 KiB is held once (its chunks are
+   * copied into one Buffer allocated when its length is read, and released), and a long LZF
+   * element is decompressed as it arrives; beyond that the decoder holds at most about one chunk.
    */
   push(chunk: Buffer): RdbRecord[] {
     if (this.failure !== null) throw this.failure;
@@ -540,13 +545,14 @@ export class RdbDecoder {
     const key = input.str('key');
     const valueStart = input.base + input.p;
     // Plain strings, by far the most common keys, are read in the same unit as their header.
-    // LZF ones take the general path, which can skip them under onCorruptValue 'skip'.
+    // LZF ones take the general path, which can skip them under onCorruptValue 'skip', and
+    // so do long ones, which go out in pieces (values/plain.ts).
     // (The choice depends only on the data, never on where a chunk ended.)
     let value: Buffer | null = null;
     if (t === 0) {
       input.key = key;
       if (input.p >= input.buf.length) input.short(1);
-      if (input.buf[input.p] !== 0xc3) value = input.str('string value');
+      if (input.buf[input.p] !== LZF_ENCODING && !isLongPlainString(input)) value = input.str('string value');
     }
     const start: KeyStartRecord = {
       kind: 'keyStart',

@@ -35,6 +35,7 @@ export type KeyRecord = Extract<
     kind:
       | 'keyStart'
       | 'string'
+      | 'stringPart'
       | 'listItems'
       | 'setItems'
       | 'zsetItems'

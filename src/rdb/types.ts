@@ -102,6 +102,12 @@ export type RdbRecord =
   | ({ kind: 'keyStart' } & KeyHeader)
   /** The whole value of a string key. */
   | { kind: 'string'; value: Buffer }
+  /**
+   * A piece of a string value of STREAM_STRING_MIN (1 MiB) or more, which comes as pieces
+   * instead of one `string` record so that it is never held whole: in order, `offset` is the
+   * piece's position in the value and `total` the value's length (the last piece ends there).
+   */
+  | { kind: 'stringPart'; value: Buffer; offset: number; total: number }
   | { kind: 'listItems'; items: Buffer[] }
   | { kind: 'setItems'; items: Buffer[] }
   | { kind: 'zsetItems'; items: ZsetItem[] }

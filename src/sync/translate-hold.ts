@@ -99,6 +99,7 @@ export function recordBytes(rec: RdbRecord): number {
       for (const e of rec.entries) for (const f of e.fields) n += f.length + 16;
       break;
     case 'string':
+    case 'stringPart':
       n += rec.value.length;
       break;
     case 'module':

@@ -7,7 +7,9 @@
  *    + `XGROUP DESTROY` (works for last-id 0-0 too, where an XADD+XDEL trick cannot);
  *  - `XSETID key <last> ENTRIESADDED n MAXDELETEDID id` (7.0+; plain XSETID before) restores
  *    the counters; recorded-first-id follows from the entries, as in Redis's own loader;
- *  - each group: `XGROUP CREATE key g <last-delivered> [ENTRIESREAD n]`, each consumer
+ *  - each group: `XGROUP CREATE key g <last-delivered> [ENTRIESREAD n]` (a file older than
+ *    RDB 10 stores no read counter: n is then what Redis's loader estimates, see
+ *    estimateEntriesRead()), each consumer
  *    `XGROUP CREATECONSUMER`, and its pending entries `XCLAIM key g c 0 id... TIME t
  *    RETRYCOUNT n FORCE JUSTID`, which sets delivery time and count exactly.
  *
@@ -61,6 +63,9 @@ export class StreamRebuilder {
   private liveIds: Set<string> | null = new Set();
   private readonly trackIdsLimit: number;
   private deletedPending = 0;
+  /** Id of the first entry in the file, and the metadata of a file without counters (RDB < 10). */
+  private firstId: string | null = null;
+  private legacyMeta: StreamMeta | null = null;
 
   constructor(key: Buffer, emit: (cmd: Command) => void, opts: StreamRebuildOptions) {
     this.key = key;
@@ -76,6 +81,7 @@ export class StreamRebuilder {
 
   entries(entries: readonly StreamEntry[]): void {
     for (const e of entries) {
+      if (this.firstId === null) this.firstId = e.id;
       if (e.fields.length === 0 || e.fields.length % 2 !== 0) {
         // XADD needs at least one field/value pair; Redis never writes such an entry.
         this.opts.issue(`stream entry ${e.id} has ${e.fields.length} field/value items; XADD cannot write it, skipped`);
@@ -94,6 +100,7 @@ export class StreamRebuilder {
   }
 
   meta(meta: StreamMeta): void {
+    this.legacyMeta = meta.entriesAdded === null ? meta : null;
     if (!this.exists) {
       this.emit(['XGROUP', 'CREATE', this.key, TEMP_GROUP, '0', 'MKSTREAM']);
       this.emit(['XGROUP', 'DESTROY', this.key, TEMP_GROUP]);
@@ -109,7 +116,9 @@ export class StreamRebuilder {
   startGroup(g: StreamGroupHeader): void {
     this.endGroup();
     const cmd: Command = ['XGROUP', 'CREATE', this.key, g.name, g.lastId];
-    if (g.entriesRead !== null && this.opts.targetVersion >= 700) cmd.push('ENTRIESREAD', g.entriesRead);
+    const legacy = this.legacyMeta;
+    const entriesRead = legacy !== null ? estimateEntriesRead(g.lastId, legacy, this.firstId) : g.entriesRead;
+    if (entriesRead !== null && this.opts.targetVersion >= 700) cmd.push('ENTRIESREAD', entriesRead);
     this.emit(cmd);
     this.group = { name: g.name, pel: new Map() };
   }
@@ -174,3 +183,37 @@ export class StreamRebuilder {
     this.liveIds = null;
   }
 }
+
+/**
+ * The read counter Redis (7.0+) gives a consumer group loaded from a file older than RDB 10,
+ * which stores none: the loader takes the stream's entries-added to be its live length (no
+ * deleted entries, nothing trimmed) and then counts the group's position when it can be known
+ * from that: 0 for an empty stream or a position before the first entry, 1 at the first
+ * entry, the length at the stream's last id; null (unknown, nil in XINFO GROUPS) past the
+ * last id or between the first and the last entry. `firstId` is the first entry's id.
+ */
+export function estimateEntriesRead(groupLastId: string, meta: StreamMeta, firstId: string | null): number | null {
+  const added = meta.length;
+  if (added === 0) return 0;
+  const toLast = compareIds(groupLastId, meta.lastId);
+  if (toLast === 0) return added;
+  if (toLast > 0 || firstId === null) return null;
+  const toFirst = compareIds(groupLastId, firstId);
+  if (toFirst < 0) return 0;
+  if (toFirst === 0) return 1;
+  return null;
+}
+
+/** Negative, 0 or positive as stream id `a` ("ms-seq", unsigned 64-bit parts) sorts before, with or after `b`. */
+function compareIds(a: string, b: string): number {
+  const [am, as] = idParts(a);
+  const [bm, bs] = idParts(b);
+  if (am !== bm) return am < bm ? -1 : 1;
+  return as === bs ? 0 : as < bs ? -1 : 1;
+}
+
+function idParts(id: string): [bigint, bigint] {
+  const dash = id.indexOf('-');
+  return [BigInt(id.slice(0, dash)), BigInt(id.slice(dash + 1))];
+}
+

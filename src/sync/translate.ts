@@ -153,6 +153,8 @@ export class Translator {
   private expirySet = false;
   private readonly batch: CommandBatcher;
   private droppedFieldTtls = 0;
+  /** A long string's command being filled from its pieces (see stringPart()). */
+  private partial: Buffer | null = null;
   private stream: StreamRebuilder | null = null;
   private moduleName = '';
 
@@ -254,6 +256,7 @@ export class Translator {
     this.expirySet = false;
     this.batch.reset(h.key);
     this.droppedFieldTtls = 0;
+    this.partial = null;
     this.stream = null;
     this.moduleName = '';
     if (!this.includeExpired && h.expireMs !== null && h.expireMs <= this.now()) {
@@ -277,6 +280,9 @@ export class Translator {
     switch (rec.kind) {
       case 'string':
         this.writeString(h, rec.value);
+        break;
+      case 'stringPart':
+        this.stringPart(h, rec.value, rec.offset, rec.total);
         break;
       case 'listItems':
         for (const item of rec.items) this.batch.add('RPUSH', item, null);
@@ -346,6 +352,37 @@ export class Translator {
     this.data(['SET', h.key, value.subarray(0, this.batchBytes)]);
     for (let o = this.batchBytes; o < value.length; o += this.batchBytes) {
       this.data(['APPEND', h.key, value.subarray(o, Math.min(value.length, o + this.batchBytes))]);
+    }
+  }
+
+  /**
+   * A piece of a long string (decoder `stringPart`): the same commands writeString() makes of
+   * the whole value (one SET if it fits in batchBytes, else SET + APPENDs of batchBytes each),
+   * with at most one command's bytes held here.
+   */
+  private stringPart(h: KeyHeader, piece: Buffer, offset: number, total: number): void {
+    const size = this.batchBytes;
+    let from = 0;
+    while (from < piece.length) {
+      const at = offset + from;
+      const cmdStart = at - (at % size);
+      const cmdEnd = Math.min(cmdStart + size, total);
+      const take = Math.min(piece.length - from, cmdEnd - at);
+      let bytes: Buffer | null = null;
+      if (at === cmdStart && at + take === cmdEnd) {
+        bytes = piece.subarray(from, from + take); // the piece holds the whole command: no copy
+      } else {
+        if (at === cmdStart) this.partial = Buffer.allocUnsafe(cmdEnd - cmdStart);
+        piece.copy(this.partial!, at - cmdStart, from, from + take);
+        if (at + take === cmdEnd) {
+          bytes = this.partial;
+          this.partial = null;
+        }
+      }
+      from += take;
+      if (bytes === null) continue;
+      if (total <= size) this.writeString(h, bytes);
+      else this.data([cmdStart === 0 ? 'SET' : 'APPEND', h.key, bytes]);
     }
   }
 

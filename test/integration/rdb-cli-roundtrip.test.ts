@@ -6,7 +6,6 @@
  * Also: filters against the source's own SCAN MATCH / TYPE, stats against INFO keyspace,
  * and a quiet EPIPE.
  */
-import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
 import type { Redis } from 'ioredis';
@@ -14,19 +13,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { populate } from '../helpers/dataset.js';
 import { digest, startRedis, type RedisServer } from '../helpers/redis.js';
 import { functionList } from '../helpers/sync.js';
-import { CLI, ensureBuilt, runCli } from '../helpers/cli.js';
-
-function sh(script: string): Promise<{ code: number; stdout: string; stderr: string }> {
-  return new Promise((resolve, reject) => {
-    const child = spawn('bash', ['-c', `set -o pipefail; ${script}`], { stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (d: Buffer) => { stdout += d.toString(); });
-    child.stderr.on('data', (d: Buffer) => { stderr += d.toString(); });
-    child.on('error', reject);
-    child.on('close', (code) => resolve({ code: code ?? -1, stdout, stderr }));
-  });
-}
+import { CLI, ensureBuilt, runCli, sh } from '../helpers/cli.js';
 
 /** db -> sorted [key(hex), type, pexpiretime] for every key. */
 async function keyTable(c: Redis): Promise<Map<number, string[]>> {

@@ -243,6 +243,18 @@ describe('intset and zipmap', () => {
     expect(k.value.map((h) => [h.field.toString(), h.value.toString()])).toEqual([['f1', 'v1'], ['k'.repeat(260), long], ['e', '']]);
     expect(decodeError(new RdbWriter(2).key(9, 'zm').str(zipmap([['a', 'b']], 2)).end()).message).toMatch(/header says 2/);
   });
+
+  it('rejects a zipmap whose entry count byte is 0xff, naming its offset', () => {
+    const zm = zipmap([['a', 'b']], 0xff);
+    const rdb = new RdbWriter(2).key(9, 'zm').str(zm).end();
+    const err = decodeError(rdb);
+    expect(err.message).toMatch(/entry count byte is 0xff/);
+    // Blob errors name the offset of the encoded value (its 1-byte length here) plus the blob offset.
+    expect(err.offset).toBe(rdb.indexOf(zm) - 1);
+    expect(err.message).toMatch(/at blob offset 0/);
+    // 0xfe ("count them") stays valid.
+    expect(one(new RdbWriter(2).key(9, 'zm').str(zipmap([['a', 'b']], 0xfe)).end()).type).toBe('hash');
+  });
 });
 
 describe('strings, LZF and lengths', () => {

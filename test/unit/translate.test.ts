@@ -254,6 +254,47 @@ describe('Translator: streams', () => {
     expect(old.cmds).toEqual([['XADD', 'o', '1-1', 'k', 'v'], ['XSETID', 'o', '1-1']]);
   });
 
+  it('gives groups of a type-15 stream the read counter Redis estimates when it loads the file', () => {
+    // Entries 2-0, 3-0, 4-0; last id 9-0. Redis counts a group only where it can tell: before or at
+    // the first entry, at the last id; unknown (nil) in between and past the last id.
+    const group = (name: string, lastId: string): RdbRecord => ({ kind: 'streamGroup', group: { name: B(name), lastId, entriesRead: null } });
+    const { cmds } = run([
+      keyStart('o', 'stream', { rdbType: 15 }),
+      { kind: 'streamEntries', entries: ['2-0', '3-0', '4-0'].map((id) => ({ id, fields: [B('f'), B('v')] })) },
+      { kind: 'streamMeta', meta: { length: 3, lastId: '9-0', firstId: null, maxDeletedId: null, entriesAdded: null } },
+      group('before', '1-5'),
+      group('first', '2-0'),
+      group('middle', '3-0'),
+      group('lastEntry', '4-0'),
+      group('last', '9-0'),
+      group('future', '18446744073709551615-0'),
+      keyEnd(),
+    ]);
+    expect(cmds.filter((c) => c[1] === 'CREATE')).toEqual([
+      ['XGROUP', 'CREATE', 'o', 'before', '1-5', 'ENTRIESREAD', '0'],
+      ['XGROUP', 'CREATE', 'o', 'first', '2-0', 'ENTRIESREAD', '1'],
+      ['XGROUP', 'CREATE', 'o', 'middle', '3-0'],
+      ['XGROUP', 'CREATE', 'o', 'lastEntry', '4-0'],
+      ['XGROUP', 'CREATE', 'o', 'last', '9-0', 'ENTRIESREAD', '3'],
+      ['XGROUP', 'CREATE', 'o', 'future', '18446744073709551615-0'],
+    ]);
+    // An empty stream counts 0 wherever the group is.
+    const empty = run([
+      keyStart('e', 'stream', { rdbType: 15 }),
+      { kind: 'streamMeta', meta: { length: 0, lastId: '5-1', firstId: null, maxDeletedId: null, entriesAdded: null } },
+      group('g', '5-1'),
+      keyEnd(),
+    ]);
+    expect(empty.cmds.at(-1)).toEqual(['XGROUP', 'CREATE', 'e', 'g', '5-1', 'ENTRIESREAD', '0']);
+    // Not for a pre-7.0 target (no ENTRIESREAD there).
+    expect(run([
+      keyStart('e', 'stream', { rdbType: 15 }),
+      { kind: 'streamMeta', meta: { length: 0, lastId: '5-1', firstId: null, maxDeletedId: null, entriesAdded: null } },
+      group('g', '5-1'),
+      keyEnd(),
+    ], { targetVersion: '6.2' }).cmds.at(-1)).toEqual(['XGROUP', 'CREATE', 'e', 'g', '5-1']);
+  });
+
   it('reports PEL entries without an owner and owners without a PEL entry', () => {
     const { issues } = run([
       keyStart('s', 'stream'),

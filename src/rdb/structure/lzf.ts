@@ -42,8 +42,15 @@ export const lzfProgress = { ip: 0, op: 0 };
  * With `partial`, a token cut off by `end` is left undecoded (its bytes have not arrived
  * yet); without, it is corrupt data. `absBase` is the absolute RDB offset of src[0], for
  * error messages. Throws BlobError.
+ *
+ * `out` is the whole output, or (with `windowFull` true) a window of it that holds the last
+ * 8 KiB written before out[0] too: a token that does not fit is then left undecoded for the
+ * caller to move the window on. `declared` is the value's declared length, for messages.
  */
-export function lzfDecodeTokens(src: Uint8Array, ip: number, end: number, out: Buffer, op: number, partial: boolean, absBase: number): void {
+export function lzfDecodeTokens(
+  src: Uint8Array, ip: number, end: number, out: Buffer, op: number, partial: boolean, absBase: number,
+  windowFull = false, declared = out.length,
+): void {
   const outLen = out.length;
   while (ip < end) {
     const ctrl = src[ip]!;
@@ -54,7 +61,10 @@ export function lzfDecodeTokens(src: Uint8Array, ip: number, end: number, out: B
         if (partial) break;
         throw new BlobError(`LZF literal run of ${n} bytes runs past the compressed data`, absBase + ip);
       }
-      if (op + n > outLen) throw new BlobError(`LZF output overflows the declared length ${outLen}`, absBase + ip);
+      if (op + n > outLen) {
+        if (windowFull) break;
+        throw new BlobError(`LZF output overflows the declared length ${declared}`, absBase + ip);
+      }
       ip++;
       for (let i = 0; i < n; i++) out[op++] = src[ip++]!;
     } else {
@@ -75,7 +85,10 @@ export function lzfDecodeTokens(src: Uint8Array, ip: number, end: number, out: B
       n += 2;
       let ref = op - back;
       if (ref < 0) throw new BlobError(`LZF back-reference points ${back} bytes back, before the start of the output`, absBase + q - 2);
-      if (op + n > outLen) throw new BlobError(`LZF output overflows the declared length ${outLen}`, absBase + q - 2);
+      if (op + n > outLen) {
+        if (windowFull) break;
+        throw new BlobError(`LZF output overflows the declared length ${declared}`, absBase + q - 2);
+      }
       ip = q;
       if (back >= n && n > 32) {
         out.copyWithin(op, ref, ref + n);

@@ -12,6 +12,8 @@ export function zipmapValues(blob: Buffer, absOffset: number): Buffer[] {
   const out: Buffer[] = [];
   let p = 1;
   const fail = (msg: string, at: number): BlobError => new BlobError(`zipmap: ${msg} (at blob offset ${at}, blob length ${size})`, absOffset + at);
+  // The count byte stops at 254 ("count the entries"); Redis never writes 255 and refuses to load it.
+  if (declared === END) throw fail('entry count byte is 0xff (at most 0xfe is valid)', 0);
   const readLen = (): number => {
     const b = blob[p]!;
     if (b < BIGLEN) {

@@ -6,6 +6,12 @@
  *
  * For readers whose unit ends with the string (a string value, a list or set element, a
  * PLAIN quicklist node), so the unit can stop right after the header.
+ *
+ * A string value of STREAM_STRING_MIN bytes or more is never held whole (`pieces` mode):
+ * it is decompressed into a window of WINDOW_PIECE bytes plus the 8 KiB before them (LZF
+ * back-references reach at most 8 KiB back), and each piece goes out as a `stringPart`
+ * record, a view of its window; the next window is a new Buffer. Pieces start at multiples
+ * of WINDOW_PIECE (the same for any chunking, and aligned with 1 MiB SET/APPEND commands).
  */
 import { MAX_STRING_LENGTH, type RdbInput } from '../input.js';
 import { BlobError } from '../structure/blob-error.js';
@@ -16,6 +22,13 @@ import type { ValueContext } from './context.js';
 export const STREAM_LZF_MIN = 256 * 1024;
 /** The string-encoding byte of LZF data. */
 export const LZF_ENCODING = 0xc3;
+/** String values at least this long come as `stringPart` records (see ../types.ts). */
+export const STREAM_STRING_MIN = 1024 * 1024;
+/** Output bytes a window holds for emitting, and the history it keeps in front of them. */
+const WINDOW_PIECE = 1024 * 1024;
+const WINDOW_HISTORY = 8192;
+/** Room after the piece for the token that crosses its end (one token writes at most 264 bytes). */
+const WINDOW_SLACK = 264;
 
 const EMPTY = Buffer.alloc(0);
 
@@ -36,6 +49,11 @@ export class LzfStream {
   private at = 0;
   /** Found corrupt under onCorruptValue 'skip': read past the rest without decoding. */
   private discard = false;
+  /** Pieces mode (for the string begun last): `out` is a window; value offset of out[0], and where its unemitted bytes start. */
+  pieces = false;
+  private outBase = 0;
+  private emitFrom = 0;
+  private ulen = 0;
 
   constructor(private readonly ctx: ValueContext) {}
 
@@ -43,8 +61,10 @@ export class LzfStream {
    * If the string at the cursor is LZF data of at least STREAM_LZF_MIN bytes, read its header,
    * allocate its Buffer and return true: the caller's unit ends here and step() takes over.
    * Otherwise leave the cursor where it was and return false. `what` names the string.
+   * With `pieces`, a string of STREAM_STRING_MIN bytes or more is emitted as `stringPart`
+   * records as it is decompressed, and step() returns an empty Buffer at its end.
    */
-  begin(what: string): boolean {
+  begin(what: string, pieces = false): boolean {
     const input = this.ctx.input;
     const start = input.p;
     if (start >= input.buf.length || input.buf[start] !== LZF_ENCODING) return false;
@@ -63,10 +83,11 @@ export class LzfStream {
     const possible = lzfLengthsPossible(clen, ulen);
     // A key already found corrupt (skip mode) only needs its bytes stepped over.
     const skipping = this.ctx.corrupt !== null;
+    const windowed = pieces && ulen >= STREAM_STRING_MIN;
     let out = EMPTY;
     if (possible && !skipping) {
       try {
-        out = Buffer.allocUnsafe(ulen);
+        out = Buffer.allocUnsafe(windowed ? Math.min(ulen, WINDOW_PIECE + WINDOW_SLACK) : ulen);
       } catch (e) {
         throw input.error(`${what}: cannot allocate ${ulen} bytes for the decompressed value (${e instanceof Error ? e.message : String(e)})`, at);
       }
@@ -78,6 +99,10 @@ export class LzfStream {
     this.remaining = clen;
     this.at = at;
     this.discard = skipping;
+    this.pieces = windowed;
+    this.outBase = 0;
+    this.emitFrom = 0;
+    this.ulen = ulen;
     if (!possible && !skipping) this.corrupt(new BlobError(`LZF data of ${clen} bytes cannot decompress to ${ulen} bytes`, at));
     return true;
   }
@@ -95,19 +120,28 @@ export class LzfStream {
     const end = Math.min(input.buf.length, start + this.remaining);
     if (end <= start) input.short(1);
     if (!this.discard) {
+      const partial = end - start < this.remaining;
+      let ip = start;
       try {
-        lzfDecodeTokens(input.buf, start, end, this.out, this.op, end - start < this.remaining, input.base);
+        for (;;) {
+          const full = this.pieces && this.outBase + this.out.length < this.ulen;
+          lzfDecodeTokens(input.buf, ip, end, this.out, this.op, partial, input.base, full, this.ulen);
+          // A token cut off by the end of the buffered bytes, before any progress: wait for
+          // exactly its bytes (asking for more would make a truncation message depend on
+          // where the chunks ended). Nothing has changed yet, so the unit can be retried.
+          if (lzfProgress.ip === start && lzfTokenSize(input.buf, start, end) > end - start) input.short(lzfTokenSize(input.buf, start, end));
+          ip = lzfProgress.ip;
+          this.op = lzfProgress.op;
+          // Stopped before a whole token: the window is full (a cut-off token waits for input).
+          if (!full || ip >= end || lzfTokenSize(input.buf, ip, end) > end - ip) break;
+          this.nextWindow();
+        }
       } catch (e) {
         if (!(e instanceof BlobError)) throw e;
         this.consume(input, end - start);
         this.corrupt(e);
         return this.finish();
       }
-      const ip = lzfProgress.ip;
-      // A token cut off by the end of the buffered bytes: wait for exactly its bytes (asking
-      // for more would make a truncation message depend on where the chunks ended).
-      if (ip === start) input.short(lzfTokenSize(input.buf, start, end));
-      this.op = lzfProgress.op;
       this.consume(input, ip - start);
     } else {
       this.consume(input, end - start);
@@ -121,10 +155,38 @@ export class LzfStream {
     this.ulenWhat = `${what} (LZF uncompressed length)`;
   }
 
+  /**
+   * Pieces mode, the window is full (decoding stopped past its piece, in the slack): emit the
+   * piece, continue in a new window holding the 8 KiB before the next piece and the bytes
+   * already decoded into the slack.
+   */
+  private nextWindow(): void {
+    const old = this.out;
+    const pieceEnd = this.emitFrom + WINDOW_PIECE;
+    this.emitPiece(pieceEnd);
+    const keepFrom = pieceEnd - WINDOW_HISTORY;
+    const base = this.outBase + keepFrom;
+    const out = Buffer.allocUnsafe(Math.min(WINDOW_HISTORY + WINDOW_PIECE + WINDOW_SLACK, this.ulen - base));
+    old.copy(out, 0, keepFrom, this.op);
+    this.out = out;
+    this.outBase = base;
+    this.op -= keepFrom;
+    this.emitFrom = WINDOW_HISTORY;
+  }
+
+  /** Emit out[emitFrom, to) as a stringPart (a view of the window). */
+  private emitPiece(to: number): void {
+    if (to === this.emitFrom) return;
+    const value = this.out.subarray(this.emitFrom, to);
+    this.ctx.emit({ kind: 'stringPart', value, offset: this.outBase + this.emitFrom, total: this.ulen });
+    this.emitFrom = to;
+  }
+
   /** Forget any string in progress (a new value starts). */
   reset(): void {
     this.active = false;
     this.out = EMPTY;
+    this.pieces = false;
   }
 
   /** What is being waited for, for "truncated" messages. */
@@ -139,10 +201,11 @@ export class LzfStream {
 
   private finish(): Buffer | null {
     if (this.remaining > 0) return null;
-    if (!this.discard && this.op !== this.out.length) {
-      this.corrupt(new BlobError(`LZF data decompressed to ${this.op} bytes, expected ${this.out.length}`, this.at));
+    if (!this.discard && this.outBase + this.op !== this.ulen) {
+      this.corrupt(new BlobError(`LZF data decompressed to ${this.outBase + this.op} bytes, expected ${this.ulen}`, this.at));
     }
-    const value = this.out;
+    if (this.pieces && !this.discard) while (this.emitFrom < this.op) this.emitPiece(Math.min(this.op, this.emitFrom + WINDOW_PIECE));
+    const value = this.pieces ? EMPTY : this.out;
     this.active = false;
     this.out = EMPTY;
     return value;

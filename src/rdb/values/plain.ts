@@ -4,39 +4,87 @@
  * hashtable hashes with or without field TTLs (4, 22, 24; 22 is Valkey's HASH_2 under a
  * VALKEY magic). One element per unit, so a 10-million-element key streams through.
  */
+import type { RdbInput } from '../input.js';
 import type { HashItem, ZsetItem } from '../types.js';
 import { parseScore } from '../structure/packed.js';
 import type { ValueContext, ValueReader } from './context.js';
-import { LZF_ENCODING, LzfStream } from './lzf-stream.js';
+import { LZF_ENCODING, LzfStream, STREAM_STRING_MIN } from './lzf-stream.js';
+
+/** Bytes per `stringPart` record of a long plain string. */
+const PIECE_BYTES = 1024 * 1024;
 
 /**
- * Type 0 values that keyHeader() did not read in its own unit: LZF-compressed strings, the long
- * ones decompressed as their bytes arrive (./lzf-stream.ts).
+ * True when the string at the cursor is stored uncompressed with a length of at least
+ * STREAM_STRING_MIN (it then goes out as pieces). Reads nothing: the cursor stays put.
+ */
+export function isLongPlainString(input: RdbInput): boolean {
+  const start = input.p;
+  const b = input.buf[start]!;
+  // 6- and 14-bit lengths are short; 0xc0.. are integers or LZF.
+  if (b < 0x80 || b >= 0xc0) return false;
+  const n = input.len('string value');
+  input.p = start;
+  return n >= STREAM_STRING_MIN;
+}
+
+/**
+ * Type 0 values that keyHeader() did not read in its own unit: LZF-compressed strings (the
+ * long ones decompressed as their bytes arrive, ./lzf-stream.ts) and strings of
+ * STREAM_STRING_MIN bytes or more, which go out as `stringPart` records of the bytes each
+ * unit finds buffered, so that neither the decoder nor its consumer ever holds them whole.
  */
 export class StringReader implements ValueReader {
   private readonly lzf: LzfStream;
+  /** A long plain string: bytes still to read (-1 before its length was read), and its length. */
+  private remaining = -1;
+  private total = 0;
   constructor(private readonly ctx: ValueContext) {
     this.lzf = new LzfStream(ctx);
   }
 
   begin(): void {
     this.lzf.reset();
+    this.remaining = -1;
   }
 
   step(): boolean {
+    const input = this.ctx.input;
+    if (this.remaining >= 0) return this.piece(input);
     let value: Buffer | null;
     if (this.lzf.active) {
       value = this.lzf.step();
       if (value === null) return false;
+      if (this.lzf.pieces) return true; // it went out as stringPart records
     } else {
-      if (this.lzf.begin('string value')) return false;
-      value = this.ctx.input.str('string value');
+      if (this.lzf.begin('string value', true)) return false;
+      if (input.p >= input.buf.length) input.short(1);
+      if (isLongPlainString(input)) {
+        const n = input.len('string value');
+        this.remaining = n;
+        this.total = n;
+        return false;
+      }
+      value = input.str('string value');
     }
     this.ctx.emit({ kind: 'string', value });
     return true;
   }
 
+  /**
+   * One unit of a long plain string: its next PIECE_BYTES bytes. Fixed-size pieces keep the
+   * records the same for any chunking of the input; the decoder assembles each one in a
+   * Buffer of its own (decoder.ts startAssembly()), so a piece pins nothing else.
+   */
+  private piece(input: RdbInput): boolean {
+    const offset = this.total - this.remaining;
+    const value = input.bytes(Math.min(this.remaining, PIECE_BYTES));
+    this.ctx.emit({ kind: 'stringPart', value, offset, total: this.total });
+    this.remaining -= value.length;
+    return this.remaining === 0;
+  }
+
   describe(): string {
+    if (this.remaining >= 0) return `byte ${this.total - this.remaining + 1} of the ${this.total}-byte string value`;
     return this.lzf.active ? this.lzf.describe() : 'the string value';
   }
 }
