@@ -18,6 +18,7 @@ export interface SyncCliOptions {
   onFullResync: 'flush' | 'fail';
   checkpoint: string;
   spoolDir?: string;
+  report?: string;
   spoolMemory: number;
   spoolDisk: number;
   listeningPort?: number;
@@ -43,6 +44,7 @@ export async function runSyncCommand(o: SyncCliOptions): Promise<void> {
     onFullResync: o.onFullResync,
     checkpoint: parseCheckpointSpec(o.checkpoint),
     spoolDir: o.spoolDir,
+    report: o.report,
     spoolMemoryBytes: o.spoolMemory,
     spoolDiskBytes: o.spoolDisk,
     listeningPort: o.listeningPort,

@@ -38,6 +38,8 @@ import {
   type CheckpointStore,
 } from '../checkpoint/store.js';
 import { SnapshotApplier } from './snapshot.js';
+import { IncompleteCopyError, describeShortfall, isShort, type Shortfall } from './incomplete.js';
+import { LostKeys } from './lost-keys.js';
 import { StreamBatcher, type StreamUnit } from './stream-batcher.js';
 
 export type WriteMode = 'auto' | 'restore' | 'commands';
@@ -69,6 +71,8 @@ export interface SyncOptions {
   verifyChecksum?: boolean;
   /** Stop (resolve run()) once the snapshot is applied. */
   exitAfterFullSync?: boolean;
+  /** File listing the snapshot keys not written (default: a new file under spoolDir or the temp dir, created at the first one). */
+  report?: string;
   /** Reconnect delays: starts at `min`, doubles to `max`. */
   reconnectMinMs?: number;
   reconnectMaxMs?: number;
@@ -90,6 +94,13 @@ export interface SyncStatus {
   errors: number;
   fullSyncs: number;
   partialSyncs: number;
+  /** Snapshot keys not written to the target (rejected, corrupt, untranslatable), and the file listing them. */
+  lostKeys: number;
+  lostKeysReport: string | null;
+  /** Stream commands the target rejected and that were skipped (--on-error skip). */
+  skippedCommands: number;
+  /** false while the target's copy is known to be short: snapshot not fully applied, keys lost or commands skipped. */
+  complete: boolean;
 }
 
 export interface SyncResult {
@@ -124,7 +135,7 @@ interface PendingUnit {
 }
 
 export class SyncSession extends EventEmitter<SyncEvents> {
-  private readonly opts: Required<Omit<SyncOptions, 'spoolDir' | 'listeningPort' | 'checkpoint' | 'logger'>> & Pick<SyncOptions, 'spoolDir' | 'listeningPort'>;
+  private readonly opts: Required<Omit<SyncOptions, 'spoolDir' | 'listeningPort' | 'checkpoint' | 'logger' | 'report'>> & Pick<SyncOptions, 'spoolDir' | 'listeningPort'>;
   private readonly log: Logger;
   private readonly sourceSpec: SourceSpec;
   /** The source endpoint of the current connection. */
@@ -168,6 +179,13 @@ export class SyncSession extends EventEmitter<SyncEvents> {
   private errors = 0;
   private fullSyncs = 0;
   private partialSyncs = 0;
+  /** Snapshot keys that did not reach the target. */
+  private readonly lost: LostKeys;
+  /** The db of a snapshot unit (while a snapshot is being applied): places a rejected key in its db. */
+  private snapshotDbOf: ((payload: Buffer | readonly Buffer[] | undefined) => number | undefined) | null = null;
+  /** A snapshot was started (here or by an earlier run: checkpoint state full-sync) and not finished. */
+  private snapshotUnfinished = false;
+  private skippedCommands = 0;
   private receivedSamples: { offset: number; t: number }[] = [];
 
   constructor(options: SyncOptions) {
@@ -176,6 +194,7 @@ export class SyncSession extends EventEmitter<SyncEvents> {
     this.sourceSpec = parseSourceUrl(options.source);
     this.targetEp = parseRedisUrl(options.target);
     this.checkpointSpec = options.checkpoint;
+    this.lost = new LostKeys(this.log, options.report, options.spoolDir);
     this.opts = {
       source: options.source,
       target: options.target,
@@ -228,6 +247,22 @@ export class SyncSession extends EventEmitter<SyncEvents> {
       errors: this.errors + (this.writer?.stats.errors ?? 0),
       fullSyncs: this.fullSyncs,
       partialSyncs: this.partialSyncs,
+      lostKeys: this.lost.count,
+      lostKeysReport: this.lost.path,
+      skippedCommands: this.skippedCommands,
+      complete: !isShort(this.shortfall()),
+    };
+  }
+
+  private shortfall(): Shortfall {
+    return {
+      snapshotUnfinished: this.snapshotUnfinished,
+      keysCopied: this.rdbKeys,
+      rdbBytes: this.rdbBytes,
+      rdbTotalBytes: this.rdbTotal,
+      lostKeys: this.lost.count,
+      report: this.lost.path,
+      skippedCommands: this.skippedCommands,
     };
   }
 
@@ -264,6 +299,8 @@ export class SyncSession extends EventEmitter<SyncEvents> {
       let cp = await this.store.load();
       this.log.info({ checkpoint: this.store.where }, 'checkpoint store');
       if (cp) this.log.info({ replid: cp.replid, offset: cp.offset, db: cp.db, state: cp.state, checkpoint: this.store.where }, 'checkpoint found');
+      // An earlier run stopped in the middle of a snapshot: the target is short until one completes.
+      if (cp?.state === 'full-sync') this.snapshotUnfinished = true;
       else await this.checkExistingKeys();
       let delay = this.opts.reconnectMinMs;
       while (!this.stopping) {
@@ -292,7 +329,14 @@ export class SyncSession extends EventEmitter<SyncEvents> {
         cp = this.applied !== null && this.replid !== null ? this.currentCheckpoint('streaming', this.applied, this.db) : await this.store.load();
       }
       await this.finishGracefully();
-      return { appliedOffset: this.applied, replid: this.replid, status: this.status() };
+      const result: SyncResult = { appliedOffset: this.applied, replid: this.replid, status: this.status() };
+      const short = this.shortfall();
+      if (isShort(short)) {
+        this.lost.flush();
+        this.log.warn({ ...short }, describeShortfall(short));
+        throw new IncompleteCopyError(short, result);
+      }
+      return result;
     } finally {
       clearInterval(sampler);
       unwatch?.();
@@ -401,6 +445,8 @@ export class SyncSession extends EventEmitter<SyncEvents> {
     this.pending = [];
     this.setPhase('full-sync', { replid: outcome.replid, offset: outcome.offset, rdbBytes: this.rdbTotal, framing: outcome.framing.kind });
     this.wroteTarget = true;
+    this.snapshotUnfinished = true;
+    this.lost.reset();
     await this.store.write(this.currentCheckpoint('full-sync', outcome.offset, 0), 0);
     const writer = this.writer!;
     const info = writer.info;
@@ -431,7 +477,8 @@ export class SyncSession extends EventEmitter<SyncEvents> {
           emitSelect: !this.cluster,
           onUntranslatable: this.opts.onError,
           onIssue: (issue) => {
-            this.log.warn({ db: issue.db, key: issue.key ? printableKey(issue.key) : undefined }, issue.message);
+            if (issue.lost && issue.key !== null) this.lost.add(issue.db ?? 0, issue.key, issue.message);
+            else this.log.warn({ db: issue.db, key: issue.key ? printableKey(issue.key) : undefined }, issue.message);
           },
         },
       });
@@ -453,7 +500,10 @@ export class SyncSession extends EventEmitter<SyncEvents> {
         while (sliceEnd < chunk.length && !decoder.done) {
           const records = decoder.push(chunk.subarray(sliceEnd, sliceEnd + DECODE_SLICE));
           sliceEnd = Math.min(chunk.length, sliceEnd + DECODE_SLICE);
-          if (applier === null && decoder.version > 0) applier = makeApplier(decoder.version);
+          if (applier === null && decoder.version > 0) {
+            const a = (applier = makeApplier(decoder.version));
+            this.snapshotDbOf = (payload) => a.dbOf(payload);
+          }
           if (applier !== null && records.length > 0) await applier.apply(records);
         }
         if (applier !== null) {
@@ -472,24 +522,55 @@ export class SyncSession extends EventEmitter<SyncEvents> {
     if (applier === null) throw new ReplicantError('RDB', 'RDB ended before its header', ExitCode.DATA);
     await applier.finish();
     await this.flushWriter();
+    this.snapshotDbOf = null;
     this.db = applier.replStreamDb;
     this.applied = outcome.offset;
     this.streamBase = outcome.offset;
     this.streamBytesBefore = decoder.bytesConsumed + (outcome.framing.kind === 'eof' ? EOF_MARK_LENGTH : 0);
     this.cleanStart = this.cleanStart || this.opts.existing !== 'replace';
     await this.store.write(this.currentCheckpoint('streaming', outcome.offset, this.db), applier.currentDb);
+    this.snapshotUnfinished = false;
     if (!this.cluster) await this.submitRaw([encodeCommand(['SELECT', this.db])], 1, false, undefined);
     link.setAppliedOffset(outcome.offset);
     link.ackNow();
     const ms = Date.now() - started;
-    const s = applier.stats;
-    this.log.info(
-      { keys: s.keys, commands: s.commands, expiredSkipped: applier.translatorStats.expiredSkipped, skipped: s.skipped, functions: s.functions, rdbBytes: this.rdbBytes, ms, emptyKeysSkipped: decoder.emptyKeysSkipped },
-      'full sync applied',
-    );
-    this.emit('fullSyncDone', { replid: outcome.replid, offset: outcome.offset, keys: s.keys, ms });
+    this.summarizeFullSync(applier, decoder.emptyKeysSkipped, ms);
+    this.emit('fullSyncDone', { replid: outcome.replid, offset: outcome.offset, keys: applier.stats.keys, ms });
     this.rdbTotal = null;
     return afterRdb;
+  }
+
+  /**
+   * The 'full sync applied' line. `keys` counts the keys read from the RDB; `lostKeys` those of
+   * them that are not on the target (rejected, corrupt, untranslatable, in a db the target lacks):
+   * with any, a warning says the copy is incomplete and where the full list is.
+   */
+  private summarizeFullSync(applier: SnapshotApplier, emptyKeysSkipped: number, ms: number): void {
+    this.lost.flush();
+    const s = applier.stats;
+    const lost = this.lost.count;
+    this.log.info(
+      {
+        keys: s.keys,
+        commands: s.commands,
+        expiredSkipped: applier.translatorStats.expiredSkipped,
+        skipped: s.skipped,
+        lostKeys: lost,
+        complete: lost === 0,
+        ...(lost > 0 ? { report: this.lost.path } : {}),
+        functions: s.functions,
+        rdbBytes: this.rdbBytes,
+        ms,
+        emptyKeysSkipped,
+      },
+      'full sync applied',
+    );
+    if (lost > 0) {
+      this.log.warn(
+        { lostKeys: lost, report: this.lost.path, first: this.lost.sample },
+        `the copy is incomplete: ${lost} keys of the snapshot were not written to the target; the full list is in ${this.lost.path}`,
+      );
+    }
   }
 
   // ------------------------------------------------------------ streaming
@@ -534,7 +615,12 @@ export class SyncSession extends EventEmitter<SyncEvents> {
     if (this.opts.onError === 'fail') {
       throw new TargetError(`source ${what}: a cluster target has only db 0 (use --on-error skip to leave other dbs out)`);
     }
+    if (this.snapshotDbOf !== null && key !== undefined && command === undefined) {
+      this.lost.add(db, key, `db ${db} does not exist on a cluster target`);
+      return;
+    }
     this.errors++;
+    this.skippedCommands++;
     if (this.errors <= 10 || this.errors % 10_000 === 0) this.log.warn({ db, count: this.errors }, `skipped source ${what}: a cluster target has only db 0`);
   }
 
@@ -633,11 +719,18 @@ export class SyncSession extends EventEmitter<SyncEvents> {
       throw new TargetError(`target ${endpointLabel(this.targetEp)}: ${(e as Error).message}`, { cause: e });
     }
     writer.on('applied', (offset: number) => this.onApplied(offset));
+    writer.on('commandError', (e: TargetCommandError) => this.onCommandError(e));
     writer.on('error', (e: Error) => this.onWriterError(e));
     return writer;
   }
 
   private writerFailure: Error | null = null;
+
+  /** A command the target rejected under --on-error skip (the writer logged it). */
+  private onCommandError(e: TargetCommandError): void {
+    if (this.snapshotDbOf !== null) this.lost.rejected(e, this.snapshotDbOf(e.payload) ?? 0);
+    else this.skippedCommands++;
+  }
 
   private onWriterError(e: Error): void {
     this.writerFailure = e;

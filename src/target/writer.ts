@@ -369,6 +369,8 @@ export class TargetWriter extends EventEmitter<TargetWriterEvents> {
       offset: u.offset,
       index,
       queued,
+      ...(args ? { args } : {}),
+      payload: u.payload,
     });
   }
 

@@ -25,6 +25,10 @@ class FakeSession extends EventEmitter<SyncEvents> {
     errors: 3,
     fullSyncs: 1,
     partialSyncs: 2,
+    lostKeys: 0,
+    lostKeysReport: null,
+    skippedCommands: 0,
+    complete: true,
   };
   status(): SyncStatus {
     this.calls++;
