@@ -615,11 +615,11 @@ export class SyncSession extends EventEmitter<SyncEvents> {
     if (this.opts.onError === 'fail') {
       throw new TargetError(`source ${what}: a cluster target has only db 0 (use --on-error skip to leave other dbs out)`);
     }
+    this.errors++;
     if (this.snapshotDbOf !== null && key !== undefined && command === undefined) {
       this.lost.add(db, key, `db ${db} does not exist on a cluster target`);
       return;
     }
-    this.errors++;
     this.skippedCommands++;
     if (this.errors <= 10 || this.errors % 10_000 === 0) this.log.warn({ db, count: this.errors }, `skipped source ${what}: a cluster target has only db 0`);
   }
