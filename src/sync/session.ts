@@ -22,7 +22,8 @@ import { RdbDecoder } from '../rdb/decoder.js';
 import { ReplicationStreamParser, type StreamCommand } from '../resp/stream-parser.js';
 import { encodeCommand, encodeCommands, type Arg } from '../resp/encode.js';
 import { Spool } from '../spool/spool.js';
-import { TargetCommandError, TargetWriter } from '../target/index.js';
+import { TargetCommandError, TargetExecAbortError, TargetWriter } from '../target/index.js';
+import { arityText, fetchCommandTable, type CommandTable } from '../target/command-table.js';
 import { ClusterTargetWriter, type AnyTargetWriter } from '../target/index.js';
 import { homedir } from 'node:os';
 import { join } from 'node:path';
@@ -40,6 +41,7 @@ import {
 import { SnapshotApplier } from './snapshot.js';
 import { IncompleteCopyError, describeShortfall, isShort, type Shortfall } from './incomplete.js';
 import { LostKeys } from './lost-keys.js';
+import { describeCommands, withoutCommands } from './unit-recovery.js';
 import { StreamBatcher, type StreamUnit } from './stream-batcher.js';
 
 export type WriteMode = 'auto' | 'restore' | 'commands';
@@ -132,7 +134,19 @@ interface PendingUnit {
   payload: Buffer[];
   count: number;
   atomic: boolean;
+  /** Trailing commands of our own (the checkpoint write), not the source's. */
+  inline: number;
 }
+
+/** Skipped stream commands logged one by one at warn level (then at debug level). */
+const SKIP_WARN_LIMIT = 100;
+/** Commands named in the log when a whole aborted unit is given up. */
+const GIVEN_UP_LOGGED = 20;
+/**
+ * Stream units sent one at a time (each applied before the next goes out) after a unit was
+ * aborted under --on-error skip: a second abort among them is then recovered exactly.
+ */
+const SERIAL_AFTER_ABORT = 256;
 
 export class SyncSession extends EventEmitter<SyncEvents> {
   private readonly opts: Required<Omit<SyncOptions, 'spoolDir' | 'listeningPort' | 'checkpoint' | 'logger' | 'report'>> & Pick<SyncOptions, 'spoolDir' | 'listeningPort'>;
@@ -186,6 +200,12 @@ export class SyncSession extends EventEmitter<SyncEvents> {
   /** A snapshot was started (here or by an earlier run: checkpoint state full-sync) and not finished. */
   private snapshotUnfinished = false;
   private skippedCommands = 0;
+  /** The target's commands (per writer connection): stream commands it would refuse are caught before MULTI. */
+  private commandTable: CommandTable | null = null;
+  /** Stream units still to send one at a time (see SERIAL_AFTER_ABORT). */
+  private serialUnits = 0;
+  /** Why an aborted unit could not be skipped (the writer then failed with the abort). */
+  private fatalAbort: TargetError | null = null;
   private receivedSamples: { offset: number; t: number }[] = [];
 
   constructor(options: SyncOptions) {
@@ -299,9 +319,9 @@ export class SyncSession extends EventEmitter<SyncEvents> {
       let cp = await this.store.load();
       this.log.info({ checkpoint: this.store.where }, 'checkpoint store');
       if (cp) this.log.info({ replid: cp.replid, offset: cp.offset, db: cp.db, state: cp.state, checkpoint: this.store.where }, 'checkpoint found');
+      else await this.checkExistingKeys();
       // An earlier run stopped in the middle of a snapshot: the target is short until one completes.
       if (cp?.state === 'full-sync') this.snapshotUnfinished = true;
-      else await this.checkExistingKeys();
       let delay = this.opts.reconnectMinMs;
       while (!this.stopping) {
         this.linkEstablished = false;
@@ -587,11 +607,24 @@ export class SyncSession extends EventEmitter<SyncEvents> {
       },
       onReserved: (cmd: StreamCommand) => this.log.warn({ command: cmd.name, key: printableKey(cmd.args[1]!) }, 'source command on a reserved __replicant key not copied'),
       onForeignDb: this.cluster ? (cmd: StreamCommand, db: number) => this.foreignDb(db, cmd.args[1], cmd.name) : undefined,
+      admit: (cmd: StreamCommand) => this.admitStreamCommand(cmd),
     });
     const units: StreamUnit[] = [];
     let chunk: Buffer | null = first;
+    let read: Promise<Buffer | null> | null = null;
     for (;;) {
-      if (chunk === null) chunk = await spool.read();
+      if (chunk === null) {
+        read ??= spool.read();
+        const next = await this.untilWriterDown(read);
+        if (next === undefined) {
+          // The target writer failed while the source is quiet: recover now (bridge, or stop
+          // on a fatal error), not at the next write, which may be a ping period away.
+          await this.flushWriter();
+          continue;
+        }
+        read = null;
+        chunk = next;
+      }
       if (chunk === null) break;
       const cmds = parser.push(chunk);
       chunk = null;
@@ -650,15 +683,55 @@ export class SyncSession extends EventEmitter<SyncEvents> {
       await this.submitRaw([PING], 1, false, u.offset, u.dbAfter);
       return;
     }
-    await this.submitRaw(payload, count, atomic, u.offset, u.dbAfter);
+    await this.submitRaw(payload, count, atomic, u.offset, u.dbAfter, inline?.length ?? 0);
+    if (this.serialUnits > 0) {
+      this.serialUnits--;
+      // (An aborted unit sent again is pending after the flush: wait for it too.)
+      do await this.flushWriter();
+      while (this.writer instanceof TargetWriter && this.writer.pendingUnits > 0);
+    }
+  }
+
+  /**
+   * Whether the target can run a stream command, by its command table: a command it does not
+   * know (renamed, disabled, from a module it lacks) or with a wrong number of arguments would be
+   * refused while queuing and abort the whole unit. Under skip it is left out here (counted and
+   * logged); under fail the sync stops naming it.
+   */
+  private admitStreamCommand(cmd: StreamCommand): boolean {
+    const table = this.commandTable;
+    if (table === null) return true;
+    const refusal = table.check(cmd.name, cmd.argCount, () => cmd.arg(1)?.toString('latin1').toLowerCase());
+    if (refusal === null) return true;
+    const name = cmd.name.toUpperCase();
+    const k = cmd.argCount > 1 ? cmd.arg(1) : undefined;
+    const key = k === undefined ? undefined : printableKey(k);
+    const why =
+      refusal.kind === 'unknown'
+        ? `the target does not know ${name} (renamed or disabled there, or from a module it lacks)`
+        : `the target's ${refusal.name.toUpperCase()} takes ${arityText(refusal.arity)} arguments, the source sent ${cmd.argCount}`;
+    const what = `source command ${name}${key === undefined ? '' : ` (key ${JSON.stringify(key)})`} at offset ${cmd.offset}`;
+    if (this.opts.onError === 'fail') {
+      throw new TargetError(`target ${endpointLabel(this.targetEp)} cannot run ${what}: ${why}; make the command available on the target, or use --on-error skip to leave such commands out`);
+    }
+    this.skipped({ command: name, key, offset: cmd.offset, reason: why }, 'source command the target cannot run: skipped (--on-error skip)');
+    return false;
+  }
+
+  /** One stream command left out under --on-error skip: counted, and logged (bounded). */
+  private skipped(fields: Record<string, unknown>, msg: string): void {
+    this.skippedCommands++;
+    this.errors++;
+    if (this.skippedCommands <= SKIP_WARN_LIMIT) this.log.warn({ ...fields, skippedCommands: this.skippedCommands }, this.skippedCommands === SKIP_WARN_LIMIT ? `${msg} (further ones logged at debug level)` : msg);
+    else this.log.debug(fields, msg);
   }
 
   /**
    * Hand a unit to the writer. Stream units (those with an offset) stay in `pending` until
    * applied, so a lost target connection is bridged by resending them (see bridgeTargetOutage).
    */
-  private async submitRaw(payload: Buffer[], count: number, atomic: boolean, offset: number | undefined, db = this.db): Promise<void> {
-    if (offset !== undefined) this.pending.push({ offset, db, payload, count, atomic });
+  private async submitRaw(payload: Buffer[], count: number, atomic: boolean, offset: number | undefined, db = this.db, inline = 0): Promise<void> {
+    if (offset !== undefined) this.pending.push({ offset, db, payload, count, atomic, inline });
     try {
       const writer = this.writer!;
       if (!writer.submit({ payload, count, atomic, offset })) await writer.waitDrain();
@@ -707,7 +780,9 @@ export class SyncSession extends EventEmitter<SyncEvents> {
       if (this.cluster) {
         writer = await ClusterTargetWriter.connect(ep, opts);
       } else {
-        writer = await TargetWriter.connect(ep, opts);
+        // Under skip, an aborted stream unit is taken back and applied without its rejected commands.
+        const hooks = this.opts.onError === 'skip' ? { onExecAbort: (e: TargetExecAbortError) => this.onUnitAborted(e) } : {};
+        writer = await TargetWriter.connect(ep, opts, hooks);
         if (writer.info.cluster) {
           writer.destroy();
           this.cluster = true;
@@ -721,10 +796,24 @@ export class SyncSession extends EventEmitter<SyncEvents> {
     writer.on('applied', (offset: number) => this.onApplied(offset));
     writer.on('commandError', (e: TargetCommandError) => this.onCommandError(e));
     writer.on('error', (e: Error) => this.onWriterError(e));
+    this.commandTable = await fetchCommandTable((args) => writer.call(args));
+    if (this.commandTable === null) this.log.info('COMMAND is not available on the target: stream commands are not checked against its command table');
     return writer;
   }
 
   private writerFailure: Error | null = null;
+  /** Set while streamLoop waits for the source: wakes it up when the writer fails. */
+  private wakeOnWriterDown: (() => void) | null = null;
+
+  /** `read`'s chunk, or undefined as soon as the writer has failed (`read` is then still pending). */
+  private async untilWriterDown(read: Promise<Buffer | null>): Promise<Buffer | null | undefined> {
+    if (this.writerFailure !== null) return undefined;
+    try {
+      return await Promise.race([read, new Promise<undefined>((resolve) => (this.wakeOnWriterDown = () => resolve(undefined)))]);
+    } finally {
+      this.wakeOnWriterDown = null;
+    }
+  }
 
   /** A command the target rejected under --on-error skip (the writer logged it). */
   private onCommandError(e: TargetCommandError): void {
@@ -734,9 +823,10 @@ export class SyncSession extends EventEmitter<SyncEvents> {
 
   private onWriterError(e: Error): void {
     this.writerFailure = e;
+    this.wakeOnWriterDown?.();
     if (e instanceof TargetCommandError) {
-      // A rejected write under --on-error fail: stop reading; run() reports it.
-      this.log.error({ err: e.message }, 'target rejected a write (--on-error fail): stopping');
+      // A rejected write under --on-error fail (or an abort skip cannot recover): stop reading; run() reports it.
+      this.log.error({ err: (this.fatalAbort ?? e).message }, 'target rejected a write: stopping');
       this.link?.close();
       this.spool?.end();
     } else {
@@ -796,6 +886,74 @@ export class SyncSession extends EventEmitter<SyncEvents> {
     }
   }
 
+  /**
+   * A stream unit came back -EXECABORT under --on-error skip (TargetWriter hook; `rejected`: the
+   * commands the target refused while queuing; nothing of the unit was applied). The connection
+   * stays up, so the outcome of every later unit is known too. Units are pipelined:
+   *  - no later unit was sent yet: the unit is sent again at once without the rejected commands,
+   *    ahead of anything else. Exact: only the rejected commands are lost.
+   *  - later units are on the wire (and are applied): the unit's other commands can no longer be
+   *    applied in order (later writes to the same keys are on the target already), so they are
+   *    skipped too, counted and logged. One unit at a time is sent for a while after an abort
+   *    (SERIAL_AFTER_ABORT), so that the next abort is the exact case.
+   * Returns false (the abort is then fatal) when the checkpoint write itself was rejected (e.g.
+   * OOM refuses every write): skipping it would lose track of what is applied.
+   */
+  private onUnitAborted(abort: TargetExecAbortError): boolean {
+    const writer = this.writer;
+    if (!(writer instanceof TargetWriter)) return false;
+    const at = this.pending.findIndex((u) => u.offset === abort.offset);
+    const u = at < 0 ? undefined : this.pending[at]!;
+    const where = `the unit completing offset ${abort.offset}`;
+    // The rejected commands' indexes are positions in the payload they were read back from.
+    if (u === undefined || abort.rejected.some((r) => r.payload !== u.payload)) return false;
+    const own = abort.rejected.find((r) => r.index >= u.count - u.inline);
+    if (own !== undefined) {
+      this.fatalAbort = new TargetError(
+        `target ${endpointLabel(this.targetEp)} rejected the checkpoint write of ${where} (${own.command}: ${own.reply}); it cannot be skipped, ` +
+          'so nothing from this offset on can be applied: fix the target (e.g. raise maxmemory or free memory for OOM, grant the ACL) and run again',
+        { cause: abort },
+      );
+      return false;
+    }
+    const rebuilt = withoutCommands(u.payload, new Set(abort.rejected.map((r) => r.index)));
+    if (rebuilt === null) return false;
+    for (const r of abort.rejected) {
+      this.skipped({ command: r.command, key: r.key, offset: u.offset, reply: r.reply }, 'target rejected a stream command while queuing it: skipped (--on-error skip)');
+    }
+    this.serialUnits = SERIAL_AFTER_ABORT;
+    if (writer.pendingUnits === 0) {
+      // A unit left with no command still carries its offset forward.
+      const again: PendingUnit = rebuilt.count === 0 ? { ...u, payload: [PING], count: 1 } : { ...u, payload: rebuilt.payload, count: rebuilt.count };
+      this.pending[at] = again;
+      writer.submit({ payload: again.payload, count: again.count, atomic: again.atomic, offset: again.offset });
+      return true;
+    }
+    if (u.db !== this.appliedDb) {
+      // Its SELECT did not run, so the units after it ran in the wrong db: that cannot be skipped.
+      this.fatalAbort = new TargetError(
+        `${abort.message}; the unit switched the db (to ${u.db}) and later units were applied after it in the wrong db: stopping ` +
+          '(fix what the target rejects and run again: the sync resumes from its checkpoint)',
+        { cause: abort },
+      );
+      return false;
+    }
+    // Commands of the source that are lost with it (its SELECTs and our checkpoint write are not).
+    const lost = describeCommands(rebuilt.payload, Infinity, u.inline).filter((c) => c.command !== 'SELECT');
+    const others = lost.length;
+    if (others > 0) {
+      const first = lost.slice(0, GIVEN_UP_LOGGED);
+      this.skippedCommands += others;
+      this.errors += others;
+      this.log.warn(
+        { offset: u.offset, commands: others, first, unitsInFlight: writer.pendingUnits, skippedCommands: this.skippedCommands },
+        `the target aborted ${where} after later units were sent: its ${others} other commands can no longer be applied in order and are skipped too (--on-error skip)`,
+      );
+    }
+    // Its offset is covered by the next unit applied.
+    return true;
+  }
+
   private async reconnectTarget(): Promise<void> {
     this.writer?.destroy();
     this.writer = null;
@@ -829,7 +987,11 @@ export class SyncSession extends EventEmitter<SyncEvents> {
    * the checkpoint the target holds).
    */
   private throwWriterFailure(e: unknown): never {
+    if (this.fatalAbort !== null) throw this.fatalAbort;
     const err = this.writerFailure ?? (e as Error);
+    if (err instanceof TargetCommandError && this.opts.onError === 'fail') {
+      throw new TargetError(`${err.message}; stopping (--on-error fail): fix the target (memory, ACL, renamed commands) and run again, or use --on-error skip to leave rejected commands out`, { cause: err });
+    }
     if (err instanceof TargetCommandError) throw err;
     throw new Recoverable('target', `target ${this.targetEp.host}:${this.targetEp.port} failed: ${err.message}`, { cause: err });
   }
