@@ -714,6 +714,7 @@ export class SyncSession extends EventEmitter<SyncEvents> {
     if (this.opts.onError === 'fail') {
       throw new TargetError(`target ${endpointLabel(this.targetEp)} cannot run ${what}: ${why}; make the command available on the target, or use --on-error skip to leave such commands out`);
     }
+    this.errors++;
     this.skipped({ command: name, key, offset: cmd.offset, reason: why }, 'source command the target cannot run: skipped (--on-error skip)');
     return false;
   }
@@ -721,7 +722,6 @@ export class SyncSession extends EventEmitter<SyncEvents> {
   /** One stream command left out under --on-error skip: counted, and logged (bounded). */
   private skipped(fields: Record<string, unknown>, msg: string): void {
     this.skippedCommands++;
-    this.errors++;
     if (this.skippedCommands <= SKIP_WARN_LIMIT) this.log.warn({ ...fields, skippedCommands: this.skippedCommands }, this.skippedCommands === SKIP_WARN_LIMIT ? `${msg} (further ones logged at debug level)` : msg);
     else this.log.debug(fields, msg);
   }
@@ -944,7 +944,6 @@ export class SyncSession extends EventEmitter<SyncEvents> {
     if (others > 0) {
       const first = lost.slice(0, GIVEN_UP_LOGGED);
       this.skippedCommands += others;
-      this.errors += others;
       this.log.warn(
         { offset: u.offset, commands: others, first, unitsInFlight: writer.pendingUnits, skippedCommands: this.skippedCommands },
         `the target aborted ${where} after later units were sent: its ${others} other commands can no longer be applied in order and are skipped too (--on-error skip)`,
