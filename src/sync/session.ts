@@ -294,6 +294,9 @@ export class SyncSession extends EventEmitter<SyncEvents> {
     if (this.stopping) return;
     this.stopping = true;
     this.setPhase('stopping', {});
+    // A snapshot cannot be resumed half-way (the next run copies it again): what is still in
+    // flight of it is of no use, so do not wait for it; this also unblocks a full sync waiting on the target.
+    if (this.snapshotUnfinished) this.writer?.destroy();
     this.link?.close();
     this.spool?.end();
     this.stopResolve?.();
@@ -1103,7 +1106,7 @@ export class SyncSession extends EventEmitter<SyncEvents> {
   }
 
   private async finishGracefully(): Promise<void> {
-    if (this.writer && this.writerFailure === null) {
+    if (this.writer && this.writerFailure === null && !this.snapshotUnfinished) {
       try {
         await this.writer.flush();
         await this.store.flush();

@@ -139,13 +139,15 @@ describe('replicant sync: incomplete copies (exit 9)', () => {
     // A slow target keeps the snapshot going long enough to be interrupted.
     const proxy = await FaultProxy.start({ target: { host: '127.0.0.1', port: target.port } });
     try {
-      proxy.slow('up', 1024 * 1024);
+      proxy.slow('up', 512 * 1024);
       const r = cli(['sync', '--source', source.url, '--target', proxy.url, '--no-progress']);
       const t = target.client();
       await waitFor(async () => (await t.dbsize()) > 100, 'the first keys on the target', 20_000);
       r.kill('SIGTERM');
       expect(await r.code, r.stderr()).toBe(9);
       expect(r.stderr()).toMatch(/replicant: the copy is incomplete: stopped during the full sync after \d+ keys .*the next run copies the snapshot again/);
+      const copied = Number(/stopped during the full sync after (\d+) keys/.exec(r.stderr())![1]);
+      expect(copied).toBeLessThan(30_000);
       expect(await t.dbsize()).toBeLessThan(30_001);
       const cp = JSON.parse((await t.get('__replicant:checkpoint'))!) as { state: string };
       expect(cp.state).toBe('full-sync');
