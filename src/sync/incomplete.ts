@@ -8,8 +8,8 @@ import { ExitCode, ReplicantError } from '../errors.js';
 export interface Shortfall {
   /** Stopped (or failed and stopped) before the snapshot was fully applied. */
   snapshotUnfinished: boolean;
-  /** Snapshot keys read from the RDB so far, and the RDB bytes read of how many (null: unknown). */
-  keysCopied: number;
+  /** Snapshot keys read from the RDB so far (handed to the target, not all applied), and the RDB bytes read of how many (null: unknown). */
+  keysRead: number;
   rdbBytes: number;
   rdbTotalBytes: number | null;
   /** Snapshot keys not written, and the file naming them. */
@@ -30,8 +30,8 @@ export function describeShortfall(s: Shortfall): string {
   if (s.snapshotUnfinished) {
     const of = s.rdbTotalBytes !== null ? ` of ${s.rdbTotalBytes}` : '';
     parts.push(
-      `stopped during the full sync after ${s.keysCopied} keys (${s.rdbBytes}${of} RDB bytes): the copy on the target is incomplete; ` +
-        'the checkpoint says full-sync, so the next run copies the snapshot again',
+      `stopped during the full sync (${s.keysRead} keys, ${s.rdbBytes}${of} RDB bytes read from the source, not all of them applied): ` +
+        'the copy on the target is incomplete; the checkpoint says full-sync, so the next run copies the snapshot again',
     );
   }
   if (s.lostKeys > 0) parts.push(`${s.lostKeys} keys of the snapshot were not written to the target (listed in ${s.report ?? 'the log'})`);

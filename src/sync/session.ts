@@ -277,7 +277,7 @@ export class SyncSession extends EventEmitter<SyncEvents> {
   private shortfall(): Shortfall {
     return {
       snapshotUnfinished: this.snapshotUnfinished,
-      keysCopied: this.rdbKeys,
+      keysRead: this.rdbKeys,
       rdbBytes: this.rdbBytes,
       rdbTotalBytes: this.rdbTotal,
       lostKeys: this.lost.count,

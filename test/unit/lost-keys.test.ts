@@ -69,14 +69,14 @@ describe('LostKeys', () => {
 });
 
 describe('describeShortfall', () => {
-  const none = { snapshotUnfinished: false, keysCopied: 0, rdbBytes: 0, rdbTotalBytes: null, lostKeys: 0, report: null, skippedCommands: 0 };
+  const none = { snapshotUnfinished: false, keysRead: 0, rdbBytes: 0, rdbTotalBytes: null, lostKeys: 0, report: null, skippedCommands: 0 };
   it('says why the copy is incomplete and what the next run does', () => {
     expect(isShort(none)).toBe(false);
-    const s = { ...none, snapshotUnfinished: true, keysCopied: 630, rdbBytes: 100, rdbTotalBytes: 1000, lostKeys: 2, report: '/tmp/r.txt', skippedCommands: 3 };
+    const s = { ...none, snapshotUnfinished: true, keysRead: 630, rdbBytes: 100, rdbTotalBytes: 1000, lostKeys: 2, report: '/tmp/r.txt', skippedCommands: 3 };
     expect(isShort(s)).toBe(true);
     expect(describeShortfall(s)).toBe(
-      'the copy is incomplete: stopped during the full sync after 630 keys (100 of 1000 RDB bytes): the copy on the target is incomplete; ' +
-        'the checkpoint says full-sync, so the next run copies the snapshot again; 2 keys of the snapshot were not written to the target (listed in /tmp/r.txt); ' +
+      'the copy is incomplete: stopped during the full sync (630 keys, 100 of 1000 RDB bytes read from the source, not all of them applied): ' +
+        'the copy on the target is incomplete; the checkpoint says full-sync, so the next run copies the snapshot again; 2 keys of the snapshot were not written to the target (listed in /tmp/r.txt); ' +
         '3 commands of the stream were rejected by the target and skipped (--on-error skip; see the log)',
     );
   });
