@@ -704,7 +704,7 @@ export class SyncSession extends EventEmitter<SyncEvents> {
   private admitStreamCommand(cmd: StreamCommand): boolean {
     const table = this.commandTable;
     if (table === null) return true;
-    const refusal = table.check(cmd.name, cmd.argCount, () => cmd.arg(1)?.toString('latin1').toLowerCase());
+    const refusal = table.check(cmd.name, cmd.argCount, cmd);
     if (refusal === null) return true;
     const name = cmd.name.toUpperCase();
     const k = cmd.argCount > 1 ? cmd.arg(1) : undefined;

@@ -52,15 +52,16 @@ export class CommandTable {
   }
 
   /**
-   * What the target would say to `name` (lower case) with `argc` arguments (the name included);
-   * `sub` reads the subcommand (argument 1) and is called only for container commands.
+   * What the target would say to `name` (lower case) with `argc` arguments (the name included).
+   * `cmd` gives the arguments: only container commands (XGROUP, FUNCTION...) read their
+   * subcommand from it, so the common case costs one Map lookup.
    */
-  check(name: string, argc: number, sub: () => string | undefined): Refusal {
+  check(name: string, argc: number, cmd: { arg(i: number): Buffer | undefined }): Refusal {
     const e = this.entries.get(name);
-    if (e === undefined) return { kind: 'unknown' };
+    if (e === undefined) return UNKNOWN;
     if (!fits(e.arity, argc)) return { kind: 'arity', arity: e.arity, name };
     if (e.subs === null) return null;
-    const s = sub();
+    const s = cmd.arg(1)?.toString('latin1').toLowerCase();
     if (s === undefined) return null;
     const arity = e.subs.get(s);
     // An unknown subcommand is refused at queue time too, but Redis versions disagree on which
@@ -69,6 +70,8 @@ export class CommandTable {
     return { kind: 'arity', arity, name: `${name} ${s}` };
   }
 }
+
+const UNKNOWN: Refusal = { kind: 'unknown' };
 
 /** Redis's arity rule: N > 0 exactly N arguments, -N at least N. */
 function fits(arity: number, argc: number): boolean {

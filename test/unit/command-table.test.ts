@@ -11,7 +11,8 @@ const REPLY = [
 
 describe('CommandTable', () => {
   const t = CommandTable.parse(REPLY)!;
-  const noSub = () => undefined;
+  const noSub = { arg: () => undefined };
+  const sub = (name: string) => ({ arg: (i: number) => (i === 1 ? Buffer.from(name.toUpperCase()) : undefined) });
 
   it('accepts known commands with a valid argument count (exact or minimum arity)', () => {
     expect(t.check('get', 2, noSub)).toBeNull();
@@ -26,10 +27,10 @@ describe('CommandTable', () => {
   });
 
   it('checks the arity of subcommands, and lets unknown subcommands through', () => {
-    expect(t.check('xgroup', 5, () => 'create')).toBeNull();
-    expect(t.check('xgroup', 4, () => 'create')).toEqual({ kind: 'arity', arity: -5, name: 'xgroup create' });
-    expect(t.check('xgroup', 5, () => 'destroy')).toEqual({ kind: 'arity', arity: 4, name: 'xgroup destroy' });
-    expect(t.check('xgroup', 3, () => 'nosuch')).toBeNull();
+    expect(t.check('xgroup', 5, sub('create'))).toBeNull();
+    expect(t.check('xgroup', 4, sub('create'))).toEqual({ kind: 'arity', arity: -5, name: 'xgroup create' });
+    expect(t.check('xgroup', 5, sub('destroy'))).toEqual({ kind: 'arity', arity: 4, name: 'xgroup destroy' });
+    expect(t.check('xgroup', 3, sub('nosuch'))).toBeNull();
   });
 
   it('is null for a reply that is not a command table', () => {
@@ -46,8 +47,8 @@ describe('CommandTable', () => {
       return args.slice(2).map((n) => (n === 'set' ? null : [n]));
     });
     expect(calls[1]).toEqual(['COMMAND', 'INFO', 'get', 'set', 'xgroup']);
-    expect(table!.check('set', 3, () => undefined)).toEqual({ kind: 'unknown' });
-    expect(table!.check('get', 2, () => undefined)).toBeNull();
+    expect(table!.check('set', 3, noSub)).toEqual({ kind: 'unknown' });
+    expect(table!.check('get', 2, noSub)).toBeNull();
     expect(await fetchCommandTable(() => Promise.reject(new Error('NOPERM')))).toBeNull();
   });
 
