@@ -682,6 +682,7 @@ export class SyncSession extends EventEmitter<SyncEvents> {
       const what = `source transaction of ${count} commands completing offset ${u.offset} spans several cluster slots`;
       if (this.opts.onError === 'fail') throw new TargetError(`${what}: it cannot be applied atomically on a cluster target (use --on-error skip to skip such transactions)`);
       this.errors++;
+      this.skippedCommands += count;
       this.log.error({ offset: u.offset, commands: count }, `${what}: skipped (--on-error skip)`);
       await this.submitRaw([PING], 1, false, u.offset, u.dbAfter);
       return;
