@@ -34,7 +34,7 @@ export function describeShortfall(s: Shortfall): string {
         'the copy on the target is incomplete; the checkpoint says full-sync, so the next run copies the snapshot again',
     );
   }
-  if (s.lostKeys > 0) parts.push(`${s.lostKeys} keys of the snapshot were not written to the target (listed in ${s.report ?? 'the log'})`);
+  if (s.lostKeys > 0) parts.push(`${s.lostKeys} keys of the snapshot were not written to the target (${s.report === null ? 'the first ones are in the log' : `listed in ${s.report}`})`);
   if (s.skippedCommands > 0) parts.push(`${s.skippedCommands} commands of the stream were rejected by the target and skipped (--on-error skip; see the log)`);
   return `the copy is incomplete: ${parts.join('; ')}`;
 }

@@ -5,10 +5,10 @@
  * (`<db>\t<key>\t<reason>` per line, keys printable with \xNN escapes) so that the user can tell
  * exactly what is missing. Expired keys are not lost: they would not exist on the source either.
  */
-import { appendFileSync, writeFileSync } from 'node:fs';
+import { accessSync, appendFileSync, constants, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { LocalIoError, printableKey } from '../errors.js';
+import { dirname, join } from 'node:path';
+import { UsageError, printableKey } from '../errors.js';
 import type { Logger } from '../observe/logger.js';
 import { argBuffer, commandName, firstKeyIndex } from '../target/command-keys.js';
 import type { TargetCommandError } from '../target/errors.js';
@@ -41,6 +41,8 @@ export class LostKeys {
   private readonly explicitPath: string | undefined;
   private readonly dir: string | undefined;
   private file: string | null = null;
+  /** The report could not be written: keys are still counted and the first ones logged. */
+  private broken = false;
   private lines: string[] = [];
   private lineBytes = 0;
   private n = 0;
@@ -54,6 +56,14 @@ export class LostKeys {
     this.log = log;
     this.explicitPath = path;
     this.dir = dir;
+    // The file is created only when a key is lost, hours later maybe: check its directory now.
+    if (path !== undefined) {
+      try {
+        accessSync(dirname(path), constants.W_OK);
+      } catch (e) {
+        throw new UsageError(`--report ${path}: its directory is not writable: ${(e as Error).message}`);
+      }
+    }
   }
 
   /** Keys lost so far. */
@@ -111,18 +121,27 @@ export class LostKeys {
     try {
       appendFileSync(this.file, text, { mode: 0o600 });
     } catch (e) {
-      throw new LocalIoError(`cannot write the lost-keys report ${this.file}: ${(e as Error).message}`, { cause: e });
+      this.fileFailed(e);
     }
   }
 
+  /** Called from the writer's reply handling: a disk error must not stop the sync, only be said. */
+  private fileFailed(e: unknown): void {
+    this.log.error({ report: this.file, err: (e as Error).message }, 'cannot write the lost-keys report: lost keys are still counted, the first ones logged');
+    this.broken = true;
+    this.file = null;
+    this.lines = [];
+  }
+
   private record(db: number, key: Buffer | null, reason: string): void {
-    if (this.file === null) this.open();
+    if (this.file === null && !this.broken) this.open();
     this.n++;
     const shown = key === null ? '' : printableKey(key, Infinity);
     if (this.n <= LOGGED_LOST_KEYS) {
       this.first.push(key === null ? `(${reason})` : `${db}:${shown}`);
       this.log.warn({ db, key: key === null ? undefined : printableKey(key), reason, report: this.file }, 'key not written to the target');
     }
+    if (this.file === null) return;
     const line = `${db}\t${shown}\t${reason.replace(/[\r\n\t]/g, ' ')}\n`;
     this.lines.push(line);
     this.lineBytes += line.length;
@@ -132,11 +151,11 @@ export class LostKeys {
   /** Creates (or empties) the report file: the one in use, --report, or a new default one. */
   private open(): void {
     const file = this.file ?? this.explicitPath ?? defaultReportPath(this.dir);
+    this.file = file;
     try {
       writeFileSync(file, '', { mode: 0o600 });
     } catch (e) {
-      throw new LocalIoError(`cannot create the lost-keys report ${file}: ${(e as Error).message}`, { cause: e });
+      this.fileFailed(e);
     }
-    this.file = file;
   }
 }

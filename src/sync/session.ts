@@ -591,7 +591,7 @@ export class SyncSession extends EventEmitter<SyncEvents> {
     if (lost > 0) {
       this.log.warn(
         { lostKeys: lost, report: this.lost.path, first: this.lost.sample },
-        `the copy is incomplete: ${lost} keys of the snapshot were not written to the target; the full list is in ${this.lost.path}`,
+        `the copy is incomplete: ${lost} keys of the snapshot were not written to the target; ${this.lost.path === null ? 'the report could not be written (see above)' : `the full list is in ${this.lost.path}`}`,
       );
     }
   }

@@ -63,6 +63,19 @@ describe('LostKeys', () => {
     expect(readFileSync(file, 'utf8')).toBe('1\tagain\tNOPERM\n');
   });
 
+  it('refuses a --report path whose directory is not writable at once (usage error), and survives a report that cannot be written', () => {
+    expect(() => new LostKeys(silentLogger(), '/nonexistent-dir/r.txt', undefined)).toThrow(/--report \/nonexistent-dir\/r.txt: its directory is not writable/);
+    const errors: unknown[] = [];
+    const log = { warn: () => {}, error: (o: unknown) => errors.push(o) } as unknown as ReturnType<typeof silentLogger>;
+    const lost = new LostKeys(log, undefined, '/nonexistent-dir');
+    lost.add(0, B('k'), 'NOPERM');
+    lost.add(0, B('k2'), 'NOPERM');
+    lost.flush();
+    expect(lost.count).toBe(2);
+    expect(lost.path).toBeNull();
+    expect(errors).toHaveLength(1);
+  });
+
   it('defaultReportPath is under the given dir, named after the time', () => {
     expect(defaultReportPath('/spool', new Date(Date.UTC(2026, 0, 2, 3, 4, 5, 6)))).toBe('/spool/replicant-lost-keys-2026-01-02T03-04-05-006Z.txt');
   });
