@@ -89,10 +89,10 @@ export class LocalIoError extends ReplicantError {
   }
 }
 
-/** A key name for messages: text when printable, else a \xNN-escaped form, cut at 200 chars. */
-export function printableKey(key: Buffer): string {
+/** A key name for messages: text when printable, else a \xNN-escaped form, cut at `max` bytes (200). */
+export function printableKey(key: Buffer, max = 200): string {
   let out = '';
-  const n = Math.min(key.length, 200);
+  const n = Math.min(key.length, max);
   for (let i = 0; i < n; i++) {
     const c = key[i]!;
     out += c >= 0x20 && c < 0x7f ? String.fromCharCode(c) : `\\x${c.toString(16).padStart(2, '0')}`;

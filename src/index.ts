@@ -16,6 +16,7 @@ export { Translator, type TranslateOptions } from './sync/translate.js';
 export { ReplicationStreamParser, type StreamCommand } from './resp/stream-parser.js';
 export { encodeCommand, encodeCommands } from './resp/encode.js';
 export { ReplicantError, RdbError, ProtocolError, SourceError, TargetError, UsageError, ExitCode } from './errors.js';
+export { IncompleteCopyError, type Shortfall } from './sync/incomplete.js';
 export type { Checkpoint } from './checkpoint/checkpoint.js';
 export { startMetricsServer, type MetricsServer } from './observe/metrics.js';
 export * from './verify/index.js';

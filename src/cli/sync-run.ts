@@ -23,6 +23,7 @@ export interface SyncCliOptions extends PasswordFileOptions {
   leaseTtl: number;
   checkpoint: string;
   spoolDir?: string;
+  report?: string;
   spoolMemory: number;
   spoolDisk: number;
   listeningPort?: number;
@@ -54,6 +55,7 @@ export async function runSyncCommand(o: SyncCliOptions): Promise<void> {
     leaseTtlMs: o.leaseTtl,
     checkpoint: parseCheckpointSpec(o.checkpoint),
     spoolDir: o.spoolDir,
+    report: o.report,
     spoolMemoryBytes: o.spoolMemory,
     spoolDiskBytes: o.spoolDisk,
     listeningPort: o.listeningPort,

@@ -1,7 +1,7 @@
 /**
  * `replicant sync`: pose as a replica of --source and keep --target in step until stopped.
- * SIGINT/SIGTERM stop gracefully (apply what was received, store the checkpoint, exit 0);
- * a second signal exits at once.
+ * SIGINT/SIGTERM stop gracefully (apply what was received, store the checkpoint, exit 0; exit 9
+ * when the copy is incomplete, e.g. stopped during the full sync); a second signal exits at once.
  */
 import { Command, Option } from 'commander';
 import type { SyncCliOptions } from './sync-run.js';
@@ -25,6 +25,7 @@ export function registerSyncCommand(program: Command): void {
     .option('--lease-ttl <duration>', 'how long a dead instance keeps a restarted one waiting; a live one renews it every third', parsePositiveDuration, 10_000)
     .option('--checkpoint <where>', 'where the applied offset is stored: target[:KEY] (atomically with each batch), file:PATH (at-least-once), none', 'target')
     .option('--spool-dir <dir>', 'directory for spool segments (default: the OS temp dir)')
+    .option('--report <path>', 'file listing the snapshot keys not written to the target, one per line with db and reason (default: replicant-lost-keys-<time>.txt under --spool-dir or the temp dir, created only if a key is lost)')
     .option('--spool-memory <size>', 'stream bytes kept in memory before spilling to disk', parseSize, 64 * 1024 * 1024)
     .option('--spool-disk <size>', 'disk budget for the spool; past it the source is no longer read', parseSize, 4 * 1024 * 1024 * 1024)
     .option('--listening-port <port>', 'port announced with REPLCONF listening-port', parsePort)

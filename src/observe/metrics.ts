@@ -131,6 +131,8 @@ export function createSyncMetrics(source: MetricsSource, options: SyncMetricsOpt
   optionalGauge('replicant_rdb_total_bytes', 'Size of the RDB snapshot being read, when the source announced it (only while a full sync runs).', (s) => s.rdb?.totalBytes);
   optionalGauge('replicant_rdb_keys', 'Keys of the RDB snapshot applied so far (only while a full sync runs).', (s) => s.rdb?.keys);
   optionalGauge('replicant_rdb_keys_per_second', 'Snapshot keys applied per second, recent rate (only while a full sync runs).', (s) => s.rdb?.keysPerSec);
+  optionalGauge('replicant_lost_keys', 'Snapshot keys of the last full sync that were not written to the target (listed in the --report file).', (s) => s.lostKeys);
+  optionalGauge('replicant_copy_complete', '0 while the copy on the target is known to be short (snapshot unfinished, keys lost, commands skipped), else 1.', (s) => (s.complete ? 1 : 0));
 
   // The session keeps the totals; a counter is re-set to them on each collect.
   const total = (name: string, help: string, read: (s: SyncStatus) => number): void => {
@@ -146,6 +148,7 @@ export function createSyncMetrics(source: MetricsSource, options: SyncMetricsOpt
   };
   total('replicant_commands_applied_total', 'Commands of the replication stream applied on the target.', (s) => s.commandsApplied);
   total('replicant_errors_total', 'Writes the target rejected or keys that could not be decoded (counted under --on-error skip).', (s) => s.errors);
+  total('replicant_skipped_commands_total', 'Stream commands the target rejected and that were left out (--on-error skip).', (s) => s.skippedCommands);
   total('replicant_full_syncs_total', 'Full synchronizations (snapshot copies) started.', (s) => s.fullSyncs);
   total('replicant_partial_syncs_total', 'Partial resynchronizations (PSYNC continues) accepted by the source.', (s) => s.partialSyncs);
 

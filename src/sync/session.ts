@@ -24,7 +24,8 @@ import { RdbDecoder } from '../rdb/decoder.js';
 import { ReplicationStreamParser, type StreamCommand } from '../resp/stream-parser.js';
 import { encodeCommand, encodeCommands, type Arg } from '../resp/encode.js';
 import { Spool } from '../spool/spool.js';
-import { TargetCommandError, TargetWriter } from '../target/index.js';
+import { TargetCommandError, TargetExecAbortError, TargetWriter } from '../target/index.js';
+import { arityText, fetchCommandTable, type CommandTable } from '../target/command-table.js';
 import { ClusterTargetWriter, type AnyTargetWriter } from '../target/index.js';
 import { keyspaceTotal, parseInfo } from '../target/probe.js';
 import { homedir } from 'node:os';
@@ -39,6 +40,9 @@ import { LeaseError, SyncLease } from '../checkpoint/lease.js';
 import { fullResyncReason, type ServerIdentity } from '../replication/identity.js';
 import type { BeforePsync } from '../replication/link.js';
 import { SnapshotApplier } from './snapshot.js';
+import { IncompleteCopyError, describeShortfall, isShort, type Shortfall } from './incomplete.js';
+import { LostKeys } from './lost-keys.js';
+import { describeCommands, withoutCommands } from './unit-recovery.js';
 import { StreamBatcher, type StreamUnit } from './stream-batcher.js';
 
 export type WriteMode = 'auto' | 'restore' | 'commands';
@@ -82,6 +86,8 @@ export interface SyncOptions {
   verifyChecksum?: boolean;
   /** Stop (resolve run()) once the snapshot is applied. */
   exitAfterFullSync?: boolean;
+  /** File listing the snapshot keys not written (default: a new file under spoolDir or the temp dir, created at the first one). */
+  report?: string;
   /** Reconnect delays: starts at `min`, doubles to `max`. */
   reconnectMinMs?: number;
   reconnectMaxMs?: number;
@@ -103,6 +109,13 @@ export interface SyncStatus {
   errors: number;
   fullSyncs: number;
   partialSyncs: number;
+  /** Snapshot keys not written to the target (rejected, corrupt, untranslatable), and the file listing them. */
+  lostKeys: number;
+  lostKeysReport: string | null;
+  /** Stream commands the target rejected and that were skipped (--on-error skip). */
+  skippedCommands: number;
+  /** false while the target's copy is known to be short: snapshot not fully applied, keys lost or commands skipped. */
+  complete: boolean;
 }
 
 export interface SyncResult {
@@ -134,10 +147,22 @@ interface PendingUnit {
   payload: Buffer[];
   count: number;
   atomic: boolean;
+  /** Trailing commands of our own (the checkpoint write), not the source's. */
+  inline: number;
 }
 
+/** Skipped stream commands logged one by one at warn level (then at debug level). */
+const SKIP_WARN_LIMIT = 100;
+/** Commands named in the log when a whole aborted unit is given up. */
+const GIVEN_UP_LOGGED = 20;
+/**
+ * Stream units sent one at a time (each applied before the next goes out) after a unit was
+ * aborted under --on-error skip: a second abort among them is then recovered exactly.
+ */
+const SERIAL_AFTER_ABORT = 256;
+
 export class SyncSession extends EventEmitter<SyncEvents> {
-  private readonly opts: Required<Omit<SyncOptions, 'spoolDir' | 'listeningPort' | 'checkpoint' | 'logger' | 'name'>> & Pick<SyncOptions, 'spoolDir' | 'listeningPort'>;
+  private readonly opts: Required<Omit<SyncOptions, 'spoolDir' | 'listeningPort' | 'checkpoint' | 'logger' | 'name' | 'report'>> & Pick<SyncOptions, 'spoolDir' | 'listeningPort'>;
   private readonly identity: SyncIdentity;
   private readonly lease: SyncLease;
   /** Set when another instance took this sync over: nothing more may be applied. */
@@ -155,6 +180,8 @@ export class SyncSession extends EventEmitter<SyncEvents> {
   private targetLost: string | null = null;
   /** Offset of the checkpoint the next inline GETSET should find on the target (submission order). */
   private cpExpected: number | null = null;
+  /** Offsets of aborted units given up under --on-error skip (their checkpoint never reached the target). */
+  private readonly checkpointsGivenUp = new Set<number>();
   private reservedWarned = 0;
   /** The source answered a PSYNC once: from then on, source failures are retried forever. */
   private sourceAnswered = false;
@@ -203,6 +230,19 @@ export class SyncSession extends EventEmitter<SyncEvents> {
   private errors = 0;
   private fullSyncs = 0;
   private partialSyncs = 0;
+  /** Snapshot keys that did not reach the target. */
+  private readonly lost: LostKeys;
+  /** The db of a snapshot unit (while a snapshot is being applied): places a rejected key in its db. */
+  private snapshotDbOf: ((payload: Buffer | readonly Buffer[] | undefined) => number | undefined) | null = null;
+  /** A snapshot was started (here or by an earlier run: checkpoint state full-sync) and not finished. */
+  private snapshotUnfinished = false;
+  private skippedCommands = 0;
+  /** The target's commands (per writer connection): stream commands it would refuse are caught before MULTI. */
+  private commandTable: CommandTable | null = null;
+  /** Stream units still to send one at a time (see SERIAL_AFTER_ABORT). */
+  private serialUnits = 0;
+  /** Why an aborted unit could not be skipped (the writer then failed with the abort). */
+  private fatalAbort: TargetError | null = null;
   private receivedSamples: { offset: number; t: number }[] = [];
 
   constructor(options: SyncOptions) {
@@ -212,6 +252,7 @@ export class SyncSession extends EventEmitter<SyncEvents> {
     this.targetEp = parseRedisUrl(options.target);
     this.checkpointSpec = options.checkpoint;
     this.identity = syncIdentity(this.sourceSpec, options.name);
+    this.lost = new LostKeys(this.log, options.report, options.spoolDir);
     this.opts = {
       source: options.source,
       target: options.target,
@@ -267,6 +308,22 @@ export class SyncSession extends EventEmitter<SyncEvents> {
       errors: this.errors + (this.writer?.stats.errors ?? 0),
       fullSyncs: this.fullSyncs,
       partialSyncs: this.partialSyncs,
+      lostKeys: this.lost.count,
+      lostKeysReport: this.lost.path,
+      skippedCommands: this.skippedCommands,
+      complete: !isShort(this.shortfall()),
+    };
+  }
+
+  private shortfall(): Shortfall {
+    return {
+      snapshotUnfinished: this.snapshotUnfinished,
+      keysRead: this.rdbKeys,
+      rdbBytes: this.rdbBytes,
+      rdbTotalBytes: this.rdbTotal,
+      lostKeys: this.lost.count,
+      report: this.lost.path,
+      skippedCommands: this.skippedCommands,
     };
   }
 
@@ -278,6 +335,9 @@ export class SyncSession extends EventEmitter<SyncEvents> {
     if (this.stopping) return;
     this.stopping = true;
     this.setPhase('stopping', {});
+    // A snapshot cannot be resumed half-way (the next run copies it again): what is still in
+    // flight of it is of no use, so do not wait for it; this also unblocks a full sync waiting on the target.
+    if (this.snapshotUnfinished) this.writer?.destroy();
     this.link?.close();
     this.spool?.end();
     this.stopResolve?.();
@@ -325,6 +385,8 @@ export class SyncSession extends EventEmitter<SyncEvents> {
           this.replid = cp.replid;
         }
       } else this.existingCheckPending = true;
+      // An earlier run stopped in the middle of a snapshot: the target is short until one completes.
+      if (cp?.state === 'full-sync') this.snapshotUnfinished = true;
       let delay = this.opts.reconnectMinMs;
       // Until the source first answers a PSYNC, a source failure is bounded by --connect-timeout.
       const firstConnectBy = Date.now() + this.opts.connectTimeoutMs;
@@ -360,7 +422,14 @@ export class SyncSession extends EventEmitter<SyncEvents> {
       }
       if (this.leaseLost !== null) throw this.leaseLost;
       await this.finishGracefully();
-      return { appliedOffset: this.applied, replid: this.replid, status: this.status() };
+      const result: SyncResult = { appliedOffset: this.applied, replid: this.replid, status: this.status() };
+      const short = this.shortfall();
+      if (isShort(short)) {
+        this.lost.flush();
+        this.log.warn({ ...short }, describeShortfall(short));
+        throw new IncompleteCopyError(short, result);
+      }
+      return result;
     } catch (e) {
       if (!(e instanceof LeaseError)) await this.lease.release((a) => this.controlCall(a)).catch(() => undefined);
       throw e;
@@ -511,6 +580,8 @@ export class SyncSession extends EventEmitter<SyncEvents> {
     this.pending = [];
     this.setPhase('full-sync', { replid: outcome.replid, offset: outcome.offset, rdbBytes: this.rdbTotal, framing: outcome.framing.kind });
     this.wroteTarget = true;
+    this.snapshotUnfinished = true;
+    this.lost.reset();
     await this.store.write(this.currentCheckpoint('full-sync', outcome.offset, 0), 0);
     const writer = this.writer!;
     const info = writer.info;
@@ -541,7 +612,8 @@ export class SyncSession extends EventEmitter<SyncEvents> {
           emitSelect: !this.cluster,
           onUntranslatable: this.opts.onError,
           onIssue: (issue) => {
-            this.log.warn({ db: issue.db, key: issue.key ? printableKey(issue.key) : undefined }, issue.message);
+            if (issue.lost && issue.key !== null) this.lost.add(issue.db ?? 0, issue.key, issue.message);
+            else this.log.warn({ db: issue.db, key: issue.key ? printableKey(issue.key) : undefined }, issue.message);
           },
         },
       });
@@ -563,7 +635,10 @@ export class SyncSession extends EventEmitter<SyncEvents> {
         while (sliceEnd < chunk.length && !decoder.done) {
           const records = decoder.push(chunk.subarray(sliceEnd, sliceEnd + DECODE_SLICE));
           sliceEnd = Math.min(chunk.length, sliceEnd + DECODE_SLICE);
-          if (applier === null && decoder.version > 0) applier = makeApplier(decoder.version);
+          if (applier === null && decoder.version > 0) {
+            const a = (applier = makeApplier(decoder.version));
+            this.snapshotDbOf = (payload) => a.dbOf(payload);
+          }
           if (applier !== null && records.length > 0) await applier.apply(records);
         }
         if (applier !== null) {
@@ -582,24 +657,55 @@ export class SyncSession extends EventEmitter<SyncEvents> {
     if (applier === null) throw new ReplicantError('RDB', 'RDB ended before its header', ExitCode.DATA);
     await applier.finish();
     await this.flushWriter();
+    this.snapshotDbOf = null;
     this.db = applier.replStreamDb;
     this.applied = outcome.offset;
     this.streamBase = outcome.offset;
     this.streamBytesBefore = decoder.bytesConsumed + (outcome.framing.kind === 'eof' ? EOF_MARK_LENGTH : 0);
     await this.store.write(this.currentCheckpoint('streaming', outcome.offset, this.db), applier.currentDb);
     this.cpExpected = outcome.offset;
+    this.snapshotUnfinished = false;
     if (!this.cluster) await this.submitRaw([encodeCommand(['SELECT', this.db])], 1, false, undefined);
     link.setAppliedOffset(outcome.offset);
     link.ackNow();
     const ms = Date.now() - started;
-    const s = applier.stats;
-    this.log.info(
-      { keys: s.keys, commands: s.commands, expiredSkipped: applier.translatorStats.expiredSkipped, skipped: s.skipped, functions: s.functions, rdbBytes: this.rdbBytes, ms, emptyKeysSkipped: decoder.emptyKeysSkipped },
-      'full sync applied',
-    );
-    this.emit('fullSyncDone', { replid: outcome.replid, offset: outcome.offset, keys: s.keys, ms });
+    this.summarizeFullSync(applier, decoder.emptyKeysSkipped, ms);
+    this.emit('fullSyncDone', { replid: outcome.replid, offset: outcome.offset, keys: applier.stats.keys, ms });
     this.rdbTotal = null;
     return afterRdb;
+  }
+
+  /**
+   * The 'full sync applied' line. `keys` counts the keys read from the RDB; `lostKeys` those of
+   * them that are not on the target (rejected, corrupt, untranslatable, in a db the target lacks):
+   * with any, a warning says the copy is incomplete and where the full list is.
+   */
+  private summarizeFullSync(applier: SnapshotApplier, emptyKeysSkipped: number, ms: number): void {
+    this.lost.flush();
+    const s = applier.stats;
+    const lost = this.lost.count;
+    this.log.info(
+      {
+        keys: s.keys,
+        commands: s.commands,
+        expiredSkipped: applier.translatorStats.expiredSkipped,
+        skipped: s.skipped,
+        lostKeys: lost,
+        complete: lost === 0,
+        ...(lost > 0 ? { report: this.lost.path } : {}),
+        functions: s.functions,
+        rdbBytes: this.rdbBytes,
+        ms,
+        emptyKeysSkipped,
+      },
+      'full sync applied',
+    );
+    if (lost > 0) {
+      this.log.warn(
+        { lostKeys: lost, report: this.lost.path, first: this.lost.sample },
+        `the copy is incomplete: ${lost} keys of the snapshot were not written to the target; ${this.lost.path === null ? 'the report could not be written (see above)' : `the full list is in ${this.lost.path}`}`,
+      );
+    }
   }
 
   // ------------------------------------------------------------ streaming
@@ -621,11 +727,24 @@ export class SyncSession extends EventEmitter<SyncEvents> {
       },
       onForeignDb: this.cluster ? (cmd: StreamCommand, db: number) => this.foreignDb(db, cmd.args[1], cmd.name) : undefined,
       dropFlush: (cmd: StreamCommand, db: number) => this.sharedTargetFlush(cmd, db),
+      admit: (cmd: StreamCommand) => this.admitStreamCommand(cmd),
     });
     const units: StreamUnit[] = [];
     let chunk: Buffer | null = first;
+    let read: Promise<Buffer | null> | null = null;
     for (;;) {
-      if (chunk === null) chunk = await spool.read();
+      if (chunk === null) {
+        read ??= spool.read();
+        const next = await this.untilWriterDown(read);
+        if (next === undefined) {
+          // The target writer failed while the source is quiet: recover now (bridge, or stop
+          // on a fatal error), not at the next write, which may be a ping period away.
+          await this.flushWriter();
+          continue;
+        }
+        read = null;
+        chunk = next;
+      }
       if (chunk === null) break;
       const cmds = parser.push(chunk);
       chunk = null;
@@ -667,6 +786,11 @@ export class SyncSession extends EventEmitter<SyncEvents> {
       throw new TargetError(`source ${what}: a cluster target has only db 0 (use --on-error skip to leave other dbs out)`);
     }
     this.errors++;
+    if (this.snapshotDbOf !== null && key !== undefined && command === undefined) {
+      this.lost.add(db, key, `db ${db} does not exist on a cluster target`);
+      return;
+    }
+    this.skippedCommands++;
     if (this.errors <= 10 || this.errors % 10_000 === 0) this.log.warn({ db, count: this.errors }, `skipped source ${what}: a cluster target has only db 0`);
   }
 
@@ -703,11 +827,18 @@ export class SyncSession extends EventEmitter<SyncEvents> {
       const what = `source transaction of ${count} commands completing offset ${u.offset} spans several cluster slots`;
       if (this.opts.onError === 'fail') throw new TargetError(`${what}: it cannot be applied atomically on a cluster target (use --on-error skip to skip such transactions)`);
       this.errors++;
+      this.skippedCommands += count;
       this.log.error({ offset: u.offset, commands: count }, `${what}: skipped (--on-error skip)`);
       await this.submitRaw([PING], 1, false, u.offset, u.dbAfter);
       return;
     }
-    await this.submitRaw(payload, count, atomic, u.offset, u.dbAfter, onExecReply);
+    await this.submitRaw(payload, count, atomic, u.offset, u.dbAfter, inline?.length ?? 0, onExecReply);
+    if (this.serialUnits > 0) {
+      this.serialUnits--;
+      // (An aborted unit sent again is pending after the flush: wait for it too.)
+      do await this.flushWriter();
+      while (this.writer instanceof TargetWriter && this.writer.pendingUnits > 0);
+    }
   }
 
   /**
@@ -749,6 +880,8 @@ export class SyncSession extends EventEmitter<SyncEvents> {
     const cp = typeof prev === 'string' || Buffer.isBuffer(prev) ? parseCheckpoint(prev) : null;
     // Offsets only: they continue across a failover, where the replid changes under us.
     if (cp !== null && cp.offset === expected) return;
+    // The unit before was given up after an abort (--on-error skip): its checkpoint was never written.
+    if (cp !== null && cp.offset < expected && this.checkpointsGivenUp.delete(expected)) return;
     const found = cp === null ? 'no checkpoint' : `the checkpoint of offset ${cp.offset}`;
     this.targetLost = `the target lost what it had applied: applying offset ${offset} found ${found} where offset ${expected} was (flushed, restarted without persistence, or failed over to an empty or older node)`;
     this.log.error({ expectedOffset: expected, found: cp?.offset ?? null, onFullResync: this.opts.onFullResync }, `${this.targetLost}; copying again per --on-full-resync ${this.opts.onFullResync}`);
@@ -868,12 +1001,46 @@ export class SyncSession extends EventEmitter<SyncEvents> {
   }
 
   /**
+   * Whether the target can run a stream command, by its command table: a command it does not
+   * know (renamed, disabled, from a module it lacks) or with a wrong number of arguments would be
+   * refused while queuing and abort the whole unit. Under skip it is left out here (counted and
+   * logged); under fail the sync stops naming it.
+   */
+  private admitStreamCommand(cmd: StreamCommand): boolean {
+    const table = this.commandTable;
+    if (table === null) return true;
+    const refusal = table.check(cmd.name, cmd.argCount, cmd);
+    if (refusal === null) return true;
+    const name = cmd.name.toUpperCase();
+    const k = cmd.argCount > 1 ? cmd.arg(1) : undefined;
+    const key = k === undefined ? undefined : printableKey(k);
+    const why =
+      refusal.kind === 'unknown'
+        ? `the target does not know ${name} (renamed or disabled there, or from a module it lacks)`
+        : `the target's ${refusal.name.toUpperCase()} takes ${arityText(refusal.arity)} arguments, the source sent ${cmd.argCount}`;
+    const what = `source command ${name}${key === undefined ? '' : ` (key ${JSON.stringify(key)})`} at offset ${cmd.offset}`;
+    if (this.opts.onError === 'fail') {
+      throw new TargetError(`target ${endpointLabel(this.targetEp)} cannot run ${what}: ${why}; make the command available on the target, or use --on-error skip to leave such commands out`);
+    }
+    this.errors++;
+    this.skipped({ command: name, key, offset: cmd.offset, reason: why }, 'source command the target cannot run: skipped (--on-error skip)');
+    return false;
+  }
+
+  /** One stream command left out under --on-error skip: counted, and logged (bounded). */
+  private skipped(fields: Record<string, unknown>, msg: string): void {
+    this.skippedCommands++;
+    if (this.skippedCommands <= SKIP_WARN_LIMIT) this.log.warn({ ...fields, skippedCommands: this.skippedCommands }, this.skippedCommands === SKIP_WARN_LIMIT ? `${msg} (further ones logged at debug level)` : msg);
+    else this.log.debug(fields, msg);
+  }
+
+  /**
    * Hand a unit to the writer. Stream units (those with an offset) stay in `pending` until
    * applied, so a lost target connection is bridged by resending them (see bridgeTargetOutage).
    */
-  private async submitRaw(payload: Buffer[], count: number, atomic: boolean, offset: number | undefined, db = this.db, onExecReply?: (replies: unknown[]) => void): Promise<void> {
+  private async submitRaw(payload: Buffer[], count: number, atomic: boolean, offset: number | undefined, db = this.db, inline = 0, onExecReply?: (replies: unknown[]) => void): Promise<void> {
     if (this.leaseLost !== null) throw this.leaseLost;
-    if (offset !== undefined) this.pending.push({ offset, db, payload, count, atomic });
+    if (offset !== undefined) this.pending.push({ offset, db, payload, count, atomic, inline });
     try {
       const writer = this.writer!;
       if (!writer.submit({ payload, count, atomic, offset, onExecReply })) await writer.waitDrain();
@@ -922,7 +1089,9 @@ export class SyncSession extends EventEmitter<SyncEvents> {
       if (this.cluster) {
         writer = await ClusterTargetWriter.connect(ep, opts);
       } else {
-        writer = await TargetWriter.connect(ep, opts);
+        // Under skip, an aborted stream unit is taken back and applied without its rejected commands.
+        const hooks = this.opts.onError === 'skip' ? { onExecAbort: (e: TargetExecAbortError) => this.onUnitAborted(e) } : {};
+        writer = await TargetWriter.connect(ep, opts, hooks);
         if (writer.info.cluster) {
           writer.destroy();
           this.cluster = true;
@@ -934,7 +1103,10 @@ export class SyncSession extends EventEmitter<SyncEvents> {
       throw new TargetError(`target ${endpointLabel(this.targetEp)}: ${(e as Error).message}`, { cause: e });
     }
     writer.on('applied', (offset: number) => this.onApplied(offset));
+    writer.on('commandError', (e: TargetCommandError) => this.onCommandError(e));
     writer.on('error', (e: Error) => this.onWriterError(e));
+    this.commandTable = await fetchCommandTable((args) => writer.call(args));
+    if (this.commandTable === null) this.log.info('COMMAND is not available on the target: stream commands are not checked against its command table');
     return writer;
   }
 
@@ -978,11 +1150,31 @@ export class SyncSession extends EventEmitter<SyncEvents> {
     }
   }
 
+  /** Set while streamLoop waits for the source: wakes it up when the writer fails. */
+  private wakeOnWriterDown: (() => void) | null = null;
+
+  /** `read`'s chunk, or undefined as soon as the writer has failed (`read` is then still pending). */
+  private async untilWriterDown(read: Promise<Buffer | null>): Promise<Buffer | null | undefined> {
+    if (this.writerFailure !== null) return undefined;
+    try {
+      return await Promise.race([read, new Promise<undefined>((resolve) => (this.wakeOnWriterDown = () => resolve(undefined)))]);
+    } finally {
+      this.wakeOnWriterDown = null;
+    }
+  }
+
+  /** A command the target rejected under --on-error skip (the writer logged it). */
+  private onCommandError(e: TargetCommandError): void {
+    if (this.snapshotDbOf !== null) this.lost.rejected(e, this.snapshotDbOf(e.payload) ?? 0);
+    else this.skippedCommands++;
+  }
+
   private onWriterError(e: Error): void {
     this.writerFailure = e;
+    this.wakeOnWriterDown?.();
     if (e instanceof TargetCommandError) {
-      // A rejected write under --on-error fail: stop reading; run() reports it.
-      this.log.error({ err: e.message }, 'target rejected a write (--on-error fail): stopping');
+      // A rejected write under --on-error fail (or an abort skip cannot recover): stop reading; run() reports it.
+      this.log.error({ err: (this.fatalAbort ?? e).message }, 'target rejected a write: stopping');
       this.link?.close();
       this.spool?.end();
     } else {
@@ -1044,6 +1236,74 @@ export class SyncSession extends EventEmitter<SyncEvents> {
     }
   }
 
+  /**
+   * A stream unit came back -EXECABORT under --on-error skip (TargetWriter hook; `rejected`: the
+   * commands the target refused while queuing; nothing of the unit was applied). The connection
+   * stays up, so the outcome of every later unit is known too. Units are pipelined:
+   *  - no later unit was sent yet: the unit is sent again at once without the rejected commands,
+   *    ahead of anything else. Exact: only the rejected commands are lost.
+   *  - later units are on the wire (and are applied): the unit's other commands can no longer be
+   *    applied in order (later writes to the same keys are on the target already), so they are
+   *    skipped too, counted and logged. One unit at a time is sent for a while after an abort
+   *    (SERIAL_AFTER_ABORT), so that the next abort is the exact case.
+   * Returns false (the abort is then fatal) when the checkpoint write itself was rejected (e.g.
+   * OOM refuses every write): skipping it would lose track of what is applied.
+   */
+  private onUnitAborted(abort: TargetExecAbortError): boolean {
+    const writer = this.writer;
+    if (!(writer instanceof TargetWriter)) return false;
+    const at = this.pending.findIndex((u) => u.offset === abort.offset);
+    const u = at < 0 ? undefined : this.pending[at]!;
+    const where = `the unit completing offset ${abort.offset}`;
+    // The rejected commands' indexes are positions in the payload they were read back from.
+    if (u === undefined || abort.rejected.some((r) => r.payload !== u.payload)) return false;
+    const own = abort.rejected.find((r) => r.index >= u.count - u.inline);
+    if (own !== undefined) {
+      this.fatalAbort = new TargetError(
+        `target ${endpointLabel(this.targetEp)} rejected the checkpoint write of ${where} (${own.command}: ${own.reply}); it cannot be skipped, ` +
+          'so nothing from this offset on can be applied: fix the target (e.g. raise maxmemory or free memory for OOM, grant the ACL) and run again',
+        { cause: abort },
+      );
+      return false;
+    }
+    const rebuilt = withoutCommands(u.payload, new Set(abort.rejected.map((r) => r.index)));
+    if (rebuilt === null) return false;
+    for (const r of abort.rejected) {
+      this.skipped({ command: r.command, key: r.key, offset: u.offset, reply: r.reply }, 'target rejected a stream command while queuing it: skipped (--on-error skip)');
+    }
+    this.serialUnits = SERIAL_AFTER_ABORT;
+    if (writer.pendingUnits === 0) {
+      // A unit left with no command still carries its offset forward.
+      const again: PendingUnit = rebuilt.count === 0 ? { ...u, payload: [PING], count: 1 } : { ...u, payload: rebuilt.payload, count: rebuilt.count };
+      this.pending[at] = again;
+      writer.submit({ payload: again.payload, count: again.count, atomic: again.atomic, offset: again.offset });
+      return true;
+    }
+    if (u.db !== this.appliedDb) {
+      // Its SELECT did not run, so the units after it ran in the wrong db: that cannot be skipped.
+      this.fatalAbort = new TargetError(
+        `${abort.message}; the unit switched the db (to ${u.db}) and later units were applied after it in the wrong db: stopping ` +
+          '(fix what the target rejects and run again: the sync resumes from its checkpoint)',
+        { cause: abort },
+      );
+      return false;
+    }
+    // Commands of the source that are lost with it (its SELECTs and our checkpoint write are not).
+    const lost = describeCommands(rebuilt.payload, Infinity, u.inline).filter((c) => c.command !== 'SELECT');
+    const others = lost.length;
+    if (others > 0) {
+      const first = lost.slice(0, GIVEN_UP_LOGGED);
+      this.skippedCommands += others;
+      this.log.warn(
+        { offset: u.offset, commands: others, first, unitsInFlight: writer.pendingUnits, skippedCommands: this.skippedCommands },
+        `the target aborted ${where} after later units were sent: its ${others} other commands can no longer be applied in order and are skipped too (--on-error skip)`,
+      );
+    }
+    // Its offset is covered by the next unit applied, whose GETSET then finds the checkpoint before it.
+    this.checkpointsGivenUp.add(u.offset);
+    return true;
+  }
+
   private async reconnectTarget(): Promise<void> {
     this.writer?.destroy();
     this.writer = null;
@@ -1092,7 +1352,11 @@ export class SyncSession extends EventEmitter<SyncEvents> {
    */
   private throwWriterFailure(e: unknown): never {
     if (this.leaseLost !== null) throw this.leaseLost;
+    if (this.fatalAbort !== null) throw this.fatalAbort;
     const err = this.writerFailure ?? (e as Error);
+    if (err instanceof TargetCommandError && this.opts.onError === 'fail') {
+      throw new TargetError(`${err.message}; stopping (--on-error fail): fix the target (memory, ACL, renamed commands) and run again, or use --on-error skip to leave rejected commands out`, { cause: err });
+    }
     if (err instanceof TargetCommandError) throw err;
     throw new Recoverable('target', `target ${this.targetEp.host}:${this.targetEp.port} failed: ${err.message}`, { cause: err });
   }
@@ -1224,7 +1488,7 @@ export class SyncSession extends EventEmitter<SyncEvents> {
   }
 
   private async finishGracefully(): Promise<void> {
-    if (this.writer && this.writerFailure === null) {
+    if (this.writer && this.writerFailure === null && !this.snapshotUnfinished) {
       try {
         await this.writer.flush();
         await this.store.flush();
@@ -1238,7 +1502,15 @@ export class SyncSession extends EventEmitter<SyncEvents> {
 
   /** Sleep, cut short by stop(). */
   private sleep(ms: number): Promise<void> {
-    return Promise.race([new Promise<void>((r) => setTimeout(r, ms).unref()), this.stopped]);
+    // A referenced timer: while the session waits to reconnect, nothing else may keep the
+    // process alive (an unreferenced one let Node exit mid-run with code 0).
+    return new Promise<void>((resolve) => {
+      const timer = setTimeout(resolve, ms);
+      void this.stopped.then(() => {
+        clearTimeout(timer);
+        resolve();
+      });
+    });
   }
 }
 

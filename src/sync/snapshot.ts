@@ -75,6 +75,14 @@ export class SnapshotApplier {
   private msetLen = 0;
   private msetBytes = 0;
 
+  /**
+   * The db each submitted unit writes to. A SELECT always starts a unit, so a unit never spans
+   * two dbs and a command the target rejects can be placed in its db (see dbOf).
+   */
+  private readonly unitDbs = new WeakMap<object, number>();
+  /** The db of the unit being encoded. */
+  private unitDb = 0;
+
   /** Inside a key that is being dropped. */
   private dropping = false;
   private db = -1;
@@ -149,7 +157,17 @@ export class SnapshotApplier {
     return this.translator.stats;
   }
 
+  /** The db a unit of this applier writes to (its payload, as submitted), or undefined if not one of its units. */
+  dbOf(payload: Buffer | readonly Buffer[] | undefined): number | undefined {
+    return payload === undefined ? undefined : this.unitDbs.get(payload);
+  }
+
   private add(cmd: Arg[]): void {
+    if (cmd[0] === 'SELECT') {
+      this.closeMset();
+      this.cut();
+      this.unitDb = Number(cmd[1]);
+    }
     // Plain `SET key value` of consecutive keys becomes one MSET: far fewer command
     // dispatches on the target for the many-small-strings datasets that dominate snapshots.
     if (this.coalesceSets && cmd.length === 3 && cmd[0] === 'SET') {
@@ -225,6 +243,7 @@ export class SnapshotApplier {
       let payload = buf.subarray(0, this.used);
       if (this.used < buf.length / 2) payload = Buffer.from(payload);
       this.ready.push({ payload, count: this.count });
+      this.unitDbs.set(payload, this.unitDb);
     }
     this.buf = null;
     this.used = 0;

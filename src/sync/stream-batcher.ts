@@ -53,6 +53,11 @@ export interface StreamBatcherOptions {
    * runs in another db is passed here and dropped (the callback throws to stop instead).
    */
   onForeignDb?: (cmd: StreamCommand, db: number) => void;
+  /**
+   * Called for each command about to be forwarded (not SELECT, MULTI/EXEC, PING, REPLCONF):
+   * false drops it, its bytes still advancing the offset (the callback throws to stop instead).
+   */
+  admit?: (cmd: StreamCommand) => boolean;
 }
 
 const RESERVED = Buffer.from('__replicant');
@@ -130,7 +135,7 @@ export class StreamBatcher {
           this.batchOffset = cmd.offset;
           return;
         }
-        if (this.foreign(cmd, this.db)) {
+        if (this.foreign(cmd, this.db) || !this.admits(cmd)) {
           this.batchOffset = cmd.offset;
           return;
         }
@@ -181,7 +186,7 @@ export class StreamBatcher {
           this.opts.onReserved?.(cmd);
           return;
         }
-        if (this.foreign(cmd, this.txDb)) return;
+        if (this.foreign(cmd, this.txDb) || !this.admits(cmd)) return;
     }
     tx.push(cmd.raw);
     this.txBytes += cmd.raw.length;
@@ -215,6 +220,10 @@ export class StreamBatcher {
       return true;
     }
     return false;
+  }
+
+  private admits(cmd: StreamCommand): boolean {
+    return this.opts.admit === undefined || this.opts.admit(cmd);
   }
 
   /**

@@ -82,6 +82,8 @@ export interface TranslateIssue {
   db: number | null;
   key: Buffer | null;
   message: string;
+  /** The key is not written at all (corrupt or untranslatable value), not just approximated. */
+  lost?: boolean;
 }
 
 export interface TranslateStats {
@@ -463,7 +465,7 @@ export class Translator {
     // Commands already sent built part of the key: remove it rather than leave half a value.
     if (this.emittedToOut) this.out.push(['DEL', h.key]);
     this.stats.corruptSkipped++;
-    this.issue(h.db, h.key, `corrupt value skipped: ${error.message}`);
+    this.issue(h.db, h.key, `corrupt value skipped: ${error.message}`, true);
   }
 
   private untranslatable(message: string): void {
@@ -472,7 +474,7 @@ export class Translator {
     this.skipping = true;
     if (this.failUntranslatable) throw new UntranslatableKeyError(`${message} at byte ${h.offset}`, h.key);
     this.stats.untranslatable++;
-    this.issue(h.db, h.key, message);
+    this.issue(h.db, h.key, message, true);
   }
 
   /** A command that writes part of the value. */
@@ -502,9 +504,9 @@ export class Translator {
     this.buffering = false;
   }
 
-  private issue(db: number | null, key: Buffer | null, message: string): void {
+  private issue(db: number | null, key: Buffer | null, message: string, lost = false): void {
     this.stats.issues++;
-    this.onIssue?.({ db, key, message });
+    this.onIssue?.(lost ? { db, key, message, lost } : { db, key, message });
   }
 }
 

@@ -18,6 +18,10 @@ export interface CommandErrorDetails {
   index: number;
   /** true when rejected while queued inside MULTI (the whole unit was then discarded: EXECABORT). */
   queued?: boolean;
+  /** The command's arguments, read back from the payload (to name every key of an MSET, for instance). */
+  args?: readonly Buffer[];
+  /** The payload of the unit the command belongs to: lets the submitter tell which of its units it was. */
+  payload?: Buffer | readonly Buffer[];
 }
 
 /** The target answered a command with an error reply. */
@@ -28,6 +32,8 @@ export class TargetCommandError extends TargetError {
   readonly reply: string;
   readonly offset: number | undefined;
   readonly index: number;
+  readonly args: readonly Buffer[] | undefined;
+  readonly payload: Buffer | readonly Buffer[] | undefined;
   constructor(d: CommandErrorDetails, message?: string) {
     const what = `${d.command || '<unreadable command>'}${d.key === undefined ? '' : ` (key ${JSON.stringify(d.key)})`}`;
     const where = `command #${d.index} of the unit${d.offset === undefined ? '' : ` completing offset ${d.offset}`}`;
@@ -38,6 +44,8 @@ export class TargetCommandError extends TargetError {
     this.reply = d.reply;
     this.offset = d.offset;
     this.index = d.index;
+    this.args = d.args;
+    this.payload = d.payload;
   }
 }
 

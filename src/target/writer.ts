@@ -8,8 +8,9 @@
  *
  * Atomic units (MULTI ... EXEC): a command rejected while queuing makes EXEC reply -EXECABORT and
  * nothing of the unit is applied. Later units are already on the wire by then, so the writer cannot
- * re-send the unit without the offending command in order: an EXECABORT is always fatal ('error'),
- * whatever the error policy, and recovery (isolating the command) is the caller's job.
+ * re-send the unit without the offending command in order: an EXECABORT is fatal ('error') unless,
+ * under 'skip', the caller takes the unit back through `WriterHooks.onExecAbort` (the connection
+ * then stays up, so every later unit's outcome is still known).
  */
 import { EventEmitter } from 'node:events';
 import { connect as netConnect, type Socket } from 'node:net';
@@ -38,6 +39,13 @@ export interface WriterHooks {
    * the error was handled (e.g. MOVED re-sent elsewhere): it is neither counted nor reported.
    */
   interceptError?: (err: TargetCommandError, args: Buffer[] | undefined) => boolean;
+  /**
+   * Under 'skip', called when an atomic unit came back -EXECABORT with the commands rejected while
+   * queuing (`err.rejected`). The unit is no longer pending and was not applied (no 'applied' for
+   * it); returning true means the caller deals with it and the writer goes on with the next
+   * units, false makes the abort fatal as without the hook.
+   */
+  onExecAbort?: (err: TargetExecAbortError) => boolean;
 }
 
 type State = 'connecting' | 'open' | 'closing' | 'failed' | 'closed';
@@ -339,7 +347,19 @@ export class TargetWriter extends EventEmitter<TargetWriterEvents> {
     if (error !== undefined || !Array.isArray(reply)) {
       const rejected = (u.queueErrors ?? []).map((q) => this.describeError(u, q.index, q.reply, true));
       const why = error ?? `EXEC returned ${reply === null ? 'nil (transaction aborted)' : typeof reply}`;
-      return this.fail(new TargetExecAbortError(this.address, why, rejected, u.offset));
+      const abort = new TargetExecAbortError(this.address, why, rejected, u.offset);
+      if (this.policy === 'skip' && rejected.length > 0 && this.hooks.onExecAbort !== undefined) {
+        this.queue.shift();
+        this.release(u);
+        this.stats.errors += rejected.length;
+        if (this.hooks.onExecAbort(abort)) {
+          this.afterCompletion(u);
+          const next = this.queue.peek();
+          if (next !== undefined && next.expected === 0) this.completeHead(undefined);
+          return;
+        }
+      }
+      return this.fail(abort);
     }
     if (reply.length !== u.count - (u.queueErrors?.length ?? 0)) {
       return this.fail(new TargetError(`target ${this.address}: EXEC returned ${reply.length} replies for an atomic unit of ${u.count} commands`));
@@ -379,6 +399,8 @@ export class TargetWriter extends EventEmitter<TargetWriterEvents> {
       offset: u.offset,
       index,
       queued,
+      ...(args ? { args } : {}),
+      payload: u.payload,
     });
   }
 

@@ -1,7 +1,11 @@
 /** `replicant sync` as users run it: exit codes, one-line errors, graceful stop, logs without secrets. */
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { startRedis, waitFor, type RedisServer } from '../helpers/redis.js';
 import { ensureBuilt, runCli, startCli } from '../helpers/cli.js';
+import { FaultProxy } from '../helpers/fault-proxy.js';
 import { targetCheckpoint } from '../helpers/sync.js';
 
 const servers: RedisServer[] = [];
@@ -67,5 +71,72 @@ describe('replicant demo', () => {
     expect(r.code, r.stderr).toBe(0);
     expect(r.stdout.toString()).toContain('EQUAL');
     expect(r.stderr).toMatch(/snapshot copied: 2004 keys/);
+  });
+});
+
+describe('replicant sync: incomplete copies (exit 9)', () => {
+  it('names every snapshot key a rejected write lost (all keys of a rejected MSET, with their db) in the log and the --report file', async () => {
+    const source = await startRedis();
+    // Keys outside a* (and the checkpoint) are refused with NOPERM.
+    const target = await startRedis({ args: ['--user', 'limited', 'on', '>pw', '~a*', '~__replicant*', '+@all'] });
+    servers.push(source, target);
+    const src = source.client();
+    const pipe = src.pipeline();
+    for (let i = 0; i < 600; i++) pipe.set(`a${i}`, String(i));
+    pipe.set('b1', 'x').set('b2', 'y').hset('bhash', 'f', 'v').hset('ahash', 'f', 'v').set('gone', 'x', 'PX', 1);
+    await pipe.exec();
+    await source.client(2).set('bdb2', 'z');
+    await new Promise((r) => setTimeout(r, 20));
+    const dir = mkdtempSync(join(tmpdir(), 'replicant-report-'));
+    try {
+      const report = join(dir, 'lost.txt');
+      const r = cli(['sync', '--source', source.url, '--target', `redis://limited:pw@127.0.0.1:${target.port}`, '--on-error', 'skip', '--exit-after-full-sync', '--report', report, '--no-progress']);
+      expect(await r.code, r.stderr()).toBe(9);
+      const t = target.client();
+      const present = new Set([...(await t.keys('*')), ...(await target.client(2).keys('*')).map((k) => `db2:${k}`)]);
+      const all = [...Array.from({ length: 600 }, (_, i) => `a${i}`), 'b1', 'b2', 'bhash', 'ahash'];
+      const missing = [...all.filter((k) => !present.has(k)), ...(present.has('db2:bdb2') ? [] : ['db2:bdb2'])];
+      const lines = readFileSync(report, 'utf8').trim().split('\n').map((l) => l.split('\t'));
+      const listed = lines.map(([db, key]) => (db === '0' ? key! : `db${db}:${key}`));
+      expect(new Set(listed)).toEqual(new Set(missing));
+      expect(listed).toHaveLength(missing.length);
+      // Every b key, plus the a keys that shared an MSET with one; the expired key is not lost.
+      expect(missing).toEqual(expect.arrayContaining(['b1', 'b2', 'bhash', 'db2:bdb2']));
+      expect(missing.some((k) => k.startsWith('a'))).toBe(true);
+      expect(present.has('ahash')).toBe(true);
+      expect(listed).not.toContain('gone');
+      for (const [, , reason] of lines) expect(reason).toMatch(/NOPERM/);
+      const err = r.stderr();
+      expect(err).toContain(`"lostKeys":${missing.length}`);
+      expect(err).toMatch(/"msg":"full sync applied"[^\n]*"complete":false|"complete":false[^\n]*"msg":"full sync applied"/);
+      expect(err).toContain(`the copy is incomplete: ${missing.length} keys of the snapshot were not written to the target; the full list is in ${report}`);
+      expect(err).toMatch(/replicant: the copy is incomplete/);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('SIGTERM during the full sync says the copy is incomplete and that the next run copies again (exit 9)', async () => {
+    const source = await startRedis();
+    const target = await startRedis();
+    servers.push(source, target);
+    await source.client().call('DEBUG', 'POPULATE', '30000', 'key', '100');
+    // A slow target keeps the snapshot going long enough to be interrupted.
+    const proxy = await FaultProxy.start({ target: { host: '127.0.0.1', port: target.port } });
+    try {
+      proxy.slow('up', 512 * 1024);
+      const r = cli(['sync', '--source', source.url, '--target', proxy.url, '--no-progress']);
+      const t = target.client();
+      await waitFor(async () => (await t.dbsize()) > 100, 'the first keys on the target', 20_000);
+      r.kill('SIGTERM');
+      expect(await r.code, r.stderr()).toBe(9);
+      expect(r.stderr()).toMatch(/replicant: the copy is incomplete: stopped during the full sync \(\d+ keys, \d+ RDB bytes read from the source, not all of them applied\).*the next run copies the snapshot again/);
+      // (dbsize counts the checkpoint key too.)
+      expect(await t.dbsize()).toBeLessThan(30_000);
+      const cp = (await targetCheckpoint(t))! as { state: string };
+      expect(cp.state).toBe('full-sync');
+    } finally {
+      await proxy.close();
+    }
   });
 });

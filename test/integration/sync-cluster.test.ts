@@ -2,6 +2,8 @@
  * Sync into a Redis Cluster target: commands routed by slot, checkpoint in a file, keys of
  * other dbs and cross-slot source transactions reported by the error policy.
  */
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import type { Redis } from 'ioredis';
 import { startRedis, waitFor, type RedisServer } from '../helpers/redis.js';
@@ -98,10 +100,16 @@ describe('replicant sync into a cluster target', () => {
     await src.set('elsewhere', '1');
     const failing = runSync({ source: source.url, target: `redis://${cluster.seed.host}:${cluster.seed.port}`, checkpoint: { kind: 'none' } });
     await expect(failing.done).rejects.toThrow(/db 3.*cluster target has only db 0/);
-    const skipping = runSync({ source: source.url, target: `redis://${cluster.seed.host}:${cluster.seed.port}`, checkpoint: { kind: 'none' }, onError: 'skip', existing: 'replace' });
-    cleanups.push(() => skipping.stop());
+    const report = join(source.dir, 'lost-keys.txt');
+    const skipping = runSync({ source: source.url, target: `redis://${cluster.seed.host}:${cluster.seed.port}`, checkpoint: { kind: 'none' }, onError: 'skip', existing: 'replace', report });
+    cleanups.push(() => skipping.stop().catch(() => undefined));
     await waitFor(() => skipping.session.status().phase === 'streaming', 'streaming', 30_000);
     expect(await cluster.client().get('a')).toBe('1');
-    expect(skipping.session.status().errors).toBeGreaterThanOrEqual(1);
+    const st = skipping.session.status();
+    expect(st.errors).toBeGreaterThanOrEqual(1);
+    // The key of db 3 is not on the target: counted, named in the report, and the copy is incomplete.
+    expect(st).toMatchObject({ lostKeys: 1, lostKeysReport: report, complete: false });
+    expect(readFileSync(report, 'utf8')).toMatch(/^3\telsewhere\tdb 3 does not exist on a cluster target\n$/);
+    await expect(skipping.stop()).rejects.toMatchObject({ exitCode: 9 });
   });
 });

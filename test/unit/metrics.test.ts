@@ -25,6 +25,10 @@ class FakeSession extends EventEmitter<SyncEvents> {
     errors: 3,
     fullSyncs: 1,
     partialSyncs: 2,
+    lostKeys: 4,
+    lostKeysReport: '/tmp/lost.txt',
+    skippedCommands: 5,
+    complete: false,
   };
   status(): SyncStatus {
     this.calls++;
@@ -76,6 +80,9 @@ describe('metrics endpoint', () => {
     expect(samples.get('replicant_ops_per_second')).toBe(42);
     expect(samples.get('replicant_commands_applied_total')).toBe(1001);
     expect(samples.get('replicant_errors_total')).toBe(3);
+    expect(samples.get('replicant_lost_keys')).toBe(4);
+    expect(samples.get('replicant_skipped_commands_total')).toBe(5);
+    expect(samples.get('replicant_copy_complete')).toBe(0);
     expect(samples.get('replicant_full_syncs_total')).toBe(1);
     expect(samples.get('replicant_partial_syncs_total')).toBe(2);
     expect(samples.get('replicant_rdb_bytes')).toBe(4096);

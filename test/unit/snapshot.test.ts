@@ -224,4 +224,22 @@ describe('SnapshotApplier', () => {
       { numRuns: 150 },
     );
   });
+  it('starts a unit at each SELECT, so dbOf() tells the db of any unit it submitted', async () => {
+    const submitted: WriteUnit[] = [];
+    const writer = { submit: (u: WriteUnit) => submitted.push(u) > 0, waitDrain: async () => {} };
+    const recs: RdbRecord[] = [];
+    for (const [db, key] of [[0, 'a'], [0, 'b'], [2, 'c'], [2, 'd'], [5, 'e']] as const) {
+      recs.push(keyStart(B(key), 'string', { db }), { kind: 'string', value: B('v') }, keyEnd(null));
+    }
+    const applier = new SnapshotApplier({ writer: writer as unknown as AnyTargetWriter, logger: silentLogger(), translate: {} });
+    await applier.apply(recs);
+    await applier.finish();
+    const units = submitted.map((u) => ({ db: applier.dbOf(u.payload), cmds: parseCommands(u.payload as Buffer) }));
+    expect(units).toEqual([
+      { db: 0, cmds: [['SELECT', '0'], ['MSET', 'a', 'v', 'b', 'v']] },
+      { db: 2, cmds: [['SELECT', '2'], ['MSET', 'c', 'v', 'd', 'v']] },
+      { db: 5, cmds: [['SELECT', '5'], ['MSET', 'e', 'v']] },
+    ]);
+    expect(applier.dbOf(Buffer.from('not one of its units'))).toBeUndefined();
+  });
 });

@@ -80,4 +80,18 @@ describe('StreamBatcher', () => {
     expect(batch(cmds, { maxCommands: 3 }).units.map((u) => u.commands.length)).toEqual([3, 3, 1]);
     expect(batch(cmds, { maxBytes: 2 * len(cmds[0]!) }).units.map((u) => u.commands.length)).toEqual([2, 2, 2, 1]);
   });
+  it('admit: a refused command is left out, in and out of a transaction, and its bytes still move the offset', () => {
+    const seen: string[] = [];
+    const cmds: Arg[][] = [['SET', 'a', '1'], ['HSET', 'h', 'f', 'v'], ['MULTI'], ['SET', 'b', '2'], ['HSET', 'h2', 'f', 'v'], ['EXEC'], ['HSET', 'h3', 'f', 'v']];
+    const { units } = batch(cmds, {
+      atomicUnits: true,
+      admit: (c: StreamCommand) => {
+        seen.push(c.name);
+        return c.name !== 'hset';
+      },
+    });
+    expect(seen).toEqual(['set', 'hset', 'set', 'hset', 'hset']);
+    expect(units.map(text)).toEqual([['SET a 1', 'SET b 2']]);
+    expect(units[0]!.offset).toBe(len(...cmds));
+  });
 });
