@@ -25,6 +25,7 @@ export interface SyncCliOptions extends PasswordFileOptions {
   spoolDir?: string;
   report?: string;
   spoolMemory: number;
+  maxInflight: number;
   spoolDisk: number;
   listeningPort?: number;
   readTimeout: number;
@@ -57,6 +58,7 @@ export async function runSyncCommand(o: SyncCliOptions): Promise<void> {
     spoolDir: o.spoolDir,
     report: o.report,
     spoolMemoryBytes: o.spoolMemory,
+    maxInflightBytes: o.maxInflight,
     spoolDiskBytes: o.spoolDisk,
     listeningPort: o.listeningPort,
     readTimeoutMs: o.readTimeout,

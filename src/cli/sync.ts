@@ -27,6 +27,7 @@ export function registerSyncCommand(program: Command): void {
     .option('--spool-dir <dir>', 'directory for spool segments (default: the OS temp dir)')
     .option('--report <path>', 'file listing the snapshot keys not written to the target, one per line with db and reason (default: replicant-lost-keys-<time>.txt under --spool-dir or the temp dir, created only if a key is lost)')
     .option('--spool-memory <size>', 'stream bytes kept in memory before spilling to disk', parseSize, 64 * 1024 * 1024)
+    .option('--max-inflight <size>', 'bytes written to the target and not yet answered (pipelining depth; lower it to bound memory)', parseSize, 32 * 1024 * 1024)
     .option('--spool-disk <size>', 'disk budget for the spool; past it the source is no longer read', parseSize, 4 * 1024 * 1024 * 1024)
     .option('--listening-port <port>', 'port announced with REPLCONF listening-port', parsePort)
     .option('--read-timeout <duration>', 'source silence after which the link is dropped and resumed', parsePositiveDuration, 60_000)

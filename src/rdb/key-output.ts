@@ -144,6 +144,10 @@ export class KeyOutput implements ValueContext {
     this.batchBytes = 0;
   }
 
+  rawAtLeast(bytes: number): void {
+    if (this.capture.active && this.pendingStart?.rdbType !== 7 && 1 + bytes > this.opts.rawLimit) this.capture.stop();
+  }
+
   capturedValue(): Buffer {
     const input = this.input;
     return this.capture.take(input.buf, input.base, input.p) ?? Buffer.alloc(0);

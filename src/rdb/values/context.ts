@@ -31,6 +31,11 @@ export interface ValueContext {
   blobError(err: BlobError): void;
   /** The exact bytes of the value so far (type byte first), up to the read cursor. */
   capturedValue(): Buffer;
+  /**
+   * The value will take at least `bytes` bytes in the file: when that is past the raw limit, stop
+   * capturing now rather than copying up to the limit only to drop it at the key's end.
+   */
+  rawAtLeast(bytes: number): void;
 }
 
 export interface ValueReader {

@@ -62,6 +62,7 @@ export class StringReader implements ValueReader {
         const n = input.len('string value');
         this.remaining = n;
         this.total = n;
+        this.ctx.rawAtLeast(n);
         return false;
       }
       value = input.str('string value');
