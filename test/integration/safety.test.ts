@@ -186,6 +186,42 @@ describe('safety: one sync, two instances', () => {
     expect(await third.code).toBe(0);
   });
 
+  it('under a continuous non-idempotent load, a frozen instance and its successor never double a write', async () => {
+    const source = await server();
+    const target = await server();
+    const src = source.client();
+    const tc = target.client();
+    let stop = false;
+    let sent = 0;
+    const load = (async () => {
+      const w = source.client();
+      while (!stop && sent < 200_000) {
+        const p = w.pipeline();
+        for (let i = 0; i < 20; i++) p.incr('n').rpush('l', String(sent + i));
+        await p.exec();
+        sent += 20;
+      }
+    })();
+    const first = sync(['-s', source.url, '-t', target.url]);
+    await streaming(first);
+    await waitFor(() => sent > 2000, 'some load', 10_000);
+    first.kill('SIGSTOP');
+    const second = sync(['-s', source.url, '-t', target.url]);
+    await waitFor(() => /fenced an earlier instance/.test(second.stderr()), 'the successor to fence the frozen one', 30_000);
+    await streaming(second);
+    first.kill('SIGCONT');
+    expect(await first.code).toBe(10);
+    await new Promise((r) => setTimeout(r, 500));
+    stop = true;
+    await load;
+    await waitFor(async () => (await tc.get('n')) === (await src.get('n')), 'the target to catch up', 30_000);
+    await new Promise((r) => setTimeout(r, 300));
+    expect(await tc.get('n')).toBe(String(sent));
+    expect(await tc.llen('l')).toBe(sent);
+    second.kill('SIGTERM');
+    expect(await second.code).toBe(0);
+  });
+
   it('after a SIGKILL the restarted instance takes over once the lease expires, without doubling', async () => {
     const source = await server();
     const target = await server();
