@@ -9,6 +9,7 @@ import { registerRdbCommand } from './rdb.js';
 import { registerSyncCommand } from './sync.js';
 import { registerDemoCommand } from './demo.js';
 import { registerVerifyCommand } from './verify.js';
+import { registerCutoverCommand } from './cutover.js';
 
 export function buildProgram(): Command {
   const program = new Command();
@@ -22,6 +23,7 @@ export function buildProgram(): Command {
   registerSyncCommand(program);
   registerDemoCommand(program);
   registerVerifyCommand(program);
+  registerCutoverCommand(program);
   return program;
 }
 
