@@ -10,6 +10,7 @@ import { registerSyncCommand } from './sync.js';
 import { registerDemoCommand } from './demo.js';
 import { registerVerifyCommand } from './verify.js';
 import { registerCutoverCommand } from './cutover.js';
+import { registerPlanCommand } from './plan.js';
 
 export function buildProgram(): Command {
   const program = new Command();
@@ -24,6 +25,7 @@ export function buildProgram(): Command {
   registerDemoCommand(program);
   registerVerifyCommand(program);
   registerCutoverCommand(program);
+  registerPlanCommand(program);
   return program;
 }
 
