@@ -16,7 +16,7 @@
  * (c) live: a source with 100k keys, one replica (native, or Replicant with each checkpoint
  *     kind) attached and streaming, then redis-benchmark `-t set,incr,lpush,hset -r 100000`
  *     at each load level for --live-seconds. Lag is measured end to end with probe writes
- *     (see lib/probe.mjs); ops/s from INFO total_commands_processed deltas; afterwards the
+ *     (see src/bench/probe.ts); ops/s from INFO total_commands_processed deltas; afterwards the
  *     load stops, the replica must catch up (drain time) and match the source's DEBUG DIGEST.
  */
 import { populateSmallKeys, writeMixedDataset } from './lib/datasets.mjs';
