@@ -11,6 +11,7 @@ import { registerDemoCommand } from './demo.js';
 import { registerVerifyCommand } from './verify.js';
 import { registerCutoverCommand } from './cutover.js';
 import { registerPlanCommand } from './plan.js';
+import { registerBenchCommand } from './bench.js';
 
 export function buildProgram(): Command {
   const program = new Command();
@@ -26,6 +27,7 @@ export function buildProgram(): Command {
   registerVerifyCommand(program);
   registerCutoverCommand(program);
   registerPlanCommand(program);
+  registerBenchCommand(program);
   return program;
 }
 
