@@ -21,6 +21,7 @@ import { parseRedisUrl } from '../replication/url.js';
 import { describeSample, type SampleSpec } from '../verify/sample.js';
 import { VerifySide } from '../verify/side.js';
 import { checkpointReader, statusUrlReader, type PositionReader, type SyncPosition } from './position.js';
+import { checkRandomSample } from './random-sample.js';
 import { reservedKeyCount } from './reserved.js';
 
 export interface CutoverOptions {
@@ -50,7 +51,7 @@ export interface CutoverProof {
   behindAtPauseBytes: number;
   positionFrom: string;
   catchUpMs: number;
-  verify: { method: string; sample: string | null; compared: number; equal: number; differences: number; durationMs: number };
+  verify: { method: string; sample: string | null; compared: number; equal: number; differences: number; examples: string[]; durationMs: number };
   sourceKeys: number;
   /** Keys on the target, Replicant's own `__replicant*` keys left out. */
   targetKeys: number;
@@ -147,7 +148,7 @@ export class Cutover {
       const catchUpMs = Date.now() - started;
       this.log.info({ offset: target, catchUpMs }, 'caught up; verifying');
       const verify = await this.withinBudget(deadline, this.verify(), 'the verify');
-      if (verify.differences > 0) throw new Error(`verify found ${verify.differences} differences among ${verify.compared} keys compared`);
+      if (verify.differences > 0) throw new Error(`verify found ${verify.differences} differences among ${verify.compared} keys compared (${verify.examples.join('; ')})`);
       // The source cannot have moved: a changed offset means the pause did not hold.
       const after = await this.sourceInfo();
       if (after.masterReplOffset !== target) throw new Error(`the source offset moved from ${target} to ${after.masterReplOffset} during the pause (did something unpause it?)`);
@@ -203,16 +204,27 @@ export class Cutover {
     }
   }
 
+  /**
+   * `--sample N`: N random keys per side (random-sample.ts), a cost independent of the data
+   * size; a fraction, or no sample, runs the verifier (SCAN of every key).
+   */
   private async verify(): Promise<CutoverProof['verify']> {
+    const sample = this.o.sample;
+    if (sample?.kind === 'count') {
+      const r = await checkRandomSample(this.source!, this.target!, sample.n, this.log);
+      if (r.differences > 0) this.log.error({ examples: r.examples }, 'differences found');
+      return { method: 'random-keys', sample: describeSample(sample), compared: r.compared, equal: r.equal, differences: r.differences, examples: r.examples, durationMs: r.durationMs };
+    }
     const { Verifier } = await import('../verify/verifier.js');
-    const { differenceCount } = await import('../verify/report.js');
-    const r = await new Verifier({ source: this.o.source, target: this.o.target, sample: this.o.sample, settleMs: 0, logger: this.log }).run();
+    const { differenceCount, quoted, KIND_LABEL } = await import('../verify/report.js');
+    const r = await new Verifier({ source: this.o.source, target: this.o.target, sample, settleMs: 0, maxDiffs: 5, logger: this.log }).run();
     return {
       method: r.method,
-      sample: this.o.sample ? describeSample(this.o.sample) : null,
+      sample: sample ? describeSample(sample) : null,
       compared: r.summary.compared,
       equal: r.summary.equal,
       differences: differenceCount(r.summary),
+      examples: r.differences.map((d) => `db ${d.db} key ${quoted(d.key)}: ${KIND_LABEL[d.kind]} (${d.detail})`),
       durationMs: r.durationMs,
     };
   }

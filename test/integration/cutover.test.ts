@@ -138,6 +138,27 @@ describe('replicant cutover', () => {
     await waitFor(async () => (await src.get('after')) === 'y', 'a write after the abort');
   }, 60_000);
 
+  it('exits 11 and unpauses when the verify finds differences (full, and by random keys)', async () => {
+    const { source, target, src } = await pair();
+    const sync = runSync({ source: source.url, target: target.url });
+    syncs.push(sync);
+    await waitCaughtUp(sync.session, src);
+    // Changed behind the sync's back: only the target differs.
+    const tgt = target.client();
+    await tgt.set('pre:17', 'tampered');
+    const full = await runCli(['cutover', '-s', source.url, '-t', target.url, '--max-pause', '5s']);
+    expect(full.code).toBe(11);
+    expect(full.stderr).toMatch(/cutover aborted: verify found 1 differences among \d+ keys compared \(db 0 key "pre:17": different value .*\); writes resumed on the source after \d+ ms/);
+    // A third of the keys gone from the target: 200 random keys per side cannot all miss them.
+    await tgt.del(...Array.from({ length: 1000 }, (_, i) => `pre:${i * 3}`));
+    const sampled = await runCli(['cutover', '-s', source.url, '-t', target.url, '--max-pause', '5s', '--sample', '200']);
+    expect(sampled.code).toBe(11);
+    expect(sampled.stderr).toMatch(/verify found \d+ differences among \d+ keys compared \(db 0 key "pre:\d+": missing \(string only on source\)/);
+    const t0 = Date.now();
+    await src.set('after', '1');
+    expect(Date.now() - t0).toBeLessThan(1000);
+  }, 60_000);
+
   it('refuses a sync of another source before pausing anything', async () => {
     const { source, target, src } = await pair();
     const other = await startRedis();
