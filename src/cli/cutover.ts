@@ -75,7 +75,7 @@ export function formatProof(p: CutoverProof): string {
     `  replication id     ${p.replid}`,
     `  source offset      ${p.sourceOffset} (master_repl_offset, frozen by the pause)`,
     `  applied offset     ${p.appliedOffset} (${p.positionFrom}); ${formatCount(p.behindAtPauseBytes)} bytes behind when paused, caught up in ${p.catchUpMs} ms`,
-    `  verify             ${v.sample ? `sample of ${v.sample}` : 'every key'} (${v.method}): ${formatCount(v.compared)} compared, ${formatCount(v.equal)} equal, ${v.differences} differences, ${v.durationMs} ms`,
+    `  verify             ${v.sample ?? 'every key'} (${v.method}): ${formatCount(v.compared)} compared, ${formatCount(v.equal)} equal, ${v.differences} differences, ${v.durationMs} ms`,
     `  keys               source ${formatCount(p.sourceKeys)}, target ${formatCount(p.targetKeys)} (Replicant's own keys left out)`,
   ];
   if (p.unpaused) {
