@@ -6,11 +6,11 @@
  */
 import { writeFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
-import { InvalidArgumentError, Option, type Command } from 'commander';
+import { Option, type Command } from 'commander';
 import { UsageError } from '../errors.js';
 import { createLogger } from '../observe/logger.js';
 import { ProgressReporter } from '../observe/progress.js';
-import { parseNonNegativeInt, parsePositiveDuration } from './options.js';
+import { parseNonNegativeInt, parsePositiveDuration, parsePositiveInt } from './options.js';
 import { resolvePasswords, addPasswordOptions, type PasswordFileOptions } from './secrets.js';
 
 interface BenchCliOptions extends PasswordFileOptions {
@@ -28,12 +28,6 @@ interface BenchCliOptions extends PasswordFileOptions {
   progress: boolean;
 }
 
-function positiveInt(text: string): number {
-  const n = parseNonNegativeInt(text);
-  if (n === 0) throw new InvalidArgumentError(`expected a positive integer, got "${text}"`);
-  return n;
-}
-
 export function registerBenchCommand(program: Command): void {
   const cmd = program
     .command('bench')
@@ -42,11 +36,11 @@ export function registerBenchCommand(program: Command): void {
     .option('-s, --source <url>', 'source to benchmark (bench keys are written under replicant-bench: and deleted at the end)')
     .option('-t, --target <url>', 'target (receives a copy of the whole source)');
   addPasswordOptions(cmd)
-    .option('--keys <n>', 'keys written to the source before the full sync', positiveInt, 200_000)
-    .option('--value-size <bytes>', 'size of each value (random, so compression does not flatter MB/s)', positiveInt, 64)
+    .option('--keys <n>', 'keys written to the source before the full sync', parsePositiveInt, 200_000)
+    .option('--value-size <bytes>', 'size of each value (random, so compression does not flatter MB/s)', parsePositiveInt, 64)
     .option('--rate <n>', 'writes per second while streaming; 0 = as fast as the source takes them', parseNonNegativeInt, 0)
     .option('--duration <duration>', 'how long the streaming load runs', parsePositiveDuration, 10_000)
-    .option('--clients <n>', 'connections writing the load', positiveInt, 4)
+    .option('--clients <n>', 'connections writing the load', parsePositiveInt, 4)
     .option('--compare-native', 'also measure a native replica: a local redis-server attached to the source with REPLICAOF')
     .addOption(new Option('--existing <policy>', 'passed to sync: when the target already holds keys').choices(['fail', 'replace', 'flush']).default('fail'))
     .option('--json', 'print the result as JSON instead of the table')

@@ -3,12 +3,12 @@
  * expect and the exact settings to change. Exit 0 when the sync should work, 12 when a check
  * failed (warnings alone exit 0).
  */
-import { InvalidArgumentError, Option, type Command } from 'commander';
+import { Option, type Command } from 'commander';
 import { ExitCode } from '../errors.js';
 import { createLogger } from '../observe/logger.js';
 import { formatBytes, formatCount, formatDuration } from '../observe/progress.js';
 import type { PlanReport } from '../plan/plan.js';
-import { LOG_LEVELS, parseDuration, parseNonNegativeInt, parsePositiveDuration } from './options.js';
+import { LOG_LEVELS, parseDuration, parsePositiveDuration, parsePositiveInt, parsePositiveNumber } from './options.js';
 import { addPasswordOptions, resolvePasswords, type PasswordFileOptions } from './secrets.js';
 
 interface PlanCliOptions extends PasswordFileOptions {
@@ -24,12 +24,6 @@ interface PlanCliOptions extends PasswordFileOptions {
   logLevel: string;
 }
 
-function positive(text: string): number {
-  const n = Number(text);
-  if (!Number.isFinite(n) || n <= 0) throw new InvalidArgumentError(`expected a number above zero, got "${text}"`);
-  return n;
-}
-
 export function registerPlanCommand(program: Command): void {
   const cmd = program
     .command('plan')
@@ -40,9 +34,9 @@ export function registerPlanCommand(program: Command): void {
   addPasswordOptions(cmd)
     .option('--outage <duration>', 'outage of the sync (network, restart) it must survive with a partial resync', parseDuration, 5 * 60_000)
     .option('--sample-time <duration>', "how long the source's write rate is measured", parsePositiveDuration, 5_000)
-    .option('--keys-per-sec <n>', "Replicant's full-sync rate for the time estimate (keys/s; measure yours with replicant bench)", positive, 500_000)
-    .option('--mb-per-sec <n>', "Replicant's full-sync rate for the time estimate (RDB MB/s)", positive, 50)
-    .option('--sample-keys <n>', 'keys sampled per db (DUMP sizes) to estimate the RDB', parseNonNegativeInt, 200)
+    .option('--keys-per-sec <n>', "Replicant's full-sync rate for the time estimate (keys/s; measure yours with replicant bench)", parsePositiveNumber, 500_000)
+    .option('--mb-per-sec <n>', "Replicant's full-sync rate for the time estimate (RDB MB/s)", parsePositiveNumber, 50)
+    .option('--sample-keys <n>', 'keys sampled per db (DUMP sizes) to estimate the RDB', parsePositiveInt, 200)
     .addOption(new Option('--write-mode <mode>', 'the write mode the sync will use').choices(['auto', 'restore', 'commands']).default('auto'))
     .option('--json', 'print the plan as JSON')
     .addOption(new Option('--log-level <level>', 'log verbosity').choices(LOG_LEVELS).default('warn'))
@@ -58,7 +52,7 @@ export function registerPlanCommand(program: Command): void {
         sampleMs: o.sampleTime,
         keysPerSec: o.keysPerSec,
         bytesPerSec: o.mbPerSec * 1024 * 1024,
-        sampleKeys: Math.max(1, o.sampleKeys),
+        sampleKeys: o.sampleKeys,
         writeMode: o.writeMode,
         logger,
       });

@@ -147,7 +147,8 @@ export class Cutover {
       if (pos.appliedOffset! > target) throw new Error(`the sync reports offset ${pos.appliedOffset}, beyond the paused source's ${target}: writes were not paused`);
       const catchUpMs = Date.now() - started;
       this.log.info({ offset: target, catchUpMs }, 'caught up; verifying');
-      const verify = await this.withinBudget(deadline, this.verify(), 'the verify');
+      const giveUp = new AbortController();
+      const verify = await this.withinBudget(deadline, this.verify(giveUp.signal), 'the verify', giveUp);
       if (verify.differences > 0) throw new Error(`verify found ${verify.differences} differences among ${verify.compared} keys compared (${verify.examples.join('; ')})`);
       // The source cannot have moved: a changed offset means the pause did not hold.
       const after = await this.sourceInfo();
@@ -186,12 +187,17 @@ export class Cutover {
     if (Date.now() >= deadline) throw new Error(`the pause budget (--max-pause ${this.o.maxPauseMs} ms) ran out: ${where}`);
   }
 
-  private async withinBudget<T>(deadline: number, work: Promise<T>, what: string): Promise<T> {
+  /** `work`, or a rejection once the budget runs out or on interrupt (then `giveUp` stops the work). */
+  private async withinBudget<T>(deadline: number, work: Promise<T>, what: string, giveUp: AbortController): Promise<T> {
     let timer: NodeJS.Timeout | undefined;
     const out = new Promise<never>((_, reject) => {
+      const fail = (e: Error) => {
+        giveUp.abort(e);
+        reject(e);
+      };
       const tick = () => {
-        if (this.interrupted !== null) reject(new Error(this.interrupted));
-        else if (Date.now() >= deadline) reject(new Error(`the pause budget (--max-pause ${this.o.maxPauseMs} ms) ran out during ${what}`));
+        if (this.interrupted !== null) fail(new Error(this.interrupted));
+        else if (Date.now() >= deadline) fail(new Error(`the pause budget (--max-pause ${this.o.maxPauseMs} ms) ran out during ${what}`));
         else timer = setTimeout(tick, 20);
       };
       tick();
@@ -208,16 +214,16 @@ export class Cutover {
    * `--sample N`: N random keys per side (random-sample.ts), a cost independent of the data
    * size; a fraction, or no sample, runs the verifier (SCAN of every key).
    */
-  private async verify(): Promise<CutoverProof['verify']> {
+  private async verify(signal: AbortSignal): Promise<CutoverProof['verify']> {
     const sample = this.o.sample;
     if (sample?.kind === 'count') {
-      const r = await checkRandomSample(this.source!, this.target!, sample.n, this.log);
+      const r = await checkRandomSample(this.source!, this.target!, sample.n, this.log, signal);
       if (r.differences > 0) this.log.error({ examples: r.examples }, 'differences found');
       return { method: 'random-keys', sample: `${sample.n} random keys per side`, compared: r.compared, equal: r.equal, differences: r.differences, examples: r.examples, durationMs: r.durationMs };
     }
     const { Verifier } = await import('../verify/verifier.js');
     const { differenceCount, quoted, KIND_LABEL } = await import('../verify/report.js');
-    const r = await new Verifier({ source: this.o.source, target: this.o.target, sample, settleMs: 0, maxDiffs: 5, logger: this.log }).run();
+    const r = await new Verifier({ source: this.o.source, target: this.o.target, sample, settleMs: 0, maxDiffs: 5, signal, logger: this.log }).run();
     return {
       method: r.method,
       sample: sample ? describeSample(sample) : null,

@@ -44,7 +44,7 @@ function share(keyspace: Map<number, number>, n: number): Map<number, number> {
   return out;
 }
 
-export async function checkRandomSample(source: VerifySide, target: VerifySide, n: number, logger: Logger): Promise<SampleOutcome> {
+export async function checkRandomSample(source: VerifySide, target: VerifySide, n: number, logger: Logger, signal?: AbortSignal): Promise<SampleOutcome> {
   const started = Date.now();
   const [sc, tc] = await Promise.all([probeSide(source), probeSide(target)]);
   const checker = new KeyChecker({
@@ -67,6 +67,7 @@ export async function checkRandomSample(source: VerifySide, target: VerifySide, 
   for (const [db, keys] of [...picks].sort((a, b) => a[0] - b[0])) {
     const list = [...keys.values()];
     for (let i = 0; i < list.length; i += BATCH) {
+      signal?.throwIfAborted();
       const batch = list.slice(i, i + BATCH);
       const verdicts = await checker.check(db, batch);
       verdicts.forEach((v, j) => {

@@ -159,6 +159,21 @@ describe('replicant cutover', () => {
     expect(Date.now() - t0).toBeLessThan(1000);
   }, 60_000);
 
+  it('exits 11 and unpauses when the verify outlasts the pause budget', async () => {
+    const { source, target, src } = await pair();
+    await src.call('DEBUG', 'POPULATE', 60000, 'many', 20);
+    const sync = runSync({ source: source.url, target: target.url });
+    syncs.push(sync);
+    await waitCaughtUp(sync.session, src);
+    // Every one of 63,000 keys compared on both sides does not fit in 300 ms.
+    const r = await runCli(['cutover', '-s', source.url, '-t', target.url, '--max-pause', '300ms']);
+    expect(r.code).toBe(11);
+    expect(r.stderr).toMatch(/cutover aborted: the pause budget \(--max-pause 300 ms\) ran out during the verify; writes resumed on the source/);
+    const t0 = Date.now();
+    await src.set('after', '1');
+    expect(Date.now() - t0).toBeLessThan(1000);
+  }, 60_000);
+
   it('refuses a sync of another source before pausing anything', async () => {
     const { source, target, src } = await pair();
     const other = await startRedis();
