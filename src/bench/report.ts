@@ -121,7 +121,7 @@ function charts(r: BenchResult): { svg: string; height: number } {
     throughput.push({ name: 'native replica full sync keys/s', color: '#e31a1c', dashed: true, points: pick(nat, (p) => p.keysPerSec) });
     lag.push({ name: 'native replica lag', color: '#e31a1c', dashed: true, points: pick(nat, (p) => p.lagMs) });
   }
-  const body = [chart('Throughput over time (from the start of each full sync)', 'per second', throughput, 10, 10), chart('Replication lag, end to end (probe key)', 'ms', lag, 10, 290)].join('\n');
+  const body = [chart('Throughput over time (from the start of each copy)', 'per second', throughput, 10, 10), chart('Replication lag, end to end (probe key)', 'ms', lag, 10, 290)].join('\n');
   return { svg: body, height: 570 };
 }
 

@@ -175,6 +175,10 @@ function compatibility(src: ServerInfo, sourceRdb: number, sourceModules: string
       notes.push(`${src.functionLibraries} function libraries on the source need a Redis 7+ target`);
     } else notes.push(`${src.functionLibraries} function libraries are copied with FUNCTION LOAD`);
   }
+  if (src.major < 6 || (src.major === 6 && src.minor < 2)) {
+    if (verdict === 'ok') verdict = 'warn';
+    notes.push(`replicant cutover needs CLIENT PAUSE ... WRITE (Redis 6.2+) on the source`);
+  }
   if (t.major < src.major && verdict === 'ok') {
     verdict = 'warn';
     notes.push('the target is older than the source: commands the source streams may be unknown to it');
