@@ -53,8 +53,10 @@ export function registerCutoverCommand(program: Command): void {
         unpause: o.unpause === true,
         logger,
       });
-      // Ctrl-C while paused: abort, which unpauses the source.
-      const onSignal = (sig: NodeJS.Signals) => cutover.interrupt(`interrupted by ${sig}`);
+      // Ctrl-C while paused: abort, which unpauses the source; before or after, just exit.
+      const onSignal = (sig: NodeJS.Signals) => {
+        if (!cutover.interrupt(`interrupted by ${sig}`)) process.exit(130);
+      };
       process.on('SIGINT', onSignal);
       process.on('SIGTERM', onSignal);
       try {

@@ -19,7 +19,7 @@ import { parseServerInfo, type ServerInfo } from '../replication/server-info.js'
 import { parseSourceUrl, resolveSource } from '../replication/source.js';
 import { parseRedisUrl } from '../replication/url.js';
 import { describeSample, type SampleSpec } from '../verify/sample.js';
-import { VerifySide } from '../verify/side.js';
+import { ServerReply, VerifySide } from '../verify/side.js';
 import { checkpointReader, statusUrlReader, type PositionReader, type SyncPosition } from './position.js';
 import { checkRandomSample } from './random-sample.js';
 import { reservedKeyCount } from './reserved.js';
@@ -74,6 +74,8 @@ export class Cutover {
   private source: VerifySide | null = null;
   private target: VerifySide | null = null;
   private pausedAt: number | null = null;
+  /** Between sending the PAUSE and the end of the paused part (the only time an interrupt must unpause). */
+  private pausing = false;
   private interrupted: string | null = null;
 
   constructor(private readonly o: CutoverOptions) {
@@ -81,9 +83,13 @@ export class Cutover {
     this.log = o.logger ?? silentLogger();
   }
 
-  /** Asks a running cutover to abort (Ctrl-C): it unpauses the source and throws. */
-  interrupt(reason: string): void {
+  /**
+   * Asks a running cutover to abort (Ctrl-C). True when the source may be paused: the cutover
+   * then unpauses it and throws; false when there is nothing to undo (the caller may just exit).
+   */
+  interrupt(reason: string): boolean {
     this.interrupted = reason;
+    return this.pausing;
   }
 
   async run(): Promise<CutoverProof> {
@@ -109,7 +115,9 @@ export class Cutover {
   }
 
   private async sourceInfo(): Promise<ServerInfo> {
-    const text = await this.source!.call(0, ['INFO', 'server', 'replication', 'keyspace']);
+    const text = await this.source!.call(0, ['INFO', 'server', 'replication', 'keyspace']).catch((e: unknown) => {
+      throw e instanceof ServerReply ? new SourceError(`source ${this.source!.label} refuses INFO (${e.message}): the cutover needs its replication offset`) : e;
+    });
     return parseServerInfo(String(text));
   }
 
@@ -129,9 +137,11 @@ export class Cutover {
     const maxPause = this.o.maxPauseMs;
     const started = Date.now();
     this.pausedAt = started;
-    await source.call(0, ['CLIENT', 'PAUSE', maxPause, 'WRITE']);
+    this.pausing = true;
     const deadline = started + maxPause - safetyMarginMs(maxPause);
     try {
+      // Inside the try: a PAUSE whose reply was lost may still have paused the source.
+      await source.call(0, ['CLIENT', 'PAUSE', maxPause, 'WRITE']);
       const frozen = await this.sourceInfo();
       const target = frozen.masterReplOffset;
       const first = await read();
@@ -179,6 +189,8 @@ export class Cutover {
       };
     } catch (e) {
       throw await this.abort(e);
+    } finally {
+      this.pausing = false;
     }
   }
 

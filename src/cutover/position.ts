@@ -4,8 +4,8 @@
  * history (replid) and which byte of it the target has applied.
  */
 import { parseCheckpoint } from '../checkpoint/checkpoint.js';
-import { UsageError } from '../errors.js';
-import type { VerifySide } from '../verify/side.js';
+import { TargetError, UsageError } from '../errors.js';
+import { ServerReply, type VerifySide } from '../verify/side.js';
 
 export interface SyncPosition {
   /** `streaming` when the sync relays the live stream; anything else cannot catch up by itself soon. */
@@ -57,7 +57,9 @@ export function statusUrlReader(url: URL): PositionReader {
 /** The checkpoint key in db 0 of the target (written with every applied batch, PING-only ones included). */
 export function checkpointReader(target: VerifySide, key: string): PositionReader {
   return async () => {
-    const raw = await target.call(0, ['GET', key]);
+    const raw = await target.call(0, ['GET', key]).catch((e: unknown) => {
+      throw e instanceof ServerReply ? new TargetError(`target ${target.label}: GET ${key} refused (${e.message}); give --status-url instead`) : e;
+    });
     const cp = parseCheckpoint(Buffer.isBuffer(raw) ? raw : null);
     const from = `target key ${key}`;
     if (cp === null) return { phase: 'none', replid: null, appliedOffset: null, from };

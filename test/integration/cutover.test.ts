@@ -7,7 +7,7 @@
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import type { Redis } from 'ioredis';
 import { startRedis, waitFor, type RedisServer } from '../helpers/redis.js';
-import { ensureBuilt, runCli } from '../helpers/cli.js';
+import { ensureBuilt, runCli, startCli } from '../helpers/cli.js';
 import { digestWithoutReserved, masterOffset, runSync, waitCaughtUp, type RunningSync } from '../helpers/sync.js';
 import { startMetricsServer, type MetricsServer } from '../../src/observe/metrics.js';
 
@@ -136,6 +136,27 @@ describe('replicant cutover', () => {
     await src.set('after', 'y');
     expect(Date.now() - t0).toBeLessThan(1000);
     await waitFor(async () => (await src.get('after')) === 'y', 'a write after the abort');
+  }, 60_000);
+
+  it('Ctrl-C while paused: unpauses and exits 11', async () => {
+    const { source, target, src } = await pair();
+    const sync = runSync({ source: source.url, target: target.url });
+    await waitCaughtUp(sync.session, src);
+    await sync.stop();
+    await src.set('late', 'x');
+    const run = startCli(['cutover', '-s', source.url, '-t', target.url, '--max-pause', '30s']);
+    // Paused once a write from another client waits.
+    const probe = source.client();
+    await waitFor(async () => {
+      const done = await Promise.race([probe.set('probe', '1').then(() => false), new Promise<boolean>((r) => setTimeout(() => r(true), 100))]);
+      return done;
+    }, 'the source to be paused', 10_000, 50);
+    run.kill('SIGINT');
+    expect(await run.code).toBe(11);
+    expect(run.stderr()).toMatch(/cutover aborted: interrupted by SIGINT; writes resumed on the source/);
+    const t0 = Date.now();
+    await src.set('after', '1');
+    expect(Date.now() - t0).toBeLessThan(1000);
   }, 60_000);
 
   it('exits 11 and unpauses when the verify finds differences (full, and by random keys)', async () => {
