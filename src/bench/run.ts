@@ -115,10 +115,20 @@ export class Bench {
   private phase = 'starting';
   private line = '';
   private readonly cleanups: (() => Promise<void> | void)[] = [];
+  private stopReason: string | null = null;
 
   constructor(private readonly o: BenchOptions) {
     if ((o.source === undefined) !== (o.target === undefined)) throw new UsageError('give both --source and --target, or neither (two local temporary servers)');
     this.log = o.logger ?? silentLogger();
+  }
+
+  /** Ctrl-C: the run stops at its next step and cleans up (servers, bench keys) before rejecting. */
+  interrupt(reason: string): void {
+    this.stopReason = reason;
+  }
+
+  private checkInterrupted(): void {
+    if (this.stopReason !== null) throw new ReplicantError('INTERRUPTED', `bench ${this.stopReason}: stopped, temporary servers and bench keys removed`, 130);
   }
 
   status(): BenchStatus {
@@ -170,7 +180,10 @@ export class Bench {
     if (!local) this.cleanups.push(() => this.removeBenchData(src, tgt, spec));
 
     this.phase = 'filling';
-    await fillDataset(src, this.o.keys, this.o.valueSize, (n) => (this.line = `source: ${n.toLocaleString('en-US')} / ${this.o.keys.toLocaleString('en-US')} keys written`));
+    await fillDataset(src, this.o.keys, this.o.valueSize, (n) => {
+      this.checkInterrupted();
+      this.line = `source: ${n.toLocaleString('en-US')} / ${this.o.keys.toLocaleString('en-US')} keys written`;
+    });
     const writers = Array.from({ length: this.o.clients }, () => client(sourceEndpoint));
     this.cleanups.push(() => writers.forEach((w) => w.disconnect()));
 
@@ -217,6 +230,7 @@ export class Bench {
     let full: { keys: number; rdbBytes: number; ms: number } | null = null;
     while (full === null) {
       await sleep(FULL_SYNC_SAMPLE_MS);
+      this.checkInterrupted();
       if (child.exitCode !== null) throw new ReplicantError('BENCH', `replicant sync exited with ${child.exitCode} during the full sync: ${logs.tail()}`, ExitCode.INTERNAL);
       const st = await fetchStatus(statusUrl);
       const now = performance.now();
@@ -260,6 +274,7 @@ export class Bench {
     let lastT = started;
     for (;;) {
       await sleep(FULL_SYNC_SAMPLE_MS / 5);
+      this.checkInterrupted();
       const info = String(await r.info('replication').catch(() => ''));
       const done = /master_link_status:up/.test(info) && /master_sync_in_progress:0/.test(info);
       const now = performance.now();
@@ -304,7 +319,7 @@ export class Bench {
     probe.start();
     writer.start();
     const points: { at: number; acked: number; applied: number | null }[] = [{ at: from, acked: 0, applied: firstApplied }];
-    while (performance.now() - from < this.o.durationMs) {
+    while (performance.now() - from < this.o.durationMs && this.stopReason === null) {
       await sleep(SAMPLE_MS);
       const p = { at: performance.now(), acked: writer.acked, applied: applied ? await applied() : null };
       const prev = points[points.length - 1]!;
@@ -316,6 +331,13 @@ export class Bench {
       points.push(p);
     }
     const to = performance.now();
+    if (this.stopReason !== null) {
+      await writer.stop();
+      await probe.close();
+      probeSrc.disconnect();
+      probeDst.disconnect();
+      this.checkInterrupted();
+    }
     const lastApplied = applied ? await applied() : null;
     await writer.stop();
     const drainMs = await probe.drain(60_000);

@@ -67,11 +67,22 @@ export function registerBenchCommand(program: Command): void {
       });
       const progress = new ProgressReporter(() => ({ ...bench.status(), fields: {} }), logger, 1000, process.stderr.isTTY === true);
       if (o.progress) progress.start();
+      // First Ctrl-C: stop and clean up (servers, bench keys); a second one exits at once.
+      let signalled = false;
+      const onSignal = (sig: NodeJS.Signals) => {
+        if (signalled) process.exit(130);
+        signalled = true;
+        bench.interrupt(`interrupted by ${sig}`);
+      };
+      process.on('SIGINT', onSignal);
+      process.on('SIGTERM', onSignal);
       let result;
       try {
         result = await bench.run();
       } finally {
         progress.stop();
+        process.off('SIGINT', onSignal);
+        process.off('SIGTERM', onSignal);
       }
       process.stdout.write(o.json ? `${JSON.stringify(result, null, 2)}\n` : formatSummary(result));
       if (o.report !== undefined) {

@@ -7,8 +7,8 @@ import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { startRedis, type RedisServer } from '../helpers/redis.js';
-import { ensureBuilt, runCli } from '../helpers/cli.js';
+import { startRedis, waitFor, type RedisServer } from '../helpers/redis.js';
+import { ensureBuilt, runCli, startCli } from '../helpers/cli.js';
 
 const servers: RedisServer[] = [];
 const dir = mkdtempSync(join(tmpdir(), 'replicant-bench-test-'));
@@ -76,5 +76,19 @@ describe('replicant bench', () => {
     const t = target.client();
     expect(await t.keys('__replicant:*:replicant-bench')).toEqual([]);
     expect(await t.hkeys('__replicant:syncs')).toEqual([]);
+  }, 60_000);
+
+  it('Ctrl-C while streaming: exits 130 and still removes the bench keys', async () => {
+    const source = await startRedis();
+    const target = await startRedis();
+    servers.push(source, target);
+    const run = startCli(['bench', '-s', source.url, '-t', target.url, '--keys', '1000', '--duration', '60s', '--rate', '1000', '--no-progress']);
+    const tgt = target.client();
+    await waitFor(async () => (await tgt.exists('replicant-bench:probe:replicant')) === 1, 'the streaming load to reach the target', 30_000);
+    run.kill('SIGINT');
+    expect(await run.code).toBe(130);
+    expect(run.stderr()).toMatch(/bench interrupted by SIGINT: stopped, temporary servers and bench keys removed/);
+    for (const s of [source, target]) expect(await s.client().keys('replicant-bench:*')).toEqual([]);
+    expect(await tgt.hkeys('__replicant:syncs')).toEqual([]);
   }, 60_000);
 });
