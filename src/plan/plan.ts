@@ -154,7 +154,7 @@ function writeRate(a: ServerInfo, b: ServerInfo, ms: number): PlanReport['writeR
   };
 }
 
-function compatibility(src: ServerInfo, sourceRdb: number, sourceModules: string[], t: TargetInfo, mode: PreflightWriteMode): PlanCheck {
+export function compatibility(src: ServerInfo, sourceRdb: number, sourceModules: string[], t: TargetInfo, mode: PreflightWriteMode): PlanCheck {
   const notes: string[] = [`source ${src.version} (RDB ${sourceRdb}) → target ${t.version} (RDB ${t.rdbVersion})`];
   let verdict: Verdict = 'ok';
   const restoreOk = t.rdbVersion >= sourceRdb;
@@ -186,7 +186,7 @@ function compatibility(src: ServerInfo, sourceRdb: number, sourceModules: string
   return { name: 'compatibility', verdict, detail: notes.join('; '), fix: [] };
 }
 
-function memoryHeadroom(src: ServerInfo, rdb: RdbEstimate, t: ServerInfo, cluster: boolean): PlanCheck {
+export function memoryHeadroom(src: ServerInfo, rdb: RdbEstimate, t: ServerInfo, cluster: boolean): PlanCheck {
   // The source's dataset takes about what it takes there (same encodings on the same version).
   const need = fieldNum(src, 'used_memory_dataset') || src.usedMemory;
   if (t.maxmemory <= 0) return { name: 'target memory', verdict: 'ok', detail: `no maxmemory on the target; the copy needs about ${configSize(need)} (RDB about ${configSize(rdb.bytes)})`, fix: [] };
