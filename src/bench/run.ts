@@ -20,8 +20,10 @@ import { REGISTRY_KEY, syncIdentity } from '../checkpoint/identity.js';
 import { ReplicantError, ExitCode, UsageError } from '../errors.js';
 import { parseSourceUrl, resolveSource } from '../replication/source.js';
 import { parseRedisUrl, type SourceEndpoint } from '../replication/url.js';
-import { PASSWORD_ENV } from '../cli/secrets.js';
+import { PASSWORD_ENV, withoutPassword } from '../cli/secrets.js';
 import { silentLogger, type Logger } from '../observe/logger.js';
+import { fetchSyncStatus } from '../observe/status-client.js';
+import type { SyncStatus } from '../sync/session.js';
 import { BENCH_PREFIX, LoadWriter, fillDataset } from './load.js';
 import { freePort, startLocalServer, type LocalServer } from './local-servers.js';
 import { LagProbe } from './probe.js';
@@ -99,13 +101,6 @@ function client(e: SourceEndpoint): Redis {
   const c = new Redis({ host: e.host, port: e.port, username: e.username, password: e.password, maxRetriesPerRequest: 20, enableAutoPipelining: false });
   c.on('error', () => {});
   return c;
-}
-
-/** The URL without its password, and the password apart: it goes to the child by environment, never argv. */
-function splitPassword(url: string): { url: string; password: string | undefined } {
-  const m = /^([a-z][a-z0-9+.-]*:\/\/)([^:@/]*):([^@/]*)@(.*)$/is.exec(url);
-  if (m === null || m[3] === '') return { url, password: undefined };
-  return { url: `${m[1]}${m[2] ? `${m[2]}@` : ''}${m[4]}`, password: decodeURIComponent(m[3]!) };
 }
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -212,8 +207,8 @@ export class Bench {
 
   private async measureReplicant(sourceUrl: string, targetUrl: string, src: Redis, tgt: Redis, writers: Redis[]): Promise<ToolResult> {
     const port = await freePort();
-    const s = splitPassword(sourceUrl);
-    const t = splitPassword(targetUrl);
+    const s = withoutPassword(sourceUrl);
+    const t = withoutPassword(targetUrl);
     const env = { ...process.env };
     if (s.password !== undefined) env[PASSWORD_ENV.source] = s.password;
     if (t.password !== undefined) env[PASSWORD_ENV.target] = t.password;
@@ -403,20 +398,9 @@ async function waitPing(c: Redis, side: string): Promise<void> {
   }
 }
 
-interface StatusBody {
-  phase?: string;
-  commandsApplied?: number;
-  rdb?: { keys: number; bytes: number } | null;
-}
-
-async function fetchStatus(url: string): Promise<StatusBody | null> {
-  try {
-    const res = await fetch(url, { signal: AbortSignal.timeout(2000) });
-    return res.ok ? ((await res.json()) as StatusBody) : null;
-  } catch {
-    // Not listening yet (the child is starting).
-    return null;
-  }
+/** Null while the child is not listening yet (it is starting). */
+async function fetchStatus(url: string): Promise<Partial<SyncStatus> | null> {
+  return fetchSyncStatus(url).catch(() => null);
 }
 
 /** The child's JSON log lines: its "full sync applied" figures and a tail for errors. */

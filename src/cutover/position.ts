@@ -5,6 +5,7 @@
  */
 import { parseCheckpoint } from '../checkpoint/checkpoint.js';
 import { TargetError, UsageError } from '../errors.js';
+import { fetchSyncStatus } from '../observe/status-client.js';
 import { ServerReply, type VerifySide } from '../verify/side.js';
 
 export interface SyncPosition {
@@ -35,15 +36,7 @@ export function parseStatusUrl(text: string): URL {
 
 export function statusUrlReader(url: URL): PositionReader {
   return async () => {
-    let body: unknown;
-    try {
-      const res = await fetch(url, { signal: AbortSignal.timeout(STATUS_TIMEOUT_MS) });
-      if (!res.ok) throw new Error(`HTTP ${res.status}`);
-      body = await res.json();
-    } catch (e) {
-      throw new Error(`status of the sync at ${url.href}: ${(e as Error).message}`, { cause: e });
-    }
-    const s = body as { phase?: unknown; replid?: unknown; appliedOffset?: unknown };
+    const s = await fetchSyncStatus(url, STATUS_TIMEOUT_MS);
     if (typeof s.phase !== 'string') throw new Error(`status of the sync at ${url.href}: not a replicant /status reply (no phase)`);
     return {
       phase: s.phase,
