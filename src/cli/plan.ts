@@ -18,6 +18,7 @@ interface PlanCliOptions extends PasswordFileOptions {
   sampleTime: number;
   keysPerSec: number;
   mbPerSec: number;
+  fromBench?: string;
   sampleKeys: number;
   writeMode: 'auto' | 'restore' | 'commands';
   json?: boolean;
@@ -36,12 +37,18 @@ export function registerPlanCommand(program: Command): void {
     .option('--sample-time <duration>', "how long the source's write rate is measured", parsePositiveDuration, 5_000)
     .option('--keys-per-sec <n>', "Replicant's full-sync rate for the time estimate (keys/s; measure yours with replicant bench)", parsePositiveNumber, 500_000)
     .option('--mb-per-sec <n>', "Replicant's full-sync rate for the time estimate (RDB MB/s)", parsePositiveNumber, 50)
+    .option('--from-bench <file>', 'take the two rates above from a replicant bench --json result (measured on your servers); explicit options still win')
     .option('--sample-keys <n>', 'keys sampled per db (DUMP sizes) to estimate the RDB', parsePositiveInt, 200)
     .addOption(new Option('--write-mode <mode>', 'the write mode the sync will use').choices(['auto', 'restore', 'commands']).default('auto'))
     .option('--json', 'print the plan as JSON')
     .addOption(new Option('--log-level <level>', 'log verbosity').choices(LOG_LEVELS).default('warn'))
-    .action(async (o: PlanCliOptions) => {
+    .action(async (o: PlanCliOptions, command: Command) => {
       const { runPlan } = await import('../plan/plan.js');
+      const { readBenchRates } = await import('../plan/bench-rates.js');
+      const measured = o.fromBench !== undefined ? readBenchRates(o.fromBench) : null;
+      const given = (name: string) => command.getOptionValueSource(name) === 'cli';
+      const keysPerSec = measured && !given('keysPerSec') ? measured.keysPerSec : o.keysPerSec;
+      const bytesPerSec = measured && !given('mbPerSec') ? measured.bytesPerSec : o.mbPerSec * 1024 * 1024;
       const logger = createLogger({ level: o.logLevel });
       const { source, target } = resolvePasswords(o);
       process.stderr.write(`measuring the source's write rate for ${formatDuration(o.sampleTime)}...\n`);
@@ -50,8 +57,8 @@ export function registerPlanCommand(program: Command): void {
         target,
         outageMs: o.outage,
         sampleMs: o.sampleTime,
-        keysPerSec: o.keysPerSec,
-        bytesPerSec: o.mbPerSec * 1024 * 1024,
+        keysPerSec,
+        bytesPerSec,
         sampleKeys: o.sampleKeys,
         writeMode: o.writeMode,
         logger,
@@ -72,7 +79,7 @@ export function formatPlan(r: PlanReport): string {
     '',
     `write rate      ${formatBytes(Math.round(w.bytesPerSec))}/s, ${formatCount(w.commandsPerSec)} commands/s over ${formatDuration(w.sampledMs)}${w.method === 'network-input' ? ' (network input: an upper bound, the source keeps no backlog yet)' : ''}`,
     `RDB             about ${formatBytes(r.rdb.bytes)} (${r.rdb.method === 'dump-sample' ? `DUMP sizes of ${formatCount(r.rdb.sampledKeys)} sampled keys` : 'used_memory_dataset: DUMP not allowed'})`,
-    `full sync       about ${formatDuration(r.fullSync.estimatedSec * 1000)} at ${formatCount(r.fullSync.keysPerSec)} keys/s or ${formatBytes(r.fullSync.bytesPerSec)}/s (--keys-per-sec / --mb-per-sec)`,
+    `full sync       about ${formatDuration(r.fullSync.estimatedSec * 1000)} at ${formatCount(r.fullSync.keysPerSec)} keys/s or ${formatBytes(r.fullSync.bytesPerSec)}/s (--keys-per-sec / --mb-per-sec / --from-bench)`,
     `write mode      auto will write ${r.autoWriteMode === 'commands' ? 'every key with plain commands' : 'strings with SET, other types with RESTORE'}`,
     `outage budget   ${formatDuration(r.outageSec * 1000)} (--outage)`,
     '',

@@ -4,7 +4,7 @@
  * lines are applied a sync survives the stated outage with a partial resync.
  */
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { statSync } from 'node:fs';
+import { statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Redis } from 'ioredis';
 import { infoField, startRedis, type RedisServer } from '../helpers/redis.js';
@@ -112,11 +112,19 @@ describe('replicant plan', () => {
     const target = await startRedis({ args: ['--maxmemory', '2mb'] });
     servers.push(source, target);
     await source.client().call('DEBUG', 'POPULATE', 20000, 'big', 200);
-    const r = await runCli(['plan', '-s', source.url, '-t', target.url, '--sample-time', '200ms', '--outage', '1s']);
+    // Rates measured by replicant bench: 20,000 keys at 1,000 keys/s take 20 s.
+    const bench = join(source.dir, 'bench.json');
+    writeFileSync(bench, JSON.stringify({ replicant: { fullSync: { keysPerSec: 1000, mbPerSec: 1 } } }));
+    const r = await runCli(['plan', '-s', source.url, '-t', target.url, '--sample-time', '200ms', '--outage', '1s', '--from-bench', bench]);
     expect(r.code).toBe(12);
     const out = r.stdout.toString();
+    expect(out).toMatch(/full sync +about 20s at 1000 keys\/s or 1\.0 MiB\/s/);
     expect(out).toMatch(/\[FAIL\] target memory: maxmemory 2mb, .* writes will be refused \(OOM\)/);
     expect(out).toMatch(/CONFIG SET maxmemory \d+mb +# on the target/);
     expect(out).toMatch(/\[ok {2}\] backlog/);
+    writeFileSync(bench, '{"not":"a bench result"}');
+    const bad = await runCli(['plan', '-s', source.url, '-t', target.url, '--from-bench', bench]);
+    expect(bad.code).toBe(2);
+    expect(bad.stderr).toContain('expected the output of replicant bench --json');
   }, 30_000);
 });
