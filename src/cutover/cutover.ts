@@ -115,7 +115,8 @@ export class Cutover {
   }
 
   private async sourceInfo(): Promise<ServerInfo> {
-    const text = await this.source!.call(0, ['INFO', 'server', 'replication', 'keyspace']).catch((e: unknown) => {
+    // Plain INFO (server, replication, keyspace among its sections): several sections in one call need 7.0.
+    const text = await this.source!.call(0, ['INFO']).catch((e: unknown) => {
       throw e instanceof ServerReply ? new SourceError(`source ${this.source!.label} refuses INFO (${e.message}): the cutover needs its replication offset`) : e;
     });
     return parseServerInfo(String(text));
@@ -163,7 +164,7 @@ export class Cutover {
       // The source cannot have moved: a changed offset means the pause did not hold.
       const after = await this.sourceInfo();
       if (after.masterReplOffset !== target) throw new Error(`the source offset moved from ${target} to ${after.masterReplOffset} during the pause (did something unpause it?)`);
-      this.checkBudget(deadline, 'the verify finished');
+      this.checkBudget(deadline, 'while checking the source after the verify');
       const targetKeys = sum((await this.targetKeyspace())) - (await reservedKeyCount(this.target!));
       let unpaused = false;
       if (this.o.unpause) {
