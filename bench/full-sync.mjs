@@ -16,7 +16,7 @@
  * (c) live: a source with 100k keys, one replica (native, or Replicant with each checkpoint
  *     kind) attached and streaming, then redis-benchmark `-t set,incr,lpush,hset -r 100000`
  *     at each load level for --live-seconds. Lag is measured end to end with probe writes
- *     (see lib/probe.mjs); ops/s from INFO total_commands_processed deltas; afterwards the
+ *     (see src/bench/probe.ts); ops/s from INFO total_commands_processed deltas; afterwards the
  *     load stops, the replica must catch up (drain time) and match the source's DEBUG DIGEST.
  */
 import { populateSmallKeys, writeMixedDataset } from './lib/datasets.mjs';
@@ -48,7 +48,6 @@ const LOADS = {
   // ≈ 0.15 M ops/s: no pipelining, 20 clients.
   light: ['-P', '1', '-c', '20'],
 };
-const CHECKPOINT_KEY = '__replicant:checkpoint';
 
 const SOURCE_ARGS = ['--repl-diskless-sync-delay', '0', '--repl-diskless-sync-max-replicas', '0'];
 
@@ -239,8 +238,9 @@ async function liveRun(kind, checkpoint, load) {
     }
     if (verify && drainMs !== null) {
       if (kind !== 'native') {
-        // The checkpoint key is Replicant's own; it is not part of the comparison.
-        await att.c.del(CHECKPOINT_KEY);
+        // Replicant's own keys (checkpoint, lease, registry of syncs) are not part of the comparison.
+        const own = await att.c.keys('__replicant*');
+        if (own.length > 0) await att.c.del(...own);
       }
       row.digestMatch = (await digest(att.c)) === (await digest(src));
     }

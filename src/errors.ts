@@ -43,6 +43,13 @@ export const ExitCode = {
   INCOMPLETE: 9,
   /** another instance of the same sync owns the target (its lease is alive) */
   LOCKED: 10,
+  /**
+   * `replicant cutover` gave up after pausing the source (the sync did not catch up within
+   * --max-pause, the verify found differences, a server failed): the source was unpaused
+   */
+  CUTOVER_ABORTED: 11,
+  /** `replicant plan` found something that will fail (a buffer too small, a missing permission...) */
+  PLAN_PROBLEMS: 12,
 } as const;
 
 export class UsageError extends ReplicantError {
@@ -80,6 +87,13 @@ export class SourceError extends ReplicantError {
 export class TargetError extends ReplicantError {
   constructor(message: string, options?: { cause?: unknown }) {
     super('TARGET', message, ExitCode.TARGET, options);
+  }
+}
+
+/** The cutover gave up after pausing the source; the message says why and whether writes were resumed. */
+export class CutoverAbortedError extends ReplicantError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super('CUTOVER_ABORTED', message, ExitCode.CUTOVER_ABORTED, options);
   }
 }
 

@@ -4,7 +4,7 @@
  * script ends — normally, on an error, or on Ctrl-C / SIGTERM.
  */
 import { spawn } from 'node:child_process';
-import { accessSync, constants, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { accessSync, constants, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
@@ -120,16 +120,5 @@ function findTime() {
 }
 export const TIME_BIN = findTime();
 
-/** CPU time (user + sys) a live process has used so far, in ms, from /proc (null if unavailable). */
-export function procCpuMs(pid) {
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    // Fields after the ")" that closes the command name; utime and stime are fields 14 and 15.
-    const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-    return ((Number(f[11]) + Number(f[12])) * 1000) / CLOCK_TICKS;
-  } catch {
-    return null;
-  }
-}
-// USER_HZ is 100 on every Linux build Node supports.
-const CLOCK_TICKS = 100;
+// CPU time of a live process: shared with `replicant bench` (src/bench/stats.ts).
+export { procCpuMs } from '../../dist/bench/stats.js';

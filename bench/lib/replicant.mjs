@@ -2,7 +2,7 @@
  * Replicant's `sync` command as a child process (its own CPU and memory, like in production),
  * with its JSON log lines parsed as they arrive.
  */
-import { readFileSync } from 'node:fs';
+import { procPeakRssKb } from '../../dist/bench/stats.js';
 import { join } from 'node:path';
 import { exited, runMeasured, spawnOwned, stopChild } from './processes.mjs';
 import { ROOT_DIR } from './report.mjs';
@@ -73,13 +73,7 @@ export function startReplicant(sourceUrl, targetUrl, { checkpoint = 'none', prog
     }
   };
   /** Peak RSS so far (VmHWM), in KB. */
-  state.peakRssKb = () => {
-    try {
-      return Number(/VmHWM:\s+(\d+) kB/.exec(readFileSync(`/proc/${child.pid}/status`, 'utf8'))?.[1] ?? NaN);
-    } catch {
-      return null;
-    }
-  };
+  state.peakRssKb = () => procPeakRssKb(child.pid);
   /** Graceful stop (SIGTERM: apply what was received, store the checkpoint); returns the exit code. */
   state.stop = async () => {
     await stopChild(child, 15_000);

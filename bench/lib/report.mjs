@@ -60,13 +60,9 @@ function roundReplacer(_k, v) {
   return typeof v === 'number' && !Number.isInteger(v) ? Math.round(v * 100) / 100 : v;
 }
 
-/** p-th percentile (0..100) of a numeric array, nearest-rank; null when empty. */
-export function percentile(values, p) {
-  if (values.length === 0) return null;
-  const s = Float64Array.from(values).sort();
-  const rank = Math.min(s.length - 1, Math.max(0, Math.ceil((p / 100) * s.length) - 1));
-  return s[rank];
-}
+// Nearest-rank percentiles: shared with `replicant bench` (src/bench/stats.ts).
+import { percentile } from '../../dist/bench/stats.js';
+export { percentile };
 
 export function median(values) {
   return percentile(values, 50);

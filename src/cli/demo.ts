@@ -3,13 +3,12 @@
  * Starts two throw-away `redis-server` processes on free loopback ports, fills the source,
  * runs `sync` while a writer keeps changing the source, then verifies the target and cleans up.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Option, type Command } from 'commander';
-import { ExitCode, LocalIoError, ReplicantError } from '../errors.js';
+import { ExitCode, ReplicantError } from '../errors.js';
+import { startLocalServer, type LocalServer } from '../bench/local-servers.js';
 import { parseDuration, parseNonNegativeInt } from './options.js';
 
 interface DemoOptions {
@@ -30,35 +29,6 @@ export function registerDemoCommand(program: Command): void {
     });
 }
 
-async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = createServer();
-    srv.on('error', reject);
-    srv.listen(0, '127.0.0.1', () => {
-      const addr = srv.address();
-      const port = typeof addr === 'object' && addr !== null ? addr.port : 0;
-      srv.close(() => resolve(port));
-    });
-  });
-}
-
-interface LocalServer {
-  port: number;
-  proc: ChildProcess;
-}
-
-async function startServer(dir: string): Promise<LocalServer> {
-  const port = await freePort();
-  const proc = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--dir', dir, '--save', '', '--appendonly', 'no', '--enable-debug-command', 'local', '--repl-diskless-sync-delay', '0', '--logfile', ''], { stdio: 'ignore' });
-  await new Promise<void>((resolve, reject) => {
-    proc.once('error', (e: NodeJS.ErrnoException) => {
-      reject(e.code === 'ENOENT' ? new LocalIoError('redis-server is not installed (on Debian: apt-get install redis-server); the demo needs it') : e);
-    });
-    proc.once('spawn', () => resolve());
-  });
-  return { port, proc };
-}
-
 async function runDemo(o: DemoOptions): Promise<void> {
   const { Redis } = await import('ioredis');
   const { SyncSession } = await import('../sync/session.js');
@@ -76,7 +46,7 @@ async function runDemo(o: DemoOptions): Promise<void> {
       const d = join(dir, name);
       rmSync(d, { recursive: true, force: true });
       mkdirSync(d);
-      servers.push(await startServer(d));
+      servers.push(await startLocalServer(d));
     }
     const [src, tgt] = servers.map((s) => {
       const c = new Redis({ port: s.port, host: '127.0.0.1', maxRetriesPerRequest: 20, retryStrategy: (n) => (n > 50 ? null : 100) });
@@ -145,7 +115,7 @@ async function runDemo(o: DemoOptions): Promise<void> {
     if (!report.equal) process.exitCode = ExitCode.DIFFERENT;
   } finally {
     for (const c of clients) c.disconnect();
-    for (const s of servers) s.proc.kill('SIGKILL');
+    for (const s of servers) s.stop();
     rmSync(dir, { recursive: true, force: true });
   }
 }

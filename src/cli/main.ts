@@ -9,6 +9,9 @@ import { registerRdbCommand } from './rdb.js';
 import { registerSyncCommand } from './sync.js';
 import { registerDemoCommand } from './demo.js';
 import { registerVerifyCommand } from './verify.js';
+import { registerCutoverCommand } from './cutover.js';
+import { registerPlanCommand } from './plan.js';
+import { registerBenchCommand } from './bench.js';
 
 export function buildProgram(): Command {
   const program = new Command();
@@ -22,6 +25,9 @@ export function buildProgram(): Command {
   registerSyncCommand(program);
   registerDemoCommand(program);
   registerVerifyCommand(program);
+  registerCutoverCommand(program);
+  registerPlanCommand(program);
+  registerBenchCommand(program);
   return program;
 }
 

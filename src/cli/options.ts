@@ -35,6 +35,20 @@ export function parseNonNegativeInt(text: string): number {
   return n;
 }
 
+/** A count that must be above zero (keys, batch sizes, connections). */
+export function parsePositiveInt(text: string): number {
+  const n = parseNonNegativeInt(text);
+  if (n === 0) throw new InvalidArgumentError(`expected a positive integer, got "${text}"`);
+  return n;
+}
+
+/** A rate or size that must be above zero, fractions allowed. */
+export function parsePositiveNumber(text: string): number {
+  const n = Number(text);
+  if (!Number.isFinite(n) || n <= 0) throw new InvalidArgumentError(`expected a number above zero, got "${text}"`);
+  return n;
+}
+
 export function parsePort(text: string): number {
   const n = parseNonNegativeInt(text);
   if (n > 65535) throw new InvalidArgumentError(`expected a port 0-65535, got "${text}"`);

@@ -85,6 +85,16 @@ export function withPassword(url: string, side: 'source' | 'target', file: strin
   return `${u.scheme}${u.user}:${encodeURIComponent(pw)}@${u.rest}`;
 }
 
+/**
+ * The URL without its password, and the password apart: for a child process, which gets the
+ * password through its environment (REPLICANT_*_PASSWORD), never its argv.
+ */
+export function withoutPassword(url: string): { url: string; password: string | undefined } {
+  const u = splitUserInfo(url);
+  if (u === null || u.password === undefined || u.password === '') return { url, password: undefined };
+  return { url: `${u.scheme}${u.user ? `${u.user}@` : ''}${u.rest}`, password: decodeURIComponent(u.password) };
+}
+
 /** A `sentinel://` URL with `sentinelPassword` from the file or the environment, when the URL has none. */
 export function withSentinelPassword(url: string, file: string | undefined, env: NodeJS.ProcessEnv = process.env): string {
   const isSentinel = url.startsWith('sentinel://');

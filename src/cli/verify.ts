@@ -9,7 +9,7 @@ import { createLogger, redactUrl } from '../observe/logger.js';
 import { ProgressReporter, formatCount } from '../observe/progress.js';
 import { formatReport, reportToJson, type VerifyReport } from '../verify/report.js';
 import { parseSample } from '../verify/sample.js';
-import { LOG_LEVELS, parseDuration, parseNonNegativeInt, parsePositiveDuration } from './options.js';
+import { LOG_LEVELS, parseDuration, parseNonNegativeInt, parsePositiveDuration, parsePositiveInt } from './options.js';
 import { addPasswordOptions, resolvePasswords, type PasswordFileOptions } from './secrets.js';
 
 interface VerifyCliOptions extends PasswordFileOptions {
@@ -38,12 +38,6 @@ function parseDbs(value: string, previous: number[] | undefined): number[] {
     out.push(Number(t));
   }
   return out;
-}
-
-function parsePositiveInt(text: string): number {
-  const n = parseNonNegativeInt(text);
-  if (n === 0) throw new InvalidArgumentError(`expected a positive integer, got "${text}"`);
-  return n;
 }
 
 export function registerVerifyCommand(program: Command): void {

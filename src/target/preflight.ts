@@ -134,6 +134,19 @@ export class PreflightCheck {
 
   /** Runs every check; throws a TargetError (exit 5) listing what is missing. */
   async run(): Promise<void> {
+    await this.collect();
+    for (const w of this.warnings) this.o.logger.warn({ target: this.label }, w);
+    if (this.problems.length > 0) {
+      throw new TargetError(`target ${this.label} cannot take the copy: ${this.problems.join('; ')}`);
+    }
+    this.o.logger.info({ target: this.label, user: this.user ?? this.o.target.username ?? 'default', aclDryRun: this.usedDryRun }, 'target checked: writable, and the user may run what the sync sends');
+  }
+
+  /**
+   * Runs every check and returns what would stop the sync (`problems`) and what may go wrong
+   * (`warnings`), without throwing for them (`replicant plan` lists them all).
+   */
+  async collect(): Promise<{ problems: string[]; warnings: string[]; user: string }> {
     const info = parseServerInfo(replyText(await this.side.call(0, ['INFO'])));
     this.checkRole(info);
     this.checkMemory(info);
@@ -142,11 +155,7 @@ export class PreflightCheck {
       this.problems.push(`the source has ${libraries} function libraries, which Redis ${info.version} cannot hold: use a Redis 7+ target`);
     }
     await this.checkCommands();
-    for (const w of this.warnings) this.o.logger.warn({ target: this.label }, w);
-    if (this.problems.length > 0) {
-      throw new TargetError(`target ${this.label} cannot take the copy: ${this.problems.join('; ')}`);
-    }
-    this.o.logger.info({ target: this.label, user: this.user ?? this.o.target.username ?? 'default', aclDryRun: this.usedDryRun }, 'target checked: writable, and the user may run what the sync sends');
+    return { problems: [...this.problems], warnings: [...this.warnings], user: this.user ?? this.o.target.username ?? 'default' };
   }
 
   private checkRole(info: ServerInfo): void {

@@ -46,6 +46,8 @@ export interface VerifyOptions {
   digestMaxKeys?: number;
   /** SCAN COUNT, and keys per checked batch (default 500). */
   batchSize?: number;
+  /** Stops the verify at the next SCAN page (run() rejects with the signal's reason). */
+  signal?: AbortSignal;
   logger?: Logger;
 }
 
@@ -265,6 +267,7 @@ export class Verifier {
     let pending = page('0');
     for (;;) {
       const [next, keys] = await pending;
+      this.opts.signal?.throwIfAborted();
       const more = next !== '0';
       if (more) {
         pending = page(next);

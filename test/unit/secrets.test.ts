@@ -3,7 +3,7 @@ import { chmodSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { readPasswordFile, resolvePasswords, withPassword, withSentinelPassword } from '../../src/cli/secrets.js';
+import { readPasswordFile, resolvePasswords, withPassword, withSentinelPassword, withoutPassword } from '../../src/cli/secrets.js';
 import { parsePositiveDuration } from '../../src/cli/options.js';
 import { redactUrl } from '../../src/observe/logger.js';
 import { parseSourceUrl } from '../../src/replication/source.js';
@@ -85,5 +85,16 @@ describe('option parsers', () => {
     expect(() => parsePositiveDuration('0')).toThrow(/above zero/);
     expect(() => parsePositiveDuration('0s')).toThrow(/above zero/);
     expect(parsePositiveDuration('1s')).toBe(1000);
+  });
+});
+
+describe('withoutPassword', () => {
+  it('takes the password out of a URL (decoded), keeping the user; a URL without one is unchanged', () => {
+    expect(withoutPassword('redis://alice:p%40ss@h:1/2')).toEqual({ url: 'redis://alice@h:1/2', password: 'p@ss' });
+    expect(withoutPassword('redis://:secret@h:1')).toEqual({ url: 'redis://h:1', password: 'secret' });
+    expect(withoutPassword('redis://alice@h:1')).toEqual({ url: 'redis://alice@h:1', password: undefined });
+    // Round trip through the environment variable the child reads.
+    const { url, password } = withoutPassword('redis://bob:pw@h:1');
+    expect(withPassword(url, 'source', undefined, { REPLICANT_SOURCE_PASSWORD: password })).toBe('redis://bob:pw@h:1');
   });
 });

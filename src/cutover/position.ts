@@ -1,0 +1,61 @@
+/**
+ * Where a running sync is: read from its `--metrics-port` /status endpoint, or from the
+ * checkpoint it keeps on the target (`__replicant:checkpoint:<name>`). Both say which source
+ * history (replid) and which byte of it the target has applied.
+ */
+import { parseCheckpoint } from '../checkpoint/checkpoint.js';
+import { TargetError, UsageError } from '../errors.js';
+import { fetchSyncStatus } from '../observe/status-client.js';
+import { ServerReply, type VerifySide } from '../verify/side.js';
+
+export interface SyncPosition {
+  /** `streaming` when the sync relays the live stream; anything else cannot catch up by itself soon. */
+  phase: string;
+  replid: string | null;
+  appliedOffset: number | null;
+  /** Where the figures came from, for messages. */
+  from: string;
+}
+
+export type PositionReader = () => Promise<SyncPosition>;
+
+const STATUS_TIMEOUT_MS = 2_000;
+
+/** `http://host:port/status` of `replicant sync --metrics-port`; a bare `http://host:port` gets /status added. */
+export function parseStatusUrl(text: string): URL {
+  let u: URL;
+  try {
+    u = new URL(text);
+  } catch {
+    throw new UsageError(`--status-url ${JSON.stringify(text)}: expected http://HOST:PORT/status (the --metrics-port of the running sync)`);
+  }
+  if (u.protocol !== 'http:') throw new UsageError(`--status-url ${text}: only http:// is served by --metrics-port`);
+  if (u.pathname === '/' || u.pathname === '') u.pathname = '/status';
+  return u;
+}
+
+export function statusUrlReader(url: URL): PositionReader {
+  return async () => {
+    const s = await fetchSyncStatus(url, STATUS_TIMEOUT_MS);
+    if (typeof s.phase !== 'string') throw new Error(`status of the sync at ${url.href}: not a replicant /status reply (no phase)`);
+    return {
+      phase: s.phase,
+      replid: typeof s.replid === 'string' ? s.replid : null,
+      appliedOffset: typeof s.appliedOffset === 'number' ? s.appliedOffset : null,
+      from: url.href,
+    };
+  };
+}
+
+/** The checkpoint key in db 0 of the target (written with every applied batch, PING-only ones included). */
+export function checkpointReader(target: VerifySide, key: string): PositionReader {
+  return async () => {
+    const raw = await target.call(0, ['GET', key]).catch((e: unknown) => {
+      throw e instanceof ServerReply ? new TargetError(`target ${target.label}: GET ${key} refused (${e.message}); give --status-url instead`) : e;
+    });
+    const cp = parseCheckpoint(Buffer.isBuffer(raw) ? raw : null);
+    const from = `target key ${key}`;
+    if (cp === null) return { phase: 'none', replid: null, appliedOffset: null, from };
+    return { phase: cp.state === 'streaming' ? 'streaming' : 'full-sync', replid: cp.replid, appliedOffset: cp.offset, from };
+  };
+}

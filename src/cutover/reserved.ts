@@ -1,0 +1,14 @@
+/**
+ * How many of the target's keys are Replicant's own (db 0: the registry of syncs, each sync's
+ * checkpoint and lease), so key counts can be compared with the source's. Read by name from
+ * the registry rather than by SCAN, which would walk the whole keyspace during the pause.
+ */
+import { REGISTRY_KEY, parseRegistry } from '../checkpoint/identity.js';
+import type { VerifySide } from '../verify/side.js';
+
+export async function reservedKeyCount(target: VerifySide): Promise<number> {
+  const registry = parseRegistry(await target.call(0, ['HGETALL', REGISTRY_KEY]));
+  const keys = [REGISTRY_KEY, ...[...registry.values()].flatMap((r) => [r.checkpointKey, r.leaseKey])];
+  const unique = [...new Set(keys)];
+  return Number(await target.call(0, ['EXISTS', ...unique]));
+}
