@@ -33,6 +33,12 @@ export interface SnapshotApplierOptions {
   onForeignDb?: (db: number, key: Buffer) => void;
   /** Turn runs of plain SETs into MSET (not for cluster targets, where keys spread over slots). Default true. */
   coalesceSets?: boolean;
+  /**
+   * Called with true before the first piece of a string that the decoder streams in pieces
+   * (`stringPart` records), and with false when that key ends: the caller may hold less in its
+   * buffers meanwhile (one value then feeds the whole pipeline, see ./session.ts).
+   */
+  onLongString?: (streaming: boolean) => void;
 }
 
 /** Most key/value pairs per MSET. */
@@ -58,6 +64,9 @@ export class SnapshotApplier {
   private readonly unitCommands: number;
   private readonly coalesceSets: boolean;
   private readonly onForeignDb: ((db: number, key: Buffer) => void) | undefined;
+  private readonly onLongString: ((streaming: boolean) => void) | undefined;
+  /** Inside a string that arrives as `stringPart` records. */
+  private longString = false;
   /** The translator hands each command straight to `add`. */
   private readonly sink: CommandSink = { push: (cmd) => this.add(cmd) };
 
@@ -99,6 +108,7 @@ export class SnapshotApplier {
     this.unitCommands = Math.max(1, opts.unitCommands ?? 4096);
     this.coalesceSets = opts.coalesceSets ?? true;
     this.onForeignDb = opts.onForeignDb;
+    this.onLongString = opts.onLongString;
   }
 
   /** The db the target connection has selected (after everything submitted). */
@@ -132,6 +142,16 @@ export class SnapshotApplier {
           break;
         case 'keySkipped':
           this.stats.skipped++;
+          this.endLongString();
+          break;
+        case 'keyEnd':
+          this.endLongString();
+          break;
+        case 'stringPart':
+          if (!this.longString) {
+            this.longString = true;
+            this.onLongString?.(true);
+          }
           break;
         case 'function':
           this.stats.functions++;
@@ -142,6 +162,12 @@ export class SnapshotApplier {
       this.translator.push(rec, this.sink);
       if (this.ready.length > 0) await this.submitReady();
     }
+  }
+
+  private endLongString(): void {
+    if (!this.longString) return;
+    this.longString = false;
+    this.onLongString?.(false);
   }
 
   /** Submit what is batched; resolves when the writer accepted it (not when applied). */

@@ -224,6 +224,30 @@ describe('SnapshotApplier', () => {
       { numRuns: 150 },
     );
   });
+  it('tells when a string streamed in pieces starts and ends, once each', async () => {
+    const events: string[] = [];
+    const writer = { submit: (u: WriteUnit) => (events.push(`unit:${parseCommands(u.payload as Buffer).map((c) => c[0]).join(',')}`), true), waitDrain: async () => {} };
+    const piece = (offset: number): RdbRecord => ({ kind: 'stringPart', value: Buffer.alloc(1000, 0x61), offset, total: 3000 });
+    const recs: RdbRecord[] = [
+      keyStart(B('small'), 'string'), { kind: 'string', value: B('v') }, keyEnd(null),
+      keyStart(B('long'), 'string'), piece(0), piece(1000), piece(2000), keyEnd(null),
+      keyStart(B('after'), 'string', { expireMs: 9e12 }), { kind: 'string', value: B('a') }, keyEnd(null),
+    ];
+    const applier = new SnapshotApplier({
+      writer: writer as unknown as AnyTargetWriter,
+      logger: silentLogger(),
+      coalesceSets: false,
+      unitBytes: 1024,
+      translate: { emitSelect: false, batchBytes: 1000, now: () => 0 },
+      onLongString: (on) => events.push(on ? 'long:on' : 'long:off'),
+    });
+    for (const r of recs) await applier.apply([r]);
+    await applier.finish();
+    // On before the first piece is translated, off at the key's end, once each (a unit is
+    // submitted when the next one starts, so the small key's SET goes out after 'on').
+    expect(events).toEqual(['long:on', 'unit:SET', 'unit:SET', 'unit:APPEND', 'long:off', 'unit:APPEND', 'unit:SET']);
+  });
+
   it('starts a unit at each SELECT, so dbOf() tells the db of any unit it submitted', async () => {
     const submitted: WriteUnit[] = [];
     const writer = { submit: (u: WriteUnit) => submitted.push(u) > 0, waitDrain: async () => {} };

@@ -171,6 +171,57 @@ describe('Spool', () => {
     await spool.close();
   });
 
+  it('keeps memory chunks and writes waiting for the disk together near the memory budget', async () => {
+    const spool = await Spool.open({ dir: parent, memoryBudget: 3000, diskBudget: 1 << 30, segmentSize: 1000 });
+    let pos = 0;
+    // No awaits: nothing can be written, so every byte past memory waits for the disk.
+    while (spool.append(makeChunk(pos, 500))) pos += 500;
+    pos += 500;
+    // 3000 in memory, then at most the segment size queued (what the budget leaves is 0).
+    expect(spool.memoryBytes - spool.pendingWriteBytes).toBe(3000);
+    expect(spool.pendingWriteBytes).toBeLessThanOrEqual(1500);
+    spool.end();
+    let got = 0;
+    for (let c = await spool.read(); c !== null; c = await spool.read()) {
+      checkChunk(c, got);
+      got += c.length;
+    }
+    expect(got).toBe(pos);
+    await spool.close();
+  });
+
+  it('a lowered memory budget sends later appends to disk, in order; a raised one brings them back', async () => {
+    const spool = await Spool.open({ dir: parent, memoryBudget: 100_000, segmentSize: 1 << 20 });
+    expect(() => spool.setMemoryBudget(-1)).toThrow(RangeError);
+    spool.append(makeChunk(0, 5000));
+    spool.setMemoryBudget(1000);
+    expect(spool.memoryBudgetBytes).toBe(1000);
+    let pos = 5000;
+    for (let i = 0; i < 10; i++, pos += 1000) spool.append(makeChunk(pos, 1000));
+    // What memory held stays there (read first); the rest went to disk.
+    expect(spool.memoryBytes - spool.pendingWriteBytes).toBe(5000);
+    while (spool.pendingWriteBytes > 0) await tick();
+    expect(spool.diskBytes).toBe(10_000);
+    let got = 0;
+    while (got < pos) {
+      const c = (await spool.read())!;
+      checkChunk(c, got);
+      got += c.length;
+    }
+    spool.setMemoryBudget(100_000);
+    spool.append(makeChunk(pos, 2000));
+    // Everything on disk was read: appends fit in memory again.
+    expect(spool.pendingWriteBytes).toBe(0);
+    expect(spool.memoryBytes).toBe(2000);
+    spool.end();
+    for (let c = await spool.read(); c !== null; c = await spool.read()) {
+      checkChunk(c, got);
+      got += c.length;
+    }
+    expect(got).toBe(pos + 2000);
+    await spool.close();
+  });
+
   it('returns false when the disk cannot keep up with appends (write lag)', async () => {
     const spool = await Spool.open({ dir: parent, memoryBudget: 1000, diskBudget: 1 << 30, segmentSize: 1000 });
     let pos = 0;
