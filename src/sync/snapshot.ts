@@ -46,6 +46,7 @@ const MSET_PAIRS = 128;
 /** `$4\r\nMSET\r\n`: the verb of a coalesced MSET, after its `*<n>\r\n` header. */
 const MSET_VERB_BYTES = 10;
 const NO_ARG = Buffer.alloc(0);
+const CRLF = Buffer.from('\r\n');
 
 export interface SnapshotStats {
   keys: number;
@@ -194,6 +195,7 @@ export class SnapshotApplier {
       this.cut();
       this.unitDb = Number(cmd[1]);
     }
+    if (this.longString && this.addByReference(cmd)) return;
     // Plain `SET key value` of consecutive keys becomes one MSET: far fewer command
     // dispatches on the target for the many-small-strings datasets that dominate snapshots.
     if (this.coalesceSets && cmd.length === 3 && cmd[0] === 'SET') {
@@ -223,6 +225,32 @@ export class SnapshotApplier {
       this.closeMset();
       this.cut();
     }
+  }
+
+  /**
+   * A piece of a long string (SET or APPEND of up to 1 MiB) goes out as a unit of its own,
+   * [head, value, CRLF], the value not copied: one Buffer fewer per MiB that V8 must collect.
+   * Safe because the decoder never writes to a piece it emitted (a plain piece is assembled in
+   * a Buffer of its own, an LZF piece is a view of a window it then leaves) and the translator
+   * hands over views of it or a Buffer it fills once. Returns false for any other command.
+   */
+  private addByReference(cmd: Arg[]): boolean {
+    const n = cmd.length;
+    const value = cmd[n - 1];
+    if (!Buffer.isBuffer(value) || value.length < this.unitBytes) return false;
+    this.closeMset();
+    this.cut();
+    let size = multibulkHeaderLength(n) + bulkLength(value) - value.length - 2;
+    for (let i = 0; i < n - 1; i++) size += bulkLength(cmd[i]!);
+    const head = Buffer.allocUnsafe(size);
+    let o = writeMultibulkHeader(head, 0, n);
+    for (let i = 0; i < n - 1; i++) o = writeBulk(head, o, cmd[i]!);
+    o += head.write(`$${value.length}\r\n`, o, 'latin1');
+    if (o !== size) throw new Error(`snapshot command head encoded to ${o} bytes, ${size} measured`);
+    const payload = [head, value, CRLF];
+    this.ready.push({ payload, count: 1 });
+    this.unitDbs.set(payload, this.unitDb);
+    return true;
   }
 
   /** Encode the MSET being gathered, if any. */
