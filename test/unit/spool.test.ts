@@ -38,6 +38,16 @@ afterEach(() => {
   rmSync(parent, { recursive: true, force: true });
 });
 
+/** Reads until the end, checking every byte from stream position `from`; returns the position reached. */
+async function readChecked(spool: Spool, from = 0): Promise<number> {
+  let got = from;
+  for (let c = await spool.read(); c !== null; c = await spool.read()) {
+    checkChunk(c, got);
+    got += c.length;
+  }
+  return got;
+}
+
 const tick = () => new Promise<void>((r) => setImmediate(r));
 
 describe('Spool', () => {
@@ -143,10 +153,7 @@ describe('Spool', () => {
     await put(900); // over the budget: disk again
     expect(spool.diskBytes).toBe(900);
     spool.end();
-    for (let c = await spool.read(); c !== null; c = await spool.read()) {
-      checkChunk(c, got);
-      got += c.length;
-    }
+    got = await readChecked(spool, got);
     expect(got).toBe(pos);
     expect(readdirSync(spool.path)).toEqual(['lock']);
     await spool.close();
@@ -161,13 +168,8 @@ describe('Spool', () => {
     while (spool.memoryBytes > 10_000) await tick();
     expect(spool.bufferedBytes).toBe(100_000);
     expect(spool.diskBytes).toBe(90_000);
-    let got = 0;
     spool.end();
-    for (let c = await spool.read(); c !== null; c = await spool.read()) {
-      checkChunk(c, got);
-      got += c.length;
-    }
-    expect(got).toBe(100_000);
+    expect(await readChecked(spool)).toBe(100_000);
     await spool.close();
   });
 
@@ -181,11 +183,7 @@ describe('Spool', () => {
     expect(spool.memoryBytes - spool.pendingWriteBytes).toBe(3000);
     expect(spool.pendingWriteBytes).toBeLessThanOrEqual(1500);
     spool.end();
-    let got = 0;
-    for (let c = await spool.read(); c !== null; c = await spool.read()) {
-      checkChunk(c, got);
-      got += c.length;
-    }
+    const got = await readChecked(spool);
     expect(got).toBe(pos);
     await spool.close();
   });
@@ -214,10 +212,7 @@ describe('Spool', () => {
     expect(spool.pendingWriteBytes).toBe(0);
     expect(spool.memoryBytes).toBe(2000);
     spool.end();
-    for (let c = await spool.read(); c !== null; c = await spool.read()) {
-      checkChunk(c, got);
-      got += c.length;
-    }
+    got = await readChecked(spool, got);
     expect(got).toBe(pos + 2000);
     await spool.close();
   });
@@ -232,11 +227,7 @@ describe('Spool', () => {
     await spool.waitForSpace();
     expect(spool.isFull).toBe(false);
     spool.end();
-    let got = 0;
-    for (let c = await spool.read(); c !== null; c = await spool.read()) {
-      checkChunk(c, got);
-      got += c.length;
-    }
+    const got = await readChecked(spool);
     expect(got).toBe(pos);
     await spool.close();
   });
@@ -270,10 +261,7 @@ describe('Spool', () => {
     expect(spool.isFull).toBe(false);
     expect(spool.diskBytes + spool.memoryBytes).toBeLessThanOrEqual(10_000);
     spool.end();
-    for (let c = await spool.read(); c !== null; c = await spool.read()) {
-      checkChunk(c, got);
-      got += c.length;
-    }
+    got = await readChecked(spool, got);
     expect(got).toBe(pos);
     await spool.close();
   });
