@@ -48,6 +48,7 @@ const LOADS = {
   // ≈ 0.15 M ops/s: no pipelining, 20 clients.
   light: ['-P', '1', '-c', '20'],
 };
+const SYNCS_KEY = '__replicant:syncs';
 
 const SOURCE_ARGS = ['--repl-diskless-sync-delay', '0', '--repl-diskless-sync-max-replicas', '0'];
 
@@ -97,6 +98,8 @@ async function replicantRun(source, sourceKeys, sourceDigest) {
     const r = await replicantFullSync(source.url, target.url);
     const c = target.client();
     const serverCpuMs = await serverCpu(c);
+    // The registry of syncs into this target (issue 7 item 1) is Replicant's, not the source's.
+    await c.del(SYNCS_KEY);
     const keys = await totalKeys(c);
     const match = verify ? (await digest(c)) === sourceDigest : null;
     if (keys !== sourceKeys) throw new Error(`replicant's target holds ${keys} keys, the source ${sourceKeys}`);

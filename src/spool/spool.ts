@@ -45,6 +45,8 @@ export const SPOOL_DEFAULTS = {
 /** Writes gathered into one writev call, at most. */
 const MAX_WRITE_BATCH_BYTES = 4 * 1024 * 1024;
 const MAX_WRITE_BATCH_CHUNKS = 256;
+/** The write lag always allowed (see writeLagLimit()): two write batches. */
+const MIN_WRITE_LAG_BYTES = 2 * MAX_WRITE_BATCH_BYTES;
 
 export interface SpoolEvents {
   /** Appends fit again after `append` returned false. */
@@ -54,7 +56,7 @@ export interface SpoolEvents {
 }
 
 export class Spool extends EventEmitter<SpoolEvents> {
-  private readonly memoryBudget: number;
+  private memoryBudget: number;
   private readonly diskBudget: number;
   private readonly segmentSize: number;
   private readonly readChunkSize: number;
@@ -152,7 +154,7 @@ export class Spool extends EventEmitter<SpoolEvents> {
    * Add bytes at the end. Never blocks; the spool keeps a reference to `chunk`, so the
    * caller must not reuse it. Returns false when the producer should stop until
    * `waitForSpace()` resolves: over the disk budget, or the disk cannot keep up
-   * (more than `memoryBudget` bytes waiting to be written).
+   * (more bytes waiting to be written than the memory budget leaves, see writeLagLimit()).
    */
   append(chunk: Buffer): boolean {
     if (this.ended) throw new Error('spool: append after end()');
@@ -175,6 +177,21 @@ export class Spool extends EventEmitter<SpoolEvents> {
       this.log.warn({ diskBytes: this.diskBytesHeld, pendingWrites: this.writePendingBytes, diskBudget: this.diskBudget }, 'spool full: the producer should pause');
     }
     return !this.full;
+  }
+
+  /**
+   * Change the memory budget from now on. Lowering it keeps what memory already holds (it
+   * is read first); later appends go to disk until the reader caught up with it.
+   */
+  setMemoryBudget(bytes: number): void {
+    if (!Number.isSafeInteger(bytes) || bytes < 0) throw new RangeError(`spool: memoryBudget must be a non-negative integer, got ${bytes}`);
+    this.memoryBudget = bytes;
+    this.checkSpace();
+  }
+
+  /** The memory budget now (see setMemoryBudget()). */
+  get memoryBudgetBytes(): number {
+    return this.memoryBudget;
   }
 
   /** Resolves when appends are welcome again (immediately if they are now). */
@@ -255,9 +272,14 @@ export class Spool extends EventEmitter<SpoolEvents> {
     return this.diskBytesHeld + this.writePendingBytes > this.diskBudget || this.writePendingBytes > this.writeLagLimit();
   }
 
-  /** Bytes allowed to wait for the disk (held in memory) before the producer must pause. */
+  /**
+   * Bytes allowed to wait for the disk (held in memory) before the producer must pause: what
+   * the memory budget leaves, so that memory chunks and queued writes together stay near the
+   * budget, but never less than a few write batches (a deeper queue does not make the disk
+   * faster; a shallower one would pause the producer on every write).
+   */
   private writeLagLimit(): number {
-    return Math.max(this.memoryBudget, this.segmentSize);
+    return Math.max(this.memoryBudget - this.memoryBytesHeld, Math.min(this.segmentSize, MIN_WRITE_LAG_BYTES));
   }
 
   /**
@@ -297,6 +319,8 @@ export class Spool extends EventEmitter<SpoolEvents> {
     }
     this.memoryBytesHeld -= chunk.length;
     this.totalRead += chunk.length;
+    // Memory freed leaves more room for queued writes (writeLagLimit()).
+    if (this.full) this.checkSpace();
     return chunk;
   }
 

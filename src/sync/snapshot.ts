@@ -33,6 +33,12 @@ export interface SnapshotApplierOptions {
   onForeignDb?: (db: number, key: Buffer) => void;
   /** Turn runs of plain SETs into MSET (not for cluster targets, where keys spread over slots). Default true. */
   coalesceSets?: boolean;
+  /**
+   * Called with true before the first piece of a string that the decoder streams in pieces
+   * (`stringPart` records), and with false when that key ends: the caller may hold less in its
+   * buffers meanwhile (one value then feeds the whole pipeline, see ./session.ts).
+   */
+  onLongString?: (streaming: boolean) => void;
 }
 
 /** Most key/value pairs per MSET. */
@@ -40,6 +46,7 @@ const MSET_PAIRS = 128;
 /** `$4\r\nMSET\r\n`: the verb of a coalesced MSET, after its `*<n>\r\n` header. */
 const MSET_VERB_BYTES = 10;
 const NO_ARG = Buffer.alloc(0);
+const CRLF = Buffer.from('\r\n');
 
 export interface SnapshotStats {
   keys: number;
@@ -58,6 +65,9 @@ export class SnapshotApplier {
   private readonly unitCommands: number;
   private readonly coalesceSets: boolean;
   private readonly onForeignDb: ((db: number, key: Buffer) => void) | undefined;
+  private readonly onLongString: ((streaming: boolean) => void) | undefined;
+  /** Inside a string that arrives as `stringPart` records. */
+  private longString = false;
   /** The translator hands each command straight to `add`. */
   private readonly sink: CommandSink = { push: (cmd) => this.add(cmd) };
 
@@ -99,6 +109,7 @@ export class SnapshotApplier {
     this.unitCommands = Math.max(1, opts.unitCommands ?? 4096);
     this.coalesceSets = opts.coalesceSets ?? true;
     this.onForeignDb = opts.onForeignDb;
+    this.onLongString = opts.onLongString;
   }
 
   /** The db the target connection has selected (after everything submitted). */
@@ -132,6 +143,16 @@ export class SnapshotApplier {
           break;
         case 'keySkipped':
           this.stats.skipped++;
+          this.endLongString();
+          break;
+        case 'keyEnd':
+          this.endLongString();
+          break;
+        case 'stringPart':
+          if (!this.longString) {
+            this.longString = true;
+            this.onLongString?.(true);
+          }
           break;
         case 'function':
           this.stats.functions++;
@@ -142,6 +163,12 @@ export class SnapshotApplier {
       this.translator.push(rec, this.sink);
       if (this.ready.length > 0) await this.submitReady();
     }
+  }
+
+  private endLongString(): void {
+    if (!this.longString) return;
+    this.longString = false;
+    this.onLongString?.(false);
   }
 
   /** Submit what is batched; resolves when the writer accepted it (not when applied). */
@@ -168,6 +195,7 @@ export class SnapshotApplier {
       this.cut();
       this.unitDb = Number(cmd[1]);
     }
+    if (this.longString && this.addByReference(cmd)) return;
     // Plain `SET key value` of consecutive keys becomes one MSET: far fewer command
     // dispatches on the target for the many-small-strings datasets that dominate snapshots.
     if (this.coalesceSets && cmd.length === 3 && cmd[0] === 'SET') {
@@ -197,6 +225,32 @@ export class SnapshotApplier {
       this.closeMset();
       this.cut();
     }
+  }
+
+  /**
+   * A piece of a long string (SET or APPEND of up to 1 MiB) goes out as a unit of its own,
+   * [head, value, CRLF], the value not copied: one Buffer fewer per MiB that V8 must collect.
+   * Safe because the decoder never writes to a piece it emitted (a plain piece is assembled in
+   * a Buffer of its own, an LZF piece is a view of a window it then leaves) and the translator
+   * hands over views of it or a Buffer it fills once. Returns false for any other command.
+   */
+  private addByReference(cmd: Arg[]): boolean {
+    const n = cmd.length;
+    const value = cmd[n - 1];
+    if (!Buffer.isBuffer(value) || value.length < this.unitBytes) return false;
+    this.closeMset();
+    this.cut();
+    let size = multibulkHeaderLength(n) + bulkLength(value) - value.length - 2;
+    for (let i = 0; i < n - 1; i++) size += bulkLength(cmd[i]!);
+    const head = Buffer.allocUnsafe(size);
+    let o = writeMultibulkHeader(head, 0, n);
+    for (let i = 0; i < n - 1; i++) o = writeBulk(head, o, cmd[i]!);
+    o += head.write(`$${value.length}\r\n`, o, 'latin1');
+    if (o !== size) throw new Error(`snapshot command head encoded to ${o} bytes, ${size} measured`);
+    const payload = [head, value, CRLF];
+    this.ready.push({ payload, count: 1 });
+    this.unitDbs.set(payload, this.unitDb);
+    return true;
   }
 
   /** Encode the MSET being gathered, if any. */

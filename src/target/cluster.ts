@@ -53,7 +53,7 @@ export class ClusterTargetWriter extends EventEmitter<TargetWriterEvents> {
   private readonly hops = new Map<string, number>();
   private readonly log: Logger;
   private readonly maxRedirections: number;
-  private readonly maxInflight: number;
+  private maxInflight: number;
   private applied: number | undefined;
   private failure: TargetError | undefined;
   private closed = false;
@@ -137,6 +137,18 @@ export class ClusterTargetWriter extends EventEmitter<TargetWriterEvents> {
     this.route(args, undefined, 0, 0);
     if (offset !== undefined) this.markOffset(offset);
     return !this.overBudget();
+  }
+
+  /** The in-flight budget of each node now. */
+  get maxInflightBytes(): number {
+    return this.maxInflight;
+  }
+
+  /** Change every node's in-flight budget from now on (nodes connected later get it too). */
+  setMaxInflight(bytes: number): void {
+    if (!Number.isSafeInteger(bytes) || bytes < 0) throw new RangeError(`cluster writer: in-flight budget must be a non-negative integer, got ${bytes}`);
+    this.maxInflight = bytes;
+    for (const n of this.nodes) n.writer?.setMaxInflight(bytes);
   }
 
   waitDrain(): Promise<void> {
@@ -299,6 +311,8 @@ export class ClusterTargetWriter extends EventEmitter<TargetWriterEvents> {
     const endpoint: TargetEndpoint = { ...this.seed, host, port };
     node.ready = TargetWriter.connect(endpoint, this.opts, { interceptError: (e, args) => this.onNodeError(node, e, args) }).then((w) => {
       node.writer = w;
+      // The budget may have changed while it connected.
+      w.setMaxInflight(this.maxInflight);
       w.on('applied', (seq) => {
         this.hops.delete(`${node.index}:${seq}`);
         this.report(this.offsets.onApplied(node.index, seq));

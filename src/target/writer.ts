@@ -74,7 +74,7 @@ export class TargetWriter extends EventEmitter<TargetWriterEvents> {
   /** Counts +OK/:n replies straight off the chunk; hands everything else to `parser`. */
   private readonly replies: SimpleReplyScanner;
   private readonly queue = new UnitQueue();
-  private readonly maxInflight: number;
+  private maxInflight: number;
   private readonly policy: ErrorPolicy;
   private readonly log: Logger;
   private readonly hooks: WriterHooks;
@@ -200,6 +200,17 @@ export class TargetWriter extends EventEmitter<TargetWriterEvents> {
     this.queue.push(u);
     if (u.expected === 0 && this.queue.peek() === u) this.completeHead(undefined);
     return this.inflight < this.maxInflight;
+  }
+
+  /** The in-flight budget now: submit() returns false at or over it. */
+  get maxInflightBytes(): number {
+    return this.maxInflight;
+  }
+
+  /** Change the in-flight budget from now on (a lower one takes effect as replies come back). */
+  setMaxInflight(bytes: number): void {
+    if (!Number.isSafeInteger(bytes) || bytes < 0) throw new RangeError(`target writer: in-flight budget must be a non-negative integer, got ${bytes}`);
+    this.maxInflight = bytes;
   }
 
   /** Resolves when submitting is allowed again (in-flight bytes under the budget: at half of it after a stall). */

@@ -92,6 +92,22 @@ describe('TargetWriter: pipelined units', () => {
     await w.close();
   });
 
+  it('takes a changed in-flight budget from the next submit on', async () => {
+    const w = await open({ maxInflightBytes: 1 << 20 });
+    const unit = (i: number) => ({ payload: encodeCommand(['SET', `k${i}`, 'x'.repeat(500)]), count: 1 });
+    expect(w.submit(unit(0))).toBe(true);
+    w.setMaxInflight(1000);
+    expect(w.maxInflightBytes).toBe(1000);
+    // Over the lowered budget now (two units of ≈ 520 bytes): the caller must wait.
+    expect(w.submit(unit(1))).toBe(false);
+    await w.waitDrain();
+    expect(w.inflightBytes).toBeLessThanOrEqual(500);
+    expect(() => w.setMaxInflight(-1)).toThrow(RangeError);
+    await w.flush();
+    expect(await admin.dbsize()).toBe(2);
+    await w.close();
+  });
+
   it('writes payloads given as several buffers, binary-safe, and completes empty units in order', async () => {
     const w = await open();
     const seen: number[] = [];

@@ -224,6 +224,55 @@ describe('SnapshotApplier', () => {
       { numRuns: 150 },
     );
   });
+  it('tells when a string streamed in pieces starts and ends, once each', async () => {
+    const events: string[] = [];
+    const writer = { submit: (u: WriteUnit) => (events.push(`unit:${parseCommands(u.payload as Buffer).map((c) => c[0]).join(',')}`), true), waitDrain: async () => {} };
+    const piece = (offset: number): RdbRecord => ({ kind: 'stringPart', value: Buffer.alloc(1000, 0x61), offset, total: 3000 });
+    const recs: RdbRecord[] = [
+      keyStart(B('small'), 'string'), { kind: 'string', value: B('v') }, keyEnd(null),
+      keyStart(B('long'), 'string'), piece(0), piece(1000), piece(2000), keyEnd(null),
+      keyStart(B('after'), 'string', { expireMs: 9e12 }), { kind: 'string', value: B('a') }, keyEnd(null),
+    ];
+    const applier = new SnapshotApplier({
+      writer: writer as unknown as AnyTargetWriter,
+      logger: silentLogger(),
+      coalesceSets: false,
+      unitBytes: 1024,
+      translate: { emitSelect: false, batchBytes: 1000, now: () => 0 },
+      onLongString: (on) => events.push(on ? 'long:on' : 'long:off'),
+    });
+    for (const r of recs) await applier.apply([r]);
+    await applier.finish();
+    // On before the first piece is translated, off at the key's end, once each (a unit is
+    // submitted when the next one starts, so the small key's SET goes out after 'on').
+    expect(events).toEqual(['long:on', 'unit:SET', 'unit:SET', 'unit:APPEND', 'long:off', 'unit:APPEND', 'unit:SET']);
+  });
+
+  it('sends the pieces of a long string by reference, each in a unit of its own', async () => {
+    const submitted: WriteUnit[] = [];
+    const writer = { submit: (u: WriteUnit) => submitted.push(u) > 0, waitDrain: async () => {} };
+    const pieces = [Buffer.alloc(1500, 0x61), Buffer.alloc(1500, 0x62), Buffer.alloc(700, 0x63)];
+    let offset = 0;
+    const recs: RdbRecord[] = [keyStart(B('long'), 'string', { db: 3 })];
+    for (const value of pieces) {
+      recs.push({ kind: 'stringPart', value, offset, total: 3700 });
+      offset += value.length;
+    }
+    recs.push(keyEnd(null), keyStart(B('k'), 'string', { db: 3 }), { kind: 'string', value: B('v') }, keyEnd(null));
+    const translate: TranslateOptions = { batchBytes: 1500 };
+    const applier = new SnapshotApplier({ writer: writer as unknown as AnyTargetWriter, logger: silentLogger(), unitBytes: 1024, translate });
+    await applier.apply(recs);
+    await applier.finish();
+    const cmds = submitted.flatMap((u) => parseCommands(Buffer.concat(Array.isArray(u.payload) ? u.payload : [u.payload])));
+    expect(expandMsets(cmds)).toEqual(expected(recs, translate));
+    // The two 1500-byte pieces are the very Buffers the decoder emitted (not copies); the
+    // 700-byte one, smaller than a unit, is encoded into a unit's buffer as usual.
+    const byRef = submitted.filter((u) => Array.isArray(u.payload));
+    expect(byRef.map((u) => (u.payload as Buffer[])[1])).toEqual([pieces[0], pieces[1]]);
+    for (const [i, u] of byRef.entries()) expect((u.payload as Buffer[])[1]!.buffer).toBe(pieces[i]!.buffer);
+    expect(byRef.every((u) => u.count === 1 && applier.dbOf(u.payload) === 3)).toBe(true);
+  });
+
   it('starts a unit at each SELECT, so dbOf() tells the db of any unit it submitted', async () => {
     const submitted: WriteUnit[] = [];
     const writer = { submit: (u: WriteUnit) => submitted.push(u) > 0, waitDrain: async () => {} };

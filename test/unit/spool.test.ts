@@ -38,6 +38,16 @@ afterEach(() => {
   rmSync(parent, { recursive: true, force: true });
 });
 
+/** Reads until the end, checking every byte from stream position `from`; returns the position reached. */
+async function readChecked(spool: Spool, from = 0): Promise<number> {
+  let got = from;
+  for (let c = await spool.read(); c !== null; c = await spool.read()) {
+    checkChunk(c, got);
+    got += c.length;
+  }
+  return got;
+}
+
 const tick = () => new Promise<void>((r) => setImmediate(r));
 
 describe('Spool', () => {
@@ -143,10 +153,7 @@ describe('Spool', () => {
     await put(900); // over the budget: disk again
     expect(spool.diskBytes).toBe(900);
     spool.end();
-    for (let c = await spool.read(); c !== null; c = await spool.read()) {
-      checkChunk(c, got);
-      got += c.length;
-    }
+    got = await readChecked(spool, got);
     expect(got).toBe(pos);
     expect(readdirSync(spool.path)).toEqual(['lock']);
     await spool.close();
@@ -161,13 +168,52 @@ describe('Spool', () => {
     while (spool.memoryBytes > 10_000) await tick();
     expect(spool.bufferedBytes).toBe(100_000);
     expect(spool.diskBytes).toBe(90_000);
-    let got = 0;
     spool.end();
-    for (let c = await spool.read(); c !== null; c = await spool.read()) {
+    expect(await readChecked(spool)).toBe(100_000);
+    await spool.close();
+  });
+
+  it('keeps memory chunks and writes waiting for the disk together near the memory budget', async () => {
+    const spool = await Spool.open({ dir: parent, memoryBudget: 3000, diskBudget: 1 << 30, segmentSize: 1000 });
+    let pos = 0;
+    // No awaits: nothing can be written, so every byte past memory waits for the disk.
+    while (spool.append(makeChunk(pos, 500))) pos += 500;
+    pos += 500;
+    // 3000 in memory, then at most the segment size queued (what the budget leaves is 0).
+    expect(spool.memoryBytes - spool.pendingWriteBytes).toBe(3000);
+    expect(spool.pendingWriteBytes).toBeLessThanOrEqual(1500);
+    spool.end();
+    const got = await readChecked(spool);
+    expect(got).toBe(pos);
+    await spool.close();
+  });
+
+  it('a lowered memory budget sends later appends to disk, in order; a raised one brings them back', async () => {
+    const spool = await Spool.open({ dir: parent, memoryBudget: 100_000, segmentSize: 1 << 20 });
+    expect(() => spool.setMemoryBudget(-1)).toThrow(RangeError);
+    spool.append(makeChunk(0, 5000));
+    spool.setMemoryBudget(1000);
+    expect(spool.memoryBudgetBytes).toBe(1000);
+    let pos = 5000;
+    for (let i = 0; i < 10; i++, pos += 1000) spool.append(makeChunk(pos, 1000));
+    // What memory held stays there (read first); the rest went to disk.
+    expect(spool.memoryBytes - spool.pendingWriteBytes).toBe(5000);
+    while (spool.pendingWriteBytes > 0) await tick();
+    expect(spool.diskBytes).toBe(10_000);
+    let got = 0;
+    while (got < pos) {
+      const c = (await spool.read())!;
       checkChunk(c, got);
       got += c.length;
     }
-    expect(got).toBe(100_000);
+    spool.setMemoryBudget(100_000);
+    spool.append(makeChunk(pos, 2000));
+    // Everything on disk was read: appends fit in memory again.
+    expect(spool.pendingWriteBytes).toBe(0);
+    expect(spool.memoryBytes).toBe(2000);
+    spool.end();
+    got = await readChecked(spool, got);
+    expect(got).toBe(pos + 2000);
     await spool.close();
   });
 
@@ -181,11 +227,7 @@ describe('Spool', () => {
     await spool.waitForSpace();
     expect(spool.isFull).toBe(false);
     spool.end();
-    let got = 0;
-    for (let c = await spool.read(); c !== null; c = await spool.read()) {
-      checkChunk(c, got);
-      got += c.length;
-    }
+    const got = await readChecked(spool);
     expect(got).toBe(pos);
     await spool.close();
   });
@@ -219,10 +261,7 @@ describe('Spool', () => {
     expect(spool.isFull).toBe(false);
     expect(spool.diskBytes + spool.memoryBytes).toBeLessThanOrEqual(10_000);
     spool.end();
-    for (let c = await spool.read(); c !== null; c = await spool.read()) {
-      checkChunk(c, got);
-      got += c.length;
-    }
+    got = await readChecked(spool, got);
     expect(got).toBe(pos);
     await spool.close();
   });
