@@ -11,6 +11,7 @@
 import { statSync, readFileSync } from 'node:fs';
 import type { Command } from 'commander';
 import { UsageError } from '../errors.js';
+import { isSentinelUrl } from '../replication/source.js';
 
 export const PASSWORD_ENV = {
   source: 'REPLICANT_SOURCE_PASSWORD',
@@ -85,9 +86,9 @@ export function withPassword(url: string, side: 'source' | 'target', file: strin
   return `${u.scheme}${u.user}:${encodeURIComponent(pw)}@${u.rest}`;
 }
 
-/** A `sentinel://` URL with `sentinelPassword` from the file or the environment, when the URL has none. */
+/** A `sentinel[s]://` URL with `sentinelPassword` from the file or the environment, when the URL has none. */
 export function withSentinelPassword(url: string, file: string | undefined, env: NodeJS.ProcessEnv = process.env): string {
-  const isSentinel = url.startsWith('sentinel://');
+  const isSentinel = isSentinelUrl(url);
   if (!isSentinel) {
     if (file !== undefined) throw new UsageError('--sentinel-password-file needs a sentinel:// source');
     return url;

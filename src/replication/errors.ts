@@ -5,6 +5,9 @@
  * permissions, a refused PSYNC).
  */
 import { SourceError } from '../errors.js';
+import { describeTlsError, socketErrorText } from '../net/tls-errors.js';
+import type { NetEndpoint } from '../net/tls.js';
+import { endpointLabel } from './url.js';
 
 export class ReplicationSourceError extends SourceError {
   readonly retryable: boolean;
@@ -17,4 +20,15 @@ export class ReplicationSourceError extends SourceError {
 /** True for errors after which reconnecting later may succeed. */
 export function isRetryable(e: unknown): boolean {
   return e instanceof ReplicationSourceError && e.retryable;
+}
+
+/**
+ * A socket error on a connection to the source. TLS failures (untrusted certificate, refused
+ * client certificate...) are explained on their own and are not retryable: the same handshake
+ * fails the same way. Anything else is `context: ECODE`, retryable.
+ */
+export function sourceSocketError(e: unknown, context: string, ep: NetEndpoint): ReplicationSourceError {
+  const tls = describeTlsError(e, `source ${endpointLabel(ep)}`, ep);
+  if (tls !== null) return new ReplicationSourceError(tls, false, { cause: e });
+  return new ReplicationSourceError(`${context}: ${socketErrorText(e, endpointLabel(ep), ep)}`, true, { cause: e });
 }

@@ -7,6 +7,8 @@
  */
 import { Redis } from 'ioredis';
 import { SourceError, TargetError, type ReplicantError } from '../errors.js';
+import { tlsConnectOptions } from '../net/tls.js';
+import { describeTlsError } from '../net/tls-errors.js';
 import type { Logger } from '../observe/logger.js';
 import { endpointLabel, type SourceEndpoint } from '../replication/url.js';
 
@@ -52,6 +54,7 @@ export class VerifySide {
       username: this.endpoint.username,
       password: this.endpoint.password,
       db,
+      ...(this.endpoint.tls === undefined ? {} : { tls: tlsConnectOptions(this.endpoint.host, this.endpoint.tls) }),
       lazyConnect: true,
       connectTimeout: CONNECT_TIMEOUT_MS,
       // Closing a connection still being made waits this long before destroying the socket.
@@ -131,7 +134,7 @@ export class VerifySide {
 
   fail(e: unknown, what: string): ReplicantError {
     if (e instanceof SourceError || e instanceof TargetError) return e;
-    const msg = `${this.kind} ${this.label}: ${what} failed: ${(e as Error)?.message ?? String(e)}`;
+    const msg = describeTlsError(e, `${this.kind} ${this.label}`, this.endpoint) ?? `${this.kind} ${this.label}: ${what} failed: ${(e as Error)?.message ?? String(e)}`;
     return this.kind === 'source' ? new SourceError(msg, { cause: e }) : new TargetError(msg, { cause: e });
   }
 
