@@ -25,10 +25,11 @@ export function isRetryable(e: unknown): boolean {
 /**
  * A socket error on a connection to the source. TLS failures (untrusted certificate, refused
  * client certificate...) are explained on their own and are not retryable: the same handshake
- * fails the same way. Anything else is `context: ECODE`, retryable.
+ * fails the same way. Anything else is `context: ECODE`, retryable. `e` null: closed without error.
  */
-export function sourceSocketError(e: unknown, context: string, ep: NetEndpoint): ReplicationSourceError {
-  const tls = describeTlsError(e, `source ${endpointLabel(ep)}`, ep);
+export function sourceSocketError(e: unknown, context: string, ep: NetEndpoint, beforeFirstReply = false): ReplicationSourceError {
+  const tls = describeTlsError(e, `source ${endpointLabel(ep)}`, ep, beforeFirstReply);
   if (tls !== null) return new ReplicationSourceError(tls, false, { cause: e });
-  return new ReplicationSourceError(`${context}: ${socketErrorText(e, endpointLabel(ep), ep)}`, true, { cause: e });
+  const why = e === null ? 'closed the connection' : socketErrorText(e, endpointLabel(ep), ep);
+  return new ReplicationSourceError(`${context}: ${why}`, true, e === null ? undefined : { cause: e });
 }

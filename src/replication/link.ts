@@ -90,6 +90,8 @@ export class ReplicationLink extends EventEmitter<LinkEvents> {
   private started = false;
   private stage: LinkPhase = 'idle';
   private received = 0;
+  /** Any byte from the source yet (an end before that, over TLS, is most likely a refused handshake). */
+  private gotData = false;
   private lastReadAt = 0;
   private acked = -1;
   private ackTimer: NodeJS.Timeout | null = null;
@@ -196,7 +198,7 @@ export class ReplicationLink extends EventEmitter<LinkEvents> {
         socket.setNoDelay(true);
         socket.setKeepAlive(true, 10_000);
         socket.on('data', (chunk: Buffer) => this.onData(chunk));
-        socket.on('error', (e: NodeJS.ErrnoException) => this.onFailure(sourceSocketError(e, `replication link to ${this.label} failed`, ep)));
+        socket.on('error', (e: NodeJS.ErrnoException) => this.onFailure(sourceSocketError(e, `replication link to ${this.label} failed`, ep, !this.gotData)));
         socket.on('close', () => this.onClose());
         this.startWatchdog();
         resolve();
@@ -293,6 +295,7 @@ export class ReplicationLink extends EventEmitter<LinkEvents> {
 
   private onData(chunk: Buffer): void {
     this.lastReadAt = Date.now();
+    this.gotData = true;
     if (this.pumping) this.toSpool(chunk);
     else this.lines.push(chunk);
   }
@@ -365,6 +368,9 @@ export class ReplicationLink extends EventEmitter<LinkEvents> {
   }
 
   private onClose(): void {
+    if (!this.closing && !this.failed && !this.gotData && this.opts.endpoint.tls !== undefined) {
+      this.onFailure(sourceSocketError(null, `source ${this.label} closed the connection`, this.opts.endpoint, true));
+    }
     if (!this.closing && !this.failed) {
       this.onFailure(new ReplicationSourceError(`source ${this.label} closed the replication link (phase ${this.stage}, ${this.received} bytes received)`, true));
     }

@@ -92,9 +92,13 @@ export async function readServerInfo(endpoint: SourceEndpoint, timeoutMs = INFO_
   // Written at once: a TLS socket holds the commands until the handshake is done.
   const socket = connectSocket(endpoint, () => {});
   const timer = setTimeout(() => lines.fail(new ReplicationSourceError(`${label}: no answer within ${timeoutMs} ms${handshakeTimeoutHint(socket, endpoint)}`, true)), timeoutMs);
-  socket.on('data', (d: Buffer) => lines.push(d));
-  socket.on('error', (e: NodeJS.ErrnoException) => lines.fail(sourceSocketError(e, label, endpoint)));
-  socket.on('close', () => lines.fail(new ReplicationSourceError(`${label}: closed the connection`, true)));
+  let gotData = false;
+  socket.on('data', (d: Buffer) => {
+    gotData = true;
+    lines.push(d);
+  });
+  socket.on('error', (e: NodeJS.ErrnoException) => lines.fail(sourceSocketError(e, label, endpoint, !gotData)));
+  socket.on('close', () => lines.fail(sourceSocketError(null, label, endpoint, !gotData)));
   try {
     const { username, password } = endpoint;
     const commands: Arg[][] = password === undefined ? [] : [username !== undefined ? ['AUTH', username, password] : ['AUTH', password]];

@@ -85,6 +85,8 @@ export class TargetWriter extends EventEmitter<TargetWriterEvents> {
   private readonly hooks: WriterHooks;
   private readonly clientName: string | undefined;
   private state: State = 'connecting';
+  /** Any reply yet (an end before that, over TLS, is most likely a refused client certificate). */
+  private gotData = false;
   private failure: TargetError | undefined;
   private inflight = 0;
   private seq = 0;
@@ -284,6 +286,7 @@ export class TargetWriter extends EventEmitter<TargetWriterEvents> {
   // ---- replies ------------------------------------------------------------------------------
 
   private onData(chunk: Buffer): void {
+    this.gotData = true;
     try {
       this.replies.execute(chunk);
     } catch (e) {
@@ -469,9 +472,10 @@ export class TargetWriter extends EventEmitter<TargetWriterEvents> {
   }
 
   /** A TLS failure explained on its own line; other socket errors as `context: ECODE`. */
-  private socketError(e: Error, context: string, suffix = ''): TargetError {
-    const tls = describeTlsError(e, `target ${this.address}`, this.endpoint);
-    return new TargetError(tls ?? `${context}: ${socketErrorText(e, this.address, this.endpoint)}${suffix}`, { cause: e });
+  private socketError(e: Error | null, context: string, suffix = ''): TargetError {
+    const tls = describeTlsError(e, `target ${this.address}`, this.endpoint, !this.gotData);
+    if (tls !== null || e === null) return new TargetError(tls ?? `${context}${suffix}`, e === null ? undefined : { cause: e });
+    return new TargetError(`${context}: ${socketErrorText(e, this.address, this.endpoint)}${suffix}`, { cause: e });
   }
 
   private pendingSummary(): string {
@@ -482,7 +486,7 @@ export class TargetWriter extends EventEmitter<TargetWriterEvents> {
 
   private onClose(): void {
     if (this.state === 'open' || this.state === 'connecting') {
-      this.fail(new TargetError(`target ${this.address}: connection closed by the target${this.pendingSummary()}`));
+      this.fail(this.socketError(null, `target ${this.address}: connection closed by the target`, this.pendingSummary()));
     } else if (this.state === 'closing') {
       this.destroy();
     }

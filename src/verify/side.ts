@@ -8,7 +8,7 @@
 import { Redis } from 'ioredis';
 import { SourceError, TargetError, type ReplicantError } from '../errors.js';
 import { tlsConnectOptions } from '../net/tls.js';
-import { describeTlsError } from '../net/tls-errors.js';
+import { describeTlsError, plainResetHint } from '../net/tls-errors.js';
 import type { Logger } from '../observe/logger.js';
 import { endpointLabel, type SourceEndpoint } from '../replication/url.js';
 
@@ -78,7 +78,7 @@ export class VerifySide {
       this.clients.delete(db);
       c.disconnect();
       // "Connection is closed." hides the reason (ECONNREFUSED, WRONGPASS...) given by the error event.
-      throw this.fail(lastError ?? e, `connect (db ${db})`);
+      throw this.fail(lastError ?? e, `connect (db ${db})`, true);
     }
     return c;
   }
@@ -132,9 +132,11 @@ export class VerifySide {
     return Promise.race([p, timeout]).finally(() => clearTimeout(timer));
   }
 
-  fail(e: unknown, what: string): ReplicantError {
+  /** `beforeReady`: the connection never answered (see describeTlsError). */
+  fail(e: unknown, what: string, beforeReady = false): ReplicantError {
     if (e instanceof SourceError || e instanceof TargetError) return e;
-    const msg = describeTlsError(e, `${this.kind} ${this.label}`, this.endpoint) ?? `${this.kind} ${this.label}: ${what} failed: ${(e as Error)?.message ?? String(e)}`;
+    const early = beforeReady && (e as Error)?.message === 'Connection is closed.' ? null : e;
+    const msg = describeTlsError(early, `${this.kind} ${this.label}`, this.endpoint, beforeReady) ?? `${this.kind} ${this.label}: ${what} failed: ${(e as Error)?.message ?? String(e)}${plainResetHint(e, this.endpoint)}`;
     return this.kind === 'source' ? new SourceError(msg, { cause: e }) : new TargetError(msg, { cause: e });
   }
 
