@@ -6,11 +6,12 @@
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { ensureBuilt, runCli, startCli } from '../helpers/cli.js';
 import { startRedis, waitFor, type RedisServer } from '../helpers/redis.js';
+import { sentinelMaster, startSentinel, type SentinelProcess } from '../helpers/sentinel.js';
 import { digestWithoutReserved } from '../helpers/sync.js';
 import { makeTlsFiles, type TlsFiles } from '../helpers/tls.js';
 
 let files: TlsFiles;
-const servers: RedisServer[] = [];
+const servers: Array<RedisServer | SentinelProcess> = [];
 
 beforeAll(async () => {
   files = makeTlsFiles();
@@ -153,6 +154,26 @@ describe('sync and verify over TLS', () => {
     expect(v.code, v.stderr).toBe(4);
     expect(v.stderr).toMatch(/TLS: certificate of source 127\.0\.0\.1:\d+ not trusted/);
     expect(v.stderr).not.toMatch(/the source's certificate and name are NOT verified/);
+  });
+
+  it('sentinels:// reaches the sentinel and the master it names over TLS', async () => {
+    const master = await tlsServer();
+    const target = await tlsServer();
+    await seed(master, 100);
+    const sentinel = await startSentinel({ masterName: 'tlsmaster', masterPort: master.port, tls: files });
+    servers.push(sentinel);
+    expect((await sentinelMaster(sentinel.client(), 'tlsmaster')).port).toBe(master.port);
+    const ends = ['--source', `sentinels://127.0.0.1:${sentinel.port}/tlsmaster`, '--target', target.url, '--tls-ca', files.ca];
+    const r = await runCli(['sync', ...ends, ...quick, '--exit-after-full-sync'], { timeoutMs: 30_000 });
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stderr).toMatch(/sentinel named the source master/);
+    expect(await digestWithoutReserved(target.client())).toBe(await digestWithoutReserved(master.client()));
+    const v = await runCli(['verify', ...ends, '--no-progress'], { timeoutMs: 30_000 });
+    expect(v.code, v.stderr).toBe(0);
+    // The plain form does not speak TLS to the sentinel, and TLS options make no sense for it.
+    const plain = await runCli(['verify', '--source', `sentinel://127.0.0.1:${sentinel.port}/tlsmaster`, '--target', target.url, '--target-tls-ca', files.ca, '--source-tls-ca', files.ca, '--no-progress'], { timeoutMs: 30_000 });
+    expect(plain.code, plain.stderr).toBe(2);
+    expect(lastLine(plain.stderr)).toMatch(/--source-tls-ca: the source URL is plain TCP; write rediss:\/\/ \(or sentinels:\/\/\)/);
   });
 
   it('rediss:// to a plain port and redis:// to a TLS port fail with a hint', async () => {
