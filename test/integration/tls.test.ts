@@ -5,13 +5,14 @@
  */
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { ensureBuilt, runCli, startCli } from '../helpers/cli.js';
+import { startCluster, type RedisCluster } from '../helpers/cluster.js';
 import { startRedis, waitFor, type RedisServer } from '../helpers/redis.js';
 import { sentinelMaster, startSentinel, type SentinelProcess } from '../helpers/sentinel.js';
 import { digestWithoutReserved } from '../helpers/sync.js';
 import { makeTlsFiles, type TlsFiles } from '../helpers/tls.js';
 
 let files: TlsFiles;
-const servers: Array<RedisServer | SentinelProcess> = [];
+const servers: Array<RedisServer | SentinelProcess | RedisCluster> = [];
 
 beforeAll(async () => {
   files = makeTlsFiles();
@@ -154,6 +155,29 @@ describe('sync and verify over TLS', () => {
     expect(v.code, v.stderr).toBe(4);
     expect(v.stderr).toMatch(/TLS: certificate of source 127\.0\.0\.1:\d+ not trusted/);
     expect(v.stderr).not.toMatch(/the source's certificate and name are NOT verified/);
+  });
+
+  it('writes into a TLS cluster target: every node connection is verified', async () => {
+    const source = await tlsServer();
+    await seed(source, 200);
+    const cluster = await startCluster(3, undefined, files);
+    servers.push(cluster);
+    const dir = files.dir;
+    const r = startCli(['sync', '--source', source.url, '--target', `rediss://127.0.0.1:${cluster.seed.port}`, '--tls-ca', files.ca, '--checkpoint', `file:${dir}/cluster.cp`, ...quick]);
+    await waitFor(() => /phase: streaming/.test(r.stderr()), 'streaming', 20_000);
+    const src = source.client();
+    for (let i = 0; i < 20; i++) await src.incr(`live:${i}`);
+    await src.set('marker', 'last');
+    const c = cluster.client();
+    await waitFor(async () => (await c.get('marker')) === 'last', 'the live writes to reach the cluster', 15_000);
+    r.kill('SIGTERM');
+    expect(await r.code, r.stderr()).toBe(0);
+    // Every source key, with the same DUMP payload, spread over the three masters.
+    const keys = (await src.keys('*')).sort();
+    expect(keys.length).toBe(200 + 4 + 21);
+    for (const k of keys) expect((await c.dumpBuffer(k))?.equals((await src.dumpBuffer(k))!), k).toBe(true);
+    const perNode = await Promise.all(cluster.nodes.map((n) => n.client().dbsize()));
+    expect(perNode.every((n) => n > 0)).toBe(true);
   });
 
   it('sentinels:// reaches the sentinel and the master it names over TLS', async () => {
