@@ -62,30 +62,28 @@ interface SideFiles {
   insecure: boolean;
 }
 
-function sideFiles(o: TlsCliOptions, side: Side): SideFiles {
-  const pick = (own: string | undefined, shared: string | undefined, what: 'ca' | 'cert' | 'key') => {
-    if (own !== undefined) return { path: own, option: `--${side}-tls-${what}` };
-    if (shared !== undefined) return { path: shared, option: `--tls-${what}` };
-    return undefined;
-  };
-  const p = side === 'source'
+/** The `--<side>-tls-*` values. */
+function ownOptions(o: TlsCliOptions, side: Side): { ca?: string; cert?: string; key?: string; insecure?: boolean } {
+  return side === 'source'
     ? { ca: o.sourceTlsCa, cert: o.sourceTlsCert, key: o.sourceTlsKey, insecure: o.sourceTlsInsecure }
     : { ca: o.targetTlsCa, cert: o.targetTlsCert, key: o.targetTlsKey, insecure: o.targetTlsInsecure };
-  const out: SideFiles = { insecure: p.insecure === true || o.tlsInsecure === true };
-  const ca = pick(p.ca, o.tlsCa, 'ca');
-  const cert = pick(p.cert, o.tlsCert, 'cert');
-  const key = pick(p.key, o.tlsKey, 'key');
-  if (ca) out.ca = ca;
-  if (cert) out.cert = cert;
-  if (key) out.key = key;
+}
+
+/** A side's files: its own option, else the shared one (named in messages as given). */
+function sideFiles(o: TlsCliOptions, side: Side): SideFiles {
+  const own = ownOptions(o, side);
+  const shared = { ca: o.tlsCa, cert: o.tlsCert, key: o.tlsKey };
+  const out: SideFiles = { insecure: own.insecure === true || o.tlsInsecure === true };
+  for (const what of ['ca', 'cert', 'key'] as const) {
+    const path = own[what] ?? shared[what];
+    if (path !== undefined) out[what] = { path, option: own[what] !== undefined ? `--${side}-tls-${what}` : `--tls-${what}` };
+  }
   return out;
 }
 
-function hasOwnOptions(o: TlsCliOptions, side: Side): string | undefined {
-  const own = side === 'source'
-    ? { ca: o.sourceTlsCa, cert: o.sourceTlsCert, key: o.sourceTlsKey, insecure: o.sourceTlsInsecure }
-    : { ca: o.targetTlsCa, cert: o.targetTlsCert, key: o.targetTlsKey, insecure: o.targetTlsInsecure };
-  const given = Object.entries(own).find(([, v]) => v !== undefined && v !== false);
+/** The first `--<side>-tls-*` option given, for messages. */
+function firstOwnOption(o: TlsCliOptions, side: Side): string | undefined {
+  const given = Object.entries(ownOptions(o, side)).find(([, v]) => v !== undefined && v !== false);
   return given === undefined ? undefined : `--${side}-tls-${given[0]}`;
 }
 
@@ -147,7 +145,7 @@ export function resolveTls(o: TlsCliOptions & { source: string; target: string }
     throw new UsageError(`${shared}: neither --source nor --target uses TLS; write rediss:// (or sentinels:// for a sentinel source)`);
   }
   for (const side of ['source', 'target'] as const) {
-    const own = hasOwnOptions(o, side);
+    const own = firstOwnOption(o, side);
     if (!secure[side]) {
       if (own !== undefined) throw new UsageError(`${own}: the ${side} URL is plain TCP; write ${side === 'source' ? 'rediss:// (or sentinels://)' : 'rediss://'} to use TLS`);
       continue;

@@ -44,23 +44,11 @@ export function isTlsError(e: unknown): boolean {
   return code in UNTRUSTED || CERT_CHECKS.has(code) || code === 'ERR_TLS_CERT_ALTNAME_INVALID' || code.startsWith('ERR_SSL_');
 }
 
-/** Errors that only say the peer went away. */
-const DROPPED = new Set(['ECONNRESET', 'EPIPE']);
-
 /**
  * The message for a TLS failure (null when `e` is not one). `who` names the server, e.g.
  * "source 127.0.0.1:6380"; `ep` says what was asked (host checked, CA given, client cert given).
- *
- * `beforeFirstReply`: the connection ended (`e` a reset, or null for a plain close) before the
- * server answered anything. Over TLS 1.3 the server checks the client certificate only after
- * the client's side of the handshake is done, and its refusal (an alert, then a close) can
- * reach the client as a bare reset: that is what such an early end almost always means.
  */
-export function describeTlsError(e: unknown, who: string, ep: NetEndpoint, beforeFirstReply = false): string | null {
-  if (ep.tls !== undefined && beforeFirstReply && (e === null || DROPPED.has((e as NodeJS.ErrnoException).code ?? ''))) {
-    const guess = ep.tls.cert === undefined ? 'it probably requires a client certificate (give --tls-cert and --tls-key)' : 'it probably refused the client certificate';
-    return `TLS: ${who} closed the connection after the handshake, before any reply: ${guess}`;
-  }
+export function describeTlsError(e: unknown, who: string, ep: NetEndpoint): string | null {
   if (!isTlsError(e)) return null;
   const err = e as TlsErrno;
   const code = err.code!;
@@ -85,9 +73,25 @@ export function describeTlsError(e: unknown, who: string, ep: NetEndpoint, befor
   return `TLS: handshake with ${who} failed (${reason(err)})`;
 }
 
+/** Errors that only say the peer went away. */
+const DROPPED = new Set(['ECONNRESET', 'EPIPE']);
+
+/**
+ * For a TLS connection that ended (`e` a reset, or null for a plain close) before the server
+ * answered anything: over TLS 1.3 the server checks the client certificate only after the
+ * client's side of the handshake is done, and its refusal (an alert, then a close) can reach
+ * the client as a bare reset. That is what such an early end almost always means, but it is a
+ * guess (a server going down does the same): callers decide whether to retry. Null otherwise.
+ */
+export function describeEarlyTlsClose(e: unknown, who: string, ep: NetEndpoint): string | null {
+  if (ep.tls === undefined || (e !== null && !DROPPED.has((e as NodeJS.ErrnoException)?.code ?? ''))) return null;
+  const guess = ep.tls.cert === undefined ? 'it probably requires a client certificate (give --tls-cert and --tls-key)' : 'it probably refused the client certificate';
+  return `TLS: ${who} closed the connection after the handshake, before any reply: ${guess}`;
+}
+
 /** The text for a socket error: the TLS explanation, else the errno code (ECONNREFUSED...) or message. */
-export function socketErrorText(e: unknown, who: string, ep: NetEndpoint, beforeFirstReply = false): string {
-  const tls = describeTlsError(e, who, ep, beforeFirstReply);
+export function socketErrorText(e: unknown, who: string, ep: NetEndpoint): string {
+  const tls = describeTlsError(e, who, ep);
   if (tls !== null) return tls;
   const err = e as NodeJS.ErrnoException;
   return `${err?.code ?? err?.message ?? String(e)}${plainResetHint(e, ep)}`;

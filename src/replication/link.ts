@@ -198,7 +198,9 @@ export class ReplicationLink extends EventEmitter<LinkEvents> {
         socket.setNoDelay(true);
         socket.setKeepAlive(true, 10_000);
         socket.on('data', (chunk: Buffer) => this.onData(chunk));
-        socket.on('error', (e: NodeJS.ErrnoException) => this.onFailure(sourceSocketError(e, `replication link to ${this.label} failed`, ep, !this.gotData)));
+        // An early close is retried here: it may be a server going down (INFO at start-up, on its
+        // own connection, already stopped a refused client certificate).
+        socket.on('error', (e: NodeJS.ErrnoException) => this.onFailure(sourceSocketError(e, `replication link to ${this.label} failed`, ep, this.gotData ? undefined : 'retryable')));
         socket.on('close', () => this.onClose());
         this.startWatchdog();
         resolve();
@@ -369,7 +371,7 @@ export class ReplicationLink extends EventEmitter<LinkEvents> {
 
   private onClose(): void {
     if (!this.closing && !this.failed && !this.gotData && this.opts.endpoint.tls !== undefined) {
-      this.onFailure(sourceSocketError(null, `source ${this.label} closed the connection`, this.opts.endpoint, true));
+      this.onFailure(sourceSocketError(null, `source ${this.label} closed the connection`, this.opts.endpoint, 'retryable'));
     }
     if (!this.closing && !this.failed) {
       this.onFailure(new ReplicationSourceError(`source ${this.label} closed the replication link (phase ${this.stage}, ${this.received} bytes received)`, true));

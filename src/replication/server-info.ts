@@ -97,8 +97,9 @@ export async function readServerInfo(endpoint: SourceEndpoint, timeoutMs = INFO_
     gotData = true;
     lines.push(d);
   });
-  socket.on('error', (e: NodeJS.ErrnoException) => lines.fail(sourceSocketError(e, label, endpoint, !gotData)));
-  socket.on('close', () => lines.fail(sourceSocketError(null, label, endpoint, !gotData)));
+  // Start-up only: a TLS connection closed before any reply fails at once, as a refused certificate.
+  socket.on('error', (e: NodeJS.ErrnoException) => lines.fail(sourceSocketError(e, label, endpoint, gotData ? undefined : 'fatal')));
+  socket.on('close', () => lines.fail(sourceSocketError(null, label, endpoint, gotData ? undefined : 'fatal')));
   try {
     const { username, password } = endpoint;
     const commands: Arg[][] = password === undefined ? [] : [username !== undefined ? ['AUTH', username, password] : ['AUTH', password]];

@@ -19,7 +19,7 @@ import { printableKey } from '../errors.js';
 import { encodeCommand, type Arg } from '../resp/encode.js';
 import { silentLogger, type Logger } from '../observe/logger.js';
 import { connectSocket } from '../net/tls.js';
-import { describeTlsError, handshakeTimeoutHint, socketErrorText } from '../net/tls-errors.js';
+import { describeEarlyTlsClose, describeTlsError, handshakeTimeoutHint, socketErrorText } from '../net/tls-errors.js';
 import { commandName, firstKeyIndex } from './command-keys.js';
 import { TargetCommandError, TargetError, TargetExecAbortError } from './errors.js';
 import { probeTarget } from './probe.js';
@@ -473,7 +473,8 @@ export class TargetWriter extends EventEmitter<TargetWriterEvents> {
 
   /** A TLS failure explained on its own line; other socket errors as `context: ECODE`. */
   private socketError(e: Error | null, context: string, suffix = ''): TargetError {
-    const tls = describeTlsError(e, `target ${this.address}`, this.endpoint, !this.gotData);
+    const who = `target ${this.address}`;
+    const tls = describeTlsError(e, who, this.endpoint) ?? (this.gotData ? null : describeEarlyTlsClose(e, who, this.endpoint));
     if (tls !== null || e === null) return new TargetError(tls ?? `${context}${suffix}`, e === null ? undefined : { cause: e });
     return new TargetError(`${context}: ${socketErrorText(e, this.address, this.endpoint)}${suffix}`, { cause: e });
   }

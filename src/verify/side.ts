@@ -8,7 +8,7 @@
 import { Redis } from 'ioredis';
 import { SourceError, TargetError, type ReplicantError } from '../errors.js';
 import { tlsConnectOptions } from '../net/tls.js';
-import { describeTlsError, plainResetHint } from '../net/tls-errors.js';
+import { describeEarlyTlsClose, describeTlsError, plainResetHint } from '../net/tls-errors.js';
 import type { Logger } from '../observe/logger.js';
 import { endpointLabel, type SourceEndpoint } from '../replication/url.js';
 
@@ -135,8 +135,10 @@ export class VerifySide {
   /** `beforeReady`: the connection never answered (see describeTlsError). */
   fail(e: unknown, what: string, beforeReady = false): ReplicantError {
     if (e instanceof SourceError || e instanceof TargetError) return e;
-    const early = beforeReady && (e as Error)?.message === 'Connection is closed.' ? null : e;
-    const msg = describeTlsError(early, `${this.kind} ${this.label}`, this.endpoint, beforeReady) ?? `${this.kind} ${this.label}: ${what} failed: ${(e as Error)?.message ?? String(e)}${plainResetHint(e, this.endpoint)}`;
+    const who = `${this.kind} ${this.label}`;
+    // ioredis reports a close without an error event as "Connection is closed.".
+    const early = beforeReady ? describeEarlyTlsClose((e as Error)?.message === 'Connection is closed.' ? null : e, who, this.endpoint) : null;
+    const msg = describeTlsError(e, who, this.endpoint) ?? early ?? `${this.kind} ${this.label}: ${what} failed: ${(e as Error)?.message ?? String(e)}${plainResetHint(e, this.endpoint)}`;
     return this.kind === 'source' ? new SourceError(msg, { cause: e }) : new TargetError(msg, { cause: e });
   }
 

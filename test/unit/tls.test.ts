@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { UsageError } from '../../src/errors.js';
 import { tlsConnectOptions } from '../../src/net/tls.js';
-import { describeTlsError, isTlsError, socketErrorText } from '../../src/net/tls-errors.js';
+import { describeEarlyTlsClose, describeTlsError, isTlsError, socketErrorText } from '../../src/net/tls-errors.js';
 import { parseSourceUrl } from '../../src/replication/source.js';
 import { parseRedisUrl } from '../../src/replication/url.js';
 
@@ -46,9 +46,11 @@ describe('TLS error messages', () => {
   });
 
   it('reads an early reset over TLS as a refused handshake, and leaves plain errors alone', () => {
-    expect(describeTlsError(err('ECONNRESET'), 'source x', ep, true)).toMatch(/closed the connection after the handshake.*requires a client certificate/);
-    expect(describeTlsError(null, 'source x', ep, true)).toMatch(/requires a client certificate/);
-    expect(describeTlsError(err('ECONNRESET'), 'source x', ep, false)).toBeNull();
+    expect(describeEarlyTlsClose(err('ECONNRESET'), 'source x', ep)).toMatch(/closed the connection after the handshake.*requires a client certificate/);
+    expect(describeEarlyTlsClose(null, 'source x', { ...ep, tls: { cert: Buffer.from('c') } })).toMatch(/probably refused the client certificate$/);
+    expect(describeEarlyTlsClose(err('ECONNRESET'), 'source x', { host: 'h', port: 1 })).toBeNull();
+    expect(describeEarlyTlsClose(err('ETIMEDOUT'), 'source x', ep)).toBeNull();
+    expect(describeTlsError(err('ECONNRESET'), 'source x', ep)).toBeNull();
     expect(isTlsError(err('ECONNREFUSED'))).toBe(false);
     expect(socketErrorText(err('ECONNREFUSED'), 'x', ep)).toBe('ECONNREFUSED');
     expect(socketErrorText(err('ECONNRESET'), 'x', { host: 'h', port: 1 })).toBe('ECONNRESET (if the port takes TLS only, use rediss://)');
