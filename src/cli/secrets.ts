@@ -11,6 +11,7 @@
 import { statSync, readFileSync } from 'node:fs';
 import type { Command } from 'commander';
 import { UsageError } from '../errors.js';
+import { isSentinelUrl } from '../replication/source.js';
 
 export const PASSWORD_ENV = {
   source: 'REPLICANT_SOURCE_PASSWORD',
@@ -95,9 +96,9 @@ export function withoutPassword(url: string): { url: string; password: string | 
   return { url: `${u.scheme}${u.user ? `${u.user}@` : ''}${u.rest}`, password: decodeURIComponent(u.password) };
 }
 
-/** A `sentinel://` URL with `sentinelPassword` from the file or the environment, when the URL has none. */
+/** A `sentinel[s]://` URL with `sentinelPassword` from the file or the environment, when the URL has none. */
 export function withSentinelPassword(url: string, file: string | undefined, env: NodeJS.ProcessEnv = process.env): string {
-  const isSentinel = url.startsWith('sentinel://');
+  const isSentinel = isSentinelUrl(url);
   if (!isSentinel) {
     if (file !== undefined) throw new UsageError('--sentinel-password-file needs a sentinel:// source');
     return url;

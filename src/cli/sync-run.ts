@@ -8,10 +8,12 @@ import { startMetricsServer, type MetricsServer } from '../observe/metrics.js';
 import { ProgressReporter, formatBytes, formatCount, formatDuration } from '../observe/progress.js';
 import { SyncSession, type SyncStatus } from '../sync/session.js';
 import { UsageError } from '../errors.js';
+import { isSentinelUrl } from '../replication/source.js';
 import { parseRedisUrl } from '../replication/url.js';
 import { resolvePasswords, type PasswordFileOptions } from './secrets.js';
+import { resolveTls, type TlsCliOptions } from './tls.js';
 
-export interface SyncCliOptions extends PasswordFileOptions {
+export interface SyncCliOptions extends PasswordFileOptions, TlsCliOptions {
   source: string;
   target: string;
   writeMode: 'auto' | 'restore' | 'commands';
@@ -44,9 +46,11 @@ export async function runSyncCommand(o: SyncCliOptions): Promise<void> {
   const { source, target } = resolvePasswords(o);
   rejectDbInUrl(source, 'source');
   rejectDbInUrl(target, 'target');
+  const tls = resolveTls({ ...o, source, target }, logger);
   const session = new SyncSession({
     source,
     target,
+    tls,
     writeMode: o.writeMode,
     bigKeyBytes: o.bigKeyBytes,
     existing: o.existing,
@@ -104,7 +108,7 @@ export async function runSyncCommand(o: SyncCliOptions): Promise<void> {
  * could only be ignored: refuse it rather than surprise (verify, which compares one db, honours it).
  */
 function rejectDbInUrl(url: string, side: 'source' | 'target'): void {
-  if (url.startsWith('sentinel://')) return;
+  if (isSentinelUrl(url)) return;
   const db = parseRedisUrl(url).db;
   if (db !== undefined && db !== 0) {
     throw new UsageError(`--${side} names db ${db}: sync copies each source db to the same db number of the target; remove /${db} from the URL (replicant verify --db ${db} checks one db)`);

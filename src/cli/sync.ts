@@ -7,14 +7,16 @@ import { Command, Option } from 'commander';
 import type { SyncCliOptions } from './sync-run.js';
 import { LOG_LEVELS, parsePort, parsePositiveDuration, parseSize } from './options.js';
 import { addPasswordOptions } from './secrets.js';
+import { addTlsOptions } from './tls.js';
 
 export function registerSyncCommand(program: Command): void {
   const cmd = program
     .command('sync')
     .showHelpAfterError(false) // errors stay one line; --help has the rest
     .description('connect to the source as a replica, copy its snapshot to the target, then apply every write it makes until stopped')
-    .requiredOption('-s, --source <url>', 'source: redis://[user[:pass]@]host:port or sentinel://[user[:pass]@]host:port[,host:port]/master')
-    .requiredOption('-t, --target <url>', 'target: redis://[user[:pass]@]host:port (each source db goes to the same db number: no /db)');
+    .requiredOption('-s, --source <url>', 'source: redis[s]://[user[:pass]@]host:port or sentinel[s]://[user[:pass]@]host:port[,host:port]/master (rediss, sentinels: TLS)')
+    .requiredOption('-t, --target <url>', 'target: redis[s]://[user[:pass]@]host:port (each source db goes to the same db number: no /db)');
+  addTlsOptions(cmd);
   addPasswordOptions(cmd)
     .addOption(new Option('--write-mode <mode>', 'how the snapshot is written: auto (SET for strings, RESTORE for the rest when the target allows), restore, commands').choices(['auto', 'restore', 'commands']).default('auto'))
     .option('--big-key-bytes <size>', 'keys above this size go as chunked commands, never RESTORE', parseSize, 16 * 1024 * 1024)

@@ -11,8 +11,9 @@ import { formatReport, reportToJson, type VerifyReport } from '../verify/report.
 import { parseSample } from '../verify/sample.js';
 import { LOG_LEVELS, parseDuration, parseNonNegativeInt, parsePositiveDuration, parsePositiveInt } from './options.js';
 import { addPasswordOptions, resolvePasswords, type PasswordFileOptions } from './secrets.js';
+import { addTlsOptions, resolveTls, type TlsCliOptions } from './tls.js';
 
-interface VerifyCliOptions extends PasswordFileOptions {
+interface VerifyCliOptions extends PasswordFileOptions, TlsCliOptions {
   source: string;
   target: string;
   db?: number[];
@@ -45,8 +46,9 @@ export function registerVerifyCommand(program: Command): void {
     .command('verify')
     .showHelpAfterError(false) // errors stay one line; --help has the rest
     .description('compare the target with the source key by key (or by DEBUG DIGEST when possible); exit 0 when equal, 8 when different')
-    .requiredOption('-s, --source <url>', 'source: redis://[user:pass@]host:port or sentinel://host:port/master')
-    .requiredOption('-t, --target <url>', 'target: redis://[user:pass@]host:port[/db]');
+    .requiredOption('-s, --source <url>', 'source: redis[s]://[user:pass@]host:port or sentinel[s]://host:port/master (rediss, sentinels: TLS)')
+    .requiredOption('-t, --target <url>', 'target: redis[s]://[user:pass@]host:port[/db]');
+  addTlsOptions(cmd);
   addPasswordOptions(cmd)
     .option('--db <n...>', 'only these databases (default: every db holding keys on either side)', parseDbs)
     .option('--key <glob>', 'only keys matching this Redis glob (SCAN MATCH)')
@@ -68,6 +70,7 @@ export function registerVerifyCommand(program: Command): void {
       const verifier = new Verifier({
         source,
         target,
+        tls: resolveTls({ ...o, source, target }, logger),
         dbs: o.db,
         keyPattern: o.key,
         sample: o.sample !== undefined ? parseSample(o.sample) : null,

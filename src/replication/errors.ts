@@ -5,6 +5,9 @@
  * permissions, a refused PSYNC).
  */
 import { SourceError } from '../errors.js';
+import { describeEarlyTlsClose, describeTlsError, socketErrorText } from '../net/tls-errors.js';
+import type { NetEndpoint } from '../net/tls.js';
+import { endpointLabel } from './url.js';
 
 export class ReplicationSourceError extends SourceError {
   readonly retryable: boolean;
@@ -17,4 +20,22 @@ export class ReplicationSourceError extends SourceError {
 /** True for errors after which reconnecting later may succeed. */
 export function isRetryable(e: unknown): boolean {
   return e instanceof ReplicationSourceError && e.retryable;
+}
+
+/**
+ * A socket error (or, `e` null, a close) on a connection to the source. TLS failures (untrusted
+ * certificate, refused client certificate...) are explained on their own and are not retryable:
+ * the same handshake fails the same way. `earlyClose` (the connection ended before any reply):
+ * over TLS this is read as a refused client certificate (see describeEarlyTlsClose), retryable
+ * or not as the caller says. Anything else is `context: ECODE`, retryable.
+ */
+export function sourceSocketError(e: unknown, context: string, ep: NetEndpoint, earlyClose?: 'fatal' | 'retryable'): ReplicationSourceError {
+  const who = `source ${endpointLabel(ep)}`;
+  const cause = e === null ? undefined : { cause: e };
+  const tls = describeTlsError(e, who, ep);
+  if (tls !== null) return new ReplicationSourceError(tls, false, cause);
+  const guess = earlyClose === undefined ? null : describeEarlyTlsClose(e, who, ep);
+  if (guess !== null) return new ReplicationSourceError(guess, earlyClose === 'retryable', cause);
+  const why = e === null ? 'closed the connection' : socketErrorText(e, endpointLabel(ep), ep);
+  return new ReplicationSourceError(`${context}: ${why}`, true, cause);
 }

@@ -7,13 +7,15 @@
  * the RDB's end by decoding it (see RdbTrailer) and parses the stream after it.
  */
 import { EventEmitter } from 'node:events';
-import { Socket } from 'node:net';
+import type { Socket } from 'node:net';
 import { LocalIoError, ProtocolError, ReplicantError, SourceError } from '../errors.js';
 import type { Logger } from '../observe/logger.js';
 import { silentLogger } from '../observe/logger.js';
 import { encodeCommand, encodeCommands, type Arg } from '../resp/encode.js';
 import type { Spool } from '../spool/spool.js';
-import { ReplicationSourceError } from './errors.js';
+import { connectSocket } from '../net/tls.js';
+import { handshakeTimeoutHint } from '../net/tls-errors.js';
+import { ReplicationSourceError, sourceSocketError } from './errors.js';
 import { LineReader, type HandshakeReply } from './line-reader.js';
 import { parseServerIdentity, type ServerIdentity } from './identity.js';
 import type { RdbFraming } from './rdb-trailer.js';
@@ -88,6 +90,8 @@ export class ReplicationLink extends EventEmitter<LinkEvents> {
   private started = false;
   private stage: LinkPhase = 'idle';
   private received = 0;
+  /** Any byte from the source yet (an end before that, over TLS, is most likely a refused handshake). */
+  private gotData = false;
   private lastReadAt = 0;
   private acked = -1;
   private ackTimer: NodeJS.Timeout | null = null;
@@ -181,34 +185,37 @@ export class ReplicationLink extends EventEmitter<LinkEvents> {
   // --- steps -------------------------------------------------------------------
 
   private connect(): Promise<void> {
-    const { host, port } = this.opts.endpoint;
+    const ep = this.opts.endpoint;
     const timeoutMs = this.opts.connectTimeoutMs ?? DEFAULTS.connectTimeoutMs;
     this.stage = 'connecting';
-    this.log.debug('connecting');
+    this.log.debug({ tls: ep.tls !== undefined }, 'connecting');
     return new Promise<void>((resolve, reject) => {
-      const socket = new Socket();
-      this.socket = socket;
-      const timer = setTimeout(() => {
-        socket.destroy();
-        reject(new ReplicationSourceError(`cannot connect to source ${this.label}: timed out after ${timeoutMs} ms`, true));
-      }, timeoutMs);
-      const onError = (e: NodeJS.ErrnoException) => {
-        clearTimeout(timer);
-        reject(new ReplicationSourceError(`cannot connect to source ${this.label}: ${e.code ?? e.message}`, true, { cause: e }));
-      };
-      socket.once('error', onError);
-      socket.connect({ host, port }, () => {
+      // Ready after the TCP connect, or for TLS once the handshake and certificate checks passed.
+      const socket = connectSocket(ep, () => {
         clearTimeout(timer);
         socket.off('error', onError);
         if (this.closing) return reject(new ReplicationSourceError(`replication link to ${this.label} closed`, true));
         socket.setNoDelay(true);
         socket.setKeepAlive(true, 10_000);
         socket.on('data', (chunk: Buffer) => this.onData(chunk));
-        socket.on('error', (e: NodeJS.ErrnoException) => this.onFailure(new ReplicationSourceError(`replication link to ${this.label} failed: ${e.code ?? e.message}`, true, { cause: e })));
+        // An early close is retried here: it may be a server going down (INFO at start-up, on its
+        // own connection, already stopped a refused client certificate).
+        socket.on('error', (e: NodeJS.ErrnoException) => this.onFailure(sourceSocketError(e, `replication link to ${this.label} failed`, ep, this.gotData ? undefined : 'retryable')));
         socket.on('close', () => this.onClose());
         this.startWatchdog();
         resolve();
       });
+      this.socket = socket;
+      const timer = setTimeout(() => {
+        const hint = handshakeTimeoutHint(socket, ep);
+        socket.destroy();
+        reject(new ReplicationSourceError(`cannot connect to source ${this.label}: timed out after ${timeoutMs} ms${hint}`, true));
+      }, timeoutMs);
+      const onError = (e: NodeJS.ErrnoException) => {
+        clearTimeout(timer);
+        reject(sourceSocketError(e, `cannot connect to source ${this.label}`, ep));
+      };
+      socket.once('error', onError);
     });
   }
 
@@ -290,6 +297,7 @@ export class ReplicationLink extends EventEmitter<LinkEvents> {
 
   private onData(chunk: Buffer): void {
     this.lastReadAt = Date.now();
+    this.gotData = true;
     if (this.pumping) this.toSpool(chunk);
     else this.lines.push(chunk);
   }
@@ -362,6 +370,9 @@ export class ReplicationLink extends EventEmitter<LinkEvents> {
   }
 
   private onClose(): void {
+    if (!this.closing && !this.failed && !this.gotData && this.opts.endpoint.tls !== undefined) {
+      this.onFailure(sourceSocketError(null, `source ${this.label} closed the connection`, this.opts.endpoint, 'retryable'));
+    }
     if (!this.closing && !this.failed) {
       this.onFailure(new ReplicationSourceError(`source ${this.label} closed the replication link (phase ${this.stage}, ${this.received} bytes received)`, true));
     }

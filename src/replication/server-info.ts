@@ -3,12 +3,13 @@
  * identity (run_id, replication ids), role, memory and keyspace. Used before the first PSYNC
  * to check the target against the source, and to bound the first connection to the source.
  */
-import { Socket } from 'node:net';
 import { ProtocolError, SourceError } from '../errors.js';
 import type { Logger } from '../observe/logger.js';
 import { encodeCommands, type Arg } from '../resp/encode.js';
 import { parseInfo } from '../target/probe.js';
-import { ReplicationSourceError, isRetryable } from './errors.js';
+import { connectSocket } from '../net/tls.js';
+import { handshakeTimeoutHint } from '../net/tls-errors.js';
+import { ReplicationSourceError, isRetryable, sourceSocketError } from './errors.js';
 import { LineReader } from './line-reader.js';
 import { checkAuthReply } from './replies.js';
 import { describeSource, resolveSource, type SourceSpec } from './source.js';
@@ -87,14 +88,19 @@ const INFO_TIMEOUT_MS = 5_000;
  */
 export async function readServerInfo(endpoint: SourceEndpoint, timeoutMs = INFO_TIMEOUT_MS): Promise<ServerInfo | null> {
   const label = endpointLabel(endpoint);
-  const socket = new Socket();
   const lines = new LineReader();
-  const timer = setTimeout(() => lines.fail(new ReplicationSourceError(`${label}: no answer within ${timeoutMs} ms`, true)), timeoutMs);
-  socket.on('data', (d: Buffer) => lines.push(d));
-  socket.on('error', (e: NodeJS.ErrnoException) => lines.fail(new ReplicationSourceError(`${label}: ${e.code ?? e.message}`, true, { cause: e })));
-  socket.on('close', () => lines.fail(new ReplicationSourceError(`${label}: closed the connection`, true)));
+  // Written at once: a TLS socket holds the commands until the handshake is done.
+  const socket = connectSocket(endpoint, () => {});
+  const timer = setTimeout(() => lines.fail(new ReplicationSourceError(`${label}: no answer within ${timeoutMs} ms${handshakeTimeoutHint(socket, endpoint)}`, true)), timeoutMs);
+  let gotData = false;
+  socket.on('data', (d: Buffer) => {
+    gotData = true;
+    lines.push(d);
+  });
+  // Start-up only: a TLS connection closed before any reply fails at once, as a refused certificate.
+  socket.on('error', (e: NodeJS.ErrnoException) => lines.fail(sourceSocketError(e, label, endpoint, gotData ? undefined : 'fatal')));
+  socket.on('close', () => lines.fail(sourceSocketError(null, label, endpoint, gotData ? undefined : 'fatal')));
   try {
-    socket.connect({ host: endpoint.host, port: endpoint.port });
     const { username, password } = endpoint;
     const commands: Arg[][] = password === undefined ? [] : [username !== undefined ? ['AUTH', username, password] : ['AUTH', password]];
     commands.push(['INFO']);

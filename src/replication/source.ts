@@ -7,10 +7,15 @@
  * reconnects to the promoted replica and resumes with PSYNC (PSYNC2 keeps the old replication
  * id as replid2, so the promoted node answers +CONTINUE). `watch()` reports `+switch-master`
  * so the link can move at once instead of waiting for the old master to drop it.
+ *
+ * `sentinels://` is the TLS form: the sentinels and the data nodes are all reached over TLS
+ * with the same settings (a deployment with TLS on one and not the other is not supported).
  */
 import type { Redis } from 'ioredis';
 import { SourceError, UsageError } from '../errors.js';
 import { redactUrl, type Logger } from '../observe/logger.js';
+import { tlsConnectOptions, type TlsSettings } from '../net/tls.js';
+import { describeTlsError } from '../net/tls-errors.js';
 import { ReplicationSourceError } from './errors.js';
 import { DEFAULT_REDIS_PORT, endpointLabel, parseRedisUrl, type SourceEndpoint } from './url.js';
 
@@ -20,15 +25,25 @@ export interface SentinelSpec {
   username?: string;
   password?: string;
   sentinelPassword?: string;
+  /** Present (`sentinels://`): TLS to the sentinels and to the master they name. */
+  tls?: TlsSettings;
 }
 
 export type SourceSpec = { kind: 'direct'; endpoint: SourceEndpoint } | { kind: 'sentinel'; sentinel: SentinelSpec };
 
-export function parseSourceUrl(url: string): SourceSpec {
-  if (!url.startsWith('sentinel://')) return { kind: 'direct', endpoint: parseRedisUrl(url) };
+/** `sentinel://` or its TLS form `sentinels://`. */
+export function isSentinelUrl(url: string): boolean {
+  return /^sentinels?:\/\//.test(url);
+}
+
+/** `tls`: the settings for a `rediss://` or `sentinels://` URL (refused for a plain one). */
+export function parseSourceUrl(url: string, tls?: TlsSettings): SourceSpec {
+  if (!isSentinelUrl(url)) return { kind: 'direct', endpoint: parseRedisUrl(url, tls) };
   const shown = redactUrl(url);
-  const m = /^sentinel:\/\/(?:([^:@/]*)(?::([^@/]*))?@)?([^/?]+)\/([^/?]+)(?:\?(.*))?$/.exec(url);
-  if (!m) throw new UsageError(`invalid sentinel URL ${JSON.stringify(shown)}: expected sentinel://[user:pass@]host:port[,host:port]/master-name`);
+  const secure = url.startsWith('sentinels://');
+  if (!secure && tls !== undefined) throw new UsageError(`TLS options given for ${shown}, which is plain TCP: use sentinels://`);
+  const m = /^sentinels?:\/\/(?:([^:@/]*)(?::([^@/]*))?@)?([^/?]+)\/([^/?]+)(?:\?(.*))?$/.exec(url);
+  if (!m) throw new UsageError(`invalid sentinel URL ${JSON.stringify(shown)}: expected sentinel[s]://[user:pass@]host:port[,host:port]/master-name`);
   const sentinels = m[3]!.split(',').map((hp) => {
     const [, host, port] = /^\[?([^\]]+?)\]?(?::(\d+))?$/.exec(hp) ?? [];
     const p = port === undefined ? 26379 : Number(port);
@@ -36,6 +51,7 @@ export function parseSourceUrl(url: string): SourceSpec {
     return { host, port: p };
   });
   const spec: SentinelSpec = { sentinels, masterName: decodeURIComponent(m[4]!) };
+  if (secure) spec.tls = tls ?? {};
   if (m[1]) spec.username = decodeURIComponent(m[1]);
   if (m[2]) spec.password = decodeURIComponent(m[2]);
   if (m[5]) {
@@ -65,6 +81,7 @@ async function sentinelClient(s: SentinelSpec, at: { host: string; port: number 
     maxRetriesPerRequest: 0,
     retryStrategy: () => null,
     enableOfflineQueue: false,
+    ...(s.tls === undefined ? {} : { tls: tlsConnectOptions(at.host, s.tls) }),
   });
   c.on('error', () => {});
   return c;
@@ -75,6 +92,7 @@ export async function resolveSource(spec: SourceSpec, logger: Logger): Promise<S
   if (spec.kind === 'direct') return spec.endpoint;
   const s = spec.sentinel;
   const failures: string[] = [];
+  let tlsFailures = 0;
   for (const at of s.sentinels) {
     const c = await sentinelClient(s, at);
     try {
@@ -84,15 +102,19 @@ export async function resolveSource(spec: SourceSpec, logger: Logger): Promise<S
       const endpoint: SourceEndpoint = { host: reply[0], port: Number(reply[1]) };
       if (s.username !== undefined) endpoint.username = s.username;
       if (s.password !== undefined) endpoint.password = s.password;
+      if (s.tls !== undefined) endpoint.tls = s.tls;
       logger.info({ sentinel: endpointLabel(at), master: s.masterName, address: endpointLabel(endpoint) }, 'sentinel named the source master');
       return endpoint;
     } catch (e) {
-      failures.push(`${endpointLabel(at)}: ${(e as Error).message}`);
+      const tls = describeTlsError(e, `sentinel ${endpointLabel(at)}`, { ...at, tls: s.tls });
+      if (tls !== null) tlsFailures++;
+      failures.push(tls ?? `${endpointLabel(at)}: ${(e as Error).message}`);
     } finally {
       c.disconnect();
     }
   }
-  throw new ReplicationSourceError(`no sentinel could name master "${s.masterName}" (${failures.join('; ')})`, true);
+  // Sentinels that all refuse the handshake will refuse it again.
+  throw new ReplicationSourceError(`no sentinel could name master "${s.masterName}" (${failures.join('; ')})`, tlsFailures < failures.length);
 }
 
 /**

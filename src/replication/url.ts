@@ -1,8 +1,10 @@
 /**
- * `redis://[user:password@]host[:port][/db]` parsing, shared by the source and the target.
- * Percent-escapes in user and password are decoded. TLS (`rediss://`) is not supported yet.
+ * `redis[s]://[user:password@]host[:port][/db]` parsing, shared by the source and the target.
+ * Percent-escapes in user and password are decoded. `rediss://` connects with TLS, using the
+ * given settings (CA, client certificate) or, without them, the system CAs.
  */
 import { UsageError } from '../errors.js';
+import type { TlsSettings } from '../net/tls.js';
 import { redactUrl } from '../observe/logger.js';
 
 export interface SourceEndpoint {
@@ -10,21 +12,24 @@ export interface SourceEndpoint {
   port: number;
   username?: string;
   password?: string;
-  tls?: false;
+  /** Present: TLS (`rediss://`). */
+  tls?: TlsSettings;
 }
 
 export const DEFAULT_REDIS_PORT = 6379;
 
-export function parseRedisUrl(url: string): SourceEndpoint & { db?: number } {
+/** `tls`: the settings for a `rediss://` URL; refused for a plain `redis://` one (they would be ignored). */
+export function parseRedisUrl(url: string, tls?: TlsSettings): SourceEndpoint & { db?: number } {
   const shown = redactUrl(url);
   let u: URL;
   try {
     u = new URL(url);
   } catch {
-    throw new UsageError(`invalid Redis URL ${JSON.stringify(shown)}: expected redis://[user:password@]host[:port][/db]`);
+    throw new UsageError(`invalid Redis URL ${JSON.stringify(shown)}: expected redis[s]://[user:password@]host[:port][/db]`);
   }
-  if (u.protocol === 'rediss:') throw new UsageError(`TLS (rediss://) is not supported yet: ${shown}`);
-  if (u.protocol !== 'redis:') throw new UsageError(`unsupported URL scheme ${JSON.stringify(u.protocol)} in ${shown}: expected redis://`);
+  if (u.protocol !== 'redis:' && u.protocol !== 'rediss:') throw new UsageError(`unsupported URL scheme ${JSON.stringify(u.protocol)} in ${shown}: expected redis:// or rediss:// (TLS)`);
+  const secure = u.protocol === 'rediss:';
+  if (!secure && tls !== undefined) throw new UsageError(`TLS options given for ${shown}, which is plain TCP: use rediss://`);
   if (u.search !== '' || u.hash !== '') throw new UsageError(`unexpected query or fragment in Redis URL ${shown}`);
   let host = u.hostname;
   if (host.startsWith('[') && host.endsWith(']')) host = host.slice(1, -1);
@@ -32,6 +37,7 @@ export function parseRedisUrl(url: string): SourceEndpoint & { db?: number } {
   const port = u.port === '' ? DEFAULT_REDIS_PORT : Number(u.port);
   if (!Number.isInteger(port) || port < 1 || port > 65535) throw new UsageError(`invalid port in Redis URL ${shown}`);
   const out: SourceEndpoint & { db?: number } = { host, port };
+  if (secure) out.tls = tls ?? {};
   if (u.username !== '') out.username = decode(u.username, shown);
   if (u.password !== '') out.password = decode(u.password, shown);
   const path = u.pathname;

@@ -14,6 +14,7 @@
 import { EventEmitter } from 'node:events';
 import { ExitCode, ReplicantError, SourceError, TargetError, UsageError, printableKey } from '../errors.js';
 import { endpointLabel, parseRedisUrl, type SourceEndpoint } from '../replication/url.js';
+import type { TlsSettings } from '../net/tls.js';
 import { describeSource, parseSourceUrl, resolveSource, watchSentinel, type SourceSpec } from '../replication/source.js';
 import { ReplicationLink, type PsyncOutcome } from '../replication/link.js';
 import { EOF_MARK_LENGTH, RdbTrailer } from '../replication/rdb-trailer.js';
@@ -54,6 +55,8 @@ export interface SyncOptions {
   source: string;
   /** `redis://[user:pass@]host:port` of the target. */
   target: string;
+  /** TLS settings of a `rediss://` (or `sentinels://`) source and a `rediss://` target; default: system CAs. */
+  tls?: { source?: TlsSettings; target?: TlsSettings };
   /** How the snapshot is written. `auto`: plain commands for strings, RESTORE for the rest when the target's RDB version allows. */
   writeMode?: WriteMode;
   /** Keys whose serialized value is larger go as chunked commands. Default 16 MiB. */
@@ -162,7 +165,7 @@ const GIVEN_UP_LOGGED = 20;
 const SERIAL_AFTER_ABORT = 256;
 
 export class SyncSession extends EventEmitter<SyncEvents> {
-  private readonly opts: Required<Omit<SyncOptions, 'spoolDir' | 'listeningPort' | 'checkpoint' | 'logger' | 'name' | 'report'>> & Pick<SyncOptions, 'spoolDir' | 'listeningPort'>;
+  private readonly opts: Required<Omit<SyncOptions, 'spoolDir' | 'listeningPort' | 'checkpoint' | 'logger' | 'name' | 'report' | 'tls'>> & Pick<SyncOptions, 'spoolDir' | 'listeningPort'>;
   private readonly identity: SyncIdentity;
   private readonly lease: SyncLease;
   /** Set when another instance took this sync over: nothing more may be applied. */
@@ -248,8 +251,8 @@ export class SyncSession extends EventEmitter<SyncEvents> {
   constructor(options: SyncOptions) {
     super();
     this.log = options.logger ?? silentLogger();
-    this.sourceSpec = parseSourceUrl(options.source);
-    this.targetEp = parseRedisUrl(options.target);
+    this.sourceSpec = parseSourceUrl(options.source, options.tls?.source);
+    this.targetEp = parseRedisUrl(options.target, options.tls?.target);
     this.checkpointSpec = options.checkpoint;
     this.identity = syncIdentity(this.sourceSpec, options.name);
     this.lost = new LostKeys(this.log, options.report, options.spoolDir);
@@ -1095,7 +1098,7 @@ export class SyncSession extends EventEmitter<SyncEvents> {
   }
 
   private async openWriter(): Promise<AnyTargetWriter> {
-    const ep = { host: this.targetEp.host, port: this.targetEp.port, username: this.targetEp.username, password: this.targetEp.password };
+    const ep = { host: this.targetEp.host, port: this.targetEp.port, username: this.targetEp.username, password: this.targetEp.password, tls: this.targetEp.tls };
     const opts = { maxInflightBytes: this.opts.maxInflightBytes, onError: this.opts.onError, logger: this.log, clientName: this.lease.clientName };
     let writer: AnyTargetWriter;
     try {
@@ -1132,7 +1135,7 @@ export class SyncSession extends EventEmitter<SyncEvents> {
 
   private async controlWriter(): Promise<AnyTargetWriter> {
     if (this.control !== null) return this.control;
-    const ep = { host: this.targetEp.host, port: this.targetEp.port, username: this.targetEp.username, password: this.targetEp.password };
+    const ep = { host: this.targetEp.host, port: this.targetEp.port, username: this.targetEp.username, password: this.targetEp.password, tls: this.targetEp.tls };
     const opts = { onError: 'fail' as const, logger: this.log, clientName: this.lease.clientName };
     let w: AnyTargetWriter;
     try {

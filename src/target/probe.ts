@@ -1,6 +1,6 @@
 /** Target capability probe: INFO server/keyspace/modules/cluster and CONFIG GET databases, parsed into TargetInfo. */
 import type { Logger } from '../observe/logger.js';
-import { TargetError } from './errors.js';
+import { TargetCommandError, TargetError } from './errors.js';
 import type { TargetInfo } from './types.js';
 
 /** `field:value` lines of an INFO reply (section headers and blank lines skipped). */
@@ -97,7 +97,11 @@ export async function probeTarget(call: (args: string[]) => Promise<unknown>, ad
     try {
       return String(await call(['INFO', name]));
     } catch (e) {
-      if (name === 'server') throw new TargetError(`target ${address}: INFO server failed: ${(e as Error).message}`);
+      if (name === 'server') {
+        // A lost connection already names the target and says why (TLS refusal, reset...).
+        if (e instanceof TargetError && !(e instanceof TargetCommandError)) throw e;
+        throw new TargetError(`target ${address}: INFO server failed: ${(e as Error).message}`);
+      }
       log.debug({ section: name, err: (e as Error).message }, 'target INFO section unavailable');
       return '';
     }

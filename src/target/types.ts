@@ -1,4 +1,5 @@
 /** Public types of the target writers (standalone and cluster). */
+import type { TlsSettings } from '../net/tls.js';
 import type { Logger } from '../observe/logger.js';
 
 export interface TargetEndpoint {
@@ -6,6 +7,8 @@ export interface TargetEndpoint {
   port: number;
   username?: string;
   password?: string;
+  /** Present: TLS (`rediss://`); the cluster writer uses it for every node. */
+  tls?: TlsSettings;
 }
 
 /**

@@ -13,11 +13,13 @@
  * then stays up, so every later unit's outcome is still known).
  */
 import { EventEmitter } from 'node:events';
-import { connect as netConnect, type Socket } from 'node:net';
+import type { Socket } from 'node:net';
 import RedisParser from 'redis-parser';
 import { printableKey } from '../errors.js';
 import { encodeCommand, type Arg } from '../resp/encode.js';
 import { silentLogger, type Logger } from '../observe/logger.js';
+import { connectSocket } from '../net/tls.js';
+import { describeEarlyTlsClose, describeTlsError, handshakeTimeoutHint, socketErrorText } from '../net/tls-errors.js';
 import { commandName, firstKeyIndex } from './command-keys.js';
 import { TargetCommandError, TargetError, TargetExecAbortError } from './errors.js';
 import { probeTarget } from './probe.js';
@@ -70,6 +72,9 @@ export class TargetWriter extends EventEmitter<TargetWriterEvents> {
   readonly address: string;
 
   private readonly socket: Socket;
+  private readonly endpoint: TargetEndpoint;
+  /** Set once the connection can carry commands (for TLS: handshake and certificate checks passed). */
+  private readonly ready: Promise<void>;
   private readonly parser: RedisParser;
   /** Counts +OK/:n replies straight off the chunk; hands everything else to `parser`. */
   private readonly replies: SimpleReplyScanner;
@@ -80,6 +85,8 @@ export class TargetWriter extends EventEmitter<TargetWriterEvents> {
   private readonly hooks: WriterHooks;
   private readonly clientName: string | undefined;
   private state: State = 'connecting';
+  /** Any reply yet (an end before that, over TLS, is most likely a refused client certificate). */
+  private gotData = false;
   private failure: TargetError | undefined;
   private inflight = 0;
   private seq = 0;
@@ -94,7 +101,7 @@ export class TargetWriter extends EventEmitter<TargetWriterEvents> {
     const timeoutMs = opts.connectTimeoutMs ?? 10_000;
     let timer: NodeJS.Timeout | undefined;
     const deadline = new Promise<never>((_, reject) => {
-      timer = setTimeout(() => reject(new TargetError(`target ${w.address}: no connection (connect, AUTH and probe) within ${timeoutMs} ms`)), timeoutMs);
+      timer = setTimeout(() => reject(new TargetError(`target ${w.address}: no connection (connect, AUTH and probe) within ${timeoutMs} ms${handshakeTimeoutHint(w.socket, endpoint)}`)), timeoutMs);
     });
     try {
       await Promise.race([w.open(endpoint), deadline]);
@@ -125,16 +132,19 @@ export class TargetWriter extends EventEmitter<TargetWriterEvents> {
       acceptsSimple: () => this.acceptsSimple(),
       simpleReply: () => this.simpleReply(),
     });
-    this.socket = netConnect({ host: endpoint.host, port: endpoint.port });
+    this.endpoint = endpoint;
+    let onReady!: () => void;
+    this.ready = new Promise((resolve) => (onReady = resolve));
+    this.socket = connectSocket(endpoint, () => onReady());
     this.out = new GatheredOutput(this.socket);
   }
 
   private async open(endpoint: TargetEndpoint): Promise<void> {
     const s = this.socket;
     await new Promise<void>((resolve, reject) => {
-      const onError = (e: Error) => reject(new TargetError(`cannot connect to target ${this.address}: ${e.message}`, { cause: e }));
+      const onError = (e: Error) => reject(this.socketError(e, `cannot connect to target ${this.address}`));
       s.once('error', onError);
-      s.once('connect', () => {
+      void this.ready.then(() => {
         s.off('error', onError);
         resolve();
       });
@@ -142,7 +152,7 @@ export class TargetWriter extends EventEmitter<TargetWriterEvents> {
     s.setNoDelay(true);
     s.setKeepAlive(true, 30_000);
     s.on('data', (chunk: Buffer) => this.onData(chunk));
-    s.on('error', (e) => this.fail(new TargetError(`target ${this.address}: connection error: ${e.message}${this.pendingSummary()}`, { cause: e })));
+    s.on('error', (e) => this.fail(this.socketError(e, `target ${this.address}: connection error`, this.pendingSummary())));
     s.on('close', () => this.onClose());
     this.state = 'open';
     if (endpoint.password !== undefined && endpoint.password !== '') {
@@ -287,6 +297,7 @@ export class TargetWriter extends EventEmitter<TargetWriterEvents> {
   // ---- replies ------------------------------------------------------------------------------
 
   private onData(chunk: Buffer): void {
+    this.gotData = true;
     try {
       this.replies.execute(chunk);
     } catch (e) {
@@ -471,6 +482,14 @@ export class TargetWriter extends EventEmitter<TargetWriterEvents> {
     throw this.failure ?? new TargetError(`target ${this.address}: writer is ${this.state}`);
   }
 
+  /** A TLS failure explained on its own line; other socket errors as `context: ECODE`. */
+  private socketError(e: Error | null, context: string, suffix = ''): TargetError {
+    const who = `target ${this.address}`;
+    const tls = describeTlsError(e, who, this.endpoint) ?? (this.gotData ? null : describeEarlyTlsClose(e, who, this.endpoint));
+    if (tls !== null || e === null) return new TargetError(tls ?? `${context}${suffix}`, e === null ? undefined : { cause: e });
+    return new TargetError(`${context}: ${socketErrorText(e, this.address, this.endpoint)}${suffix}`, { cause: e });
+  }
+
   private pendingSummary(): string {
     const n = this.queue.length;
     if (n === 0) return '';
@@ -479,7 +498,7 @@ export class TargetWriter extends EventEmitter<TargetWriterEvents> {
 
   private onClose(): void {
     if (this.state === 'open' || this.state === 'connecting') {
-      this.fail(new TargetError(`target ${this.address}: connection closed by the target${this.pendingSummary()}`));
+      this.fail(this.socketError(null, `target ${this.address}: connection closed by the target`, this.pendingSummary()));
     } else if (this.state === 'closing') {
       this.destroy();
     }

@@ -7,6 +7,8 @@
  */
 import { Redis } from 'ioredis';
 import { SourceError, TargetError, type ReplicantError } from '../errors.js';
+import { tlsConnectOptions } from '../net/tls.js';
+import { describeEarlyTlsClose, describeTlsError, plainResetHint } from '../net/tls-errors.js';
 import type { Logger } from '../observe/logger.js';
 import { endpointLabel, type SourceEndpoint } from '../replication/url.js';
 
@@ -52,6 +54,7 @@ export class VerifySide {
       username: this.endpoint.username,
       password: this.endpoint.password,
       db,
+      ...(this.endpoint.tls === undefined ? {} : { tls: tlsConnectOptions(this.endpoint.host, this.endpoint.tls) }),
       lazyConnect: true,
       connectTimeout: CONNECT_TIMEOUT_MS,
       // Closing a connection still being made waits this long before destroying the socket.
@@ -75,7 +78,7 @@ export class VerifySide {
       this.clients.delete(db);
       c.disconnect();
       // "Connection is closed." hides the reason (ECONNREFUSED, WRONGPASS...) given by the error event.
-      throw this.fail(lastError ?? e, `connect (db ${db})`);
+      throw this.fail(lastError ?? e, `connect (db ${db})`, true);
     }
     return c;
   }
@@ -129,9 +132,13 @@ export class VerifySide {
     return Promise.race([p, timeout]).finally(() => clearTimeout(timer));
   }
 
-  fail(e: unknown, what: string): ReplicantError {
+  /** `beforeReady`: the connection never answered (see describeTlsError). */
+  fail(e: unknown, what: string, beforeReady = false): ReplicantError {
     if (e instanceof SourceError || e instanceof TargetError) return e;
-    const msg = `${this.kind} ${this.label}: ${what} failed: ${(e as Error)?.message ?? String(e)}`;
+    const who = `${this.kind} ${this.label}`;
+    // ioredis reports a close without an error event as "Connection is closed.".
+    const early = beforeReady ? describeEarlyTlsClose((e as Error)?.message === 'Connection is closed.' ? null : e, who, this.endpoint) : null;
+    const msg = describeTlsError(e, who, this.endpoint) ?? early ?? `${this.kind} ${this.label}: ${what} failed: ${(e as Error)?.message ?? String(e)}${plainResetHint(e, this.endpoint)}`;
     return this.kind === 'source' ? new SourceError(msg, { cause: e }) : new TargetError(msg, { cause: e });
   }
 

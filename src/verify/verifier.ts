@@ -16,6 +16,7 @@ import { LEGACY_CHECKPOINT_KEY, REGISTRY_KEY } from '../checkpoint/identity.js';
 import { UsageError } from '../errors.js';
 import { silentLogger, type Logger } from '../observe/logger.js';
 import { RateMeter } from '../observe/progress.js';
+import type { TlsSettings } from '../net/tls.js';
 import { parseSourceUrl, resolveSource } from '../replication/source.js';
 import { parseRedisUrl, type SourceEndpoint } from '../replication/url.js';
 import { probeSide, type SideCapabilities } from './capabilities.js';
@@ -27,10 +28,12 @@ import { ServerReply, VerifySide } from './side.js';
 import { compareStreamMeta } from './stream-meta.js';
 
 export interface VerifyOptions {
-  /** `redis://...` or `sentinel://...`. */
+  /** `redis[s]://...` or `sentinel[s]://...`. */
   source: string;
-  /** `redis://...`. */
+  /** `redis[s]://...`. */
   target: string;
+  /** TLS settings of a TLS source / target (default: system CAs). */
+  tls?: { source?: TlsSettings; target?: TlsSettings };
   /** Only these databases (default: every db holding keys on either side, or the URL's db). */
   dbs?: number[];
   /** Only keys matching this Redis glob (SCAN MATCH). */
@@ -113,8 +116,8 @@ export class Verifier {
 
   async run(): Promise<VerifyReport> {
     const started = Date.now();
-    const sourceSpec = parseSourceUrl(this.opts.source);
-    const targetEndpoint = parseRedisUrl(this.opts.target);
+    const sourceSpec = parseSourceUrl(this.opts.source, this.opts.tls?.source);
+    const targetEndpoint = parseRedisUrl(this.opts.target, this.opts.tls?.target);
     const dbFilter = this.dbFilter(sourceSpec.kind === 'direct' ? sourceSpec.endpoint : undefined, targetEndpoint);
     const source = new VerifySide('source', await resolveSource(sourceSpec, this.log), this.log);
     const target = new VerifySide('target', targetEndpoint, this.log);

@@ -8,6 +8,7 @@ import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
 import { Redis } from 'ioredis';
 import { freePort, startRedis, waitFor, type RedisServer } from './redis.js';
+import type { TlsFiles } from './tls.js';
 
 const run = promisify(execFile);
 
@@ -20,19 +21,22 @@ export interface RedisCluster {
   stop(): Promise<void>;
 }
 
-export async function startCluster(masters = 3, password?: string): Promise<RedisCluster> {
+/** `tls`: every node serves TLS only, the cluster bus too (`tls-cluster yes`); see startRedis. */
+export async function startCluster(masters = 3, password?: string, tls?: TlsFiles): Promise<RedisCluster> {
   const nodes: RedisServer[] = [];
   const clients: InstanceType<typeof Redis.Cluster>[] = [];
   try {
     for (let i = 0; i < masters; i++) {
       const busPort = await freePort();
       nodes.push(await startRedis({
-        args: ['--cluster-enabled', 'yes', '--cluster-config-file', 'nodes.conf', '--cluster-port', String(busPort), '--cluster-node-timeout', '5000'],
+        args: ['--cluster-enabled', 'yes', '--cluster-config-file', 'nodes.conf', '--cluster-port', String(busPort), '--cluster-node-timeout', '5000', ...(tls ? ['--tls-cluster', 'yes'] : [])],
         ...(password ? { password } : {}),
+        ...(tls ? { tls: { files: tls } } : {}),
       }));
     }
     await run('redis-cli', [
       ...(password ? ['-a', password, '--no-auth-warning'] : []),
+      ...(tls ? ['--tls', '--cacert', tls.ca, '--cert', tls.clientCert, '--key', tls.clientKey] : []),
       '--cluster', 'create', ...nodes.map((n) => `127.0.0.1:${n.port}`), '--cluster-replicas', '0', '--cluster-yes',
     ], { timeout: 30_000 });
     const admins = nodes.map((n) => n.client());
@@ -52,7 +56,7 @@ export async function startCluster(masters = 3, password?: string): Promise<Redi
     nodes,
     seed: { host: '127.0.0.1', port: nodes[0]!.port },
     client() {
-      const c = new Redis.Cluster([{ host: '127.0.0.1', port: nodes[0]!.port }], { redisOptions: { ...(password ? { password } : {}) } });
+      const c = new Redis.Cluster([{ host: '127.0.0.1', port: nodes[0]!.port }], { redisOptions: { ...(password ? { password } : {}), ...(tls ? { tls: tls.clientOptions() } : {}) } });
       c.on('error', () => {});
       clients.push(c);
       return c;

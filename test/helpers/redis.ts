@@ -9,6 +9,7 @@ import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Redis } from 'ioredis';
+import type { TlsFiles } from './tls.js';
 
 export interface RedisServer {
   port: number;
@@ -32,6 +33,12 @@ export interface StartRedisOptions {
   dir?: string;
   /** Start redis-sentinel mode instead (config file written in dir). */
   binary?: string;
+  /**
+   * Serve TLS only (`--port 0 --tls-port <port>`) with the server certificate of `files`;
+   * `authClients` (default false) requires a client certificate from its CA. `url` is then
+   * rediss://, and `client()` trusts the CA and presents the client certificate.
+   */
+  tls?: { files: TlsFiles; authClients?: boolean };
 }
 
 const live = new Set<RedisServer>();
@@ -50,11 +57,13 @@ export async function freePort(): Promise<number> {
   });
 }
 
-async function waitReady(port: number, password: string | undefined, proc: ChildProcess, log: () => string): Promise<void> {
+type ClientTls = ReturnType<TlsFiles['clientOptions']> | undefined;
+
+async function waitReady(port: number, password: string | undefined, proc: ChildProcess, log: () => string, tls: ClientTls): Promise<void> {
   const deadline = Date.now() + 10_000;
   while (Date.now() < deadline) {
     if (proc.exitCode !== null) throw new Error(`redis-server exited with ${proc.exitCode}: ${log()}`);
-    const c = new Redis({ port, host: '127.0.0.1', password, lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => null, enableOfflineQueue: false });
+    const c = new Redis({ port, host: '127.0.0.1', password, tls, lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => null, enableOfflineQueue: false });
     c.on('error', () => {});
     try {
       await c.connect();
@@ -76,8 +85,15 @@ export async function startRedis(opts: StartRedisOptions = {}): Promise<RedisSer
   let proc: ChildProcess | undefined;
   let output = '';
   const clients: Redis[] = [];
+  const tls = opts.tls;
+  const clientTls: ClientTls = tls?.files.clientOptions();
+  const listen = () => tls === undefined ? ['--port', String(port)] : [
+    '--port', '0', '--tls-port', String(port),
+    '--tls-cert-file', tls.files.serverCert, '--tls-key-file', tls.files.serverKey, '--tls-ca-cert-file', tls.files.ca,
+    '--tls-auth-clients', tls.authClients === true ? 'yes' : 'no',
+  ];
   const baseArgs = (extra: string[]) => [
-    '--port', String(port), '--bind', '127.0.0.1', '--dir', dir, '--save', '', '--appendonly', 'no',
+    ...listen(), '--bind', '127.0.0.1', '--dir', dir, '--save', '', '--appendonly', 'no',
     '--enable-debug-command', 'yes', '--daemonize', 'no', '--logfile', '',
     '--protected-mode', 'no',
     // Replication tests should not wait 5 s for a diskless BGSAVE to start; args may override it.
@@ -93,7 +109,7 @@ export async function startRedis(opts: StartRedisOptions = {}): Promise<RedisSer
       proc.stdout!.on('data', (d: Buffer) => { output = (output + d.toString()).slice(-4000); });
       proc.stderr!.on('data', (d: Buffer) => { output = (output + d.toString()).slice(-4000); });
       try {
-        await waitReady(port, opts.password, proc, () => output);
+        await waitReady(port, opts.password, proc, () => output, clientTls);
         return;
       } catch (e) {
         proc.kill('SIGKILL');
@@ -116,10 +132,10 @@ export async function startRedis(opts: StartRedisOptions = {}): Promise<RedisSer
     get port() { return keepPort(); },
     host: '127.0.0.1',
     dir,
-    get url() { return `redis://${opts.password ? `:${encodeURIComponent(opts.password)}@` : ''}127.0.0.1:${keepPort()}`; },
+    get url() { return `${tls === undefined ? 'redis' : 'rediss'}://${opts.password ? `:${encodeURIComponent(opts.password)}@` : ''}127.0.0.1:${keepPort()}`; },
     get process() { return proc!; },
     client(db = 0) {
-      const c = new Redis({ port: keepPort(), host: '127.0.0.1', password: opts.password, db, maxRetriesPerRequest: 3, lazyConnect: false });
+      const c = new Redis({ port: keepPort(), host: '127.0.0.1', password: opts.password, db, tls: clientTls, maxRetriesPerRequest: 3, lazyConnect: false });
       c.on('error', () => {});
       clients.push(c);
       return c;
@@ -139,7 +155,7 @@ export async function startRedis(opts: StartRedisOptions = {}): Promise<RedisSer
       proc = spawn(opts.binary ?? 'redis-server', baseArgs(extra), { stdio: ['ignore', 'pipe', 'pipe'] });
       proc.stdout!.on('data', (d: Buffer) => { output = (output + d.toString()).slice(-4000); });
       proc.stderr!.on('data', (d: Buffer) => { output = (output + d.toString()).slice(-4000); });
-      await waitReady(p, opts.password, proc, () => output);
+      await waitReady(p, opts.password, proc, () => output, clientTls);
     },
   } as RedisServer;
   live.add(server);

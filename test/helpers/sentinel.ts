@@ -10,6 +10,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Redis } from 'ioredis';
 import { freePort, startRedis, waitFor, type RedisServer } from './redis.js';
+import type { TlsFiles } from './tls.js';
 
 export interface SentinelProcess {
   host: string;
@@ -31,6 +32,8 @@ export interface SentinelOptions {
   password?: string;
   /** The password of the monitored data nodes (`sentinel auth-pass`). */
   masterPassword?: string;
+  /** Serve TLS only (`port 0`, `tls-port`) and reach the data nodes over TLS (`tls-replication yes`). */
+  tls?: TlsFiles;
 }
 
 const live = new Set<ChildProcess>();
@@ -43,13 +46,17 @@ export async function startSentinel(opts: SentinelOptions): Promise<SentinelProc
   const dir = mkdtempSync(join(tmpdir(), 'replicant-sentinel-'));
   const conf = join(dir, 'sentinel.conf');
   const clients: Redis[] = [];
+  const clientTls = opts.tls?.clientOptions();
   let output = '';
   for (let attempt = 0; ; attempt++) {
     const port = await freePort();
     writeFileSync(
       conf,
       [
-        `port ${port}`,
+        ...(opts.tls === undefined ? [`port ${port}`] : [
+          'port 0', `tls-port ${port}`, `tls-cert-file ${opts.tls.serverCert}`, `tls-key-file ${opts.tls.serverKey}`,
+          `tls-ca-cert-file ${opts.tls.ca}`, 'tls-auth-clients no', 'tls-replication yes',
+        ]),
         'bind 127.0.0.1',
         `dir ${dir}`,
         'daemonize no',
@@ -70,7 +77,7 @@ export async function startSentinel(opts: SentinelOptions): Promise<SentinelProc
     try {
       await waitFor(async () => {
         if (proc.exitCode !== null) throw new Error(`redis-sentinel exited with ${proc.exitCode}: ${output}`);
-        const c = new Redis({ port, host: '127.0.0.1', password: opts.password, lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => null, enableOfflineQueue: false });
+        const c = new Redis({ port, host: '127.0.0.1', password: opts.password, tls: clientTls, lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => null, enableOfflineQueue: false });
         c.on('error', () => {});
         try {
           await c.connect();
@@ -94,7 +101,7 @@ export async function startSentinel(opts: SentinelOptions): Promise<SentinelProc
       dir,
       process: proc,
       client() {
-        const c = new Redis({ port, host: '127.0.0.1', password: opts.password, maxRetriesPerRequest: 3 });
+        const c = new Redis({ port, host: '127.0.0.1', password: opts.password, tls: clientTls, maxRetriesPerRequest: 3 });
         c.on('error', () => {});
         clients.push(c);
         return c;

@@ -59,7 +59,7 @@ describe('parseRedisUrl', () => {
   });
 
   it('rejects bad input without echoing the password', () => {
-    for (const bad of ['nope', 'http://h:1', 'redis://h:1/x', 'redis://u:secret@h:99999', 'redis://h:1?x=1', 'rediss://u:secret@h:1']) {
+    for (const bad of ['nope', 'http://h:1', 'redis://h:1/x', 'redis://u:secret@h:99999', 'redis://h:1?x=1', 'rediss://u:secret@h:1?x=1', 'ftp://u:secret@h:1']) {
       let err: unknown;
       try {
         parseRedisUrl(bad);
