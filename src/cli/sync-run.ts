@@ -10,8 +10,10 @@ import { SyncSession, type SyncStatus } from '../sync/session.js';
 import { UsageError } from '../errors.js';
 import { parseRedisUrl } from '../replication/url.js';
 import { resolvePasswords, type PasswordFileOptions } from './secrets.js';
+import { partialSpec, type PartialCliOptions } from './partial-options.js';
 
-export interface SyncCliOptions extends PasswordFileOptions {
+export interface SyncCliOptions extends PasswordFileOptions, PartialCliOptions {
+  acceptFilterChange: boolean;
   source: string;
   target: string;
   writeMode: 'auto' | 'restore' | 'commands';
@@ -65,6 +67,8 @@ export async function runSyncCommand(o: SyncCliOptions): Promise<void> {
     connectTimeoutMs: o.connectTimeout,
     verifyChecksum: o.verifyChecksum,
     exitAfterFullSync: o.exitAfterFullSync,
+    partial: partialSpec(o),
+    acceptFilterChange: o.acceptFilterChange,
     logger,
   });
   logger.info({ source: redactUrl(o.source), target: redactUrl(o.target), writeMode: o.writeMode, checkpoint: o.checkpoint }, 'replicant sync starting');

@@ -4,6 +4,7 @@
  * 4 / 5 when the source / target cannot be read, 2 for a bad command line.
  */
 import { InvalidArgumentError, Option, type Command } from 'commander';
+import { addPartialOptions, partialSpec, type PartialCliOptions } from './partial-options.js';
 import { ExitCode } from '../errors.js';
 import { createLogger, redactUrl } from '../observe/logger.js';
 import { ProgressReporter, formatCount } from '../observe/progress.js';
@@ -12,11 +13,9 @@ import { parseSample } from '../verify/sample.js';
 import { LOG_LEVELS, parseDuration, parseNonNegativeInt, parsePositiveDuration } from './options.js';
 import { addPasswordOptions, resolvePasswords, type PasswordFileOptions } from './secrets.js';
 
-interface VerifyCliOptions extends PasswordFileOptions {
+interface VerifyCliOptions extends PasswordFileOptions, PartialCliOptions {
   source: string;
   target: string;
-  db?: number[];
-  key?: string;
   sample?: string;
   maxDiffs: number;
   settle: number;
@@ -27,17 +26,6 @@ interface VerifyCliOptions extends PasswordFileOptions {
   progress: boolean;
   progressInterval: number;
   logLevel: string;
-}
-
-/** `--db 0 1`, `--db 0,1`, repeated: a list of database numbers. */
-function parseDbs(value: string, previous: number[] | undefined): number[] {
-  const out = previous ?? [];
-  for (const part of value.split(',')) {
-    const t = part.trim();
-    if (!/^\d{1,5}$/.test(t)) throw new InvalidArgumentError(`expected database numbers, got "${value}"`);
-    out.push(Number(t));
-  }
-  return out;
 }
 
 function parsePositiveInt(text: string): number {
@@ -53,9 +41,7 @@ export function registerVerifyCommand(program: Command): void {
     .description('compare the target with the source key by key (or by DEBUG DIGEST when possible); exit 0 when equal, 8 when different')
     .requiredOption('-s, --source <url>', 'source: redis://[user:pass@]host:port or sentinel://host:port/master')
     .requiredOption('-t, --target <url>', 'target: redis://[user:pass@]host:port[/db]');
-  addPasswordOptions(cmd)
-    .option('--db <n...>', 'only these databases (default: every db holding keys on either side)', parseDbs)
-    .option('--key <glob>', 'only keys matching this Redis glob (SCAN MATCH)')
+  addPartialOptions(addPasswordOptions(cmd), { stream: false, dbHelp: 'only these (source) databases (default: every db holding keys on either side)' })
     .option('--sample <n|fraction>', 'check about n keys, or a fraction (0.1) or percentage (5%) of them, on each side')
     .option('--max-diffs <n>', 'differences listed as examples (all are counted)', parseNonNegativeInt, 20)
     .option('--settle <duration>', 're-check a differing key this long after (e.g. 2s) before reporting it: tells replication lag from real differences; 0 = no recheck', parseDuration, 0)
@@ -75,7 +61,8 @@ export function registerVerifyCommand(program: Command): void {
         source,
         target,
         dbs: o.db,
-        keyPattern: o.key,
+        // The same selection as the sync's (its --db is `dbs`): the filtered image is compared.
+        partial: partialSpec({ ...o, db: undefined }),
         sample: o.sample !== undefined ? parseSample(o.sample) : null,
         maxDiffs: o.maxDiffs,
         settleMs: o.settle,
