@@ -8,6 +8,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import type { SyncOptions } from '../../src/sync/session.js';
 import { parseDbMap, type PartialSyncSpec } from '../../src/sync/partial.js';
 import { Verifier } from '../../src/verify/verifier.js';
+import { ensureBuilt, runCli } from '../helpers/cli.js';
 import { startRedis, waitFor, type RedisServer } from '../helpers/redis.js';
 import { runSync, waitCaughtUp, type RunningSync } from '../helpers/sync.js';
 
@@ -235,5 +236,33 @@ describe('partial sync', () => {
     await src2.sadd('other:s2', 'q');
     await src2.sunionstore('app:u2', 'other:s2');
     await expect(strict.done).rejects.toMatchObject({ exitCode: 3, message: expect.stringMatching(/SUNIONSTORE in db 0 at offset \d+ cannot be applied exactly.*from key "other:s2"/) });
+  });
+
+  it('from the command line: sync and verify take the same filters; demo --filter', async () => {
+    await ensureBuilt();
+    const { source, target } = await pair();
+    const src = source.client();
+    await fill(src, 'app:', 10);
+    await fill(src, 'other:', 10);
+    await src.select(2);
+    await fill(src, 'app:', 3);
+    const filters = ['--db', '0', '--key', 'app:*', '--exclude-key', 'app:set:*'];
+    const sync = await runCli(['sync', '-s', source.url, '-t', target.url, ...filters, '--exit-after-full-sync', '--no-progress']);
+    expect(sync.code, sync.stderr).toBe(0);
+    expect(sync.stderr).toMatch(/"filteredKeys":\d+/);
+    const same = await runCli(['verify', '-s', source.url, '-t', target.url, ...filters, '--no-progress']);
+    expect(same.code, same.stdout.toString()).toBe(0);
+    const whole = await runCli(['verify', '-s', source.url, '-t', target.url, '--no-progress']);
+    expect(whole.code).toBe(8);
+    const tgt = target.client();
+    expect((await keysOf(tgt, 0)).every((k) => k.startsWith('app:') && !k.startsWith('app:set:'))).toBe(true);
+    expect(await keysOf(tgt, 2)).toEqual([]);
+    const bad = await runCli(['sync', '-s', source.url, '-t', target.url, '--db-map', '3:0']);
+    expect(bad.code).toBe(2);
+    expect(bad.stderr).toMatch(/source dbs 0 and 3 would both be written to target db 0/);
+
+    const demo = await runCli(['demo', '--keys', '2000', '--duration', '300ms', '--filter', 'demo:[hlz]*'], { timeoutMs: 90_000 });
+    expect(demo.code, demo.stderr).toBe(0);
+    expect(demo.stderr).toMatch(/target: 3 keys, 0 outside the filter/);
   });
 });
