@@ -36,15 +36,15 @@ const KEYLESS_LC = lower(KEYLESS);
 const KEY_AT_2_LC = lower(KEY_AT_2);
 
 /** Every argument from `first` on is a key (`step` 1) or a key/value pair (`step` 2). */
-const INDEPENDENT: Record<string, number> = { del: 1, unlink: 1, touch: 1, mset: 2, msetnx: 2 };
+const INDEPENDENT = new Map([['del', 1], ['unlink', 1], ['touch', 1], ['mset', 2], ['msetnx', 2]]);
 /** `CMD dest src...`: the written key and where its sources start (to the end of the command). */
-const STORE_TO_END: Record<string, [dest: number, firstSource: number]> = {
-  sunionstore: [1, 2],
-  sinterstore: [1, 2],
-  sdiffstore: [1, 2],
-  pfmerge: [1, 2],
-  bitop: [2, 3],
-};
+const STORE_TO_END = new Map<string, [dest: number, firstSource: number]>([
+  ['sunionstore', [1, 2]],
+  ['sinterstore', [1, 2]],
+  ['sdiffstore', [1, 2]],
+  ['pfmerge', [1, 2]],
+  ['bitop', [2, 3]],
+]);
 /** `CMD dest numkeys src...`. */
 const STORE_NUMKEYS = new Set(['zunionstore', 'zinterstore', 'zdiffstore']);
 /** `CMD dest src ...` with one source. */
@@ -52,10 +52,12 @@ const STORE_ONE = new Set(['zrangestore', 'geosearchstore']);
 /** Read from arg 1, and write the key after a STORE (STOREDIST) option when there is one. */
 const STORE_OPTION = new Set(['sort', 'georadius', 'georadiusbymember']);
 /** `CMD numkeys key...` at 1 or 2: all keys on one side, or a conflict. */
-const NUMKEYS_AT: Record<string, number> = {
-  eval: 2, evalsha: 2, eval_ro: 2, evalsha_ro: 2, fcall: 2, fcall_ro: 2, blmpop: 2, bzmpop: 2,
-  lmpop: 1, zmpop: 1, sintercard: 1, zintercard: 1, zunion: 1, zinter: 1, zdiff: 1,
-};
+const NUMKEYS_AT = new Map([
+  ...['eval', 'evalsha', 'eval_ro', 'evalsha_ro', 'fcall', 'fcall_ro', 'blmpop', 'bzmpop'].map((n) => [n, 2] as const),
+  ...['lmpop', 'zmpop', 'sintercard', 'zintercard', 'zunion', 'zinter', 'zdiff'].map((n) => [n, 1] as const),
+]);
+/** Every command with special handling above: the others have one key (or none). */
+const SPECIAL = new Set([...INDEPENDENT.keys(), ...STORE_TO_END.keys(), ...STORE_NUMKEYS, ...STORE_ONE, ...STORE_OPTION, ...NUMKEYS_AT.keys(), 'rename', 'renamenx', 'smove', 'rpoplpush', 'brpoplpush', 'lmove', 'blmove']);
 const SCRIPTS = new Set(['eval', 'evalsha', 'eval_ro', 'evalsha_ro', 'fcall', 'fcall_ro']);
 
 export class StreamFilter {
@@ -99,9 +101,14 @@ export class StreamFilter {
     if (!s.keepsDb(db)) return null;
     if (name === 'flushdb') return s.keyFiltered ? this.conflict(cmd, db, 'FLUSHDB while keys are filtered by name: the target may hold keys outside the filter') : cmd.raw;
     if (!s.keyFiltered && !s.renames) return cmd.raw;
-    const step = INDEPENDENT[name];
+    // The common case (one key, first argument, no rename): no argument views, no arrays.
+    if (!s.renames && !SPECIAL.has(name) && !KEYLESS_LC.has(name) && !KEY_AT_2_LC.has(name)) {
+      const k = cmd.arg(1);
+      return k === undefined || s.keepsKey(k) ? cmd.raw : null;
+    }
+    const step = INDEPENDENT.get(name);
     if (step !== undefined) return this.independent(cmd, db, step);
-    const store = STORE_TO_END[name];
+    const store = STORE_TO_END.get(name);
     if (store !== undefined) return this.store(cmd, db, store[0], range(store[1], cmd.argCount));
     if (STORE_NUMKEYS.has(name)) return this.store(cmd, db, 1, range(3, Math.min(cmd.argCount, 3 + count(cmd.arg(2)))));
     if (STORE_ONE.has(name)) return this.store(cmd, db, 1, [2]);
@@ -124,7 +131,7 @@ export class StreamFilter {
       default:
         break;
     }
-    const at = NUMKEYS_AT[name];
+    const at = NUMKEYS_AT.get(name);
     if (at !== undefined) {
       const keys = range(at + 1, Math.min(cmd.argCount, at + 1 + count(cmd.arg(at))));
       if (keys.length === 0 && SCRIPTS.has(name)) return this.conflict(cmd, db, `${name.toUpperCase()} declares no keys: which keys it writes is unknown`);
