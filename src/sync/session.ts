@@ -752,6 +752,7 @@ export class SyncSession extends EventEmitter<SyncEvents> {
             filter: new StreamFilter(this.scope, {
               onConflict: (cmd, db, reason) => this.filterConflict(cmd, db, reason),
               onExcluded: (cmd) => this.excludedCommand(cmd),
+              keyPositions: (name) => this.commandTable?.keyPositions(name),
             }),
           }),
     });

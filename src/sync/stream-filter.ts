@@ -19,6 +19,7 @@ import { printableKey } from '../errors.js';
 import { encodeCommand, type Arg } from '../resp/encode.js';
 import type { StreamCommand } from '../resp/stream-parser.js';
 import { KEYLESS, KEY_AT_2 } from '../target/command-keys.js';
+import type { KeyPositions } from '../target/command-table.js';
 import type { PartialScope } from './partial.js';
 
 /** What to forward for one command: its bytes, several commands, or nothing. */
@@ -29,6 +30,11 @@ export interface StreamFilterOptions {
   onConflict: (cmd: StreamCommand, db: number, reason: string) => void;
   /** A command dropped by --exclude-command. */
   onExcluded?: (cmd: StreamCommand) => void;
+  /**
+   * Key positions by the target's COMMAND table, for commands without special handling here
+   * (module commands...): one with several keys must have them all on one side.
+   */
+  keyPositions?: (name: string) => KeyPositions | undefined;
 }
 
 const lower = (s: Set<string>) => new Set([...s].map((x) => x.toLowerCase()));
@@ -101,10 +107,17 @@ export class StreamFilter {
     if (!s.keepsDb(db)) return null;
     if (name === 'flushdb') return s.keyFiltered ? this.conflict(cmd, db, 'FLUSHDB while keys are filtered by name: the target may hold keys outside the filter') : cmd.raw;
     if (!s.keyFiltered && !s.renames) return cmd.raw;
-    // The common case (one key, first argument, no rename): no argument views, no arrays.
-    if (!s.renames && !SPECIAL.has(name) && !KEYLESS_LC.has(name) && !KEY_AT_2_LC.has(name)) {
-      const k = cmd.arg(1);
-      return k === undefined || s.keepsKey(k) ? cmd.raw : null;
+    const known = SPECIAL.has(name) || KEYLESS_LC.has(name) || KEY_AT_2_LC.has(name);
+    if (!known) {
+      const spec = this.opts.keyPositions?.(name);
+      if (spec !== undefined && (spec.movable || spec.last !== spec.first)) return this.byTable(cmd, db, spec);
+      // Keyless by the table (pub/sub to a shard channel is not a key either).
+      if ((spec !== undefined && spec.first === 0) || name === 'spublish') return cmd.raw;
+      // The common case (one key, first argument, no rename): no argument views, no arrays.
+      if (!s.renames) {
+        const k = cmd.arg(1);
+        return k === undefined || s.keepsKey(k) ? cmd.raw : null;
+      }
     }
     const step = INDEPENDENT.get(name);
     if (step !== undefined) return this.independent(cmd, db, step);
@@ -140,6 +153,15 @@ export class StreamFilter {
     if (KEYLESS_LC.has(name)) return cmd.raw;
     const i = KEY_AT_2_LC.has(name) ? 2 : 1;
     return i < cmd.argCount ? this.allOrNone(cmd, db, [i]) : cmd.raw;
+  }
+
+  /** A command the target's table says has several keys (or keys only it can find). */
+  private byTable(cmd: StreamCommand, db: number, spec: KeyPositions): FilterResult {
+    if (spec.movable) return this.conflict(cmd, db, `${cmd.name.toUpperCase()} has keys at positions only the command knows (movablekeys): which of them are kept cannot be told`);
+    const last = spec.last < 0 ? cmd.argCount + spec.last : Math.min(spec.last, cmd.argCount - 1);
+    const keys: number[] = [];
+    for (let i = spec.first; i <= last; i += Math.max(1, spec.step)) keys.push(i);
+    return this.allOrNone(cmd, db, keys);
   }
 
   private flushAll(cmd: StreamCommand, db: number): FilterResult {

@@ -5,6 +5,7 @@ import { PartialScope, SnapshotScope, parseDbMap, parseRenamePrefix, type Partia
 import { StreamBatcher, type StreamUnit } from '../../src/sync/stream-batcher.js';
 import { StreamFilter } from '../../src/sync/stream-filter.js';
 import type { RdbRecord } from '../../src/rdb/types.js';
+import { CommandTable } from '../../src/target/command-table.js';
 
 function parse(args: Arg[]): StreamCommand {
   const [c] = new ReplicationStreamParser(0).push(encodeCommand(args));
@@ -140,6 +141,32 @@ describe('StreamFilter', () => {
     expect(run(spec, ['SWAPDB', '3', '4'], 3).out).toEqual(['SWAPDB 0 1']);
     expect(run(spec, ['FLUSHALL'], 4).out).toEqual(['SELECT 0', 'FLUSHDB', 'SELECT 1', 'FLUSHDB', 'SELECT 1']);
     expect(run(spec, ['FLUSHDB'], 5).out).toBeNull();
+  });
+
+  it("uses the target's COMMAND table for commands it has no rule for (module commands)", () => {
+    const table = CommandTable.parse([
+      ['m.multi', -2, ['write'], 1, -1, 1],
+      ['m.pairs', -3, ['write'], 1, -1, 2],
+      ['m.movable', -2, ['write', 'movablekeys'], 0, 0, 0],
+      ['m.nokey', 1, ['write'], 0, 0, 0],
+      ['m.one', 2, ['write'], 1, 1, 1],
+    ])!;
+    const conflicts: string[] = [];
+    const f = new StreamFilter(new PartialScope(KEEP_A), { onConflict: (_c, _d, r) => conflicts.push(r), keyPositions: (n) => table.keyPositions(n) });
+    const out = (args: Arg[]) => {
+      const r = f.apply(parse(args), 0);
+      return r === null ? null : words(r as Buffer);
+    };
+    expect(out(['M.MULTI', 'a:1', 'a:2'])).toBe('M.MULTI a:1 a:2');
+    expect(out(['M.MULTI', 'b:1', 'b:2'])).toBeNull();
+    expect(out(['M.MULTI', 'a:1', 'b:2'])).toBeNull();
+    expect(out(['M.PAIRS', 'a:1', 'v', 'a:2', 'w'])).toBe('M.PAIRS a:1 v a:2 w');
+    expect(out(['M.MOVABLE', 'x'])).toBeNull();
+    expect(out(['M.NOKEY'])).toBe('M.NOKEY');
+    expect(out(['M.ONE', 'b:1'])).toBeNull();
+    expect(conflicts).toHaveLength(2);
+    expect(conflicts[0]).toMatch(/M.MULTI touches kept and not kept keys/);
+    expect(conflicts[1]).toMatch(/movablekeys/);
   });
 
   it('drops excluded commands', () => {
