@@ -9,6 +9,7 @@ import type { SyncOptions } from '../../src/sync/session.js';
 import { parseDbMap, type PartialSyncSpec } from '../../src/sync/partial.js';
 import { Verifier } from '../../src/verify/verifier.js';
 import { ensureBuilt, runCli } from '../helpers/cli.js';
+import { startCluster } from '../helpers/cluster.js';
 import { startRedis, waitFor, type RedisServer } from '../helpers/redis.js';
 import { runSync, waitCaughtUp, type RunningSync } from '../helpers/sync.js';
 
@@ -26,8 +27,8 @@ async function pair(): Promise<{ source: RedisServer; target: RedisServer }> {
   return { source, target };
 }
 
-function start(source: RedisServer, target: RedisServer, opts: Partial<SyncOptions>): RunningSync {
-  const s = runSync({ source: source.url, target: target.url, ...opts });
+function start(source: RedisServer, target: string, opts: Partial<SyncOptions>): RunningSync {
+  const s = runSync({ source: source.url, target, ...opts });
   syncs.push(s);
   return s;
 }
@@ -95,7 +96,7 @@ describe('partial sync', () => {
     }
     await src.select(0);
     const spec: PartialSyncSpec = { dbs: [0, 3], keys: ['app:*'], excludes: ['app:tmp:*'] };
-    const sync = start(source, target, { partial: spec, onError: 'fail' });
+    const sync = start(source, target.url, { partial: spec, onError: 'fail' });
     await streaming(sync);
     for (let r = 0; r < 10; r++) {
       await src.select(r % 2 === 0 ? 0 : 3);
@@ -138,7 +139,7 @@ describe('partial sync', () => {
       await fill(src, 'other:', 3);
     }
     const spec: PartialSyncSpec = { dbs: [3, 4], keys: ['app:*'], renamePrefix: ['app:', 'new:'], dbMap: parseDbMap('3:0,4:1') };
-    const sync = start(source, target, { partial: spec, onError: 'fail' });
+    const sync = start(source, target.url, { partial: spec, onError: 'fail' });
     await streaming(sync);
     for (let r = 0; r < 6; r++) {
       await src.select(r % 2 === 0 ? 3 : 4);
@@ -174,7 +175,7 @@ describe('partial sync', () => {
     const src = source.client();
     await fill(src, 'app:', 5);
     await fill(src, 'other:', 5);
-    const first = start(source, target, { partial: { keys: ['app:*'] } });
+    const first = start(source, target.url, { partial: { keys: ['app:*'] } });
     await streaming(first);
     await src.set('app:late', '1');
     await waitCaughtUp(first.session, src);
@@ -184,14 +185,14 @@ describe('partial sync', () => {
     await expect(changed.done).rejects.toMatchObject({ exitCode: 2, message: expect.stringMatching(/checkpoint of sync .* was made with other filters .*app:\*.*other:\*.*--accept-filter-change/s) });
 
     // The same filters resume without copying again.
-    const same = start(source, target, { partial: { keys: ['app:*'] } });
+    const same = start(source, target.url, { partial: { keys: ['app:*'] } });
     await streaming(same);
     await src.set('app:later', '2');
     await waitCaughtUp(same.session, src);
     expect(same.session.status()).toMatchObject({ fullSyncs: 0, partialSyncs: 1 });
     await same.stop();
 
-    const accepted = start(source, target, { partial: { keys: ['other:*'] }, acceptFilterChange: true });
+    const accepted = start(source, target.url, { partial: { keys: ['other:*'] }, acceptFilterChange: true });
     await streaming(accepted);
     expect(accepted.session.status().fullSyncs).toBe(1);
     const tgt = target.client();
@@ -208,7 +209,7 @@ describe('partial sync', () => {
     await src.sadd('other:s', 'b');
     await src.rpush('other:l', 'x', 'y');
     const spec: PartialSyncSpec = { keys: ['app:*'], excludeCommands: ['FLUSHALL'] };
-    const sync = start(source, target, { partial: spec, onError: 'skip' });
+    const sync = start(source, target.url, { partial: spec, onError: 'skip' });
     await streaming(sync);
     await src.sunionstore('app:u', 'app:s', 'other:s'); // reads a dropped key
     await src.set('other:r', 'v');
@@ -230,7 +231,7 @@ describe('partial sync', () => {
 
     // Under fail the first such command stops the sync, named.
     const other = await pair();
-    const strict = start(other.source, other.target, { partial: spec, onError: 'fail' });
+    const strict = start(other.source, other.target.url, { partial: spec, onError: 'fail' });
     await streaming(strict);
     const src2 = other.source.client();
     await src2.sadd('other:s2', 'q');
@@ -264,5 +265,43 @@ describe('partial sync', () => {
     const demo = await runCli(['demo', '--keys', '2000', '--duration', '300ms', '--filter', 'demo:[hlz]*'], { timeoutMs: 90_000 });
     expect(demo.code, demo.stderr).toBe(0);
     expect(demo.stderr).toMatch(/target: 3 keys, 0 outside the filter/);
+  });
+
+  it('into a cluster target: a renamed key goes to the slot of its new name, source db 3 mapped to db 0', async () => {
+    const source = await startRedis();
+    servers.push(source);
+    const cluster = await startCluster(3);
+    try {
+      const src = source.client();
+      await src.select(3);
+      await fill(src, 'app:', 20);
+      await fill(src, 'other:', 5);
+      const spec: PartialSyncSpec = { dbs: [3], dbMap: parseDbMap('3:0'), keys: ['app:*'], renamePrefix: ['app:', 'new:'] };
+      const sync = start(source, `redis://${cluster.seed.host}:${cluster.seed.port}`, { partial: spec, onError: 'fail', checkpoint: { kind: 'none' } });
+      await streaming(sync);
+      for (let i = 0; i < 20; i++) {
+        await src.incr(`app:c:${i % 5}`);
+        await src.set(`other:x:${i}`, 'v');
+        await src.del(`app:str:${i}`, `other:str:${i % 5}`);
+        await src.multi().incr('app:{t}a').rpush('app:{t}l', String(i)).exec();
+      }
+      await src.rename('app:{t}a', 'app:{t}b');
+      await waitCaughtUp(sync.session, src);
+      expect(sync.session.status()).toMatchObject({ skippedCommands: 0, complete: true });
+      const tgt = cluster.client();
+      const keys = (await src.keys('app:*')).sort();
+      expect(keys.length).toBeGreaterThan(80);
+      for (const k of keys) {
+        const t = `new:${k.slice(4)}`;
+        expect([await tgt.type(t), await tgt.pttl(t) > 0], t).toEqual([await src.type(k), (await src.pttl(k)) > 0]);
+      }
+      expect(await tgt.get('new:{t}b')).toBe('20');
+      expect(await tgt.lrange('new:{t}l', 0, -1)).toEqual(Array.from({ length: 20 }, (_, i) => String(i)));
+      for (const k of ['app:c:1', 'new:str:3', 'other:x:1']) expect(await tgt.exists(k), k).toBe(0);
+      expect(await tgt.get('new:c:1')).toBe('4');
+    } finally {
+      for (const s of syncs.splice(0)) await s.stop().catch(() => undefined);
+      await cluster.stop();
+    }
   });
 });
