@@ -954,13 +954,13 @@ export class SyncSession extends EventEmitter<SyncEvents> {
         this.existingCheckPending = false;
         await this.checkExistingKeys();
       }
-      this.registration = { source: describeSource(this.sourceSpec), sourceRunId: id.runId, upstream: [...upstream], checkpointKey: this.store.kind === 'target' ? this.store.key! : '', leaseKey: this.identity.leaseKey, since: Date.now() };
+      this.registration = { source: describeSource(this.sourceSpec), sourceRunId: id.runId, upstream: [...upstream], checkpointKey: this.store.kind === 'target' ? this.store.key! : '', leaseKey: this.identity.leaseKey, since: Date.now(), ...this.filterField() };
     } else {
       if (this.existingCheckPending) {
         this.existingCheckPending = false;
         await this.checkExistingKeys();
       }
-      this.registration ??= { source: describeSource(this.sourceSpec), sourceRunId: null, upstream: [], checkpointKey: this.store.kind === 'target' ? this.store.key! : '', leaseKey: this.identity.leaseKey, since: Date.now() };
+      this.registration ??= { source: describeSource(this.sourceSpec), sourceRunId: null, upstream: [], checkpointKey: this.store.kind === 'target' ? this.store.key! : '', leaseKey: this.identity.leaseKey, since: Date.now(), ...this.filterField() };
     }
     await this.controlCall(['HSET', REGISTRY_KEY, this.identity.id, JSON.stringify(this.registration)]);
     if (cp !== null && id !== null) {
@@ -1045,6 +1045,10 @@ export class SyncSession extends EventEmitter<SyncEvents> {
     this.log.warn({ before: describe(before), now: describe(now) }, `${what}: copying again (--accept-filter-change)`);
     // As an interrupted full sync: flushed first when the target holds only this sync's keys.
     return { ...cp, state: 'full-sync' };
+  }
+
+  private filterField(): { filter?: string } {
+    return this.scope.fingerprint === '' ? {} : { filter: this.scope.fingerprint };
   }
 
   /** A stream command the filters cannot reduce exactly (see stream-filter): stop, or skip it counted. */

@@ -162,6 +162,8 @@ export class Verifier {
         target: { address: target.label, version: tc.version, debug: tc.debug },
         dbs: dbFilter ?? [...new Set([...sourceDbs, ...targetDbs])].sort((a, b) => a - b),
         keyPattern: this.sourceMatch ?? null,
+        // (--db alone is shown as the dbs compared.)
+        selection: new PartialScope(this.opts.partial).identity ? null : this.scope.fingerprint,
         sample: this.opts.sample ? describeSample(this.opts.sample) : null,
         settleMs: this.settleMs,
         summary: this.summary,

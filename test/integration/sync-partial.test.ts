@@ -179,6 +179,9 @@ describe('partial sync', () => {
     await streaming(first);
     await src.set('app:late', '1');
     await waitCaughtUp(first.session, src);
+    // The registry entry names the filters too, for whoever looks at the target.
+    const reg = await target.client().hgetall('__replicant:syncs');
+    expect(Object.values(reg).join()).toMatch(/"filter":"\{.*app:\*/);
     await first.stop();
 
     const changed = runSync({ source: source.url, target: target.url, partial: { keys: ['other:*'] } });
@@ -253,6 +256,7 @@ describe('partial sync', () => {
     expect(sync.stderr).toMatch(/"filteredKeys":\d+/);
     const same = await runCli(['verify', '-s', source.url, '-t', target.url, ...filters, '--no-progress']);
     expect(same.code, same.stdout.toString()).toBe(0);
+    expect(same.stdout.toString()).toMatch(/selection \{.*"keys":\["app:\*"\].*"excludes":\["app:set:\*"\][\s\S]*EQUAL: the target holds the selected part of the source/);
     const whole = await runCli(['verify', '-s', source.url, '-t', target.url, '--no-progress']);
     expect(whole.code).toBe(8);
     const tgt = target.client();
