@@ -71,8 +71,12 @@ export class PartialScope {
     return this.dbMap.get(db) ?? db;
   }
 
-  get mapsDbs(): boolean {
-    return this.dbMap.size > 0;
+  /**
+   * The db a target connection should be in while the stream is in source db `db`: its target db,
+   * or 0 for a dropped db (nothing of it is written; the target may not even have that db).
+   */
+  connectionDb(db: number): number {
+    return this.keepsDb(db) ? this.targetDb(db) : 0;
   }
 
   /** The kept source dbs, when --db lists them (null: every db). */

@@ -575,7 +575,7 @@ export class SyncSession extends EventEmitter<SyncEvents> {
       }
       parser = new ReplicationStreamParser(outcome.offset);
       // Re-select the stream's db on the (possibly new) target connection.
-      if (!this.cluster) await this.submitRaw([encodeCommand(['SELECT', this.scope.targetDb(this.db)])], 1, false, undefined);
+      if (!this.cluster) await this.submitRaw([encodeCommand(['SELECT', this.scope.connectionDb(this.db)])], 1, false, undefined);
     }
     await this.streamLoop(spool, parser, firstStream);
     if (this.writerFailure !== null) this.throwWriterFailure(this.writerFailure);
@@ -682,7 +682,7 @@ export class SyncSession extends EventEmitter<SyncEvents> {
     await this.store.write(this.currentCheckpoint('streaming', outcome.offset, this.db), applier.currentDb);
     this.cpExpected = outcome.offset;
     this.snapshotUnfinished = false;
-    if (!this.cluster) await this.submitRaw([encodeCommand(['SELECT', this.scope.targetDb(this.db)])], 1, false, undefined);
+    if (!this.cluster) await this.submitRaw([encodeCommand(['SELECT', this.scope.connectionDb(this.db)])], 1, false, undefined);
     link.setAppliedOffset(outcome.offset);
     link.ackNow();
     const ms = Date.now() - started;
@@ -825,7 +825,7 @@ export class SyncSession extends EventEmitter<SyncEvents> {
     const cp = this.currentCheckpoint('streaming', u.offset, u.dbAfter);
     // (A cluster has no SWAPDB, and its keys live on several nodes: the lease renewal re-takes it there.)
     // The target connection is in the mapped db after the unit.
-    const targetDbAfter = this.scope.targetDb(u.dbAfter);
+    const targetDbAfter = this.scope.connectionDb(u.dbAfter);
     const fixup = u.reservedReset !== undefined && !this.cluster ? this.reservedFixup(u.reservedReset, targetDbAfter) : null;
     const ckpt = this.store.inlineCommands(cp, targetDbAfter);
     const inline = fixup !== null ? [...fixup, ...(ckpt ?? [])] : ckpt;
@@ -1301,7 +1301,7 @@ export class SyncSession extends EventEmitter<SyncEvents> {
     this.log.info({ from, db, units: resend.length }, 'target reconnected: resending what it does not have');
     this.setPhase('streaming', { resumedFrom: from });
     const writer = this.writer;
-    if (!this.cluster) writer.submit({ payload: [encodeCommand(['SELECT', this.scope.targetDb(db)])], count: 1 });
+    if (!this.cluster) writer.submit({ payload: [encodeCommand(['SELECT', this.scope.connectionDb(db)])], count: 1 });
     for (const u of resend) {
       this.pending.push(u);
       if (!writer.submit({ payload: u.payload, count: u.count, atomic: u.atomic, offset: u.offset })) {
@@ -1512,7 +1512,7 @@ export class SyncSession extends EventEmitter<SyncEvents> {
           const w = this.writer!;
           await w.call(['SELECT', db]);
           const v = (await w.call(['GET', key])) as Buffer | string | null;
-          await w.call(['SELECT', this.scope.targetDb(this.db)]);
+          await w.call(['SELECT', this.scope.connectionDb(this.db)]);
           return v === null ? null : Buffer.isBuffer(v) ? v : Buffer.from(v);
         },
       },

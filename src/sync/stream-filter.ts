@@ -172,7 +172,7 @@ export class StreamFilter {
     // Only the kept dbs (as mapped): the target's other dbs are not part of this copy.
     const out: Buffer[] = [];
     for (const d of dbs) out.push(encodeCommand(['SELECT', s.targetDb(d)]), encodeCommand(['FLUSHDB']));
-    out.push(encodeCommand(['SELECT', s.targetDb(db)]));
+    out.push(encodeCommand(['SELECT', s.connectionDb(db)]));
     return out;
   }
 

@@ -308,4 +308,33 @@ describe('partial sync', () => {
       await cluster.stop();
     }
   });
+
+  it('a dropped db the target does not have (source with 32 dbs, target with 16) costs nothing', async () => {
+    const source = await startRedis({ args: ['--databases', '32'] });
+    const target = await startRedis();
+    servers.push(source, target);
+    const src = source.client();
+    await src.set('a', '0');
+    const sync = start(source, target.url, { partial: { dbs: [0] }, onError: 'fail' });
+    await streaming(sync);
+    for (let i = 0; i < 5; i++) {
+      await src.select(20);
+      await src.set(`far:${i}`, 'v');
+      await waitCaughtUp(sync.session, src); // a unit that ends in db 20: its checkpoint write must not SELECT 20
+      await src.select(0);
+      await src.set(`near:${i}`, 'v');
+    }
+    await waitCaughtUp(sync.session, src);
+    const tgt = target.client();
+    expect(await tgt.mget('near:0', 'near:4', 'a')).toEqual(['v', 'v', '0']);
+    // FLUSHALL run from db 20 becomes FLUSHDB of db 0 only, then back to a db the target has.
+    await src.select(20);
+    await src.flushall();
+    await src.set('far:again', 'v');
+    await src.select(0);
+    await src.set('after', '1');
+    await waitCaughtUp(sync.session, src);
+    expect(sync.session.status()).toMatchObject({ skippedCommands: 0, complete: true });
+    expect(await tgt.mget('near:0', 'near:4', 'after', 'a')).toEqual([null, null, '1', null]);
+  });
 });
