@@ -126,6 +126,8 @@ export class StreamFilter {
     if (STORE_NUMKEYS.has(name)) return this.store(cmd, db, 1, range(3, Math.min(cmd.argCount, 3 + count(cmd.arg(2)))));
     if (STORE_ONE.has(name)) return this.store(cmd, db, 1, [2]);
     if (STORE_OPTION.has(name)) {
+      // SORT ... BY / GET read other keys through patterns (named as on the source).
+      if (name === 'sort' && readsByPattern(cmd)) return this.conflict(cmd, db, 'SORT with BY or GET reads keys through patterns: which of them are kept cannot be told');
       const dest = storeOptionIndex(cmd);
       return dest < 0 ? this.allOrNone(cmd, db, [1]) : this.store(cmd, db, dest, [1]);
     }
@@ -320,6 +322,20 @@ function range(from: number, to: number): number[] {
 function count(a: Buffer | undefined, fallback = 0): number {
   const n = a === undefined ? NaN : Number(a.toString('latin1'));
   return Number.isInteger(n) && n >= 0 ? n : fallback;
+}
+
+/** Whether a SORT has a BY or GET option with a pattern that names other keys (`#` is the element itself). */
+function readsByPattern(cmd: StreamCommand): boolean {
+  const args = cmd.args;
+  for (let i = 2; i + 1 < args.length; i++) {
+    const w = args[i]!.toString('latin1').toLowerCase();
+    if ((w === 'by' || w === 'get') && args[i + 1]!.toString('latin1') !== '#') {
+      // BY nosort is a constant: it reads nothing.
+      if (w === 'by' && args[i + 1]!.toString('latin1').toLowerCase() === 'nosort') continue;
+      return true;
+    }
+  }
+  return false;
 }
 
 /** Index of the key after STORE / STOREDIST, or -1. */

@@ -122,6 +122,7 @@ describe('StreamFilter', () => {
       [{ dbs: [0] }, ['SWAPDB', '0', '1'], /SWAPDB of db 0 \(kept\) with db 1/],
       [{ dbs: [5] }, ['MOVE', 'k', '5'], /MOVE from db 0 \(not kept\)/],
       [{ renamePrefix: ['a:', 'b:'] }, ['SET', 'b:1', 'v'], /already has the new prefix/],
+      [KEEP_A, ['SORT', 'a:l', 'BY', 'w_*', 'STORE', 'a:d'], /BY or GET reads keys through patterns/],
     ];
     for (const [spec, args, why] of cases) {
       const r = run(spec, args);
@@ -131,6 +132,8 @@ describe('StreamFilter', () => {
     }
     expect(run(KEEP_A, ['EVAL', 'return 1', '2', 'a:1', 'a:2']).conflicts).toEqual([]);
     expect(run(KEEP_A, ['EVAL', 'return 1', '1', 'b:1']).out).toBeNull();
+    expect(run(KEEP_A, ['SORT', 'a:l', 'BY', 'nosort', 'GET', '#', 'STORE', 'a:d']).out).toEqual(['SORT a:l BY nosort GET # STORE a:d']);
+    expect(run(KEEP_A, ['SORT', 'a:l', 'STORE', 'b:d']).out).toBeNull();
   });
 
   it('rewrites keys, dbs and FLUSHALL under a rename and a db map', () => {
