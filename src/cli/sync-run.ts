@@ -72,6 +72,8 @@ export async function runSyncCommand(o: SyncCliOptions): Promise<void> {
     logger,
   });
   logger.info({ source: redactUrl(o.source), target: redactUrl(o.target), writeMode: o.writeMode, checkpoint: o.checkpoint }, 'replicant sync starting');
+  const selection = session.selection;
+  if (selection !== null) logger.info({ selection }, 'partial sync');
   // Before anything else starts: a port already in use fails fast with exit 2.
   const metrics: MetricsServer | null = o.metricsPort === undefined ? null : await startMetricsServer(session, { port: o.metricsPort, host: o.metricsHost, logger });
   const progress = new ProgressReporter(() => snapshot(session.status()), logger, o.progressInterval);

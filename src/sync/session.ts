@@ -295,6 +295,11 @@ export class SyncSession extends EventEmitter<SyncEvents> {
     });
   }
 
+  /** A partial sync's selection as stored with the checkpoint (JSON), or null for a full copy. */
+  get selection(): string | null {
+    return this.scope.fingerprint === '' ? null : this.scope.fingerprint;
+  }
+
   /** Current figures (for progress displays and the library API). */
   status(): SyncStatus {
     const received = this.receivedOffset();

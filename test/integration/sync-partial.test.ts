@@ -254,6 +254,7 @@ describe('partial sync', () => {
     const sync = await runCli(['sync', '-s', source.url, '-t', target.url, ...filters, '--exit-after-full-sync', '--no-progress']);
     expect(sync.code, sync.stderr).toBe(0);
     expect(sync.stderr).toMatch(/"filteredKeys":\d+/);
+    expect(sync.stderr).toMatch(/"selection":"\{.*app:\*.*","msg":"partial sync"/);
     const same = await runCli(['verify', '-s', source.url, '-t', target.url, ...filters, '--no-progress']);
     expect(same.code, same.stdout.toString()).toBe(0);
     expect(same.stdout.toString()).toMatch(/selection \{.*"keys":\["app:\*"\].*"excludes":\["app:set:\*"\][\s\S]*EQUAL: the target holds the selected part of the source/);

@@ -55,6 +55,8 @@ describe('PartialScope', () => {
     expect([s.targetDb(3), s.targetDb(4), s.sourceDb(0), s.sourceDb(1), s.sourceDb(3)]).toEqual([0, 1, 3, 4, null]);
     expect(() => parseDbMap('3-0')).toThrow(/--db-map/);
     expect(parseRenamePrefix('a\\:b:c')).toEqual(['a:b', 'c']);
+    expect(parseRenamePrefix('legacy\\::app:')).toEqual(['legacy:', 'app:']);
+    expect(parseRenamePrefix(':new:')).toEqual(['', 'new:']);
   });
 
   it('has a fingerprint that ignores order and is empty without filters', () => {
