@@ -76,10 +76,13 @@ export class StreamFilter {
     return this.scope.targetDb(db);
   }
 
-  /** What to forward for `SELECT db` (null when the db is dropped: nothing in it is forwarded). */
-  select(cmd: StreamCommand, db: number): Buffer | null {
-    if (!this.scope.keepsDb(db)) return null;
-    const t = this.scope.targetDb(db);
+  /**
+   * What to forward for `SELECT db`: SELECT of its target db. For a dropped db (nothing in it is
+   * forwarded) the connection still moves, to connectionDb: the session's checkpoint writes and
+   * reconnects assume the connection is there.
+   */
+  select(cmd: StreamCommand, db: number): Buffer {
+    const t = this.scope.connectionDb(db);
     return t === db ? cmd.raw : encodeCommand(['SELECT', t]);
   }
 

@@ -95,6 +95,8 @@ export class Verifier {
   /** SCAN MATCH on the source, and on the target (where names may be renamed). */
   private readonly sourceMatch: string | undefined;
   private readonly targetMatch: string | undefined;
+  /** The selection named in the report (--db alone is shown as the dbs compared). */
+  private readonly selection: string | null;
 
   constructor(private readonly opts: VerifyOptions) {
     this.log = opts.logger ?? silentLogger();
@@ -105,6 +107,9 @@ export class Verifier {
     const onlyGlob = globs.length === 1 && (opts.partial?.prefixes ?? []).length === 0 ? globs[0]!.toString() : undefined;
     this.sourceMatch = opts.keyPattern ?? onlyGlob;
     this.targetMatch = this.scope.renames ? undefined : this.sourceMatch;
+    const p = opts.partial ?? {};
+    const named = [p.keys, p.prefixes, p.excludes].some((a) => a !== undefined && a.length > 0) || p.renamePrefix !== undefined || (p.dbMap !== undefined && p.dbMap.size > 0);
+    this.selection = named ? this.scope.fingerprint : null;
     this.batchSize = opts.batchSize ?? 500;
     if (!Number.isSafeInteger(this.maxDiffs) || this.maxDiffs < 0) throw new UsageError(`--max-diffs: expected a non-negative integer, got ${this.maxDiffs}`);
     if (!Number.isSafeInteger(this.batchSize) || this.batchSize < 1) throw new UsageError(`--batch: expected a positive integer, got ${this.batchSize}`);
@@ -162,8 +167,7 @@ export class Verifier {
         target: { address: target.label, version: tc.version, debug: tc.debug },
         dbs: dbFilter ?? [...new Set([...sourceDbs, ...targetDbs])].sort((a, b) => a - b),
         keyPattern: this.sourceMatch ?? null,
-        // (--db alone is shown as the dbs compared.)
-        selection: new PartialScope(this.opts.partial).identity ? null : this.scope.fingerprint,
+        selection: this.selection,
         sample: this.opts.sample ? describeSample(this.opts.sample) : null,
         settleMs: this.settleMs,
         summary: this.summary,
