@@ -4,6 +4,7 @@
  *
  *   npm run bench:sync [-- --only a,b,c] [--modes disk,diskless] [--live-seconds 10]
  *                         [--loads heavy,light] [--checkpoints none,file,target] [--no-verify]
+ *                         [--filters none,all,key]
  *
  * (a) 1,000,000 keys × 16 B; (b) ≈ 200k keys of every type, some large (≈ 160 MB RDB).
  *     For each source mode (disk-based, diskless):
@@ -18,6 +19,9 @@
  *     at each load level for --live-seconds. Lag is measured end to end with probe writes
  *     (see src/bench/probe.ts); ops/s from INFO total_commands_processed deltas; afterwards the
  *     load stops, the replica must catch up (drain time) and match the source's DEBUG DIGEST.
+ *     --filters adds partial-sync rows for each Replicant replica: `all` = `--exclude-key nomatch:*`
+ *     (every command goes through the filter, every key is kept: the filter's own cost), `key` =
+ *     `--key key:*` (only the SET keys of redis-benchmark are kept: a quarter of the load).
  */
 import { populateSmallKeys, writeMixedDataset } from './lib/datasets.mjs';
 import { LagProbe } from './lib/probe.mjs';
@@ -33,8 +37,11 @@ const opts = parseArgs(process.argv.slice(2), {
   liveSeconds: 10,
   loads: 'heavy,light',
   checkpoints: 'none,target',
+  filters: 'none',
   noVerify: false,
 });
+// (`bench:probe` is the lag probe's key: kept, so lag is measured under every filter.)
+const FILTERS = { none: [], all: ['--exclude-key', 'nomatch:*'], key: ['--key', 'key:*', '--key', 'bench:probe'] };
 const verify = !opts.noVerify;
 for (const c of opts.checkpoints.split(',')) {
   if (!['none', 'file', 'target'].includes(c.trim())) {
@@ -49,6 +56,7 @@ const LOADS = {
   light: ['-P', '1', '-c', '20'],
 };
 const SYNCS_KEY = '__replicant:syncs';
+const RESERVED = '__replicant';
 
 const SOURCE_ARGS = ['--repl-diskless-sync-delay', '0', '--repl-diskless-sync-max-replicas', '0'];
 
@@ -150,7 +158,7 @@ async function fullSyncScenario(label, what, fill) {
 
 // ---------------------------------------------------------------- live phase
 
-async function attach(kind, checkpoint, source) {
+async function attach(kind, checkpoint, source, filter) {
   const replica = await startRedis({ name: `live-${kind}` });
   const c = replica.client();
   if (kind === 'native') {
@@ -162,7 +170,7 @@ async function attach(kind, checkpoint, source) {
     return { replica, c, rep: null };
   }
   const spec = checkpoint === 'file' ? `file:${join(tempDir('replicant-bench-cp-'), 'checkpoint.json')}` : checkpoint;
-  const rep = startReplicant(source.url, replica.url, { checkpoint: spec });
+  const rep = startReplicant(source.url, replica.url, { checkpoint: spec, extraArgs: FILTERS[filter] });
   await rep.waitPhase('streaming');
   return { replica, c, rep };
 }
@@ -183,7 +191,7 @@ async function counters(src, dst, probe, rep) {
   };
 }
 
-async function liveRun(kind, checkpoint, load) {
+async function liveRun(kind, checkpoint, load, filter = 'none') {
   const source = await startRedis({ name: 'live-source', args: [...SOURCE_ARGS, '--repl-diskless-sync', 'yes'] });
   let att = null;
   let bench = null;
@@ -191,7 +199,7 @@ async function liveRun(kind, checkpoint, load) {
   try {
     const src = source.client();
     await populateSmallKeys(src, 100_000, 16);
-    att = await attach(kind, checkpoint, source);
+    att = await attach(kind, checkpoint, source, filter);
     probe = new LagProbe(source.port, att.replica.port, { everyMs: 10 });
     probe.start();
     await sleep(1000);
@@ -206,7 +214,7 @@ async function liveRun(kind, checkpoint, load) {
     const lags = probe.lagsBetween(before.t, after.t);
     const secs = (after.t - before.t) / 1000;
     const row = {
-      replica: kind === 'native' ? 'native replica' : `replicant (checkpoint ${checkpoint})`,
+      replica: kind === 'native' ? 'native replica' : `replicant (checkpoint ${checkpoint}${filter === 'none' ? '' : `, filter ${filter}`})`,
       load,
       seconds: secs,
       sourceOps: (after.src - before.src) / secs,
@@ -239,10 +247,11 @@ async function liveRun(kind, checkpoint, load) {
         process.exitCode = 1;
       }
     }
-    if (verify && drainMs !== null) {
+    // A filter that drops keys leaves a target that is not a copy of the whole source.
+    if (verify && drainMs !== null && filter !== 'key') {
       if (kind !== 'native') {
-        // Replicant's own keys (checkpoint, lease, registry of syncs) are not part of the comparison.
-        const own = await att.c.keys('__replicant*');
+        // Replicant's own keys (checkpoint, lease, registry) are not part of the comparison.
+        const own = await att.c.keys(`${RESERVED}*`);
         if (own.length > 0) await att.c.del(...own);
       }
       row.digestMatch = (await digest(att.c)) === (await digest(src));
@@ -263,9 +272,11 @@ async function liveScenario() {
   const cps = opts.checkpoints.split(',').map((s) => s.trim()).filter(Boolean);
   for (const load of loads) {
     if (!LOADS[load]) throw new Error(`--loads: unknown load ${load} (${Object.keys(LOADS).join(', ')})`);
-    for (const [kind, cp] of [['native', null], ...cps.map((c) => ['replicant', c])]) {
-      process.stdout.write(`(c) live, ${load} load, ${kind}${cp ? ` checkpoint ${cp}` : ''} ... `);
-      const r = await liveRun(kind, cp, load);
+    const filters = opts.filters.split(',').map((s) => s.trim()).filter(Boolean);
+    for (const f of filters) if (!FILTERS[f]) throw new Error(`--filters: unknown filter ${f} (${Object.keys(FILTERS).join(', ')})`);
+    for (const [kind, cp, f] of [['native', null, 'none'], ...cps.flatMap((c) => filters.map((f) => ['replicant', c, f]))]) {
+      process.stdout.write(`(c) live, ${load} load, ${kind}${cp ? ` checkpoint ${cp}` : ''}${f === 'none' ? '' : ` filter ${f}`} ... `);
+      const r = await liveRun(kind, cp, load, f);
       console.log(`lag p99 ${r.lagP99 === Infinity ? 'unseen' : `${Math.round(r.lagP99)} ms`}, drain ${r.drainMs === null ? '> 60 s' : `${Math.round(r.drainMs)} ms`}`);
       rows.push(r);
     }

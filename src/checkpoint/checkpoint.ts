@@ -17,10 +17,12 @@ export interface Checkpoint {
   at: number;
   /** run_id of the source when written: tells a restarted source from a failover. */
   sourceRunId?: string;
+  /** The partial sync's filters (PartialScope fingerprint); absent for a full copy. */
+  filter?: string;
 }
 
 export function serializeCheckpoint(cp: Checkpoint): string {
-  return JSON.stringify({ v: 1, replid: cp.replid, offset: cp.offset, db: cp.db, state: cp.state, cleanStart: cp.cleanStart, at: cp.at, sourceRunId: cp.sourceRunId });
+  return JSON.stringify({ v: 1, replid: cp.replid, offset: cp.offset, db: cp.db, state: cp.state, cleanStart: cp.cleanStart, at: cp.at, sourceRunId: cp.sourceRunId, filter: cp.filter });
 }
 
 /** Parse a stored checkpoint; returns null (never throws) for anything that is not one. */
@@ -39,5 +41,6 @@ export function parseCheckpoint(text: string | Buffer | null | undefined): Check
   const state = r['state'] === 'full-sync' ? 'full-sync' : 'streaming';
   const cp: Checkpoint = { replid: r['replid'], offset: r['offset'], db: r['db'], state, cleanStart: r['cleanStart'] === true, at: typeof r['at'] === 'number' ? r['at'] : 0 };
   if (typeof r['sourceRunId'] === 'string') cp.sourceRunId = r['sourceRunId'];
+  if (typeof r['filter'] === 'string' && r['filter'] !== '') cp.filter = r['filter'];
   return cp;
 }

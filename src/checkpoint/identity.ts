@@ -51,6 +51,8 @@ export interface SyncRegistration {
   checkpointKey: string;
   leaseKey: string;
   since: number;
+  /** The partial sync's filters (as in its checkpoint), for operators reading the registry; absent for a full copy. */
+  filter?: string;
 }
 
 export function parseRegistration(text: unknown): SyncRegistration | null {
@@ -65,6 +67,7 @@ export function parseRegistration(text: unknown): SyncRegistration | null {
       checkpointKey: o.checkpointKey,
       leaseKey: o.leaseKey,
       since: typeof o.since === 'number' ? o.since : 0,
+      ...(typeof o.filter === 'string' && o.filter !== '' ? { filter: o.filter } : {}),
     };
   } catch {
     return null;

@@ -15,6 +15,7 @@ interface DemoOptions {
   keys: number;
   duration: number;
   writeMode: 'auto' | 'restore' | 'commands';
+  filter?: string;
 }
 
 export function registerDemoCommand(program: Command): void {
@@ -24,9 +25,29 @@ export function registerDemoCommand(program: Command): void {
     .option('--keys <n>', 'keys to put in the source before the sync', parseNonNegativeInt, 200_000)
     .option('--duration <duration>', 'how long the live writer runs after the snapshot', parseDuration, 5_000)
     .addOption(new Option('--write-mode <mode>', 'snapshot write mode').choices(['auto', 'restore', 'commands']).default('auto'))
+    .option('--filter <glob>', "a partial sync: copy only the keys matching this glob (e.g. 'demo:string:1*' or 'demo:[hlz]*'), verify that part and that nothing else reached the target")
     .action(async (o: DemoOptions) => {
       await runDemo(o);
     });
+}
+
+/** Keys of the target (Replicant's own aside) and how many of them do not match `glob`. */
+async function keysOutside(c: { scan(cursor: string, countToken: 'COUNT', count: number): Promise<[string, string[]]> }, glob: string): Promise<{ total: number; outside: number }> {
+  const { GlobMatcher } = await import('../export/glob.js');
+  const m = new GlobMatcher(glob);
+  let total = 0;
+  let outside = 0;
+  let cursor = '0';
+  do {
+    const [next, keys] = await c.scan(cursor, 'COUNT', 1000);
+    cursor = next;
+    for (const k of keys) {
+      if (k.startsWith('__replicant')) continue;
+      total++;
+      if (!m.matches(Buffer.from(k))) outside++;
+    }
+  } while (cursor !== '0');
+  return { total, outside };
 }
 
 async function runDemo(o: DemoOptions): Promise<void> {
@@ -66,7 +87,9 @@ async function runDemo(o: DemoOptions): Promise<void> {
     await src.xadd('demo:stream', '*', 'event', 'created');
     say(`source filled: ${formatCount(o.keys + 4)} keys of every type`);
 
-    const session = new SyncSession({ source: sourceUrl, target: targetUrl, writeMode: o.writeMode, logger });
+    const partial = o.filter === undefined ? {} : { keys: [o.filter] };
+    if (o.filter !== undefined) say(`partial sync: only keys matching ${JSON.stringify(o.filter)}`);
+    const session = new SyncSession({ source: sourceUrl, target: targetUrl, writeMode: o.writeMode, logger, partial });
     const progress = new ProgressReporter(() => {
       const s = session.status();
       const line = s.phase === 'full-sync' && s.rdb
@@ -110,9 +133,15 @@ async function runDemo(o: DemoOptions): Promise<void> {
     await done.catch(() => undefined);
     if (failure !== null) throw failure;
     say(`caught up: ${formatCount(writes * 4)} live commands applied; verifying...`);
-    const report = await new Verifier({ source: sourceUrl, target: targetUrl, logger }).run();
+    const report = await new Verifier({ source: sourceUrl, target: targetUrl, logger, partial }).run();
     process.stdout.write(formatReport(report));
     if (!report.equal) process.exitCode = ExitCode.DIFFERENT;
+    if (o.filter !== undefined) {
+      // Verify compares the selected keys; also show that nothing outside them was copied.
+      const outside = await keysOutside(tgt, o.filter);
+      say(`target: ${formatCount(outside.total)} keys, ${outside.outside} outside the filter`);
+      if (outside.outside > 0) process.exitCode = ExitCode.DIFFERENT;
+    }
   } finally {
     for (const c of clients) c.disconnect();
     for (const s of servers) s.stop();

@@ -103,7 +103,7 @@ function parseFilter(opts: RdbCommandOptions): KeyFilter {
     if (!VALUE_TYPES.includes(t)) throw new UsageError(`--type: "${v}" is not one of ${VALUE_TYPES.join(', ')}`);
     types.push(t);
   }
-  return new KeyFilter({ dbs, types, ...(opts.key !== undefined ? { key: opts.key } : {}) });
+  return new KeyFilter({ dbs, types, ...(opts.key !== undefined ? { keys: [opts.key] } : {}) });
 }
 
 async function openInput(file: string, io: RdbCommandIo): Promise<Readable> {

@@ -12,8 +12,10 @@ import { isSentinelUrl } from '../replication/source.js';
 import { parseRedisUrl } from '../replication/url.js';
 import { resolvePasswords, type PasswordFileOptions } from './secrets.js';
 import { resolveTls, type TlsCliOptions } from './tls.js';
+import { partialSpec, type PartialCliOptions } from './partial-options.js';
 
-export interface SyncCliOptions extends PasswordFileOptions, TlsCliOptions {
+export interface SyncCliOptions extends PasswordFileOptions, TlsCliOptions, PartialCliOptions {
+  acceptFilterChange: boolean;
   source: string;
   target: string;
   writeMode: 'auto' | 'restore' | 'commands';
@@ -69,9 +71,13 @@ export async function runSyncCommand(o: SyncCliOptions): Promise<void> {
     connectTimeoutMs: o.connectTimeout,
     verifyChecksum: o.verifyChecksum,
     exitAfterFullSync: o.exitAfterFullSync,
+    partial: partialSpec(o),
+    acceptFilterChange: o.acceptFilterChange,
     logger,
   });
   logger.info({ source: redactUrl(o.source), target: redactUrl(o.target), writeMode: o.writeMode, checkpoint: o.checkpoint }, 'replicant sync starting');
+  const selection = session.selection;
+  if (selection !== null) logger.info({ selection }, 'partial sync');
   // Before anything else starts: a port already in use fails fast with exit 2.
   const metrics: MetricsServer | null = o.metricsPort === undefined ? null : await startMetricsServer(session, { port: o.metricsPort, host: o.metricsHost, logger });
   const progress = new ProgressReporter(() => snapshot(session.status()), logger, o.progressInterval);

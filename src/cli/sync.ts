@@ -8,6 +8,7 @@ import type { SyncCliOptions } from './sync-run.js';
 import { LOG_LEVELS, parsePort, parsePositiveDuration, parseSize } from './options.js';
 import { addPasswordOptions } from './secrets.js';
 import { addTlsOptions } from './tls.js';
+import { addPartialOptions } from './partial-options.js';
 
 export function registerSyncCommand(program: Command): void {
   const cmd = program
@@ -17,7 +18,8 @@ export function registerSyncCommand(program: Command): void {
     .requiredOption('-s, --source <url>', 'source: redis[s]://[user[:pass]@]host:port or sentinel[s]://[user[:pass]@]host:port[,host:port]/master (rediss, sentinels: TLS)')
     .requiredOption('-t, --target <url>', 'target: redis[s]://[user[:pass]@]host:port (each source db goes to the same db number: no /db)');
   addTlsOptions(cmd);
-  addPasswordOptions(cmd)
+  addPartialOptions(addPasswordOptions(cmd), { stream: true, dbHelp: 'only these source databases (default: every db)' })
+    .option('--accept-filter-change', "when the checkpoint was made with other filters: copy again (full sync) instead of refusing to start", false)
     .addOption(new Option('--write-mode <mode>', 'how the snapshot is written: auto (SET for strings, RESTORE for the rest when the target allows), restore, commands').choices(['auto', 'restore', 'commands']).default('auto'))
     .option('--big-key-bytes <size>', 'keys above this size go as chunked commands, never RESTORE', parseSize, 16 * 1024 * 1024)
     .addOption(new Option('--existing <policy>', 'when the target already holds keys at the first full sync: fail, replace (overwrite the source keys, keep others), flush (empty the target first)').choices(['fail', 'replace', 'flush']).default('fail'))

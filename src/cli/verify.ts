@@ -3,7 +3,8 @@
  * data. Exit 0 when equal, 8 when differences were found (summary and examples on stdout),
  * 4 / 5 when the source / target cannot be read, 2 for a bad command line.
  */
-import { InvalidArgumentError, Option, type Command } from 'commander';
+import { Option, type Command } from 'commander';
+import { addPartialOptions, partialSpec, type PartialCliOptions } from './partial-options.js';
 import { ExitCode } from '../errors.js';
 import { createLogger, redactUrl } from '../observe/logger.js';
 import { ProgressReporter, formatCount } from '../observe/progress.js';
@@ -13,11 +14,9 @@ import { LOG_LEVELS, parseDuration, parseNonNegativeInt, parsePositiveDuration, 
 import { addPasswordOptions, resolvePasswords, type PasswordFileOptions } from './secrets.js';
 import { addTlsOptions, resolveTls, type TlsCliOptions } from './tls.js';
 
-interface VerifyCliOptions extends PasswordFileOptions, TlsCliOptions {
+interface VerifyCliOptions extends PasswordFileOptions, TlsCliOptions, PartialCliOptions {
   source: string;
   target: string;
-  db?: number[];
-  key?: string;
   sample?: string;
   maxDiffs: number;
   settle: number;
@@ -30,17 +29,6 @@ interface VerifyCliOptions extends PasswordFileOptions, TlsCliOptions {
   logLevel: string;
 }
 
-/** `--db 0 1`, `--db 0,1`, repeated: a list of database numbers. */
-function parseDbs(value: string, previous: number[] | undefined): number[] {
-  const out = previous ?? [];
-  for (const part of value.split(',')) {
-    const t = part.trim();
-    if (!/^\d{1,5}$/.test(t)) throw new InvalidArgumentError(`expected database numbers, got "${value}"`);
-    out.push(Number(t));
-  }
-  return out;
-}
-
 export function registerVerifyCommand(program: Command): void {
   const cmd = program
     .command('verify')
@@ -49,9 +37,7 @@ export function registerVerifyCommand(program: Command): void {
     .requiredOption('-s, --source <url>', 'source: redis[s]://[user:pass@]host:port or sentinel[s]://host:port/master (rediss, sentinels: TLS)')
     .requiredOption('-t, --target <url>', 'target: redis[s]://[user:pass@]host:port[/db]');
   addTlsOptions(cmd);
-  addPasswordOptions(cmd)
-    .option('--db <n...>', 'only these databases (default: every db holding keys on either side)', parseDbs)
-    .option('--key <glob>', 'only keys matching this Redis glob (SCAN MATCH)')
+  addPartialOptions(addPasswordOptions(cmd), { stream: false, dbHelp: 'only these (source) databases (default: every db holding keys on either side)' })
     .option('--sample <n|fraction>', 'check about n keys, or a fraction (0.1) or percentage (5%) of them, on each side')
     .option('--max-diffs <n>', 'differences listed as examples (all are counted)', parseNonNegativeInt, 20)
     .option('--settle <duration>', 're-check a differing key this long after (e.g. 2s) before reporting it: tells replication lag from real differences; 0 = no recheck', parseDuration, 0)
@@ -72,7 +58,8 @@ export function registerVerifyCommand(program: Command): void {
         target,
         tls: resolveTls({ ...o, source, target }, logger),
         dbs: o.db,
-        keyPattern: o.key,
+        // The same selection as the sync's (its --db is `dbs`): the filtered image is compared.
+        partial: partialSpec({ ...o, db: undefined }),
         sample: o.sample !== undefined ? parseSample(o.sample) : null,
         maxDiffs: o.maxDiffs,
         settleMs: o.settle,

@@ -1,5 +1,5 @@
 /**
- * Selects keys by db, name glob and type. Applied to the record stream: a key that does not
+ * Selects keys by db, name (globs, prefixes, exclusions) and type. Applied to the record stream: a key that does not
  * match is dropped from its keyStart through its keyEnd / keySkipped; other records pass.
  */
 import type { KeyHeader, RdbRecord, ValueType } from '../rdb/types.js';
@@ -7,16 +7,50 @@ import { GlobMatcher } from './glob.js';
 
 export const VALUE_TYPES: readonly ValueType[] = ['string', 'list', 'set', 'zset', 'hash', 'stream', 'module', 'array'];
 
-export interface KeyFilterOptions {
+/** Which key names are selected: any of `keys` (globs) or `prefixes` (none given: every key), minus `excludes` (globs). */
+export interface KeySelection {
+  keys?: readonly (Buffer | string)[];
+  prefixes?: readonly (Buffer | string)[];
+  excludes?: readonly (Buffer | string)[];
+}
+
+/** Matches key names against a KeySelection (shared by `rdb`, `sync` and `verify`). */
+export class KeyMatcher {
+  private readonly includes: GlobMatcher[];
+  private readonly prefixes: Buffer[];
+  private readonly excludes: GlobMatcher[];
+
+  constructor(sel: KeySelection) {
+    this.includes = (sel.keys ?? []).map((k) => new GlobMatcher(k));
+    this.prefixes = (sel.prefixes ?? []).map((p) => (typeof p === 'string' ? Buffer.from(p) : p));
+    this.excludes = (sel.excludes ?? []).map((k) => new GlobMatcher(k));
+  }
+
+  /** True when every key matches. */
+  get passAll(): boolean {
+    return this.includes.length === 0 && this.prefixes.length === 0 && this.excludes.length === 0;
+  }
+
+  matches(key: Buffer): boolean {
+    if (this.includes.length > 0 || this.prefixes.length > 0) {
+      if (!this.includes.some((g) => g.matches(key)) && !this.prefixes.some((p) => startsWith(key, p))) return false;
+    }
+    return !this.excludes.some((g) => g.matches(key));
+  }
+}
+
+export function startsWith(key: Buffer, prefix: Buffer): boolean {
+  return key.length >= prefix.length && key.compare(prefix, 0, prefix.length, 0, prefix.length) === 0;
+}
+
+export interface KeyFilterOptions extends KeySelection {
   dbs?: readonly number[];
-  /** Redis glob on the key name. */
-  key?: Buffer | string;
   types?: readonly ValueType[];
 }
 
 export class KeyFilter {
   private readonly dbs: Set<number> | null;
-  private readonly glob: GlobMatcher | null;
+  private readonly names: KeyMatcher | null;
   private readonly types: Set<ValueType> | null;
   private dropping = false;
   /** Keys dropped by the filter. */
@@ -24,19 +58,20 @@ export class KeyFilter {
 
   constructor(opts: KeyFilterOptions) {
     this.dbs = opts.dbs && opts.dbs.length > 0 ? new Set(opts.dbs) : null;
-    this.glob = opts.key === undefined ? null : new GlobMatcher(opts.key);
+    const names = new KeyMatcher(opts);
+    this.names = names.passAll ? null : names;
     this.types = opts.types && opts.types.length > 0 ? new Set(opts.types) : null;
   }
 
   /** True when no criterion is set (every record passes). */
   get passAll(): boolean {
-    return this.dbs === null && this.glob === null && this.types === null;
+    return this.dbs === null && this.names === null && this.types === null;
   }
 
   matchesKey(h: KeyHeader): boolean {
     if (this.dbs !== null && !this.dbs.has(h.db)) return false;
     if (this.types !== null && !this.types.has(h.type)) return false;
-    if (this.glob !== null && !this.glob.matches(h.key)) return false;
+    if (this.names !== null && !this.names.matches(h.key)) return false;
     return true;
   }
 

@@ -45,6 +45,8 @@ import { IncompleteCopyError, describeShortfall, isShort, type Shortfall } from 
 import { LostKeys } from './lost-keys.js';
 import { describeCommands, withoutCommands } from './unit-recovery.js';
 import { StreamBatcher, type StreamUnit } from './stream-batcher.js';
+import { PartialScope, SnapshotScope, type PartialSyncSpec } from './partial.js';
+import { StreamFilter } from './stream-filter.js';
 
 export type WriteMode = 'auto' | 'restore' | 'commands';
 export type FullResyncPolicy = 'flush' | 'flush-all' | 'replace' | 'fail';
@@ -91,6 +93,13 @@ export interface SyncOptions {
   exitAfterFullSync?: boolean;
   /** File listing the snapshot keys not written (default: a new file under spoolDir or the temp dir, created at the first one). */
   report?: string;
+  /** Copy only part of the source, possibly renamed / into other dbs (README "Partial sync"). */
+  partial?: PartialSyncSpec;
+  /**
+   * The checkpoint was made with other filters: copy again (full sync; the target is flushed
+   * when it holds only this sync's keys) instead of refusing to start.
+   */
+  acceptFilterChange?: boolean;
   /** Reconnect delays: starts at `min`, doubles to `max`. */
   reconnectMinMs?: number;
   reconnectMaxMs?: number;
@@ -165,7 +174,7 @@ const GIVEN_UP_LOGGED = 20;
 const SERIAL_AFTER_ABORT = 256;
 
 export class SyncSession extends EventEmitter<SyncEvents> {
-  private readonly opts: Required<Omit<SyncOptions, 'spoolDir' | 'listeningPort' | 'checkpoint' | 'logger' | 'name' | 'report' | 'tls'>> & Pick<SyncOptions, 'spoolDir' | 'listeningPort'>;
+  private readonly opts: Required<Omit<SyncOptions, 'spoolDir' | 'listeningPort' | 'checkpoint' | 'logger' | 'name' | 'report' | 'tls' | 'partial' | 'acceptFilterChange'>> & Pick<SyncOptions, 'spoolDir' | 'listeningPort'>;
   private readonly identity: SyncIdentity;
   private readonly lease: SyncLease;
   /** Set when another instance took this sync over: nothing more may be applied. */
@@ -247,6 +256,10 @@ export class SyncSession extends EventEmitter<SyncEvents> {
   /** Why an aborted unit could not be skipped (the writer then failed with the abort). */
   private fatalAbort: TargetError | null = null;
   private receivedSamples: { offset: number; t: number }[] = [];
+  private readonly scope: PartialScope;
+  private readonly acceptFilterChange: boolean;
+  /** Stream commands dropped by --exclude-command, by name (each name logged once). */
+  private readonly excluded = new Map<string, number>();
 
   constructor(options: SyncOptions) {
     super();
@@ -256,6 +269,8 @@ export class SyncSession extends EventEmitter<SyncEvents> {
     this.checkpointSpec = options.checkpoint;
     this.identity = syncIdentity(this.sourceSpec, options.name);
     this.lost = new LostKeys(this.log, options.report, options.spoolDir);
+    this.scope = new PartialScope(options.partial);
+    this.acceptFilterChange = options.acceptFilterChange ?? false;
     this.opts = {
       source: options.source,
       target: options.target,
@@ -281,6 +296,11 @@ export class SyncSession extends EventEmitter<SyncEvents> {
     this.stopped = new Promise((resolve) => {
       this.stopResolve = resolve;
     });
+  }
+
+  /** A partial sync's selection as stored with the checkpoint (JSON), or null for a full copy. */
+  get selection(): string | null {
+    return this.scope.fingerprint === '' ? null : this.scope.fingerprint;
   }
 
   /** Current figures (for progress displays and the library API). */
@@ -379,6 +399,7 @@ export class SyncSession extends EventEmitter<SyncEvents> {
       this.store = this.createStore();
       let cp = await this.store.load();
       this.log.info({ sync: this.identity.id, checkpoint: this.store.where, otherSyncs: [...this.otherSyncs.keys()] }, 'checkpoint store');
+      if (cp) cp = this.checkFilterChange(cp);
       if (cp) {
         this.log.info({ replid: cp.replid, offset: cp.offset, db: cp.db, state: cp.state, checkpoint: this.store.where }, 'checkpoint found');
         this.cleanStart = cp.cleanStart;
@@ -562,7 +583,7 @@ export class SyncSession extends EventEmitter<SyncEvents> {
       }
       parser = new ReplicationStreamParser(outcome.offset);
       // Re-select the stream's db on the (possibly new) target connection.
-      if (!this.cluster) await this.submitRaw([encodeCommand(['SELECT', this.db])], 1, false, undefined);
+      if (!this.cluster) await this.submitRaw([encodeCommand(['SELECT', this.scope.connectionDb(this.db)])], 1, false, undefined);
     }
     await this.streamLoop(spool, parser, firstStream);
     if (this.writerFailure !== null) this.throwWriterFailure(this.writerFailure);
@@ -601,6 +622,7 @@ export class SyncSession extends EventEmitter<SyncEvents> {
       spool.setMemoryBudget(streaming ? Math.min(this.opts.spoolMemoryBytes, LONG_STRING_SPOOL_MEMORY) : this.opts.spoolMemoryBytes);
       writer.setMaxInflight(streaming ? Math.min(this.opts.maxInflightBytes, LONG_STRING_INFLIGHT) : this.opts.maxInflightBytes);
     };
+    const snapScope = this.scope.identity ? null : new SnapshotScope(this.scope, (db, key) => this.renameCollision(db, key));
     let applier: SnapshotApplier | null = null;
     const makeApplier = (sourceRdbVersion: number): SnapshotApplier => {
       const restoreOk = info.rdbVersion >= sourceRdbVersion;
@@ -651,7 +673,7 @@ export class SyncSession extends EventEmitter<SyncEvents> {
               const a = (applier = makeApplier(decoder.version));
               this.snapshotDbOf = (payload) => a.dbOf(payload);
             }
-            if (applier !== null && records.length > 0) await applier.apply(records);
+            if (applier !== null && records.length > 0) await applier.apply(snapScope === null ? records : snapScope.apply(records));
           }
           if (applier !== null) {
             this.rdbKeys = applier.stats.keys;
@@ -681,11 +703,11 @@ export class SyncSession extends EventEmitter<SyncEvents> {
     await this.store.write(this.currentCheckpoint('streaming', outcome.offset, this.db), applier.currentDb);
     this.cpExpected = outcome.offset;
     this.snapshotUnfinished = false;
-    if (!this.cluster) await this.submitRaw([encodeCommand(['SELECT', this.db])], 1, false, undefined);
+    if (!this.cluster) await this.submitRaw([encodeCommand(['SELECT', this.scope.connectionDb(this.db)])], 1, false, undefined);
     link.setAppliedOffset(outcome.offset);
     link.ackNow();
     const ms = Date.now() - started;
-    this.summarizeFullSync(applier, decoder.emptyKeysSkipped, ms);
+    this.summarizeFullSync(applier, decoder.emptyKeysSkipped, ms, snapScope?.filtered ?? 0);
     this.emit('fullSyncDone', { replid: outcome.replid, offset: outcome.offset, keys: applier.stats.keys, ms });
     this.rdbTotal = null;
     return afterRdb;
@@ -696,7 +718,7 @@ export class SyncSession extends EventEmitter<SyncEvents> {
    * them that are not on the target (rejected, corrupt, untranslatable, in a db the target lacks):
    * with any, a warning says the copy is incomplete and where the full list is.
    */
-  private summarizeFullSync(applier: SnapshotApplier, emptyKeysSkipped: number, ms: number): void {
+  private summarizeFullSync(applier: SnapshotApplier, emptyKeysSkipped: number, ms: number, filteredKeys: number): void {
     this.lost.flush();
     const s = applier.stats;
     const lost = this.lost.count;
@@ -713,6 +735,7 @@ export class SyncSession extends EventEmitter<SyncEvents> {
         rdbBytes: this.rdbBytes,
         ms,
         emptyKeysSkipped,
+        ...(this.scope.identity ? {} : { filteredKeys }),
       },
       'full sync applied',
     );
@@ -744,6 +767,15 @@ export class SyncSession extends EventEmitter<SyncEvents> {
       onForeignDb: this.cluster ? (cmd: StreamCommand, db: number) => this.foreignDb(db, cmd.args[1], cmd.name) : undefined,
       dropFlush: (cmd: StreamCommand, db: number) => this.sharedTargetFlush(cmd, db),
       admit: (cmd: StreamCommand) => this.admitStreamCommand(cmd),
+      ...(this.scope.identity
+        ? {}
+        : {
+            filter: new StreamFilter(this.scope, {
+              onConflict: (cmd, db, reason) => this.filterConflict(cmd, db, reason),
+              onExcluded: (cmd) => this.excludedCommand(cmd),
+              keyPositions: (name) => this.commandTable?.keyPositions(name),
+            }),
+          }),
     });
     const units: StreamUnit[] = [];
     let chunk: Buffer | null = first;
@@ -813,8 +845,10 @@ export class SyncSession extends EventEmitter<SyncEvents> {
   private async submitStreamUnit(u: StreamUnit): Promise<void> {
     const cp = this.currentCheckpoint('streaming', u.offset, u.dbAfter);
     // (A cluster has no SWAPDB, and its keys live on several nodes: the lease renewal re-takes it there.)
-    const fixup = u.reservedReset !== undefined && !this.cluster ? this.reservedFixup(u.reservedReset, u.dbAfter) : null;
-    const ckpt = this.store.inlineCommands(cp, u.dbAfter);
+    // The target connection is in the mapped db after the unit.
+    const targetDbAfter = this.scope.connectionDb(u.dbAfter);
+    const fixup = u.reservedReset !== undefined && !this.cluster ? this.reservedFixup(u.reservedReset, targetDbAfter) : null;
+    const ckpt = this.store.inlineCommands(cp, targetDbAfter);
     const inline = fixup !== null ? [...fixup, ...(ckpt ?? [])] : ckpt;
     let onExecReply: ((replies: unknown[]) => void) | undefined;
     if (ckpt !== null) {
@@ -941,13 +975,13 @@ export class SyncSession extends EventEmitter<SyncEvents> {
         this.existingCheckPending = false;
         await this.checkExistingKeys();
       }
-      this.registration = { source: describeSource(this.sourceSpec), sourceRunId: id.runId, upstream: [...upstream], checkpointKey: this.store.kind === 'target' ? this.store.key! : '', leaseKey: this.identity.leaseKey, since: Date.now() };
+      this.registration = { source: describeSource(this.sourceSpec), sourceRunId: id.runId, upstream: [...upstream], checkpointKey: this.store.kind === 'target' ? this.store.key! : '', leaseKey: this.identity.leaseKey, since: Date.now(), ...this.filterField() };
     } else {
       if (this.existingCheckPending) {
         this.existingCheckPending = false;
         await this.checkExistingKeys();
       }
-      this.registration ??= { source: describeSource(this.sourceSpec), sourceRunId: null, upstream: [], checkpointKey: this.store.kind === 'target' ? this.store.key! : '', leaseKey: this.identity.leaseKey, since: Date.now() };
+      this.registration ??= { source: describeSource(this.sourceSpec), sourceRunId: null, upstream: [], checkpointKey: this.store.kind === 'target' ? this.store.key! : '', leaseKey: this.identity.leaseKey, since: Date.now(), ...this.filterField() };
     }
     await this.controlCall(['HSET', REGISTRY_KEY, this.identity.id, JSON.stringify(this.registration)]);
     if (cp !== null && id !== null) {
@@ -1014,6 +1048,53 @@ export class SyncSession extends EventEmitter<SyncEvents> {
     this.link?.close();
     this.spool?.end();
     this.stopResolve?.();
+  }
+
+  /**
+   * A checkpoint made with other filters: resuming would leave keys the new filters exclude (or
+   * lack keys they include). Refused, unless --accept-filter-change asks for a new full sync.
+   */
+  private checkFilterChange(cp: Checkpoint): Checkpoint {
+    const before = cp.filter ?? '';
+    const now = this.scope.fingerprint;
+    if (before === now) return cp;
+    const describe = (f: string) => (f === '' ? 'none (a full copy)' : f);
+    const what = `the checkpoint of sync "${this.identity.id}" was made with other filters (then: ${describe(before)}; now: ${describe(now)})`;
+    if (!this.acceptFilterChange) {
+      throw new UsageError(`${what}: resuming would leave the target with keys of the old selection or without keys of the new one. Run with the old filters, or give --accept-filter-change to copy again (a full sync; the target is flushed when it holds only this sync's keys)`);
+    }
+    this.log.warn({ before: describe(before), now: describe(now) }, `${what}: copying again (--accept-filter-change)`);
+    // As an interrupted full sync: flushed first when the target holds only this sync's keys.
+    return { ...cp, state: 'full-sync' };
+  }
+
+  private filterField(): { filter?: string } {
+    return this.scope.fingerprint === '' ? {} : { filter: this.scope.fingerprint };
+  }
+
+  /** A stream command the filters cannot reduce exactly (see stream-filter): stop, or skip it counted. */
+  private filterConflict(cmd: StreamCommand, db: number, reason: string): void {
+    const name = cmd.name.toUpperCase();
+    const what = `source command ${name} in db ${db} at offset ${cmd.offset}`;
+    if (this.opts.onError === 'fail') {
+      throw new ReplicantError('FILTER', `${what} cannot be applied exactly to the partial sync's keys: ${reason}; use --on-error skip to skip such commands (counted), or widen the filters`, ExitCode.DATA);
+    }
+    this.errors++;
+    this.skipped({ command: name, db, offset: cmd.offset, reason }, 'source command that the partial sync cannot apply exactly: skipped (--on-error skip)');
+  }
+
+  /** A snapshot key whose --rename-prefix name would collide with a renamed key. */
+  private renameCollision(db: number, key: Buffer): void {
+    const why = 'the key already has the new prefix of --rename-prefix: it would collide with a renamed key';
+    if (this.opts.onError === 'fail') throw new ReplicantError('FILTER', `source key "${printableKey(key)}" in db ${db}: ${why}; use --on-error skip to leave such keys out (listed in the report)`, ExitCode.DATA);
+    this.errors++;
+    this.lost.add(db, key, why);
+  }
+
+  private excludedCommand(cmd: StreamCommand): void {
+    const n = (this.excluded.get(cmd.name) ?? 0) + 1;
+    this.excluded.set(cmd.name, n);
+    if (n === 1) this.log.info({ command: cmd.name.toUpperCase(), offset: cmd.offset }, 'source command not relayed (--exclude-command; further ones not logged)');
   }
 
   /**
@@ -1241,7 +1322,7 @@ export class SyncSession extends EventEmitter<SyncEvents> {
     this.log.info({ from, db, units: resend.length }, 'target reconnected: resending what it does not have');
     this.setPhase('streaming', { resumedFrom: from });
     const writer = this.writer;
-    if (!this.cluster) writer.submit({ payload: [encodeCommand(['SELECT', db])], count: 1 });
+    if (!this.cluster) writer.submit({ payload: [encodeCommand(['SELECT', this.scope.connectionDb(db)])], count: 1 });
     for (const u of resend) {
       this.pending.push(u);
       if (!writer.submit({ payload: u.payload, count: u.count, atomic: u.atomic, offset: u.offset })) {
@@ -1452,7 +1533,7 @@ export class SyncSession extends EventEmitter<SyncEvents> {
           const w = this.writer!;
           await w.call(['SELECT', db]);
           const v = (await w.call(['GET', key])) as Buffer | string | null;
-          await w.call(['SELECT', this.db]);
+          await w.call(['SELECT', this.scope.connectionDb(this.db)]);
           return v === null ? null : Buffer.isBuffer(v) ? v : Buffer.from(v);
         },
       },
@@ -1466,6 +1547,7 @@ export class SyncSession extends EventEmitter<SyncEvents> {
   private currentCheckpoint(state: Checkpoint['state'], offset: number, db: number): Checkpoint {
     const cp: Checkpoint = { replid: this.replid ?? '?', offset, db, state, cleanStart: this.cleanStart, at: Date.now() };
     if (this.sourceIdentity !== null) cp.sourceRunId = this.sourceIdentity.runId;
+    if (this.scope.fingerprint !== '') cp.filter = this.scope.fingerprint;
     return cp;
   }
 

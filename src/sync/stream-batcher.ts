@@ -8,11 +8,14 @@
  *   batch, because our own MULTI wraps the unit and transactions do not nest. Otherwise
  *   the transaction becomes an atomic unit of its own.
  * - Keys under the reserved prefix are never copied.
+ * - With a partial sync's `filter`, each command (and SELECT) is replaced by what the filter
+ *   says reaches the target (itself, a rewrite, several commands, or nothing).
  *
  * A unit's `offset` is the replication offset of its last byte: once the target has applied
  * it, that is the applied offset to ACK and to checkpoint.
  */
 import type { StreamCommand } from '../resp/stream-parser.js';
+import type { FilterResult, StreamFilter } from './stream-filter.js';
 
 export interface StreamUnit {
   commands: Buffer[];
@@ -58,6 +61,8 @@ export interface StreamBatcherOptions {
    * false drops it, its bytes still advancing the offset (the callback throws to stop instead).
    */
   admit?: (cmd: StreamCommand) => boolean;
+  /** Partial sync: what of each command reaches the target (absent: everything, unchanged). */
+  filter?: StreamFilter;
 }
 
 const RESERVED = Buffer.from('__replicant');
@@ -122,27 +127,21 @@ export class StreamBatcher {
         // An EXEC without MULTI cannot come from a master; forwarding it would only error.
         this.batchOffset = cmd.offset;
         return;
-      case 'select':
+      case 'select': {
         this.db = parseDb(cmd);
-        if (this.opts.onForeignDb !== undefined) {
-          this.batchOffset = cmd.offset;
-          return;
-        }
+        const fwd = this.opts.onForeignDb !== undefined ? null : this.opts.filter === undefined ? cmd.raw : this.opts.filter.select(cmd, this.db);
+        this.batchOffset = cmd.offset;
+        if (fwd === null) return;
+        this.add(fwd);
         break;
-      default:
-        if (isReserved(cmd)) {
-          this.opts.onReserved?.(cmd);
-          this.batchOffset = cmd.offset;
-          return;
-        }
-        if (this.foreign(cmd, this.db) || !this.admits(cmd)) {
-          this.batchOffset = cmd.offset;
-          return;
-        }
+      }
+      default: {
+        this.batchOffset = cmd.offset;
+        const fwd = this.forwarded(cmd, this.db);
+        if (fwd === null) return;
+        this.add(fwd);
+      }
     }
-    this.commands.push(cmd.raw);
-    this.bytes += cmd.raw.length;
-    this.batchOffset = cmd.offset;
     // Such a command ends its unit, so the session's fix-up follows it directly.
     if (this.noteReset(cmd, this.db) || this.commands.length >= this.maxCommands || this.bytes >= this.maxBytes) out.push(this.cut()!);
   }
@@ -177,33 +176,69 @@ export class StreamBatcher {
       case 'ping':
       case 'replconf':
         return;
-      case 'select':
+      case 'select': {
         this.txDb = parseDb(cmd);
-        if (this.opts.onForeignDb !== undefined) return;
-        break;
-      default:
-        if (isReserved(cmd)) {
-          this.opts.onReserved?.(cmd);
-          return;
-        }
-        if (this.foreign(cmd, this.txDb) || !this.admits(cmd)) return;
+        const fwd = this.opts.onForeignDb !== undefined ? null : this.opts.filter === undefined ? cmd.raw : this.opts.filter.select(cmd, this.txDb);
+        if (fwd !== null) this.addTx(tx, fwd);
+        return;
+      }
+      default: {
+        const fwd = this.forwarded(cmd, this.txDb);
+        if (fwd === null) return;
+        this.addTx(tx, fwd);
+        this.noteReset(cmd, this.txDb);
+      }
     }
-    tx.push(cmd.raw);
-    this.txBytes += cmd.raw.length;
-    this.noteReset(cmd, this.txDb);
+  }
+
+  /**
+   * What of `cmd` (run in source db `db`) is forwarded, or null when nothing is: a reserved key,
+   * outside the partial sync's filter, a db a cluster lacks, a command the target cannot run.
+   */
+  private forwarded(cmd: StreamCommand, db: number): FilterResult {
+    if (isReserved(cmd)) {
+      this.opts.onReserved?.(cmd);
+      return null;
+    }
+    const f = this.opts.filter;
+    const fwd = f === undefined ? cmd.raw : f.apply(cmd, db);
+    if (fwd === null) return null;
+    if (this.foreign(cmd, f === undefined ? db : f.targetDb(db)) || !this.admits(cmd)) return null;
+    return fwd;
+  }
+
+  private add(fwd: Buffer | Buffer[]): void {
+    if (Buffer.isBuffer(fwd)) {
+      this.commands.push(fwd);
+      this.bytes += fwd.length;
+      return;
+    }
+    for (const b of fwd) {
+      this.commands.push(b);
+      this.bytes += b.length;
+    }
+  }
+
+  private addTx(tx: Buffer[], fwd: Buffer | Buffer[]): void {
+    for (const b of Buffer.isBuffer(fwd) ? [fwd] : fwd) {
+      tx.push(b);
+      this.txBytes += b.length;
+    }
   }
 
   /** Records (and returns true for) a command that wipes or moves the reserved db. */
   private noteReset(cmd: StreamCommand, db: number): boolean {
     const home = this.opts.reservedDb ?? 0;
     const name = cmd.name;
-    if (name === 'flushall' || (name === 'flushdb' && db === home)) {
+    const f = this.opts.filter;
+    const map = (d: number) => (f === undefined ? d : f.targetDb(d));
+    if (name === 'flushall' || (name === 'flushdb' && map(db) === home)) {
       this.reset = { kind: 'flush' };
       return true;
     }
     if (name === 'swapdb') {
-      const a = Number(cmd.arg(1)?.toString('latin1'));
-      const b = Number(cmd.arg(2)?.toString('latin1'));
+      const a = map(Number(cmd.arg(1)?.toString('latin1')));
+      const b = map(Number(cmd.arg(2)?.toString('latin1')));
       if (a !== b && (a === home || b === home) && Number.isInteger(a) && Number.isInteger(b)) {
         this.reset = { kind: 'swap', a, b };
         return true;

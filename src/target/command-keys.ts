@@ -5,7 +5,7 @@
  */
 
 /** Commands with no key at all (server, connection and transaction commands, pub/sub). */
-const KEYLESS = new Set([
+export const KEYLESS = new Set([
   'SELECT', 'SWAPDB', 'FLUSHALL', 'FLUSHDB', 'PING', 'ECHO', 'MULTI', 'EXEC', 'DISCARD', 'SCRIPT',
   'FUNCTION', 'PUBLISH', 'CONFIG', 'INFO', 'DBSIZE', 'CLIENT', 'CLUSTER', 'AUTH', 'HELLO',
   'QUIT', 'DEBUG', 'REPLCONF', 'TIME', 'LASTSAVE', 'SAVE', 'BGSAVE', 'BGREWRITEAOF', 'SHUTDOWN',
@@ -14,7 +14,7 @@ const KEYLESS = new Set([
 ]);
 
 /** Commands whose first key follows a subcommand or operator: `BITOP AND dest ...`, `OBJECT ENCODING key`. */
-const KEY_AT_2 = new Set(['BITOP', 'OBJECT', 'MEMORY', 'XGROUP', 'XINFO']);
+export const KEY_AT_2 = new Set(['BITOP', 'OBJECT', 'MEMORY', 'XGROUP', 'XINFO']);
 
 /** `CMD numkeys key ...`. */
 const NUMKEYS_AT_1 = new Set(['ZUNION', 'ZINTER', 'ZDIFF', 'SINTERCARD', 'ZINTERCARD', 'LMPOP', 'ZMPOP']);

@@ -8,8 +8,18 @@
 /** Why the target would refuse a command at queue time, or null when it would accept it. */
 export type Refusal = { kind: 'unknown' } | { kind: 'arity'; arity: number; name: string } | null;
 
+/** Where a command's keys are (COMMAND's first key, last key, step; `movable`: only the command knows). */
+export interface KeyPositions {
+  first: number;
+  /** Negative: counted from the end (-1 = the last argument). */
+  last: number;
+  step: number;
+  movable: boolean;
+}
+
 interface Entry {
   arity: number;
+  keys: KeyPositions;
   /** Subcommand (lower case, e.g. "create" for XGROUP CREATE) -> arity, for container commands. */
   subs: Map<string, number> | null;
 }
@@ -34,7 +44,10 @@ export class CommandTable {
           subs.set(full.slice(full.indexOf('|') + 1), s[1]);
         }
       }
-      entries.set(name, { arity: e[1], subs });
+      const flags = Array.isArray(e[2]) ? (e[2] as unknown[]).map(String) : [];
+      const num = (v: unknown) => (typeof v === 'number' ? v : 0);
+      const keys = { first: num(e[3]), last: num(e[4]), step: num(e[5]), movable: flags.includes('movablekeys') };
+      entries.set(name, { arity: e[1], keys, subs });
     }
     return entries.size > 0 ? new CommandTable(entries) : null;
   }
@@ -45,6 +58,11 @@ export class CommandTable {
 
   names(): string[] {
     return [...this.entries.keys()];
+  }
+
+  /** Key positions of `name` (lower case), or undefined for a command the target does not know. */
+  keyPositions(name: string): KeyPositions | undefined {
+    return this.entries.get(name)?.keys;
   }
 
   remove(name: string): void {

@@ -28,6 +28,9 @@ export interface CheckerOptions {
   /** Whether a value difference found by digest should be described by reading the value (for the examples). */
   describe: () => boolean;
   logger: Logger;
+  /** A partial sync's target db and name of a source key (default: the same). */
+  targetDb?: (db: number) => number;
+  targetKey?: (key: Buffer) => Buffer;
 }
 
 interface SideRead {
@@ -52,12 +55,16 @@ export class KeyChecker {
   async check(db: number, keys: Buffer[]): Promise<Verdict[]> {
     if (keys.length === 0) return [];
     const fp = this.fp;
-    const [src, tgt] = await Promise.all([this.read(this.o.source, db, keys, fp), this.read(this.o.target, db, keys, fp)]);
-    const pair: SidePair = { source: this.o.source, target: this.o.target, db };
+    const tdb = this.o.targetDb?.(db) ?? db;
+    const rename = this.o.targetKey;
+    const tkeys = rename === undefined ? keys : keys.map(rename);
+    const [src, tgt] = await Promise.all([this.read(this.o.source, db, keys, fp), this.read(this.o.target, tdb, tkeys, fp)]);
+    const base: SidePair = { source: this.o.source, target: this.o.target, db, targetDb: tdb };
     const verdicts: Verdict[] = new Array(keys.length);
     const deferred: (() => Promise<void>)[] = [];
     for (let i = 0; i < keys.length; i++) {
       const key = keys[i]!;
+      const pair: SidePair = rename === undefined ? base : { ...base, key, targetKey: tkeys[i]! };
       const s = src[i]!;
       const t = tgt[i]!;
       if (s.type === 'none' && t.type === 'none') verdicts[i] = { kind: 'absent' };

@@ -50,6 +50,8 @@ export interface VerifyReport {
   /** Databases compared. */
   dbs: number[];
   keyPattern: string | null;
+  /** A partial sync's selection (dbs, keys, rename, db map) the comparison was limited to, or null. */
+  selection: string | null;
   sample: string | null;
   settleMs: number;
   summary: VerifySummary;
@@ -89,6 +91,7 @@ export function formatReport(r: VerifyReport): string {
     `source ${r.source.address} (${r.source.version})  target ${r.target.address} (${r.target.version})`,
     `compared ${how}; expiries by ${r.expiry === 'pexpiretime' ? 'PEXPIRETIME' : 'PTTL'}; dbs ${r.dbs.length ? r.dbs.join(',') : 'none'}` +
       `${r.keyPattern !== null ? `; keys ${JSON.stringify(r.keyPattern)}` : ''}${r.sample !== null ? `; sample ${r.sample}` : ''}${r.settleMs > 0 ? `; settle ${r.settleMs} ms` : ''}`,
+    ...(r.selection !== null ? [`selection ${r.selection}`] : []),
     '',
     row('keys compared', s.compared),
     row('equal', s.equal),
@@ -108,7 +111,8 @@ export function formatReport(r: VerifyReport): string {
       lines.push(`  db ${d.db}  ${KIND_LABEL[d.kind].padEnd(17)}  ${quoted(d.key)}${d.detail ? `  ${d.detail}` : ''}`);
     }
   }
-  lines.push('', r.equal ? 'EQUAL: the target holds what the source holds' : `DIFFERENT: ${total} difference${total === 1 ? '' : 's'}`);
+  const what = r.selection !== null ? 'the selected part of the source (renamed / mapped as given)' : 'what the source holds';
+  lines.push('', r.equal ? `EQUAL: the target holds ${what}` : `DIFFERENT: ${total} difference${total === 1 ? '' : 's'}`);
   return `${lines.join('\n')}\n`;
 }
 

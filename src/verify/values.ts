@@ -8,7 +8,7 @@
  * Answers null when equal, else a short description of the first difference found.
  */
 import { compareStreamMeta } from './stream-meta.js';
-import { both, nextStreamId, type SidePair } from './pair.js';
+import { both, nextStreamId, targetName, type SidePair } from './pair.js';
 import { quoted } from './report.js';
 import { ServerReply } from './side.js';
 
@@ -93,7 +93,7 @@ async function compareSets(key: Buffer, pair: SidePair): Promise<string | null> 
   do {
     const [next, members] = (await pair.source.call(pair.db, ['SSCAN', key, cursor, 'COUNT', CHUNK])) as [Buffer, Buffer[]];
     cursor = next.toString();
-    const found = await pair.target.pipeline(pair.db, members.map((m) => ['SISMEMBER', key, m]));
+    const found = await pair.target.pipeline(pair.targetDb, members.map((m) => ['SISMEMBER', targetName(pair, key), m]));
     for (let i = 0; i < members.length; i++) {
       if (found[i] instanceof ServerReply) throw found[i];
       if (found[i] !== 1) return `member ${show(members[i]!)} missing on target`;
@@ -147,7 +147,7 @@ async function compareHashes(key: Buffer, pair: SidePair): Promise<string | null
     cursor = next.toString();
     const fields = flat.filter((_, i) => i % 2 === 0);
     if (fields.length === 0) continue;
-    const values = (await pair.target.call(pair.db, ['HMGET', key, ...fields])) as (Buffer | null)[];
+    const values = (await pair.target.call(pair.targetDb, ['HMGET', targetName(pair, key), ...fields])) as (Buffer | null)[];
     for (let i = 0; i < fields.length; i++) {
       if (values[i] === null) return `field ${show(fields[i]!)} missing on target`;
       if (!values[i]!.equals(flat[2 * i + 1]!)) return `field ${show(fields[i]!)} has a different value`;

@@ -26,6 +26,7 @@ import { differenceCount, emptySummary, type Difference, type Verdict, type Veri
 import { Sampler, describeSample, type SampleSpec } from './sample.js';
 import { ServerReply, VerifySide } from './side.js';
 import { compareStreamMeta } from './stream-meta.js';
+import { PartialScope, type PartialSyncSpec } from '../sync/partial.js';
 
 export interface VerifyOptions {
   /** `redis[s]://...` or `sentinel[s]://...`. */
@@ -38,6 +39,11 @@ export interface VerifyOptions {
   dbs?: number[];
   /** Only keys matching this Redis glob (SCAN MATCH). */
   keyPattern?: string;
+  /**
+   * A partial sync's selection (its `dbs` aside, given above): only the keys it keeps are
+   * compared, each with its target name and db (--rename-prefix, --db-map).
+   */
+  partial?: PartialSyncSpec;
   sample?: SampleSpec | null;
   /** Examples kept in the report (default 20). */
   maxDiffs?: number;
@@ -90,11 +96,25 @@ export class Verifier {
   private phase = 'connecting';
   private scanned = 0;
   private readonly rate = new RateMeter();
+  private readonly scope: PartialScope;
+  /** SCAN MATCH on the source, and on the target (where names may be renamed). */
+  private readonly sourceMatch: string | undefined;
+  private readonly targetMatch: string | undefined;
+  /** The selection named in the report (--db alone is shown as the dbs compared). */
+  private readonly selection: string | null;
 
   constructor(private readonly opts: VerifyOptions) {
     this.log = opts.logger ?? silentLogger();
     this.maxDiffs = opts.maxDiffs ?? 20;
     this.settleMs = opts.settleMs ?? 0;
+    this.scope = new PartialScope({ ...opts.partial, dbs: opts.dbs ?? [] });
+    const globs = opts.partial?.keys ?? [];
+    const onlyGlob = globs.length === 1 && (opts.partial?.prefixes ?? []).length === 0 ? globs[0]!.toString() : undefined;
+    this.sourceMatch = opts.keyPattern ?? onlyGlob;
+    this.targetMatch = this.scope.renames ? undefined : this.sourceMatch;
+    const p = opts.partial ?? {};
+    const named = [p.keys, p.prefixes, p.excludes].some((a) => a !== undefined && a.length > 0) || p.renamePrefix !== undefined || (p.dbMap !== undefined && p.dbMap.size > 0);
+    this.selection = named ? this.scope.fingerprint : null;
     this.batchSize = opts.batchSize ?? 500;
     if (!Number.isSafeInteger(this.maxDiffs) || this.maxDiffs < 0) throw new UsageError(`--max-diffs: expected a non-negative integer, got ${this.maxDiffs}`);
     if (!Number.isSafeInteger(this.batchSize) || this.batchSize < 1) throw new UsageError(`--batch: expected a positive integer, got ${this.batchSize}`);
@@ -134,9 +154,15 @@ export class Verifier {
         expiry: sc.pexpiretime && tc.pexpiretime ? 'pexpiretime' : 'pttl',
         describe: () => this.differences.length < this.maxDiffs,
         logger: this.log,
+        targetDb: (db) => this.scope.targetDb(db),
+        ...(this.scope.renames ? { targetKey: (k: Buffer) => this.scope.rename(k) } : {}),
       });
       const sourceDbs = selectDbs(sc.keyspace, dbFilter);
-      const targetDbs = selectDbs(tc.keyspace, dbFilter);
+      // Target dbs by the source db they hold (--db-map), each scanned for keys the source lacks.
+      const targetDbs = [...tc.keyspace.keys()]
+        .map((t) => this.scope.sourceDb(t))
+        .filter((d): d is number => d !== null && (dbFilter === null || dbFilter.includes(d)))
+        .sort((a, b) => a - b);
       const report = (method: 'digest' | 'keys'): VerifyReport => ({
         equal: differenceCount(this.summary) === 0,
         method,
@@ -145,7 +171,8 @@ export class Verifier {
         source: { address: source.label, version: sc.version, debug: sc.debug },
         target: { address: target.label, version: tc.version, debug: tc.debug },
         dbs: dbFilter ?? [...new Set([...sourceDbs, ...targetDbs])].sort((a, b) => a - b),
-        keyPattern: this.opts.keyPattern ?? null,
+        keyPattern: this.sourceMatch ?? null,
+        selection: this.selection,
         sample: this.opts.sample ? describeSample(this.opts.sample) : null,
         settleMs: this.settleMs,
         summary: this.summary,
@@ -153,7 +180,7 @@ export class Verifier {
         durationMs: Date.now() - started,
       });
 
-      const digestUsable = this.opts.useDigest !== false && dbFilter === null && this.opts.keyPattern === undefined && sc.debug && tc.debug;
+      const digestUsable = this.opts.useDigest !== false && dbFilter === null && this.opts.keyPattern === undefined && this.scope.identity && sc.debug && tc.debug;
       const biggest = Math.max(...[sc, tc].map((c) => [...c.keyspace.values()].reduce((a, b) => a + b, 0)));
       const digestMax = this.opts.digestMaxKeys ?? 1_000_000;
       if (digestUsable && biggest > digestMax) {
@@ -164,9 +191,10 @@ export class Verifier {
       }
       // One sampler per side over all its dbs: --sample n means n keys in all. With --key the
       // number of matching keys is unknown: then the first n that match.
-      const keysIn = (ks: Map<number, number>, dbs: number[]) => (this.opts.keyPattern !== undefined ? 0 : dbs.reduce((n, db) => n + (ks.get(db) ?? 0), 0));
+      const filtered = this.opts.keyPattern !== undefined || this.scope.keyFiltered;
+      const keysIn = (ks: Map<number, number>, dbs: number[]) => (filtered ? 0 : dbs.reduce((n, db) => n + (ks.get(db) ?? 0), 0));
       const sourceSampler = new Sampler(this.opts.sample ?? null, keysIn(sc.keyspace, sourceDbs));
-      const targetSampler = new Sampler(this.opts.sample ?? null, keysIn(tc.keyspace, targetDbs));
+      const targetSampler = new Sampler(this.opts.sample ?? null, keysIn(tc.keyspace, targetDbs.map((d) => this.scope.targetDb(d))));
       for (const db of sourceDbs) if (!sourceSampler.done) await this.scanSource(db, source, checker, sourceSampler);
       for (const db of targetDbs) if (!targetSampler.done) await this.scanTarget(db, source, target, checker, targetSampler);
       this.phase = 'settling';
@@ -212,7 +240,7 @@ export class Verifier {
     let streams = 0;
     for (const [db] of [...sc.keyspace].sort((a, b) => a[0] - b[0])) {
       this.phase = `streams db ${db}`;
-      const pair: SidePair = { source, target, db };
+      const pair: SidePair = { source, target, db, targetDb: db };
       let cursor = '0';
       do {
         const reply = await source.tryCall(db, ['SCAN', cursor, 'COUNT', this.batchSize, 'TYPE', 'stream']);
@@ -244,8 +272,8 @@ export class Verifier {
     return true;
   }
 
-  private scanArgs(cursor: string): (string | number)[] {
-    return ['SCAN', cursor, ...(this.opts.keyPattern !== undefined ? ['MATCH', this.opts.keyPattern] : []), 'COUNT', this.batchSize];
+  private scanArgs(cursor: string, match: string | undefined): (string | number)[] {
+    return ['SCAN', cursor, ...(match !== undefined ? ['MATCH', match] : []), 'COUNT', this.batchSize];
   }
 
   /**
@@ -254,8 +282,12 @@ export class Verifier {
    * checked at once so neither server waits for the other or for us.
    */
   private async scanPages(side: VerifySide, db: number, sampler: Sampler, onBatch: (keys: Buffer[]) => Promise<void>): Promise<void> {
+    const isSource = side.kind === 'source';
+    // Keys are handed on under their source names; those outside the selection are not keys of the copy.
+    const toSource = isSource ? (k: Buffer) => (this.scope.keepsKey(k) ? k : null) : (k: Buffer) => this.scope.sourceName(k);
+    const match = isSource ? this.sourceMatch : this.targetMatch;
     const page = async (cursor: string): Promise<[string, Buffer[]]> => {
-      const r = await side.call(db, this.scanArgs(cursor)).catch(rethrowAs(side, 'SCAN'));
+      const r = await side.call(db, this.scanArgs(cursor, match)).catch(rethrowAs(side, 'SCAN'));
       const [next, keys] = r as [Buffer, Buffer[]];
       return [next.toString(), keys];
     };
@@ -276,11 +308,13 @@ export class Verifier {
         pending = page(next);
         pending.catch(() => {}); // awaited on the next turn; only a page we abandon goes unobserved
       }
-      for (const k of keys) {
-        if (isReserved(k)) {
+      for (const raw of keys) {
+        if (isReserved(raw)) {
           this.summary.reserved++;
           continue;
         }
+        const k = toSource(raw);
+        if (k === null) continue;
         if (!sampler.take()) continue;
         this.scanned++;
         batch.push(k);
@@ -310,8 +344,10 @@ export class Verifier {
 
   /** Keys on the target that the source does not have. */
   private async scanTarget(db: number, source: VerifySide, target: VerifySide, checker: KeyChecker, sampler: Sampler): Promise<void> {
-    this.phase = `target db ${db}`;
-    await this.scanPages(target, db, sampler, async (keys) => {
+    const tdb = this.scope.targetDb(db);
+    this.phase = `target db ${tdb}`;
+    // `keys` come under their source names (db: the source db they belong to).
+    await this.scanPages(target, tdb, sampler, async (keys) => {
       // Usually every key is on the source: one EXISTS for the batch says so.
       const all = await source.call(db, ['EXISTS', ...keys]).catch(rethrowAs(source, 'EXISTS'));
       if (all === keys.length) {

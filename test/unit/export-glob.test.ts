@@ -121,7 +121,7 @@ describe('KeyFilter', () => {
     ks('a:2', 1, 'list'), { kind: 'listItems', items: [] }, { kind: 'keySkipped', error: new Error('x') },
   ];
   it('drops every record of a key that does not match, keeps the rest', () => {
-    const f = new KeyFilter({ key: 'a:*', dbs: [0] });
+    const f = new KeyFilter({ keys: ['a:*'], dbs: [0] });
     const kept = stream.filter((r) => f.accept(r));
     expect(kept.map((r) => r.kind)).toEqual(['aux', 'keyStart', 'string', 'keyEnd']);
     expect(f.dropped).toBe(2);

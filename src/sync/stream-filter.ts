@@ -1,0 +1,352 @@
+/**
+ * Applies a PartialScope to replication-stream commands, so the target receives exactly the
+ * effect each command has on the kept keys.
+ *
+ * The stream only carries commands that changed the source (a RENAMENX, MSETNX or MOVE that did
+ * nothing is not propagated), which makes most mixed cases exact:
+ * - independent keys (DEL, UNLINK, TOUCH, MSET, MSETNX) are split: the kept keys stay;
+ * - data leaving the kept set becomes its effect on the kept side: RENAME kept->dropped is a DEL,
+ *   SMOVE an SREM, LMOVE/RPOPLPUSH a pop, MOVE to a dropped db a DEL;
+ * - a command writing a dropped key from kept ones (SUNIONSTORE into a dropped key, COPY to it)
+ *   does nothing to the image and is dropped.
+ * What cannot be reproduced from the kept keys alone is a conflict, handed to `onConflict`
+ * (which throws under --on-error fail, or returns and the command is skipped, counted): data
+ * arriving from a dropped key or db, a script or multi-key pop with keys on both sides, a script
+ * that declares no keys while keys are filtered, FLUSHDB/FLUSHALL while keys are filtered by
+ * name (the target may hold other keys), SWAPDB of a kept and a dropped db.
+ */
+import { printableKey } from '../errors.js';
+import { encodeCommand, type Arg } from '../resp/encode.js';
+import type { StreamCommand } from '../resp/stream-parser.js';
+import { KEYLESS, KEY_AT_2 } from '../target/command-keys.js';
+import type { KeyPositions } from '../target/command-table.js';
+import type { PartialScope } from './partial.js';
+
+/** What to forward for one command: its bytes, several commands, or nothing. */
+export type FilterResult = Buffer | Buffer[] | null;
+
+export interface StreamFilterOptions {
+  /** A command that cannot be reduced exactly: throw to stop, return to skip it. */
+  onConflict: (cmd: StreamCommand, db: number, reason: string) => void;
+  /** A command dropped by --exclude-command. */
+  onExcluded?: (cmd: StreamCommand) => void;
+  /**
+   * Key positions by the target's COMMAND table, for commands without special handling here
+   * (module commands...): one with several keys must have them all on one side.
+   */
+  keyPositions?: (name: string) => KeyPositions | undefined;
+}
+
+const lower = (s: Set<string>) => new Set([...s].map((x) => x.toLowerCase()));
+const KEYLESS_LC = lower(KEYLESS);
+const KEY_AT_2_LC = lower(KEY_AT_2);
+
+/** Every argument from `first` on is a key (`step` 1) or a key/value pair (`step` 2). */
+const INDEPENDENT = new Map([['del', 1], ['unlink', 1], ['touch', 1], ['mset', 2], ['msetnx', 2]]);
+/** `CMD dest src...`: the written key and where its sources start (to the end of the command). */
+const STORE_TO_END = new Map<string, [dest: number, firstSource: number]>([
+  ['sunionstore', [1, 2]],
+  ['sinterstore', [1, 2]],
+  ['sdiffstore', [1, 2]],
+  ['pfmerge', [1, 2]],
+  ['bitop', [2, 3]],
+]);
+/** `CMD dest numkeys src...`. */
+const STORE_NUMKEYS = new Set(['zunionstore', 'zinterstore', 'zdiffstore']);
+/** `CMD dest src ...` with one source. */
+const STORE_ONE = new Set(['zrangestore', 'geosearchstore']);
+/** Read from arg 1, and write the key after a STORE (STOREDIST) option when there is one. */
+const STORE_OPTION = new Set(['sort', 'georadius', 'georadiusbymember']);
+/** `CMD numkeys key...` at 1 or 2: all keys on one side, or a conflict. */
+const NUMKEYS_AT = new Map([
+  ...['eval', 'evalsha', 'eval_ro', 'evalsha_ro', 'fcall', 'fcall_ro', 'blmpop', 'bzmpop'].map((n) => [n, 2] as const),
+  ...['lmpop', 'zmpop', 'sintercard', 'zintercard', 'zunion', 'zinter', 'zdiff'].map((n) => [n, 1] as const),
+]);
+/** Every command with special handling above: the others have one key (or none). */
+const SPECIAL = new Set([...INDEPENDENT.keys(), ...STORE_TO_END.keys(), ...STORE_NUMKEYS, ...STORE_ONE, ...STORE_OPTION, ...NUMKEYS_AT.keys(), 'rename', 'renamenx', 'smove', 'rpoplpush', 'brpoplpush', 'lmove', 'blmove']);
+const SCRIPTS = new Set(['eval', 'evalsha', 'eval_ro', 'evalsha_ro', 'fcall', 'fcall_ro']);
+
+export class StreamFilter {
+  constructor(
+    private readonly scope: PartialScope,
+    private readonly opts: StreamFilterOptions,
+  ) {}
+
+  targetDb(db: number): number {
+    return this.scope.targetDb(db);
+  }
+
+  /**
+   * What to forward for `SELECT db`: SELECT of its target db. For a dropped db (nothing in it is
+   * forwarded) the connection still moves, to connectionDb: the session's checkpoint writes and
+   * reconnects assume the connection is there.
+   */
+  select(cmd: StreamCommand, db: number): Buffer {
+    const t = this.scope.connectionDb(db);
+    return t === db ? cmd.raw : encodeCommand(['SELECT', t]);
+  }
+
+  /** What to forward for `cmd`, run by the source in db `db`. */
+  apply(cmd: StreamCommand, db: number): FilterResult {
+    const s = this.scope;
+    const name = cmd.name;
+    if (s.excludedCommands.has(name)) {
+      this.opts.onExcluded?.(cmd);
+      return null;
+    }
+    if (s.identity) return cmd.raw;
+    switch (name) {
+      case 'flushall':
+        return this.flushAll(cmd, db);
+      case 'swapdb':
+        return this.swapDb(cmd, db);
+      case 'move':
+        return this.move(cmd, db);
+      case 'copy':
+        return this.copy(cmd, db);
+      default:
+        break;
+    }
+    if (!s.keepsDb(db)) return null;
+    if (name === 'flushdb') return s.keyFiltered ? this.conflict(cmd, db, 'FLUSHDB while keys are filtered by name: the target may hold keys outside the filter') : cmd.raw;
+    if (!s.keyFiltered && !s.renames) return cmd.raw;
+    const known = SPECIAL.has(name) || KEYLESS_LC.has(name) || KEY_AT_2_LC.has(name);
+    if (!known) {
+      const spec = this.opts.keyPositions?.(name);
+      if (spec !== undefined && (spec.movable || spec.last !== spec.first)) return this.byTable(cmd, db, spec);
+      // Keyless by the table (pub/sub to a shard channel is not a key either).
+      if ((spec !== undefined && spec.first === 0) || name === 'spublish') return cmd.raw;
+      // The common case (one key, first argument, no rename): no argument views, no arrays.
+      if (!s.renames) {
+        const k = cmd.arg(1);
+        return k === undefined || s.keepsKey(k) ? cmd.raw : null;
+      }
+    }
+    const step = INDEPENDENT.get(name);
+    if (step !== undefined) return this.independent(cmd, db, step);
+    const store = STORE_TO_END.get(name);
+    if (store !== undefined) return this.store(cmd, db, store[0], range(store[1], cmd.argCount));
+    if (STORE_NUMKEYS.has(name)) return this.store(cmd, db, 1, range(3, Math.min(cmd.argCount, 3 + count(cmd.arg(2)))));
+    if (STORE_ONE.has(name)) return this.store(cmd, db, 1, [2]);
+    if (STORE_OPTION.has(name)) {
+      // SORT ... BY / GET read other keys through patterns (named as on the source).
+      if (name === 'sort' && readsByPattern(cmd)) return this.conflict(cmd, db, 'SORT with BY or GET reads keys through patterns: which of them are kept cannot be told');
+      const dest = storeOptionIndex(cmd);
+      return dest < 0 ? this.allOrNone(cmd, db, [1]) : this.store(cmd, db, dest, [1]);
+    }
+    switch (name) {
+      case 'rename':
+      case 'renamenx':
+        return this.moveOut(cmd, db, () => ['DEL', cmd.arg(1)!]);
+      case 'smove':
+        return this.moveOut(cmd, db, () => ['SREM', cmd.arg(1)!, cmd.arg(3)!]);
+      case 'rpoplpush':
+      case 'brpoplpush':
+        return this.moveOut(cmd, db, () => ['RPOP', cmd.arg(1)!]);
+      case 'lmove':
+      case 'blmove':
+        return this.moveOut(cmd, db, () => [cmd.arg(3)?.toString('latin1').toLowerCase() === 'right' ? 'RPOP' : 'LPOP', cmd.arg(1)!]);
+      default:
+        break;
+    }
+    const at = NUMKEYS_AT.get(name);
+    if (at !== undefined) {
+      const keys = range(at + 1, Math.min(cmd.argCount, at + 1 + count(cmd.arg(at))));
+      if (keys.length === 0 && SCRIPTS.has(name)) return this.conflict(cmd, db, `${name.toUpperCase()} declares no keys: which keys it writes is unknown`);
+      return this.allOrNone(cmd, db, keys);
+    }
+    if (KEYLESS_LC.has(name)) return cmd.raw;
+    const i = KEY_AT_2_LC.has(name) ? 2 : 1;
+    return i < cmd.argCount ? this.allOrNone(cmd, db, [i]) : cmd.raw;
+  }
+
+  /** A command the target's table says has several keys (or keys only it can find). */
+  private byTable(cmd: StreamCommand, db: number, spec: KeyPositions): FilterResult {
+    if (spec.movable) return this.conflict(cmd, db, `${cmd.name.toUpperCase()} has keys at positions only the command knows (movablekeys): which of them are kept cannot be told`);
+    const last = spec.last < 0 ? cmd.argCount + spec.last : Math.min(spec.last, cmd.argCount - 1);
+    const keys: number[] = [];
+    for (let i = spec.first; i <= last; i += Math.max(1, spec.step)) keys.push(i);
+    return this.allOrNone(cmd, db, keys);
+  }
+
+  private flushAll(cmd: StreamCommand, db: number): FilterResult {
+    const s = this.scope;
+    if (s.keyFiltered) return this.conflict(cmd, db, 'FLUSHALL while keys are filtered by name: the target may hold keys outside the filter');
+    const dbs = s.keptDbs;
+    if (dbs === null) return cmd.raw;
+    // Only the kept dbs (as mapped): the target's other dbs are not part of this copy.
+    const out: Buffer[] = [];
+    for (const d of dbs) out.push(encodeCommand(['SELECT', s.targetDb(d)]), encodeCommand(['FLUSHDB']));
+    out.push(encodeCommand(['SELECT', s.connectionDb(db)]));
+    return out;
+  }
+
+  private swapDb(cmd: StreamCommand, db: number): FilterResult {
+    const s = this.scope;
+    const a = count(cmd.arg(1), -1);
+    const b = count(cmd.arg(2), -1);
+    const ka = s.keepsDb(a);
+    const kb = s.keepsDb(b);
+    if (!ka && !kb) return null;
+    if (ka !== kb) return this.conflict(cmd, db, `SWAPDB of db ${ka ? a : b} (kept) with db ${ka ? b : a} (not kept)`);
+    const ta = s.targetDb(a);
+    const tb = s.targetDb(b);
+    return ta === a && tb === b ? cmd.raw : encodeCommand(['SWAPDB', ta, tb]);
+  }
+
+  private move(cmd: StreamCommand, db: number): FilterResult {
+    const s = this.scope;
+    const key = cmd.arg(1);
+    const dest = count(cmd.arg(2), -1);
+    if (key === undefined || !s.keepsKey(key)) return null;
+    const from = s.keepsDb(db);
+    const to = s.keepsDb(dest);
+    if (!from && !to) return null;
+    if (!from) return this.conflict(cmd, db, `MOVE from db ${db} (not kept) into db ${dest} (kept)`);
+    if (s.collides(key)) return this.collision(cmd, db, key);
+    if (!to) return encodeCommand(['DEL', s.rename(key)]);
+    const renamed = s.rename(key);
+    const t = s.targetDb(dest);
+    return renamed === key && t === dest ? cmd.raw : encodeCommand(['MOVE', renamed, t]);
+  }
+
+  /** COPY src dst [DB d] [REPLACE]: only the destination changes. */
+  private copy(cmd: StreamCommand, db: number): FilterResult {
+    const s = this.scope;
+    const args = cmd.args;
+    let destDb = db;
+    let dbArg = -1;
+    for (let i = 3; i + 1 < args.length; i++) {
+      if (args[i]!.toString('latin1').toLowerCase() === 'db') {
+        dbArg = i + 1;
+        destDb = count(args[i + 1], -1);
+      }
+    }
+    const src = args[1];
+    const dst = args[2];
+    if (src === undefined || dst === undefined) return s.keepsDb(db) ? cmd.raw : null;
+    if (!s.keepsDb(destDb) || !s.keepsKey(dst)) return null;
+    if (!s.keepsDb(db) || !s.keepsKey(src)) return this.conflict(cmd, db, `COPY into a kept key from ${s.keepsDb(db) ? `key "${printableKey(src)}"` : `db ${db}`}, which is not kept`);
+    for (const k of [src, dst]) if (s.collides(k)) return this.collision(cmd, db, k);
+    if (!s.renames && (dbArg < 0 || s.targetDb(destDb) === destDb)) return cmd.raw;
+    const out: Arg[] = [...args];
+    out[1] = s.rename(src);
+    out[2] = s.rename(dst);
+    if (dbArg >= 0) out[dbArg] = s.targetDb(destDb);
+    return encodeCommand(out);
+  }
+
+  /** Independent keys (every `step`-th argument from 1): keep the kept ones (with their values). */
+  private independent(cmd: StreamCommand, db: number, step: number): FilterResult {
+    const s = this.scope;
+    const args = cmd.args;
+    const out: Arg[] = [args[0]!];
+    let all = true;
+    for (let i = 1; i < args.length; i += step) {
+      const k = args[i]!;
+      if (!s.keepsKey(k)) {
+        all = false;
+        continue;
+      }
+      if (s.collides(k)) return this.collision(cmd, db, k);
+      out.push(s.rename(k));
+      for (let j = 1; j < step && i + j < args.length; j++) out.push(args[i + j]!);
+    }
+    if (out.length === 1) return null;
+    return all && !s.renames ? cmd.raw : encodeCommand(out);
+  }
+
+  /** A command writing `dest` from `sources`: dropped with its destination, a conflict when it reads a dropped key. */
+  private store(cmd: StreamCommand, db: number, dest: number, sources: number[]): FilterResult {
+    const d = cmd.arg(dest);
+    if (d === undefined || !this.scope.keepsKey(d)) return null;
+    const outside = sources.find((i) => !this.scope.keepsKey(cmd.arg(i)!));
+    if (outside !== undefined) return this.conflict(cmd, db, `${cmd.name.toUpperCase()} writes kept key "${printableKey(d)}" from key "${printableKey(cmd.arg(outside)!)}", which is not kept`);
+    return this.renamed(cmd, db, [dest, ...sources]);
+  }
+
+  /** RENAME-like `CMD src dst ...`: kept -> dropped is `removal()` on the source key. */
+  private moveOut(cmd: StreamCommand, db: number, removal: () => Arg[]): FilterResult {
+    const s = this.scope;
+    const src = cmd.arg(1);
+    const dst = cmd.arg(2);
+    if (src === undefined || dst === undefined) return cmd.raw;
+    const ks = s.keepsKey(src);
+    const kd = s.keepsKey(dst);
+    if (!ks && !kd) return null;
+    if (!ks) return this.conflict(cmd, db, `${cmd.name.toUpperCase()} brings key "${printableKey(src)}", which is not kept, into kept key "${printableKey(dst)}"`);
+    if (kd) return this.renamed(cmd, db, [1, 2]);
+    if (s.collides(src)) return this.collision(cmd, db, src);
+    const args = removal();
+    args[1] = s.rename(src);
+    return encodeCommand(args);
+  }
+
+  /** Keys that must all be kept or all dropped (a script, a multi-key pop). */
+  private allOrNone(cmd: StreamCommand, db: number, keys: number[]): FilterResult {
+    let kept = 0;
+    for (const i of keys) if (this.scope.keepsKey(cmd.arg(i)!)) kept++;
+    if (kept === 0 && keys.length > 0) return null;
+    if (kept < keys.length) return this.conflict(cmd, db, `${cmd.name.toUpperCase()} touches kept and not kept keys (${keys.map((i) => `"${printableKey(cmd.arg(i)!)}"`).join(', ')})`);
+    return this.renamed(cmd, db, keys);
+  }
+
+  /** `cmd` with the keys at `positions` renamed (its own bytes when no name changes). */
+  private renamed(cmd: StreamCommand, db: number, positions: number[]): FilterResult {
+    const s = this.scope;
+    if (!s.renames) return cmd.raw;
+    let out: Arg[] | null = null;
+    for (const i of positions) {
+      const k = cmd.arg(i)!;
+      if (s.collides(k)) return this.collision(cmd, db, k);
+      const r = s.rename(k);
+      if (r !== k) (out ??= [...cmd.args])[i] = r;
+    }
+    return out === null ? cmd.raw : encodeCommand(out);
+  }
+
+  private collision(cmd: StreamCommand, db: number, key: Buffer): null {
+    return this.conflict(cmd, db, `key "${printableKey(key)}" already has the new prefix of --rename-prefix: it would collide with a renamed key`);
+  }
+
+  private conflict(cmd: StreamCommand, db: number, reason: string): null {
+    this.opts.onConflict(cmd, db, reason);
+    return null;
+  }
+}
+
+function range(from: number, to: number): number[] {
+  const out: number[] = [];
+  for (let i = from; i < to; i++) out.push(i);
+  return out;
+}
+
+/** A count or db number argument; `fallback` when it is not a non-negative integer. */
+function count(a: Buffer | undefined, fallback = 0): number {
+  const n = a === undefined ? NaN : Number(a.toString('latin1'));
+  return Number.isInteger(n) && n >= 0 ? n : fallback;
+}
+
+/** Whether a SORT has a BY or GET option with a pattern that names other keys (`#` is the element itself). */
+function readsByPattern(cmd: StreamCommand): boolean {
+  const args = cmd.args;
+  for (let i = 2; i + 1 < args.length; i++) {
+    const w = args[i]!.toString('latin1').toLowerCase();
+    if ((w === 'by' || w === 'get') && args[i + 1]!.toString('latin1') !== '#') {
+      // BY nosort is a constant: it reads nothing.
+      if (w === 'by' && args[i + 1]!.toString('latin1').toLowerCase() === 'nosort') continue;
+      return true;
+    }
+  }
+  return false;
+}
+
+/** Index of the key after STORE / STOREDIST, or -1. */
+function storeOptionIndex(cmd: StreamCommand): number {
+  const args = cmd.args;
+  for (let i = 2; i + 1 < args.length; i++) {
+    const w = args[i]!.toString('latin1').toLowerCase();
+    if (w === 'store' || w === 'storedist') return i + 1;
+  }
+  return -1;
+}
