@@ -10,8 +10,9 @@ import { parseSample } from '../verify/sample.js';
 import type { CutoverProof } from '../cutover/cutover.js';
 import { LOG_LEVELS, parsePositiveDuration } from './options.js';
 import { addPasswordOptions, resolvePasswords, type PasswordFileOptions } from './secrets.js';
+import { addTlsOptions, resolveTls, type TlsCliOptions } from './tls.js';
 
-interface CutoverCliOptions extends PasswordFileOptions {
+interface CutoverCliOptions extends PasswordFileOptions, TlsCliOptions {
   source: string;
   target: string;
   statusUrl?: string;
@@ -28,8 +29,9 @@ export function registerCutoverCommand(program: Command): void {
     .command('cutover')
     .showHelpAfterError(false)
     .description('pause writes on the source, wait until the running sync applied everything, verify, print the proof; exit 11 (source unpaused) when anything fails')
-    .requiredOption('-s, --source <url>', 'source of the running sync: redis://[user[:pass]@]host:port or sentinel://...')
-    .requiredOption('-t, --target <url>', 'target of the running sync: redis://[user[:pass]@]host:port');
+    .requiredOption('-s, --source <url>', 'source of the running sync: redis[s]://[user[:pass]@]host:port or sentinel[s]://... (rediss, sentinels: TLS)')
+    .requiredOption('-t, --target <url>', 'target of the running sync: redis[s]://[user[:pass]@]host:port');
+  addTlsOptions(cmd);
   addPasswordOptions(cmd)
     .option('--status-url <url>', "the sync's /status (http://127.0.0.1:PORT/status of its --metrics-port); default: read its checkpoint key on the target")
     .option('--name <name>', 'the --name of the sync, to find its checkpoint key (default: the source address)')
@@ -46,6 +48,7 @@ export function registerCutoverCommand(program: Command): void {
       const cutover = new Cutover({
         source,
         target,
+        tls: resolveTls({ ...o, source, target }, logger),
         statusUrl: o.statusUrl !== undefined ? parseStatusUrl(o.statusUrl) : undefined,
         name: o.name,
         maxPauseMs: o.maxPause,

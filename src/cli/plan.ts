@@ -10,8 +10,9 @@ import { formatBytes, formatCount, formatDuration } from '../observe/progress.js
 import type { PlanReport } from '../plan/plan.js';
 import { LOG_LEVELS, parseDuration, parsePositiveDuration, parsePositiveInt, parsePositiveNumber } from './options.js';
 import { addPasswordOptions, resolvePasswords, type PasswordFileOptions } from './secrets.js';
+import { addTlsOptions, resolveTls, type TlsCliOptions } from './tls.js';
 
-interface PlanCliOptions extends PasswordFileOptions {
+interface PlanCliOptions extends PasswordFileOptions, TlsCliOptions {
   source: string;
   target: string;
   outage: number;
@@ -30,8 +31,9 @@ export function registerPlanCommand(program: Command): void {
     .command('plan')
     .showHelpAfterError(false)
     .description('before a sync: measure the source, check buffers, compatibility, memory and permissions of both servers; exit 12 when something will fail')
-    .requiredOption('-s, --source <url>', 'source: redis://[user[:pass]@]host:port or sentinel://...')
-    .requiredOption('-t, --target <url>', 'target: redis://[user[:pass]@]host:port');
+    .requiredOption('-s, --source <url>', 'source: redis[s]://[user[:pass]@]host:port or sentinel[s]://... (rediss, sentinels: TLS)')
+    .requiredOption('-t, --target <url>', 'target: redis[s]://[user[:pass]@]host:port');
+  addTlsOptions(cmd);
   addPasswordOptions(cmd)
     .option('--outage <duration>', 'outage of the sync (network, restart) it must survive with a partial resync', parseDuration, 5 * 60_000)
     .option('--sample-time <duration>', "how long the source's write rate is measured", parsePositiveDuration, 5_000)
@@ -55,6 +57,7 @@ export function registerPlanCommand(program: Command): void {
       const report = await runPlan({
         source,
         target,
+        tls: resolveTls({ ...o, source, target }, logger),
         outageMs: o.outage,
         sampleMs: o.sampleTime,
         keysPerSec,

@@ -18,6 +18,7 @@ import { silentLogger, type Logger } from '../observe/logger.js';
 import { parseServerInfo, type ServerInfo } from '../replication/server-info.js';
 import { parseSourceUrl, resolveSource } from '../replication/source.js';
 import { parseRedisUrl } from '../replication/url.js';
+import type { TlsSettings } from '../net/tls.js';
 import { describeSample, type SampleSpec } from '../verify/sample.js';
 import { ServerReply, VerifySide } from '../verify/side.js';
 import { checkpointReader, statusUrlReader, type PositionReader, type SyncPosition } from './position.js';
@@ -35,6 +36,8 @@ export interface CutoverOptions {
   /** Sampled verify; null = every key. */
   sample: SampleSpec | null;
   unpause: boolean;
+  /** TLS settings of a rediss:// / sentinels:// side (from --tls-* options). */
+  tls?: { source?: TlsSettings; target?: TlsSettings };
   /** How often the applied offset is read while waiting (default 5 ms). */
   pollMs?: number;
   logger?: Logger;
@@ -93,10 +96,10 @@ export class Cutover {
   }
 
   async run(): Promise<CutoverProof> {
-    const spec = parseSourceUrl(this.o.source);
+    const spec = parseSourceUrl(this.o.source, this.o.tls?.source);
     const sourceEndpoint = await resolveSource(spec, this.log);
     this.source = new VerifySide('source', sourceEndpoint, this.log);
-    this.target = new VerifySide('target', parseRedisUrl(this.o.target), this.log);
+    this.target = new VerifySide('target', parseRedisUrl(this.o.target, this.o.tls?.target), this.log);
     try {
       const before = await this.sourceInfo();
       if (before.major < 6 || (before.major === 6 && before.minor < 2)) {

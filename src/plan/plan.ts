@@ -10,6 +10,7 @@ import { silentLogger, type Logger } from '../observe/logger.js';
 import { readServerInfo, parseServerInfo, type ServerInfo } from '../replication/server-info.js';
 import { describeSource, parseSourceUrl, resolveSource } from '../replication/source.js';
 import { parseRedisUrl } from '../replication/url.js';
+import type { TlsSettings } from '../net/tls.js';
 import { PreflightCheck, type PreflightWriteMode } from '../target/preflight.js';
 import { moduleNames, probeTarget, rdbVersionFor } from '../target/probe.js';
 import type { TargetInfo } from '../target/types.js';
@@ -31,6 +32,8 @@ export interface PlanOptions {
   writeMode: PreflightWriteMode;
   /** Keys sampled per db for the RDB estimate. */
   sampleKeys: number;
+  /** TLS settings of a rediss:// / sentinels:// side (from --tls-* options). */
+  tls?: { source?: TlsSettings; target?: TlsSettings };
   logger?: Logger;
 }
 
@@ -70,7 +73,7 @@ function fieldNum(info: ServerInfo, name: string): number {
 
 export async function runPlan(o: PlanOptions): Promise<PlanReport> {
   const log = o.logger ?? silentLogger();
-  const spec = parseSourceUrl(o.source);
+  const spec = parseSourceUrl(o.source, o.tls?.source);
   const endpoint = await resolveSource(spec, log);
   const first = await readServerInfo(endpoint).catch((e: unknown) => {
     throw new SourceError(`source ${describeSource(spec)}: ${(e as Error).message}`, { cause: e });
@@ -78,7 +81,7 @@ export async function runPlan(o: PlanOptions): Promise<PlanReport> {
   if (first === null) throw new SourceError(`source ${describeSource(spec)} refuses INFO: plan needs its figures (grant +info to its user)`);
   const t0 = Date.now();
   const source = new VerifySide('source', endpoint, log);
-  const targetEndpoint = parseRedisUrl(o.target);
+  const targetEndpoint = parseRedisUrl(o.target, o.tls?.target);
   const target = new VerifySide('target', targetEndpoint, log);
   try {
     const [cobl, backlog, ttl, modulesText] = await Promise.all([

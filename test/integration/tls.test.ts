@@ -67,6 +67,15 @@ describe('sync and verify over TLS', () => {
     await waitFor(async () => (await tgt.get('marker')) === 'last', 'the live writes to reach the target', 15_000);
     expect(await tgt.get('counter')).toBe('50');
     expect(await digestWithoutReserved(tgt)).toBe(await digestWithoutReserved(src));
+
+    // cutover and plan reach both servers over TLS too.
+    const cut = await runCli(['cutover', ...ends, '--unpause', '--sample', '20', '--json'], { timeoutMs: 30_000 });
+    expect(cut.code, cut.stderr).toBe(0);
+    expect(JSON.parse(cut.stdout.toString()).verify.differences).toBe(0);
+    const plan = await runCli(['plan', ...ends, '--sample-time', '1s'], { timeoutMs: 30_000 });
+    expect([0, 12], plan.stderr).toContain(plan.code);
+    expect(plan.stdout.toString()).toContain(`source 127.0.0.1:${source.port}: Redis`);
+
     r.kill('SIGTERM');
     expect(await r.code, r.stderr()).toBe(0);
 
