@@ -22,6 +22,7 @@ import { parseSourceUrl, resolveSource } from '../replication/source.js';
 import { parseRedisUrl, type SourceEndpoint } from '../replication/url.js';
 import { PASSWORD_ENV, withoutPassword } from '../cli/secrets.js';
 import { silentLogger, type Logger } from '../observe/logger.js';
+import { tlsConnectOptions, type TlsSettings } from '../net/tls.js';
 import { fetchSyncStatus } from '../observe/status-client.js';
 import type { SyncStatus } from '../sync/session.js';
 import { BENCH_PREFIX, LoadWriter, fillDataset } from './load.js';
@@ -43,6 +44,9 @@ export interface BenchOptions {
   existing: 'fail' | 'replace' | 'flush';
   /** The replicant CLI script to run `sync` with (dist/cli/main.js). */
   cli: string;
+  /** TLS settings of a rediss:// / sentinels:// side, and the --tls-* arguments that gave them (for the sync child). */
+  tls?: { source?: TlsSettings; target?: TlsSettings };
+  tlsArgs?: string[];
   logger?: Logger;
 }
 
@@ -98,7 +102,15 @@ const FULL_SYNC_SAMPLE_MS = 100;
 const BENCH_NAME = 'replicant-bench';
 
 function client(e: SourceEndpoint): Redis {
-  const c = new Redis({ host: e.host, port: e.port, username: e.username, password: e.password, maxRetriesPerRequest: 20, enableAutoPipelining: false });
+  const c = new Redis({
+    host: e.host,
+    port: e.port,
+    username: e.username,
+    password: e.password,
+    maxRetriesPerRequest: 20,
+    enableAutoPipelining: false,
+    ...(e.tls === undefined ? {} : { tls: tlsConnectOptions(e.host, e.tls) }),
+  });
   c.on('error', () => {});
   return c;
 }
@@ -114,6 +126,10 @@ export class Bench {
 
   constructor(private readonly o: BenchOptions) {
     if ((o.source === undefined) !== (o.target === undefined)) throw new UsageError('give both --source and --target, or neither (two local temporary servers)');
+    // A local replica would need its own TLS client setup (tls-replication, certificates): not attempted.
+    if (o.compareNative && o.source !== undefined && /^(rediss|sentinels):\/\//i.test(o.source)) {
+      throw new UsageError('--compare-native needs a plain redis:// source (the local replica it attaches does not speak TLS)');
+    }
     this.log = o.logger ?? silentLogger();
   }
 
@@ -161,9 +177,9 @@ export class Bench {
       sourceUrl = (await startServer()).url;
       targetUrl = (await startServer()).url;
     }
-    const spec = parseSourceUrl(sourceUrl!);
+    const spec = parseSourceUrl(sourceUrl!, this.o.tls?.source);
     const sourceEndpoint = await resolveSource(spec, this.log);
-    const targetEndpoint = parseRedisUrl(targetUrl!);
+    const targetEndpoint = parseRedisUrl(targetUrl!, this.o.tls?.target);
     const src = client(sourceEndpoint);
     const tgt = client(targetEndpoint);
     this.cleanups.push(() => {
@@ -212,7 +228,7 @@ export class Bench {
     const env = { ...process.env };
     if (s.password !== undefined) env[PASSWORD_ENV.source] = s.password;
     if (t.password !== undefined) env[PASSWORD_ENV.target] = t.password;
-    const args = [this.o.cli, 'sync', '-s', s.url, '-t', t.url, '--name', BENCH_NAME, '--existing', this.o.existing, '--metrics-port', String(port), '--no-progress', '--log-level', 'info'];
+    const args = [this.o.cli, 'sync', '-s', s.url, '-t', t.url, '--name', BENCH_NAME, '--existing', this.o.existing, '--metrics-port', String(port), '--no-progress', '--log-level', 'info', ...(this.o.tlsArgs ?? [])];
     const started = performance.now();
     const child = spawn(process.execPath, args, { stdio: ['ignore', 'ignore', 'pipe'], env });
     this.cleanups.push(() => void child.kill('SIGKILL'));

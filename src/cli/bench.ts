@@ -12,8 +12,9 @@ import { createLogger } from '../observe/logger.js';
 import { ProgressReporter } from '../observe/progress.js';
 import { parseNonNegativeInt, parsePositiveDuration, parsePositiveInt } from './options.js';
 import { resolvePasswords, addPasswordOptions, type PasswordFileOptions } from './secrets.js';
+import { addTlsOptions, resolveTls, tlsArgs, type TlsCliOptions } from './tls.js';
 
-interface BenchCliOptions extends PasswordFileOptions {
+interface BenchCliOptions extends PasswordFileOptions, TlsCliOptions {
   source?: string;
   target?: string;
   keys: number;
@@ -35,6 +36,7 @@ export function registerBenchCommand(program: Command): void {
     .description('measure full-sync keys/s and MB/s, streaming ops/s, end-to-end lag, CPU and memory; without URLs on two local temporary servers')
     .option('-s, --source <url>', 'source to benchmark (bench keys are written under replicant-bench: and deleted at the end)')
     .option('-t, --target <url>', 'target (receives a copy of the whole source)');
+  addTlsOptions(cmd);
   addPasswordOptions(cmd)
     .option('--keys <n>', 'keys written to the source before the full sync', parsePositiveInt, 200_000)
     .option('--value-size <bytes>', 'size of each value (random, so compression does not flatter MB/s)', parsePositiveInt, 64)
@@ -52,6 +54,8 @@ export function registerBenchCommand(program: Command): void {
       const { formatSummary, renderHtml, renderSvg } = await import('../bench/report.js');
       const logger = createLogger({ level: 'warn' });
       const urls = o.source !== undefined && o.target !== undefined ? resolvePasswords({ ...o, source: o.source, target: o.target }) : { source: o.source, target: o.target };
+      const tls = urls.source !== undefined && urls.target !== undefined ? resolveTls({ ...o, source: urls.source, target: urls.target }, logger) : undefined;
+      if (tls === undefined && tlsArgs(o).length > 0) throw new UsageError('the --tls-* options need --source and --target (the local servers do not use TLS)');
       const bench = new Bench({
         source: urls.source,
         target: urls.target,
@@ -63,6 +67,8 @@ export function registerBenchCommand(program: Command): void {
         compareNative: o.compareNative === true,
         existing: o.existing,
         cli: fileURLToPath(new URL('./main.js', import.meta.url)),
+        tls,
+        tlsArgs: tlsArgs(o),
         logger,
       });
       const progress = new ProgressReporter(() => ({ ...bench.status(), fields: {} }), logger, 1000, process.stderr.isTTY === true);

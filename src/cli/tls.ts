@@ -158,3 +158,17 @@ export function resolveTls(o: TlsCliOptions & { source: string; target: string }
   }
   return out;
 }
+
+/** The TLS options as command-line arguments again, for a child `replicant sync` (bench). */
+export function tlsArgs(o: TlsCliOptions): string[] {
+  const out: string[] = [];
+  const files: [string | undefined, string][] = [
+    [o.tlsCa, '--tls-ca'], [o.tlsCert, '--tls-cert'], [o.tlsKey, '--tls-key'],
+    [o.sourceTlsCa, '--source-tls-ca'], [o.sourceTlsCert, '--source-tls-cert'], [o.sourceTlsKey, '--source-tls-key'],
+    [o.targetTlsCa, '--target-tls-ca'], [o.targetTlsCert, '--target-tls-cert'], [o.targetTlsKey, '--target-tls-key'],
+  ];
+  for (const [value, flag] of files) if (value !== undefined) out.push(flag, value);
+  const flags: [boolean | undefined, string][] = [[o.tlsInsecure, '--tls-insecure'], [o.sourceTlsInsecure, '--source-tls-insecure'], [o.targetTlsInsecure, '--target-tls-insecure']];
+  for (const [on, flag] of flags) if (on === true) out.push(flag);
+  return out;
+}

@@ -1061,7 +1061,7 @@ export class SyncSession extends EventEmitter<SyncEvents> {
     const describe = (f: string) => (f === '' ? 'none (a full copy)' : f);
     const what = `the checkpoint of sync "${this.identity.id}" was made with other filters (then: ${describe(before)}; now: ${describe(now)})`;
     if (!this.acceptFilterChange) {
-      throw new UsageError(`${what}: resuming would leave the target with keys of the old selection or without keys of the new one. Run with the old filters, or give --accept-filter-change to copy again (a full sync; the target is flushed when it holds only this sync's keys)`);
+      throw new UsageError(`${what}: resuming would leave the target with keys of the old selection or without keys of the new one. Run with the old filters, or give --accept-filter-change to copy again (a full sync; the target is flushed when it holds only this sync's keys); for a second sync of other keys of this source, give it its own --name`);
     }
     this.log.warn({ before: describe(before), now: describe(now) }, `${what}: copying again (--accept-filter-change)`);
     // As an interrupted full sync: flushed first when the target holds only this sync's keys.

@@ -82,6 +82,12 @@ describe('sync and verify over TLS', () => {
     const v = await runCli(['verify', ...ends, '--no-progress'], { timeoutMs: 30_000 });
     expect(v.code, v.stderr).toBe(0);
     expect(v.stdout.toString()).toContain('EQUAL');
+
+    // bench on the same TLS servers: its clients and its sync child use the same settings.
+    const bench = await runCli(['bench', ...ends, '--existing', 'replace', '--keys', '500', '--duration', '1s', '--no-progress', '--json'], { timeoutMs: 60_000 });
+    expect(bench.code, bench.stderr).toBe(0);
+    expect(JSON.parse(bench.stdout.toString()).replicant.fullSync.keys).toBeGreaterThanOrEqual(500);
+    expect(await src.keys('replicant-bench:*')).toEqual([]);
   });
 
   it('a wrong or missing CA is refused with one line naming the server: exit 4 for the source, 5 for the target', async () => {
