@@ -1,9 +1,10 @@
 /**
  * The partial-sync options shared by `sync` and `verify` (README "Partial sync"), so both see
- * the same selection: --db, --key, --key-prefix, --exclude-key, --rename-prefix, --db-map, and
+ * the same selection: --db, --key, --key-prefix, --exclude-key, --type, --rename-prefix, --db-map, and
  * (sync only) --exclude-command.
  */
 import { InvalidArgumentError, type Command } from 'commander';
+import { VALUE_TYPES, parseValueTypes } from '../export/key-filter.js';
 import { parseDbMap, parseRenamePrefix, type PartialSyncSpec } from '../sync/partial.js';
 
 export interface PartialCliOptions {
@@ -14,6 +15,7 @@ export interface PartialCliOptions {
   renamePrefix?: string;
   dbMap?: string;
   excludeCommand?: string[];
+  type?: string[];
 }
 
 /** `--db 0 1`, `--db 0,1`, repeated: a list of database numbers. */
@@ -36,6 +38,7 @@ export function addPartialOptions(cmd: Command, what: { stream: boolean; dbHelp:
     .option('--key <glob>', 'only keys matching this Redis glob (*, ?, [abc], [^a], \\ escape); repeatable: any of them', collect)
     .option('--key-prefix <prefix>', 'only keys starting with this prefix; repeatable, combines with --key as "any of them"', collect)
     .option('--exclude-key <glob>', 'leave out keys matching this glob (after --key / --key-prefix); repeatable', collect)
+    .option('--type <type...>', `only keys of these types (${VALUE_TYPES.join(', ')}); repeatable or comma-separated`)
     .option('--rename-prefix <old:new>', 'keys starting with old are written with new instead (\\: for a colon inside old)')
     .option('--db-map <from:to,...>', 'source db -> target db, e.g. 3:0,4:1 (dbs not listed keep their number)');
   if (what.stream) cmd.option('--exclude-command <name>', 'never relay this stream command (e.g. FLUSHALL); repeatable or comma-separated', collectList);
@@ -51,5 +54,6 @@ export function partialSpec(o: PartialCliOptions): PartialSyncSpec {
   if (o.renamePrefix !== undefined) spec.renamePrefix = parseRenamePrefix(o.renamePrefix);
   if (o.dbMap !== undefined) spec.dbMap = parseDbMap(o.dbMap);
   if (o.excludeCommand !== undefined) spec.excludeCommands = o.excludeCommand;
+  if (o.type !== undefined) spec.types = parseValueTypes(o.type);
   return spec;
 }

@@ -11,9 +11,9 @@ import type { Readable, Writable } from 'node:stream';
 import { Option, type Command as CommanderCommand } from 'commander';
 import { LocalIoError, ReplicantError, UsageError, printableKey } from '../errors.js';
 import { RdbDecoder } from '../rdb/decoder.js';
-import type { RdbRecord, ValueType } from '../rdb/types.js';
+import type { RdbRecord } from '../rdb/types.js';
 import { JsonlWriter } from '../export/jsonl.js';
-import { KeyFilter, VALUE_TYPES } from '../export/key-filter.js';
+import { KeyFilter, VALUE_TYPES, parseValueTypes } from '../export/key-filter.js';
 import { OutputBuffer } from '../export/output.js';
 import { RespWriter } from '../export/resp.js';
 import { StatsCollector, formatStats, statsToJson } from '../export/stats.js';
@@ -97,12 +97,7 @@ function parseFilter(opts: RdbCommandOptions): KeyFilter {
     if (!/^\d+$/.test(v.trim())) throw new UsageError(`--db: "${v}" is not a database number`);
     dbs.push(Number(v));
   }
-  const types: ValueType[] = [];
-  for (const v of (opts.type ?? []).flatMap((s) => s.split(','))) {
-    const t = v.trim().toLowerCase() as ValueType;
-    if (!VALUE_TYPES.includes(t)) throw new UsageError(`--type: "${v}" is not one of ${VALUE_TYPES.join(', ')}`);
-    types.push(t);
-  }
+  const types = parseValueTypes(opts.type ?? []);
   return new KeyFilter({ dbs, types, ...(opts.key !== undefined ? { keys: [opts.key] } : {}) });
 }
 

@@ -3,6 +3,7 @@
  * match is dropped from its keyStart through its keyEnd / keySkipped; other records pass.
  */
 import type { KeyHeader, RdbRecord, ValueType } from '../rdb/types.js';
+import { UsageError } from '../errors.js';
 import { GlobMatcher } from './glob.js';
 
 export const VALUE_TYPES: readonly ValueType[] = ['string', 'list', 'set', 'zset', 'hash', 'stream', 'module', 'array'];
@@ -41,6 +42,17 @@ export class KeyMatcher {
 
 export function startsWith(key: Buffer, prefix: Buffer): boolean {
   return key.length >= prefix.length && key.compare(prefix, 0, prefix.length, 0, prefix.length) === 0;
+}
+
+/** `--type` values (repeated or comma-separated, any case) as value types; a UsageError names a wrong one. */
+export function parseValueTypes(values: readonly string[]): ValueType[] {
+  const types: ValueType[] = [];
+  for (const v of values.flatMap((s) => s.split(','))) {
+    const t = v.trim().toLowerCase() as ValueType;
+    if (!VALUE_TYPES.includes(t)) throw new UsageError(`--type: "${v}" is not one of ${VALUE_TYPES.join(', ')}`);
+    types.push(t);
+  }
+  return types;
 }
 
 export interface KeyFilterOptions extends KeySelection {

@@ -13,7 +13,7 @@
  */
 import { UsageError } from '../errors.js';
 import { KeyMatcher, startsWith, type KeySelection } from '../export/key-filter.js';
-import type { RdbRecord } from '../rdb/types.js';
+import type { RdbRecord, ValueType } from '../rdb/types.js';
 
 export interface PartialSyncSpec extends KeySelection {
   /** Source dbs kept (default: every db). */
@@ -24,6 +24,8 @@ export interface PartialSyncSpec extends KeySelection {
   dbMap?: ReadonlyMap<number, number>;
   /** Stream commands never relayed (lower case). */
   excludeCommands?: readonly string[];
+  /** Value types kept (default: every type). */
+  types?: readonly ValueType[];
 }
 
 /** Commands the stream machinery itself handles: excluding them would break the relay. */
@@ -38,6 +40,8 @@ export class PartialScope {
   readonly excludedCommands: ReadonlySet<string>;
   /** Something is filtered by key name (a db-wide operation can no longer be relayed as such). */
   readonly keyFiltered: boolean;
+  /** The value types kept, when --type gives them (null: every type). */
+  readonly types: readonly ValueType[] | null;
   readonly renames: boolean;
   /** Nothing is filtered, renamed or mapped: the relay's fast path. */
   readonly identity: boolean;
@@ -47,7 +51,9 @@ export class PartialScope {
   constructor(readonly spec: PartialSyncSpec = {}) {
     this.dbs = spec.dbs && spec.dbs.length > 0 ? new Set(spec.dbs) : null;
     this.names = new KeyMatcher(spec);
-    this.keyFiltered = !this.names.passAll;
+    this.types = spec.types && spec.types.length > 0 ? [...new Set(spec.types)].sort() : null;
+    // A type filter leaves keys out too: db-wide operations (FLUSHDB) cannot be relayed as such either.
+    this.keyFiltered = !this.names.passAll || this.types !== null;
     const rp = spec.renamePrefix;
     this.from = rp ? Buffer.from(rp[0]) : null;
     this.to = rp ? Buffer.from(rp[1]) : null;
@@ -82,6 +88,11 @@ export class PartialScope {
   /** The kept source dbs, when --db lists them (null: every db). */
   get keptDbs(): number[] | null {
     return this.dbs === null ? null : [...this.dbs].sort((a, b) => a - b);
+  }
+
+  /** Whether keys of this type are kept. */
+  keepsType(type: ValueType): boolean {
+    return this.types === null || this.types.includes(type);
   }
 
   /** Whether the key name is selected (its db is checked apart). */
@@ -141,6 +152,8 @@ function describeSpec(s: PartialSyncSpec): string {
     rename: s.renamePrefix && s.renamePrefix[0] !== s.renamePrefix[1] ? [...s.renamePrefix] : null,
     dbMap: [...(s.dbMap ?? [])].filter(([a, b]) => a !== b).sort((a, b) => a[0] - b[0]),
     excludeCommands: [...(s.excludeCommands ?? [])].map((c) => c.toLowerCase()).sort(),
+    // Only when given, so checkpoints made before --type existed keep their fingerprint.
+    ...(s.types && s.types.length > 0 ? { types: [...new Set(s.types)].sort() } : {}),
   });
 }
 
@@ -164,7 +177,7 @@ export class SnapshotScope {
     for (const rec of records) {
       if (rec.kind === 'keyStart') {
         const s = this.scope;
-        this.dropping = !s.keepsDb(rec.db) || !s.keepsKey(rec.key);
+        this.dropping = !s.keepsDb(rec.db) || !s.keepsKey(rec.key) || !s.keepsType(rec.type);
         if (this.dropping) {
           this.filtered++;
           continue;

@@ -21,6 +21,8 @@ import type { StreamCommand } from '../resp/stream-parser.js';
 import { KEYLESS, KEY_AT_2 } from '../target/command-keys.js';
 import type { KeyPositions } from '../target/command-table.js';
 import type { PartialScope } from './partial.js';
+import { readCommand } from '../target/request-decoder.js';
+import { StreamTypeFilter } from './stream-type-filter.js';
 
 /** What to forward for one command: its bytes, several commands, or nothing. */
 export type FilterResult = Buffer | Buffer[] | null;
@@ -67,10 +69,15 @@ const SPECIAL = new Set([...INDEPENDENT.keys(), ...STORE_TO_END.keys(), ...STORE
 const SCRIPTS = new Set(['eval', 'evalsha', 'eval_ro', 'evalsha_ro', 'fcall', 'fcall_ro']);
 
 export class StreamFilter {
+  /** The --type stage, run on what the name stage forwards (see stream-type-filter.ts). */
+  private readonly types: StreamTypeFilter | null;
+
   constructor(
     private readonly scope: PartialScope,
     private readonly opts: StreamFilterOptions,
-  ) {}
+  ) {
+    this.types = scope.types === null ? null : new StreamTypeFilter(scope.types);
+  }
 
   targetDb(db: number): number {
     return this.scope.targetDb(db);
@@ -88,6 +95,29 @@ export class StreamFilter {
 
   /** What to forward for `cmd`, run by the source in db `db`. */
   apply(cmd: StreamCommand, db: number): FilterResult {
+    const named = this.applyNames(cmd, db);
+    return named === null || this.types === null ? named : this.applyTypes(cmd, db, named);
+  }
+
+  /** The type stage on each command the name stage forwards (already in target names). */
+  private applyTypes(cmd: StreamCommand, db: number, named: Buffer | Buffer[]): FilterResult {
+    const out: Buffer[] = [];
+    for (const b of Buffer.isBuffer(named) ? [named] : named) {
+      let args: Buffer[];
+      if (b === cmd.raw) args = cmd.args;
+      else {
+        args = [];
+        readCommand(b, 0, args);
+      }
+      const v = this.types!.apply(args);
+      if (v.kind === 'pass') out.push(b);
+      else if (v.kind === 'replace') out.push(...v.commands);
+      else if (v.kind === 'conflict') return this.conflict(cmd, db, v.reason);
+    }
+    return out.length === 0 ? null : out.length === 1 ? out[0]! : out;
+  }
+
+  private applyNames(cmd: StreamCommand, db: number): FilterResult {
     const s = this.scope;
     const name = cmd.name;
     if (s.excludedCommands.has(name)) {
@@ -108,7 +138,7 @@ export class StreamFilter {
         break;
     }
     if (!s.keepsDb(db)) return null;
-    if (name === 'flushdb') return s.keyFiltered ? this.conflict(cmd, db, 'FLUSHDB while keys are filtered by name: the target may hold keys outside the filter') : cmd.raw;
+    if (name === 'flushdb') return s.keyFiltered ? this.conflict(cmd, db, 'FLUSHDB while keys are filtered by name or type: the target may hold keys outside the filter') : cmd.raw;
     if (!s.keyFiltered && !s.renames) return cmd.raw;
     const known = SPECIAL.has(name) || KEYLESS_LC.has(name) || KEY_AT_2_LC.has(name);
     if (!known) {
@@ -171,7 +201,7 @@ export class StreamFilter {
 
   private flushAll(cmd: StreamCommand, db: number): FilterResult {
     const s = this.scope;
-    if (s.keyFiltered) return this.conflict(cmd, db, 'FLUSHALL while keys are filtered by name: the target may hold keys outside the filter');
+    if (s.keyFiltered) return this.conflict(cmd, db, 'FLUSHALL while keys are filtered by name or type: the target may hold keys outside the filter');
     const dbs = s.keptDbs;
     if (dbs === null) return cmd.raw;
     // Only the kept dbs (as mapped): the target's other dbs are not part of this copy.

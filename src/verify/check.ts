@@ -31,6 +31,8 @@ export interface CheckerOptions {
   /** A partial sync's target db and name of a source key (default: the same). */
   targetDb?: (db: number) => number;
   targetKey?: (key: Buffer) => Buffer;
+  /** A partial sync's --type: keys of other types are outside the copy, on either side (TYPE names as Redis gives them). */
+  keepsType?: (type: string) => boolean;
 }
 
 interface SideRead {
@@ -52,6 +54,12 @@ export class KeyChecker {
     return this.fp;
   }
 
+  /** A read of a key whose type is left out by --type counts as no key. */
+  private inScope(r: SideRead): SideRead {
+    const keeps = this.o.keepsType;
+    return keeps === undefined || r.type === 'none' || keeps(r.type) ? r : { ...r, type: 'none' };
+  }
+
   async check(db: number, keys: Buffer[]): Promise<Verdict[]> {
     if (keys.length === 0) return [];
     const fp = this.fp;
@@ -65,9 +73,9 @@ export class KeyChecker {
     for (let i = 0; i < keys.length; i++) {
       const key = keys[i]!;
       const pair: SidePair = rename === undefined ? base : { ...base, key, targetKey: tkeys[i]! };
-      const s = src[i]!;
-      const t = tgt[i]!;
-      if (s.type === 'none' && t.type === 'none') verdicts[i] = { kind: 'absent' };
+      const s = this.inScope(src[i]!);
+      const t = this.inScope(tgt[i]!);
+      if (s.type === 'none' && t.type === 'none') verdicts[i] = src[i]!.type === 'none' && tgt[i]!.type === 'none' ? { kind: 'absent' } : { kind: 'outside' };
       else if (s.type === 'none') verdicts[i] = { kind: 'extra', detail: `${t.type} only on target` };
       else if (t.type === 'none') verdicts[i] = { kind: 'missing', detail: `${s.type} only on source` };
       else if (s.type !== t.type) verdicts[i] = { kind: 'type', detail: `${s.type} on source, ${t.type} on target` };

@@ -4,7 +4,8 @@ import { printableKey } from '../errors.js';
 export type DiffKind = 'missing' | 'extra' | 'value' | 'type' | 'ttl';
 
 /** The outcome for one key. `absent`: on neither side any more (deleted or expired meanwhile). */
-export type Verdict = { kind: 'equal' } | { kind: 'absent' } | { kind: DiffKind; detail: string };
+/** `outside`: a key of a type the partial sync's --type leaves out (on each side that has it). */
+export type Verdict = { kind: 'equal' } | { kind: 'absent' } | { kind: 'outside' } | { kind: DiffKind; detail: string };
 
 export interface Difference {
   db: number;
@@ -31,6 +32,8 @@ export interface VerifySummary {
   settled: number;
   /** `__replicant*` keys left out (counted on each side). */
   reserved: number;
+  /** Keys of types left out by --type (counted on each side scanned). */
+  otherTypes: number;
 }
 
 export interface SideInfo {
@@ -66,7 +69,7 @@ export function quoted(b: Buffer): string {
 }
 
 export function emptySummary(): VerifySummary {
-  return { compared: 0, equal: 0, missing: 0, extra: 0, value: 0, type: 0, ttl: 0, vanished: 0, settled: 0, reserved: 0 };
+  return { compared: 0, equal: 0, missing: 0, extra: 0, value: 0, type: 0, ttl: 0, vanished: 0, settled: 0, reserved: 0, otherTypes: 0 };
 }
 
 export function differenceCount(s: VerifySummary): number {
@@ -104,6 +107,7 @@ export function formatReport(r: VerifyReport): string {
   if (s.vanished > 0) lines.push(row('vanished meanwhile', s.vanished));
   if (r.settleMs > 0) lines.push(row('settled on recheck', s.settled));
   if (s.reserved > 0) lines.push(row('__replicant* skipped', s.reserved));
+  if (s.otherTypes > 0) lines.push(row('other types skipped', s.otherTypes));
   const total = differenceCount(s);
   if (r.differences.length > 0) {
     lines.push('', total > r.differences.length ? `differences (first ${r.differences.length} of ${total}):` : 'differences:');

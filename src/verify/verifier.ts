@@ -27,6 +27,7 @@ import { Sampler, describeSample, type SampleSpec } from './sample.js';
 import { ServerReply, VerifySide } from './side.js';
 import { compareStreamMeta } from './stream-meta.js';
 import { PartialScope, type PartialSyncSpec } from '../sync/partial.js';
+import type { ValueType } from '../rdb/types.js';
 
 export interface VerifyOptions {
   /** `redis[s]://...` or `sentinel[s]://...`. */
@@ -113,7 +114,7 @@ export class Verifier {
     this.sourceMatch = opts.keyPattern ?? onlyGlob;
     this.targetMatch = this.scope.renames ? undefined : this.sourceMatch;
     const p = opts.partial ?? {};
-    const named = [p.keys, p.prefixes, p.excludes].some((a) => a !== undefined && a.length > 0) || p.renamePrefix !== undefined || (p.dbMap !== undefined && p.dbMap.size > 0);
+    const named = [p.keys, p.prefixes, p.excludes, p.types].some((a) => a !== undefined && a.length > 0) || p.renamePrefix !== undefined || (p.dbMap !== undefined && p.dbMap.size > 0);
     this.selection = named ? this.scope.fingerprint : null;
     this.batchSize = opts.batchSize ?? 500;
     if (!Number.isSafeInteger(this.maxDiffs) || this.maxDiffs < 0) throw new UsageError(`--max-diffs: expected a non-negative integer, got ${this.maxDiffs}`);
@@ -156,6 +157,7 @@ export class Verifier {
         logger: this.log,
         targetDb: (db) => this.scope.targetDb(db),
         ...(this.scope.renames ? { targetKey: (k: Buffer) => this.scope.rename(k) } : {}),
+        ...(this.scope.types === null ? {} : { keepsType: (t: string) => this.scope.keepsType(typeOfReply(t)) }),
       });
       const sourceDbs = selectDbs(sc.keyspace, dbFilter);
       // Target dbs by the source db they hold (--db-map), each scanned for keys the source lacks.
@@ -379,6 +381,10 @@ export class Verifier {
       if (recheck) s.settled++;
       return;
     }
+    if (v.kind === 'outside') {
+      s.otherTypes++;
+      return;
+    }
     if (v.kind === 'absent') {
       s.vanished++;
       if (recheck) s.settled++;
@@ -433,3 +439,10 @@ function rethrowAs(side: VerifySide, what: string): (e: unknown) => never {
     throw side.fail(e, what);
   };
 }
+
+/** A TYPE reply as a value type: a module's own type name counts as `module`. */
+function typeOfReply(t: string): ValueType {
+  return (STANDARD_TYPES as readonly string[]).includes(t) ? (t as ValueType) : 'module';
+}
+
+const STANDARD_TYPES: readonly ValueType[] = ['string', 'list', 'set', 'zset', 'hash', 'stream'];

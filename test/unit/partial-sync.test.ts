@@ -183,6 +183,67 @@ describe('StreamFilter', () => {
   });
 });
 
+describe('StreamFilter with --type', () => {
+  const HASH = { types: ['hash'] } as PartialSyncSpec;
+
+  it('relays commands of kept types, drops those of other types, deletes what an overwrite of another type replaced', () => {
+    expect(run(HASH, ['HSET', 'h', 'f', 'v']).out).toEqual(['HSET h f v']);
+    expect(run(HASH, ['LPUSH', 'l', 'x']).out).toBeNull();
+    expect(run(HASH, ['SETNX', 's', 'x']).out).toBeNull();
+    // SET replaces a key of any type: the hash it may have replaced leaves the image.
+    expect(run(HASH, ['SET', 'h', 'x']).out).toEqual(['DEL h']);
+    expect(run(HASH, ['MSET', 'a', '1', 'b', '2']).out).toEqual(['DEL a b']);
+    expect(run({ types: ['string'] }, ['MSET', 'a', '1', 'b', '2']).out).toEqual(['MSET a 1 b 2']);
+    // Commands on any type do nothing to a key the target lacks.
+    expect(run(HASH, ['DEL', 'x', 'y']).out).toEqual(['DEL x y']);
+    expect(run(HASH, ['PEXPIREAT', 'x', '99999999999']).out).toEqual(['PEXPIREAT x 99999999999']);
+    expect(run(HASH, ['XGROUP', 'CREATE', 'st', 'g', '$']).out).toBeNull();
+  });
+
+  it('stores: a dropped result type deletes the destination; sources of a dropped type are a conflict', () => {
+    expect(run(HASH, ['SUNIONSTORE', 'd', 'a', 'b']).out).toEqual(['DEL d']);
+    expect(run({ types: ['set'] }, ['SUNIONSTORE', 'd', 'a', 'b']).out).toEqual(['SUNIONSTORE d a b']);
+    const z = run({ types: ['zset'] }, ['ZUNIONSTORE', 'd', '2', 'a', 'b']);
+    expect(z.out).toBeNull();
+    expect(z.conflicts[0]).toMatch(/ZUNIONSTORE writes a kept zset from keys that may be sets/);
+    expect(run({ types: ['zset', 'set'] }, ['ZUNIONSTORE', 'd', '2', 'a', 'b']).out).toEqual(['ZUNIONSTORE d 2 a b']);
+    expect(run(HASH, ['SORT', 'l', 'STORE', 'd']).out).toEqual(['DEL d']);
+    expect(run({ types: ['list'] }, ['SORT', 'l', 'STORE', 'd']).conflicts[0]).toMatch(/SORT writes a kept list/);
+  });
+
+  it('RENAME and COPY decide on the target; RESTORE by its payload type; scripts are conflicts', () => {
+    const r = run(HASH, ['RENAME', 'a', 'b']).out!;
+    expect(r[0]).toMatch(/^EVAL .*RENAME.* 2 a b$/);
+    expect(run(HASH, ['COPY', 'a', 'b', 'REPLACE']).out![0]).toMatch(/^EVAL .*COPY.* 2 a b REPLACE$/);
+    expect(run(HASH, ['COPY', 'a', 'b', 'DB', '1']).conflicts[0]).toMatch(/COPY \.\.\. DB/);
+    const hashPayload = Buffer.from([4, 0]); // RDB_TYPE_HASH
+    const listPayload = Buffer.from([18, 0]); // RDB_TYPE_LIST_QUICKLIST_2
+    expect(run(HASH, ['RESTORE', 'k', '0', hashPayload]).out).not.toBeNull();
+    expect(run(HASH, ['RESTORE', 'k', '0', listPayload]).out).toBeNull();
+    expect(run(HASH, ['RESTORE', 'k', '0', listPayload, 'REPLACE']).out).toEqual(['DEL k']);
+    expect(run(HASH, ['EVAL', 'return 1', '1', 'k']).conflicts[0]).toMatch(/EVAL: the types of the keys a script writes are unknown/);
+    expect(run(HASH, ['FLUSHDB']).conflicts[0]).toMatch(/filtered by name or type/);
+  });
+
+  it('runs after the name stage: renamed keys, and keys outside the name filter never reach it', () => {
+    const spec = { types: ['hash'], keys: ['a:*'], renamePrefix: ['a:', 'b:'] } as PartialSyncSpec;
+    expect(run(spec, ['HSET', 'a:1', 'f', 'v']).out).toEqual(['HSET b:1 f v']);
+    expect(run(spec, ['SET', 'a:1', 'v']).out).toEqual(['DEL b:1']);
+    expect(run(spec, ['SET', 'z', 'v']).out).toBeNull();
+    expect(run(spec, ['MSET', 'a:1', '1', 'z', '2']).out).toEqual(['DEL b:1']);
+  });
+
+  it('the snapshot keeps only the kept types; the fingerprint names them only when given', () => {
+    const header = (key: string, type: string) => ({ kind: 'keyStart', key: Buffer.from(key), db: 0, type, expireMs: null, offset: 0 }) as unknown as RdbRecord;
+    const end = { kind: 'keyEnd' } as unknown as RdbRecord;
+    const snap = new SnapshotScope(new PartialScope(HASH), () => {});
+    expect(snap.apply([header('h', 'hash'), end, header('s', 'string'), end]).length).toBe(2);
+    expect(snap.filtered).toBe(1);
+    expect(new PartialScope({ keys: ['a*'] }).fingerprint).not.toContain('types');
+    expect(new PartialScope({ types: ['zset', 'hash', 'hash'] } as PartialSyncSpec).fingerprint).toContain('"types":["hash","zset"]');
+  });
+});
+
 describe('StreamBatcher with a filter', () => {
   it('rewrites SELECT, drops commands of other dbs and keeps transactions whole', () => {
     const scope = new PartialScope({ dbs: [3], dbMap: parseDbMap('3:0'), keys: ['a:*'] });
