@@ -14,6 +14,7 @@
 import { UsageError } from '../errors.js';
 import { KeyMatcher, startsWith, type KeySelection } from '../export/key-filter.js';
 import type { RdbRecord, ValueType } from '../rdb/types.js';
+import { RESERVED_PREFIX } from '../checkpoint/store.js';
 
 export interface PartialSyncSpec extends KeySelection {
   /** Source dbs kept (default: every db). */
@@ -157,14 +158,20 @@ function describeSpec(s: PartialSyncSpec): string {
   });
 }
 
+const RESERVED = Buffer.from(RESERVED_PREFIX);
+
 /**
  * The snapshot side: drops the records of keys outside the scope and gives the kept ones their
  * target name and db. Keys whose new name would collide are handed to `onCollision` (then dropped).
+ * Replicant's own keys in the source's RDB (a source that is itself a Replicant target) are never
+ * copied: they would overwrite this sync's checkpoint, lease and registry on the target.
  */
 export class SnapshotScope {
   private dropping = false;
   /** Keys left out by the filters. */
   filtered = 0;
+  /** `__replicant*` keys of the source left out. */
+  reserved = 0;
 
   constructor(
     private readonly scope: PartialScope,
@@ -173,10 +180,17 @@ export class SnapshotScope {
 
   /** `records` with the scope applied (the same array when nothing changes). */
   apply(records: readonly RdbRecord[]): RdbRecord[] {
+    // Without filters the records pass as they are, unless a reserved key is among them.
+    if (this.scope.identity && !this.dropping && !records.some((r) => r.kind === 'keyStart' && startsWith(r.key, RESERVED))) return records as RdbRecord[];
     const out: RdbRecord[] = [];
     for (const rec of records) {
       if (rec.kind === 'keyStart') {
         const s = this.scope;
+        if (startsWith(rec.key, RESERVED)) {
+          this.reserved++;
+          this.dropping = true;
+          continue;
+        }
         this.dropping = !s.keepsDb(rec.db) || !s.keepsKey(rec.key) || !s.keepsType(rec.type);
         if (this.dropping) {
           this.filtered++;

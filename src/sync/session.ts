@@ -622,7 +622,7 @@ export class SyncSession extends EventEmitter<SyncEvents> {
       spool.setMemoryBudget(streaming ? Math.min(this.opts.spoolMemoryBytes, LONG_STRING_SPOOL_MEMORY) : this.opts.spoolMemoryBytes);
       writer.setMaxInflight(streaming ? Math.min(this.opts.maxInflightBytes, LONG_STRING_INFLIGHT) : this.opts.maxInflightBytes);
     };
-    const snapScope = this.scope.identity ? null : new SnapshotScope(this.scope, (db, key) => this.renameCollision(db, key));
+    const snapScope = new SnapshotScope(this.scope, (db, key) => this.renameCollision(db, key));
     let applier: SnapshotApplier | null = null;
     const makeApplier = (sourceRdbVersion: number): SnapshotApplier => {
       const restoreOk = info.rdbVersion >= sourceRdbVersion;
@@ -673,7 +673,7 @@ export class SyncSession extends EventEmitter<SyncEvents> {
               const a = (applier = makeApplier(decoder.version));
               this.snapshotDbOf = (payload) => a.dbOf(payload);
             }
-            if (applier !== null && records.length > 0) await applier.apply(snapScope === null ? records : snapScope.apply(records));
+            if (applier !== null && records.length > 0) await applier.apply(snapScope.apply(records));
           }
           if (applier !== null) {
             this.rdbKeys = applier.stats.keys;
@@ -707,7 +707,7 @@ export class SyncSession extends EventEmitter<SyncEvents> {
     link.setAppliedOffset(outcome.offset);
     link.ackNow();
     const ms = Date.now() - started;
-    this.summarizeFullSync(applier, decoder.emptyKeysSkipped, ms, snapScope?.filtered ?? 0);
+    this.summarizeFullSync(applier, decoder.emptyKeysSkipped, ms, snapScope);
     this.emit('fullSyncDone', { replid: outcome.replid, offset: outcome.offset, keys: applier.stats.keys, ms });
     this.rdbTotal = null;
     return afterRdb;
@@ -718,7 +718,7 @@ export class SyncSession extends EventEmitter<SyncEvents> {
    * them that are not on the target (rejected, corrupt, untranslatable, in a db the target lacks):
    * with any, a warning says the copy is incomplete and where the full list is.
    */
-  private summarizeFullSync(applier: SnapshotApplier, emptyKeysSkipped: number, ms: number, filteredKeys: number): void {
+  private summarizeFullSync(applier: SnapshotApplier, emptyKeysSkipped: number, ms: number, scope: SnapshotScope): void {
     this.lost.flush();
     const s = applier.stats;
     const lost = this.lost.count;
@@ -735,10 +735,14 @@ export class SyncSession extends EventEmitter<SyncEvents> {
         rdbBytes: this.rdbBytes,
         ms,
         emptyKeysSkipped,
-        ...(this.scope.identity ? {} : { filteredKeys }),
+        ...(this.scope.identity ? {} : { filteredKeys: scope.filtered }),
+        ...(scope.reserved > 0 ? { reservedKeysSkipped: scope.reserved } : {}),
       },
       'full sync applied',
     );
+    if (scope.reserved > 0) {
+      this.log.warn({ reservedKeysSkipped: scope.reserved }, 'the source\'s snapshot holds __replicant keys (it is itself the target of another Replicant sync?): they were not copied');
+    }
     if (lost > 0) {
       this.log.warn(
         { lostKeys: lost, report: this.lost.path, first: this.lost.sample },
@@ -958,6 +962,10 @@ export class SyncSession extends EventEmitter<SyncEvents> {
     if (id !== null && target.runId !== '') {
       if (id.runId === target.runId) {
         throw new UsageError(`the source ${describeSource(this.sourceSpec)} and the target ${endpointLabel(this.targetEp)} are the same server (run_id ${id.runId}): refusing to sync a server into itself; check --source and --target`);
+      }
+      // One replication history: the source is a (native) replica of the target, directly or through others.
+      if (target.replid !== '' && id.replid === target.replid) {
+        throw new UsageError(`replication loop: the source ${describeSource(this.sourceSpec)} replicates the target ${endpointLabel(this.targetEp)} (same replication id ${id.replid}): what Replicant writes would come back to it; check --source and --target`);
       }
       const upstream = new Set([id.runId]);
       const reg = await ctx.call(['HGETALL', REGISTRY_KEY]);

@@ -64,6 +64,8 @@ export interface ProbeReplies {
   keyspace: string;
   modules: string;
   cluster: string;
+  /** INFO replication ('' when refused). */
+  replication?: string;
   /** CONFIG GET databases reply, or undefined when the target refused it. */
   databases: number | undefined;
 }
@@ -76,6 +78,7 @@ export function buildTargetInfo(r: ProbeReplies): TargetInfo {
   const [major = 0, minor = 0] = version.split('.').map((p) => Number.parseInt(p, 10) || 0);
   return {
     runId: server.get('run_id') ?? '',
+    replid: parseInfo(r.replication ?? '').get('master_replid') ?? '',
     version,
     major,
     minor,
@@ -106,7 +109,7 @@ export async function probeTarget(call: (args: string[]) => Promise<unknown>, ad
       return '';
     }
   };
-  const [server, keyspace, modules, cluster] = await Promise.all([section('server'), section('keyspace'), section('modules'), section('cluster')]);
+  const [server, keyspace, modules, cluster, replication] = await Promise.all([section('server'), section('keyspace'), section('modules'), section('cluster'), section('replication')]);
   let databases: number | undefined;
   try {
     const r = await call(['CONFIG', 'GET', 'databases']);
@@ -114,5 +117,5 @@ export async function probeTarget(call: (args: string[]) => Promise<unknown>, ad
   } catch (e) {
     log.debug({ err: (e as Error).message }, 'CONFIG GET databases refused; assuming 16');
   }
-  return buildTargetInfo({ server, keyspace, modules, cluster, databases });
+  return buildTargetInfo({ server, keyspace, modules, cluster, replication, databases });
 }

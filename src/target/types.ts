@@ -34,6 +34,8 @@ export interface WriteUnit {
 export interface TargetInfo {
   /** run_id of the server (of the seed node for a cluster); '' when INFO hides it. */
   runId: string;
+  /** master_replid: its replication history ('' when INFO replication is refused). */
+  replid: string;
   /** Server version (valkey_version for Valkey, else redis_version). */
   version: string;
   major: number;

@@ -286,6 +286,42 @@ describe('safety: source == target, loops', () => {
   });
 });
 
+describe('safety: chained and replicated sources', () => {
+  it('refuses a source that is a native replica of the target (exit 2), without touching the target', async () => {
+    const target = await server();
+    await target.client().set('k', 'v');
+    const replica = await server(['--repl-diskless-sync-delay', '0']);
+    await replica.client().call('REPLICAOF', '127.0.0.1', String(target.port));
+    await waitFor(async () => (await replica.client().get('k')) === 'v', 'the replica to copy the target');
+    const r = sync(['-s', replica.url, '-t', target.url, '--existing', 'replace']);
+    expect(await r.code).toBe(2);
+    expect(r.stderr()).toMatch(/replication loop: the source 127\.0\.0\.1:\d+ replicates the target .* \(same replication id [0-9a-f]{40}\)/);
+    expect(await target.client().dbsize()).toBe(1);
+  });
+
+  it("a chained source's __replicant keys in its snapshot are not copied over this sync's own", async () => {
+    const a = await server();
+    const b = await server(['--repl-diskless-sync-delay', '0']);
+    const c = await server();
+    await a.client().set('k', 'v');
+    const ab = sync(['-s', a.url, '-t', b.url]);
+    await streaming(ab);
+    // B now holds A's data and Replicant's keys for the A -> B sync.
+    const bc = sync(['-s', b.url, '-t', c.url]);
+    await streaming(bc);
+    await a.client().set('k2', 'v2');
+    await until(c.client(), 'k2', 'v2', 'the write to go A -> B -> C');
+    const registry = await c.client().hkeys('__replicant:syncs');
+    expect(registry).toEqual([`127.0.0.1:${b.port}`]);
+    expect(await c.client().exists(`__replicant:checkpoint:127.0.0.1:${a.port}`)).toBe(0);
+    expect(bc.stderr()).toMatch(/the source's snapshot holds __replicant keys/);
+    for (const r of [bc, ab]) {
+      r.kill('SIGTERM');
+      expect(await r.code).toBe(0);
+    }
+  });
+});
+
 describe('safety: the target loses its data while streaming', () => {
   it('a FLUSHALL on the target is detected with the next batch and the target is copied again', async () => {
     const source = await server();

@@ -4,7 +4,7 @@ import { parseServerInfo } from '../../src/replication/server-info.js';
 import type { TargetInfo } from '../../src/target/types.js';
 
 const info = (lines: string[]) => parseServerInfo(`${lines.join('\r\n')}\r\n`);
-const target = (o: Partial<TargetInfo>): TargetInfo => ({ runId: 'r', version: '7.0.15', major: 7, minor: 0, rdbVersion: 10, valkey: false, cluster: false, dbsize: 0, databases: 16, modules: [], ...o });
+const target = (o: Partial<TargetInfo>): TargetInfo => ({ runId: 'r', replid: '', version: '7.0.15', major: 7, minor: 0, rdbVersion: 10, valkey: false, cluster: false, dbsize: 0, databases: 16, modules: [], ...o });
 
 describe('plan compatibility and memory checks', () => {
   it('fails on a module the target lacks, and on functions for a pre-7 target', () => {
