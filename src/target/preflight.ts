@@ -168,6 +168,12 @@ export class PreflightCheck {
 
   private checkMemory(info: ServerInfo): void {
     const source = this.o.source;
+    // Evicting any key when full: the copy would silently lose keys (Replicant's own have no TTL, so volatile-* spares them).
+    if (info.maxmemory > 0 && info.maxmemoryPolicy.startsWith('allkeys-')) {
+      this.warnings.push(
+        `maxmemory-policy ${info.maxmemoryPolicy} with maxmemory ${mb(info.maxmemory)}: once full, the target evicts keys of the copy without telling anyone; prefer noeviction (writes are then refused and reported) or a maxmemory large enough`,
+      );
+    }
     if (info.maxmemory <= 0 || this.o.cluster || source === null) return;
     const room = info.maxmemory - info.usedMemory;
     if (source.usedMemory > room) {

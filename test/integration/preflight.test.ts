@@ -115,6 +115,19 @@ describe('target preflight', () => {
     expect(r.stderr).toMatch(/"level":40.*maxmemory .* leaves .* free, the source uses .*raise maxmemory on the target/);
     expect(await tc.get('s')).toBe('v');
   });
+
+  it('an allkeys-* eviction policy is a warning: the copy could lose keys silently', async () => {
+    const { source, target } = await pair();
+    const tc = target.client();
+    await tc.config('SET', 'maxmemory', '1gb');
+    await tc.config('SET', 'maxmemory-policy', 'allkeys-lru');
+    const r = await sync(source, target.url);
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stderr).toMatch(/"level":40.*maxmemory-policy allkeys-lru with maxmemory 1024.0 MB: once full, the target evicts keys of the copy/);
+    await tc.config('SET', 'maxmemory-policy', 'volatile-lru');
+    const quiet = await sync(source, target.url);
+    expect(quiet.stderr).not.toMatch(/maxmemory-policy/);
+  });
 });
 
 describe('first connection to the source', () => {
