@@ -19,10 +19,14 @@ export interface Checkpoint {
   sourceRunId?: string;
   /** The partial sync's filters (PartialScope fingerprint); absent for a full copy. */
   filter?: string;
+  /** The sync it belongs to (`--name`, or the source address): another sync must not adopt it. */
+  sync?: string;
+  /** The target it describes (host:port): a checkpoint file says nothing about another target. */
+  target?: string;
 }
 
 export function serializeCheckpoint(cp: Checkpoint): string {
-  return JSON.stringify({ v: 1, replid: cp.replid, offset: cp.offset, db: cp.db, state: cp.state, cleanStart: cp.cleanStart, at: cp.at, sourceRunId: cp.sourceRunId, filter: cp.filter });
+  return JSON.stringify({ v: 1, replid: cp.replid, offset: cp.offset, db: cp.db, state: cp.state, cleanStart: cp.cleanStart, at: cp.at, sourceRunId: cp.sourceRunId, filter: cp.filter, sync: cp.sync, target: cp.target });
 }
 
 /** Parse a stored checkpoint; returns null (never throws) for anything that is not one. */
@@ -42,5 +46,7 @@ export function parseCheckpoint(text: string | Buffer | null | undefined): Check
   const cp: Checkpoint = { replid: r['replid'], offset: r['offset'], db: r['db'], state, cleanStart: r['cleanStart'] === true, at: typeof r['at'] === 'number' ? r['at'] : 0 };
   if (typeof r['sourceRunId'] === 'string') cp.sourceRunId = r['sourceRunId'];
   if (typeof r['filter'] === 'string' && r['filter'] !== '') cp.filter = r['filter'];
+  if (typeof r['sync'] === 'string') cp.sync = r['sync'];
+  if (typeof r['target'] === 'string') cp.target = r['target'];
   return cp;
 }

@@ -399,6 +399,7 @@ export class SyncSession extends EventEmitter<SyncEvents> {
       this.store = this.createStore();
       let cp = await this.store.load();
       this.log.info({ sync: this.identity.id, checkpoint: this.store.where, otherSyncs: [...this.otherSyncs.keys()] }, 'checkpoint store');
+      if (cp) this.checkOwner(cp);
       if (cp) cp = this.checkFilterChange(cp);
       if (cp) {
         this.log.info({ replid: cp.replid, offset: cp.offset, db: cp.db, state: cp.state, checkpoint: this.store.where }, 'checkpoint found');
@@ -1556,7 +1557,24 @@ export class SyncSession extends EventEmitter<SyncEvents> {
     const cp: Checkpoint = { replid: this.replid ?? '?', offset, db, state, cleanStart: this.cleanStart, at: Date.now() };
     if (this.sourceIdentity !== null) cp.sourceRunId = this.sourceIdentity.runId;
     if (this.scope.fingerprint !== '') cp.filter = this.scope.fingerprint;
+    cp.sync = this.identity.id;
+    cp.target = endpointLabel(this.targetEp);
     return cp;
+  }
+
+  /**
+   * A checkpoint written by another sync (a shared --checkpoint file or key), or a checkpoint file
+   * written for another target, describes nothing this sync wrote: resuming from it would skip the
+   * copy, and a full resync "of a clean start" would flush a target it never wrote. Refused.
+   */
+  private checkOwner(cp: Checkpoint): void {
+    if (cp.sync !== undefined && cp.sync !== this.identity.id) {
+      throw new UsageError(`the checkpoint in ${this.store.where} belongs to sync "${cp.sync}", not to this one ("${this.identity.id}"): give each sync its own --checkpoint (and --name)`);
+    }
+    const here = endpointLabel(this.targetEp);
+    if (this.store.kind === 'file' && cp.target !== undefined && cp.target !== here) {
+      throw new UsageError(`the checkpoint in ${this.store.where} was written for the target ${cp.target}, not ${here}: give this sync its own --checkpoint file (or delete that one to copy again)`);
+    }
   }
 
   private receivedOffset(): number | null {

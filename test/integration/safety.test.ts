@@ -3,6 +3,9 @@
  * into one target, two instances of the same sync, source == target (and loops), a target
  * flushed or emptied while streaming, SWAPDB on the source. Real servers, real CLI processes.
  */
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import type { Redis } from 'ioredis';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { startRedis, waitFor, type RedisServer } from '../helpers/redis.js';
@@ -319,6 +322,32 @@ describe('safety: chained and replicated sources', () => {
       r.kill('SIGTERM');
       expect(await r.code).toBe(0);
     }
+  });
+});
+
+describe('safety: a checkpoint that is not this sync\'s', () => {
+  it('refuses a --checkpoint file written by another sync, or for another target (exit 2), leaving the target untouched', async () => {
+    const a = await server();
+    const b = await server();
+    const t1 = await server();
+    const t2 = await server();
+    await a.client().set('a', '1');
+    await b.client().set('b', '1');
+    await t2.client().set('precious', '1');
+    const file = join(mkdtempSync(join(tmpdir(), 'replicant-cp-')), 'cp.json');
+    const first = sync(['-s', a.url, '-t', t1.url, '--checkpoint', `file:${file}`]);
+    await streaming(first);
+    first.kill('SIGTERM');
+    expect(await first.code).toBe(0);
+    // Another source into another target with the same file: it would resume A's position (or flush t2).
+    const other = sync(['-s', b.url, '-t', t2.url, '--checkpoint', `file:${file}`, '--existing', 'replace']);
+    expect(await other.code).toBe(2);
+    expect(other.stderr()).toMatch(/belongs to sync "127\.0\.0\.1:\d+", not to this one/);
+    // The same source into another target: it would skip the copy and stream onto an empty target.
+    const moved = sync(['-s', a.url, '-t', t2.url, '--checkpoint', `file:${file}`, '--existing', 'replace']);
+    expect(await moved.code).toBe(2);
+    expect(moved.stderr()).toMatch(/was written for the target 127\.0\.0\.1:\d+, not 127\.0\.0\.1:\d+/);
+    expect(await t2.client().keys('*')).toEqual(['precious']);
   });
 });
 
