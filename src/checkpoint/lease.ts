@@ -126,15 +126,15 @@ export class SyncLease {
 
   /**
    * Confirm the lease is still ours and extend it; re-take it if it expired meanwhile (a target
-   * outage longer than the lease). Throws LeaseError when another instance holds it.
+   * outage longer than the lease, or a target that lost its data): true then. Throws LeaseError when another instance holds it.
    */
-  async renew(call: NodeCall): Promise<void> {
+  async renew(call: NodeCall): Promise<boolean> {
     const { key, ttlMs } = this.opts;
     const cur = await call(['GET', key]);
     if (cur === null) {
       if ((await call(['SET', key, this.currentValue(), 'NX', 'PX', ttlMs])) !== null) {
-        this.opts.logger.warn({ sync: this.opts.id }, 'the lease had expired (target unreachable or flushed for longer than --lease-ttl): taken again');
-        return;
+        this.opts.logger.warn({ sync: this.opts.id }, 'the lease was gone (expired while the target was unreachable for longer than --lease-ttl, or the target lost its data): taken again');
+        return true;
       }
       return this.renew(call);
     }
@@ -143,21 +143,22 @@ export class SyncLease {
       throw new LeaseError(`sync "${this.opts.id}": another instance (${holder ? `${holder.host} pid ${holder.pid}` : 'unknown'}) took over the target; this one stops without applying anything more`);
     }
     await call(['SET', key, this.currentValue(), 'XX', 'PX', ttlMs]);
+    return false;
   }
 
   /**
    * Renew every third of the time to live until stop(); `onLost` gets the error that ends it,
    * `onRenewed` runs after each renewal.
    */
-  startRenewing(call: () => NodeCall | null, onLost: (e: Error) => void, onRenewed?: () => void): void {
+  startRenewing(call: () => NodeCall | null, onLost: (e: Error) => void, onRenewed?: (retaken: boolean) => void): void {
     const tick = (): void => {
       const c = call();
       const next = (): void => {
         if (this.timer !== null) this.timer = setTimeout(tick, this.opts.ttlMs / 3).unref();
       };
       if (c === null) return next();
-      this.renew(c).then(() => {
-        onRenewed?.();
+      this.renew(c).then((retaken) => {
+        onRenewed?.(retaken);
         next();
       }, (e: unknown) => {
         if (e instanceof LeaseError) {

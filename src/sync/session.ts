@@ -393,7 +393,10 @@ export class SyncSession extends EventEmitter<SyncEvents> {
       this.lease.startRenewing(
         () => (a) => this.controlCall(a),
         (e) => this.onLeaseLost(e),
-        () => void this.readRegistry().catch(() => undefined),
+        (retaken) => {
+          if (retaken) void this.checkTargetKept().catch(() => undefined);
+          void this.readRegistry().catch(() => undefined);
+        },
       );
       await this.readRegistry();
       this.store = this.createStore();
@@ -401,6 +404,11 @@ export class SyncSession extends EventEmitter<SyncEvents> {
       this.log.info({ sync: this.identity.id, checkpoint: this.store.where, otherSyncs: [...this.otherSyncs.keys()] }, 'checkpoint store');
       if (cp) this.checkOwner(cp);
       if (cp) cp = this.checkFilterChange(cp);
+      // A checkpoint file of this sync, but the target no longer knows the sync: it lost the copy while we were stopped.
+      if (cp && cp.sync !== undefined && this.store.kind === 'file' && !this.cluster && this.registeredAs === null) {
+        this.log.warn({ offset: cp.offset, checkpoint: this.store.where }, `the checkpoint says offset ${cp.offset} was applied, but the target no longer holds this sync's registry entry: it lost its data while the sync was stopped (flushed, restarted without persistence); copying again`);
+        cp = null;
+      }
       if (cp) {
         this.log.info({ replid: cp.replid, offset: cp.offset, db: cp.db, state: cp.state, checkpoint: this.store.where }, 'checkpoint found');
         this.cleanStart = cp.cleanStart;
@@ -938,11 +946,29 @@ export class SyncSession extends EventEmitter<SyncEvents> {
     // The unit before was given up after an abort (--on-error skip): its checkpoint was never written.
     if (cp !== null && cp.offset < expected && this.checkpointsGivenUp.delete(expected)) return;
     const found = cp === null ? 'no checkpoint' : `the checkpoint of offset ${cp.offset}`;
-    this.targetLost = `the target lost what it had applied: applying offset ${offset} found ${found} where offset ${expected} was (flushed, restarted without persistence, or failed over to an empty or older node)`;
-    this.log.error({ expectedOffset: expected, found: cp?.offset ?? null, onFullResync: this.opts.onFullResync }, `${this.targetLost}; copying again per --on-full-resync ${this.opts.onFullResync}`);
+    this.markTargetLost(`applying offset ${offset} found ${found} where offset ${expected} was`, { expectedOffset: expected, found: cp?.offset ?? null });
+  }
+
+  /** Stop streaming and copy again (by --on-full-resync): the target no longer holds what was applied. */
+  private markTargetLost(evidence: string, fields: Record<string, unknown> = {}): void {
+    if (this.targetLost !== null) return;
+    this.targetLost = `the target lost what it had applied: ${evidence} (flushed, restarted without persistence, or failed over to an empty or older node)`;
+    this.log.error({ ...fields, onFullResync: this.opts.onFullResync }, `${this.targetLost}; copying again per --on-full-resync ${this.opts.onFullResync}`);
     this.resyncReason = this.targetLost;
     this.link?.close();
     this.spool?.end();
+  }
+
+  /**
+   * With the checkpoint in a file, no batch tells whether the target still holds the copy; its
+   * lease and registry entry do (a relayed FLUSHALL puts them back in the same transaction, so
+   * only a flush, an empty restart or failover removes them). Checked when the lease was found
+   * gone: its expiry alone (a long target outage) leaves the registry entry in place.
+   */
+  private async checkTargetKept(): Promise<void> {
+    if (this.cluster || this.store.kind !== 'file' || this.phase !== 'streaming' || this.targetLost !== null) return;
+    if (Number(await this.controlCall(['HEXISTS', REGISTRY_KEY, this.identity.id])) === 1) return;
+    this.markTargetLost("Replicant's lease and registry entry on it are gone");
   }
 
   /**

@@ -374,6 +374,38 @@ describe('safety: the target loses its data while streaming', () => {
     expect(await r.code).toBe(0);
   });
 
+  it('with --checkpoint file: a flushed target is noticed by its vanished lease and registry, streaming or stopped', async () => {
+    const source = await server();
+    const target = await server();
+    const src = source.client();
+    const tc = target.client();
+    for (let i = 0; i < 200; i++) await src.set(`k${i}`, String(i));
+    const file = join(mkdtempSync(join(tmpdir(), 'replicant-cp-')), 'cp.json');
+    const r = sync(['-s', source.url, '-t', target.url, '--checkpoint', `file:${file}`]);
+    await streaming(r);
+    await src.incr('c');
+    await until(tc, 'c', '1', 'c to reach 1');
+    await tc.flushall();
+    await waitFor(() => /the target lost what it had applied: Replicant's lease and registry entry on it are gone/.test(r.stderr()), 'the loss to be detected', 20_000);
+    await streaming(r, 2);
+    await src.incr('c');
+    await until(tc, 'c', '2', 'c to reach 2 after the copy');
+    expect(await digestWithoutReserved(tc)).toBe(await digestWithoutReserved(src));
+    r.kill('SIGTERM');
+    expect(await r.code).toBe(0);
+
+    // Flushed while no sync runs: the checkpoint file alone would resume onto an empty target.
+    await tc.flushall();
+    await src.incr('c');
+    const again = sync(['-s', source.url, '-t', target.url, '--checkpoint', `file:${file}`]);
+    await streaming(again);
+    expect(again.stderr()).toMatch(/the target no longer holds this sync's registry entry: it lost its data while the sync was stopped/);
+    await until(tc, 'c', '3', 'the copy');
+    expect(await digestWithoutReserved(tc)).toBe(await digestWithoutReserved(src));
+    again.kill('SIGTERM');
+    expect(await again.code).toBe(0);
+  });
+
   it('a target restarted without persistence is copied again', async () => {
     const source = await server();
     const target = await server();
