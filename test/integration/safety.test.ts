@@ -352,12 +352,17 @@ describe('safety: a checkpoint that is not this sync\'s', () => {
 });
 
 describe('safety: the target loses its data while streaming', () => {
-  it('a FLUSHALL on the target is detected with the next batch and the target is copied again', async () => {
+  /** A source with 200 keys and an empty target. */
+  async function filledPair() {
     const source = await server();
     const target = await server();
     const src = source.client();
-    const tc = target.client();
     for (let i = 0; i < 200; i++) await src.set(`k${i}`, String(i));
+    return { source, target, src, tc: target.client() };
+  }
+
+  it('a FLUSHALL on the target is detected with the next batch and the target is copied again', async () => {
+    const { source, target, src, tc } = await filledPair();
     const r = sync(['-s', source.url, '-t', target.url]);
     await streaming(r);
     await src.incr('c');
@@ -375,11 +380,7 @@ describe('safety: the target loses its data while streaming', () => {
   });
 
   it('with --checkpoint file: a flushed target is noticed by its vanished lease and registry, streaming or stopped', async () => {
-    const source = await server();
-    const target = await server();
-    const src = source.client();
-    const tc = target.client();
-    for (let i = 0; i < 200; i++) await src.set(`k${i}`, String(i));
+    const { source, target, src, tc } = await filledPair();
     const file = join(mkdtempSync(join(tmpdir(), 'replicant-cp-')), 'cp.json');
     const r = sync(['-s', source.url, '-t', target.url, '--checkpoint', `file:${file}`]);
     await streaming(r);
