@@ -28,6 +28,7 @@ import { Spool } from '../spool/spool.js';
 import { TargetCommandError, TargetExecAbortError, TargetWriter } from '../target/index.js';
 import { arityText, fetchCommandTable, type CommandTable } from '../target/command-table.js';
 import { ClusterTargetWriter, type AnyTargetWriter } from '../target/index.js';
+import { ClusterMarkers } from '../checkpoint/cluster-markers.js';
 import { keyspaceTotal, parseInfo } from '../target/probe.js';
 import { homedir } from 'node:os';
 import { join } from 'node:path';
@@ -177,6 +178,8 @@ export class SyncSession extends EventEmitter<SyncEvents> {
   private readonly opts: Required<Omit<SyncOptions, 'spoolDir' | 'listeningPort' | 'checkpoint' | 'logger' | 'name' | 'report' | 'tls' | 'partial' | 'acceptFilterChange'>> & Pick<SyncOptions, 'spoolDir' | 'listeningPort'>;
   private readonly identity: SyncIdentity;
   private readonly lease: SyncLease;
+  /** Proof that a cluster target's masters still hold the copy (its checkpoint is a file). */
+  private readonly markers: ClusterMarkers;
   /** Set when another instance took this sync over: nothing more may be applied. */
   private leaseLost: Error | null = null;
   /** Other syncs registered on the target when this one started (their keys are not ours). */
@@ -292,6 +295,7 @@ export class SyncSession extends EventEmitter<SyncEvents> {
       reconnectMaxMs: options.reconnectMaxMs ?? 10_000,
       leaseTtlMs: options.leaseTtlMs ?? 10_000,
     };
+    this.markers = new ClusterMarkers(this.identity.id);
     this.lease = new SyncLease({ key: this.identity.leaseKey, id: this.identity.id, clientPrefix: this.identity.clientPrefix, ttlMs: this.opts.leaseTtlMs, logger: this.log });
     this.stopped = new Promise((resolve) => {
       this.stopResolve = resolve;
@@ -394,7 +398,7 @@ export class SyncSession extends EventEmitter<SyncEvents> {
         () => (a) => this.controlCall(a),
         (e) => this.onLeaseLost(e),
         (retaken) => {
-          if (retaken) void this.checkTargetKept().catch(() => undefined);
+          void this.checkTargetKept(retaken).catch(() => undefined);
           void this.readRegistry().catch(() => undefined);
         },
       );
@@ -567,6 +571,7 @@ export class SyncSession extends EventEmitter<SyncEvents> {
       }
       this.targetLost = null;
       this.resyncReason = null;
+      this.markers.reset();
       const rest = await this.fullSync(link, spool, outcome);
       parser = new ReplicationStreamParser(outcome.offset);
       firstStream = rest;
@@ -861,6 +866,7 @@ export class SyncSession extends EventEmitter<SyncEvents> {
     // The target connection is in the mapped db after the unit.
     const targetDbAfter = this.scope.connectionDb(u.dbAfter);
     const fixup = u.reservedReset !== undefined && !this.cluster ? this.reservedFixup(u.reservedReset, targetDbAfter) : null;
+    if (u.reservedReset !== undefined && this.cluster) this.markers.suspendUntil(u.offset);
     const ckpt = this.store.inlineCommands(cp, targetDbAfter);
     const inline = fixup !== null ? [...fixup, ...(ckpt ?? [])] : ckpt;
     let onExecReply: ((replies: unknown[]) => void) | undefined;
@@ -960,13 +966,22 @@ export class SyncSession extends EventEmitter<SyncEvents> {
   }
 
   /**
-   * With the checkpoint in a file, no batch tells whether the target still holds the copy; its
-   * lease and registry entry do (a relayed FLUSHALL puts them back in the same transaction, so
-   * only a flush, an empty restart or failover removes them). Checked when the lease was found
-   * gone: its expiry alone (a long target outage) leaves the registry entry in place.
+   * With the checkpoint in a file, no batch tells whether the target still holds the copy. On a
+   * cluster, a marker key per master does (ClusterMarkers), checked at every lease renewal. On a
+   * standalone target, the sync's lease and registry entry do (a relayed FLUSHALL puts them back in
+   * the same transaction, so only a flush, an empty restart or failover removes them): checked when
+   * the lease was found gone, since its expiry alone (a long target outage) leaves the entry.
    */
-  private async checkTargetKept(): Promise<void> {
-    if (this.cluster || this.store.kind !== 'file' || this.phase !== 'streaming' || this.targetLost !== null) return;
+  private async checkTargetKept(leaseRetaken: boolean): Promise<void> {
+    if (this.phase !== 'streaming' || this.targetLost !== null) return;
+    if (this.cluster) {
+      const w = this.writer;
+      if (!(w instanceof ClusterTargetWriter)) return;
+      const lost = await this.markers.check(w.masterSlots(), this.applied);
+      if (lost !== null) this.markTargetLost(lost);
+      return;
+    }
+    if (!leaseRetaken || this.store.kind !== 'file') return;
     if (Number(await this.controlCall(['HEXISTS', REGISTRY_KEY, this.identity.id])) === 1) return;
     this.markTargetLost("Replicant's lease and registry entry on it are gone");
   }

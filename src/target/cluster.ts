@@ -193,6 +193,23 @@ export class ClusterTargetWriter extends EventEmitter<TargetWriterEvents> {
     return replies[0];
   }
 
+  /** Each master serving slots, with the first slot it serves (by the current table) and a caller. */
+  masterSlots(): { addr: string; slot: number; call: (args: readonly Arg[]) => Promise<unknown> }[] {
+    const first = new Map<number, number>();
+    for (let s = 0; s < this.slots.length; s++) if (!first.has(this.slots[s]!)) first.set(this.slots[s]!, s);
+    return [...first].map(([index, slot]) => {
+      const node = this.nodes[index]!;
+      return {
+        addr: node.addr,
+        slot,
+        call: async (args: readonly Arg[]) => {
+          await node.ready;
+          return node.writer!.call(args);
+        },
+      };
+    });
+  }
+
   /** One caller per master (CLIENT LIST/KILL must reach each server). */
   nodeCalls(): ((args: readonly Arg[]) => Promise<unknown>)[] {
     return this.nodes.map((node) => async (args: readonly Arg[]) => {

@@ -1,7 +1,9 @@
 /** Helpers for sync tests: run a SyncSession in-process, wait for it to catch up, compare servers. */
 import { createHash } from 'node:crypto';
 import type { Redis } from 'ioredis';
+import { pino } from 'pino';
 import { SyncSession, type SyncOptions } from '../../src/sync/session.js';
+import type { Logger } from '../../src/observe/logger.js';
 import { waitFor } from './redis.js';
 
 export interface RunningSync {
@@ -89,4 +91,11 @@ export async function targetCheckpoint(c: Redis): Promise<{ offset: number; stat
   if (keys.length > 1) throw new Error(`several checkpoints on the target: ${keys.join(', ')}`);
   const v = keys.length === 0 ? null : await c.get(keys[0]!);
   return v === null ? null : (JSON.parse(v) as { offset: number; state: string; replid: string; cleanStart: boolean });
+}
+
+/** A pino logger that keeps its lines (parsed) in `lines`. */
+export function captureLogger(): { logger: Logger; lines: Array<Record<string, unknown>> } {
+  const lines: Array<Record<string, unknown>> = [];
+  const logger = pino({ level: 'info' }, { write: (line: string) => void lines.push(JSON.parse(line) as Record<string, unknown>) });
+  return { logger, lines };
 }

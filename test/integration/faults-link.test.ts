@@ -13,9 +13,8 @@ import { afterEach, describe, expect, it } from 'vitest';
 import type { Redis } from 'ioredis';
 import { startRedis, waitFor, type RedisServer } from '../helpers/redis.js';
 import { populate, startLoad, type Load } from '../helpers/dataset.js';
-import { digestWithoutReserved, runSync, waitCaughtUp, type RunningSync } from '../helpers/sync.js';
+import { captureLogger, digestWithoutReserved, runSync, waitCaughtUp, type RunningSync } from '../helpers/sync.js';
 import { FaultProxy } from '../helpers/fault-proxy.js';
-import { pino } from 'pino';
 import type { Phase } from '../../src/sync/session.js';
 import type { Logger } from '../../src/observe/logger.js';
 
@@ -53,12 +52,6 @@ async function stat(c: Redis, name: string): Promise<number> {
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-/** A pino logger that keeps its lines (parsed) in `lines`. */
-function captureLogger(): { logger: Logger; lines: Array<Record<string, unknown>> } {
-  const lines: Array<Record<string, unknown>> = [];
-  const logger = pino({ level: 'info' }, { write: (line: string) => void lines.push(JSON.parse(line) as Record<string, unknown>) });
-  return { logger, lines };
-}
 
 /** Start the sync and resolve once the snapshot is applied (rejects if run() ends first). */
 async function startSync(sourceUrl: string, targetUrl: string, logger?: Logger): Promise<RunningSync> {

@@ -8,7 +8,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import type { Redis } from 'ioredis';
 import { startRedis, waitFor, type RedisServer } from '../helpers/redis.js';
 import { startCluster, type RedisCluster } from '../helpers/cluster.js';
-import { runSync, waitCaughtUp, type RunningSync } from '../helpers/sync.js';
+import { captureLogger, runSync, waitCaughtUp, type RunningSync } from '../helpers/sync.js';
 
 type ClusterClient = ReturnType<RedisCluster['client']>;
 
@@ -87,6 +87,49 @@ describe('replicant sync into a cluster target', () => {
     const cp = JSON.parse((await import('node:fs')).readFileSync(cpPath, 'utf8'));
     expect(cp.state).toBe('streaming');
     expect(cp.offset).toBe(sync.session.status().appliedOffset);
+  });
+
+  it('a master flushed mid-stream loses its marker key: detected, and the target is copied again; a source FLUSHALL is not mistaken for it', async () => {
+    const source: RedisServer = await startRedis();
+    cleanups.push(() => source.stop());
+    const cluster = await startCluster(3);
+    cleanups.push(() => cluster.stop());
+    const src = source.client();
+    const p = src.pipeline();
+    for (let i = 0; i < 600; i++) p.set(`k:${i}`, String(i));
+    await p.exec();
+    const { logger, lines } = captureLogger();
+    const lost = () => lines.filter((l) => l['level'] === 50 && /^the target lost what it had applied/.test(String(l['msg'])));
+    const sync: RunningSync = runSync({ source: source.url, target: `redis://${cluster.seed.host}:${cluster.seed.port}`, checkpoint: { kind: 'file', path: `${source.dir}/cp.json` }, leaseTtlMs: 1500, logger });
+    cleanups.push(() => sync.stop());
+    await waitFor(() => sync.session.status().phase === 'streaming', 'streaming', 20_000);
+    const target = cluster.client();
+    // Markers are placed at the first lease renewal (every 0.5 s here).
+    const markerCount = async () => {
+      let n = 0;
+      for (const node of cluster.nodes) n += (await node.client().keys('__replicant:marker:*')).length;
+      return n;
+    };
+    await waitFor(async () => (await markerCount()) === 3, 'one marker per master', 10_000);
+    // A source FLUSHALL is relayed to every master (markers included): not a loss.
+    await src.flushall();
+    for (let i = 0; i < 100; i++) await src.set(`n:${i}`, String(i));
+    await waitCaughtUp(sync.session, src);
+    await waitFor(async () => (await markerCount()) === 3, 'the markers placed again', 10_000);
+    await new Promise((r) => setTimeout(r, 1000)); // two more checks
+    expect(sync.session.status().fullSyncs).toBe(1);
+    expect(lost()).toEqual([]);
+    // One master emptied out of band.
+    await cluster.nodes[1]!.client().flushall();
+    await src.set('after', '1');
+    await waitFor(() => sync.session.status().fullSyncs === 2, 'a second full sync', 20_000);
+    expect(lost().map((l) => l['msg'])).toEqual([expect.stringContaining(`master 127.0.0.1:${cluster.nodes[1]!.port} no longer holds the marker key`)]);
+    await waitFor(() => sync.session.status().phase === 'streaming', 'streaming again', 20_000);
+    await src.set('last', '1');
+    await waitCaughtUp(sync.session, src);
+    const keys = await allKeys(src);
+    expect(keys.length).toBe(102);
+    for (const k of keys) expect(await target.get(k), k).toBe(await src.get(k));
   });
 
   it('reports a key in another db under --on-error fail, skips it under skip', async () => {
