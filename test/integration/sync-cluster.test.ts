@@ -43,13 +43,18 @@ async function allKeys(c: Redis): Promise<string[]> {
   return keys.sort();
 }
 
+/** A standalone source and a 3-master cluster target, both stopped after the test. */
+async function sourceAndCluster(): Promise<{ source: RedisServer; cluster: RedisCluster; src: Redis }> {
+  const source = await startRedis();
+  cleanups.push(() => source.stop());
+  const cluster = await startCluster(3);
+  cleanups.push(() => cluster.stop());
+  return { source, cluster, src: source.client() };
+}
+
 describe('replicant sync into a cluster target', () => {
   it('copies the snapshot and the live stream, routed by slot, with a file checkpoint', async () => {
-    const source: RedisServer = await startRedis();
-    cleanups.push(() => source.stop());
-    const cluster = await startCluster(3);
-    cleanups.push(() => cluster.stop());
-    const src = source.client();
+    const { source, cluster, src } = await sourceAndCluster();
     const p = src.pipeline();
     for (let i = 0; i < 2000; i++) p.set(`s:${i}`, `v${i}`);
     for (let i = 0; i < 50; i++) p.rpush(`l:${i}`, ...Array.from({ length: 30 }, (_, j) => `e${j}`));
@@ -90,11 +95,7 @@ describe('replicant sync into a cluster target', () => {
   });
 
   it('a master flushed mid-stream loses its marker key: detected, and the target is copied again; a source FLUSHALL is not mistaken for it', async () => {
-    const source: RedisServer = await startRedis();
-    cleanups.push(() => source.stop());
-    const cluster = await startCluster(3);
-    cleanups.push(() => cluster.stop());
-    const src = source.client();
+    const { source, cluster, src } = await sourceAndCluster();
     const p = src.pipeline();
     for (let i = 0; i < 600; i++) p.set(`k:${i}`, String(i));
     await p.exec();
