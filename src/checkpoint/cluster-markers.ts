@@ -53,7 +53,8 @@ export class ClusterMarkers {
   constructor(private readonly syncId: string) {}
 
   key(slot: number): string {
-    return `${RESERVED_PREFIX}:marker:${this.syncId}{${tagFor(slot)}}`;
+    // A brace in the name would make the first {...} the hash tag: every marker in one slot.
+    return `${RESERVED_PREFIX}:marker:${this.syncId.replace(/[{}]/g, '_')}{${tagFor(slot)}}`;
   }
 
   /** Forget every marker (a full sync is starting: the target is being rewritten). */
