@@ -103,7 +103,10 @@ export async function probeTarget(call: (args: string[]) => Promise<unknown>, ad
       if (name === 'server') {
         // A lost connection already names the target and says why (TLS refusal, reset...).
         if (e instanceof TargetError && !(e instanceof TargetCommandError)) throw e;
-        throw new TargetError(`target ${address}: INFO server failed: ${(e as Error).message}`);
+        const msg = (e as Error).message;
+        // The first command is where a missing password shows: say how to give one.
+        const hint = /\bNOAUTH\b/.test(msg) ? ' (it requires a password: redis://[user]:PASSWORD@host:port, --target-password-file, or REPLICANT_TARGET_PASSWORD)' : '';
+        throw new TargetError(`target ${address}: INFO server failed: ${msg}${hint}`);
       }
       log.debug({ section: name, err: (e as Error).message }, 'target INFO section unavailable');
       return '';

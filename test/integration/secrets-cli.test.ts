@@ -80,6 +80,15 @@ describe('passwords outside argv', () => {
     expect(r.code, r.stderr).toBe(4);
     expect(r.stderr).toMatch(/WRONGPASS/);
   });
+
+  it('a target password left out is named with the ways to give it (exit 5)', async () => {
+    const { source } = await protectedPair();
+    const target = await startRedis({ password: 'tgt-Secret-5' });
+    stoppable.push(target);
+    const r = await runCli(['sync', '--source', `redis://:src-Secret-1@127.0.0.1:${source.port}`, '--target', `redis://127.0.0.1:${target.port}`, '--no-progress'], { timeoutMs: 30_000 });
+    expect(r.code, r.stderr).toBe(5);
+    expect(r.stderr.trim().split('\n').at(-1)).toMatch(/NOAUTH.*it requires a password: redis:\/\/\[user\]:PASSWORD@host:port, --target-password-file, or REPLICANT_TARGET_PASSWORD/);
+  });
 });
 
 describe('sentinel URLs in the logs', () => {
