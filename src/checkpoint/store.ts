@@ -16,8 +16,8 @@ import { parseCheckpoint, serializeCheckpoint, type Checkpoint } from './checkpo
 
 /** The control-plane calls a store needs from the target (implemented by the sync session). */
 export interface CheckpointTargetAccess {
-  /** Run commands as one MULTI/EXEC on the writer connection, after everything already submitted. */
-  runAtomic(commands: Arg[][]): Promise<void>;
+  /** Run commands as one MULTI/EXEC on the writer connection, after everything already submitted; EXEC's replies. */
+  runAtomic(commands: Arg[][]): Promise<unknown[]>;
   /** GET a key in a db on a side connection. */
   get(db: number, key: string): Promise<Buffer | null>;
 }
@@ -38,8 +38,11 @@ export interface CheckpointStore {
   inlineCommands(cp: Checkpoint, dbAfter: number): Arg[][] | null;
   /** A unit covered by `cp` has been applied (file store persists it, throttled). */
   applied(cp: Checkpoint): void;
-  /** Store `cp` now (full-sync markers, the end of a full sync, shutdown). `dbAfter` as above. */
-  write(cp: Checkpoint, dbAfter: number): Promise<void>;
+  /**
+   * Store `cp` now (full-sync markers, the end of a full sync, shutdown). `dbAfter` as above.
+   * The target store resolves with the checkpoint it replaced (raw), the others with undefined.
+   */
+  write(cp: Checkpoint, dbAfter: number): Promise<unknown>;
   /** Persist anything throttled. */
   flush(): Promise<void>;
 }
@@ -74,8 +77,10 @@ export class TargetCheckpointStore implements CheckpointStore {
 
   applied(): void {}
 
-  async write(cp: Checkpoint, dbAfter: number): Promise<void> {
-    await this.access.runAtomic(this.inlineCommands(cp, dbAfter));
+  async write(cp: Checkpoint, dbAfter: number): Promise<unknown> {
+    const cmds = this.inlineCommands(cp, dbAfter);
+    const replies = await this.access.runAtomic(cmds);
+    return replies[cmds.findIndex((c) => c[0] === 'GETSET')];
   }
 
   async flush(): Promise<void> {}

@@ -714,9 +714,13 @@ export class SyncSession extends EventEmitter<SyncEvents> {
     this.applied = outcome.offset;
     this.streamBase = outcome.offset;
     this.streamBytesBefore = decoder.bytesConsumed + (outcome.framing.kind === 'eof' ? EOF_MARK_LENGTH : 0);
-    await this.store.write(this.currentCheckpoint('streaming', outcome.offset, this.db), applier.currentDb);
+    const replaced = await this.store.write(this.currentCheckpoint('streaming', outcome.offset, this.db), applier.currentDb);
     this.cpExpected = outcome.offset;
-    this.snapshotUnfinished = false;
+    // The snapshot's own 'full-sync' checkpoint must still be there: else the target lost (part of) the copy meanwhile.
+    const before = this.store.kind === 'target' && (typeof replaced === 'string' || Buffer.isBuffer(replaced)) ? parseCheckpoint(replaced) : null;
+    if (this.store.kind === 'target' && (before === null || before.state !== 'full-sync' || before.offset !== outcome.offset)) {
+      this.markTargetLost(`the snapshot's checkpoint was ${before === null ? 'gone' : `replaced (offset ${before.offset}, ${before.state})`} when the copy ended`);
+    } else this.snapshotUnfinished = false;
     if (!this.cluster) await this.submitRaw([encodeCommand(['SELECT', this.scope.connectionDb(this.db)])], 1, false, undefined);
     link.setAppliedOffset(outcome.offset);
     link.ackNow();
@@ -1576,8 +1580,10 @@ export class SyncSession extends EventEmitter<SyncEvents> {
     return new TargetCheckpointStore(
       {
         runAtomic: async (commands: Arg[][]) => {
-          await this.submitRaw([encodeCommands(commands)], commands.length, true, undefined);
+          let replies: unknown[] = [];
+          await this.submitRaw([encodeCommands(commands)], commands.length, true, undefined, this.db, 0, (r) => (replies = r));
           await this.flushWriter();
+          return replies;
         },
         get: async (db: number, key: string) => {
           const w = this.writer!;

@@ -10,7 +10,7 @@ import type { Redis } from 'ioredis';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { startRedis, waitFor, type RedisServer } from '../helpers/redis.js';
 import { ensureBuilt, startCli, type BackgroundCli } from '../helpers/cli.js';
-import { digestWithoutReserved, masterOffset } from '../helpers/sync.js';
+import { captureLogger, digestWithoutReserved, masterOffset, runSync, waitCaughtUp } from '../helpers/sync.js';
 
 const servers: RedisServer[] = [];
 const procs: Run[] = [];
@@ -405,6 +405,28 @@ describe('safety: the target loses its data while streaming', () => {
     expect(await digestWithoutReserved(tc)).toBe(await digestWithoutReserved(src));
     again.kill('SIGTERM');
     expect(await again.code).toBe(0);
+  });
+
+  it('a target flushed during the snapshot is found at its end (its full-sync checkpoint is gone) and copied again', async () => {
+    const source = await server(['--enable-debug-command', 'yes']);
+    const target = await server();
+    const src = source.client();
+    const tc = target.client();
+    await src.call('DEBUG', 'POPULATE', '300000', 'k', '32');
+    const { logger, lines } = captureLogger();
+    const s = runSync({ source: source.url, target: target.url, logger });
+    try {
+      await waitFor(() => (s.session.status().rdb?.keys ?? 0) >= 20_000, 'the snapshot to be under way', 30_000, 5);
+      await tc.flushall();
+      await waitFor(() => s.session.status().fullSyncs >= 2 && s.session.status().phase === 'streaming', 'the copy again', 60_000);
+      expect(lines.filter((l) => l['level'] === 50).map((l) => l['msg'])).toEqual([expect.stringMatching(/^the target lost what it had applied: the snapshot's checkpoint was gone when the copy ended/)]);
+      await src.set('after', '1');
+      await waitCaughtUp(s.session, src);
+      expect(await tc.dbsize()).toBe(300_001 + (await tc.keys('__replicant*')).length);
+      expect(s.session.status().complete).toBe(true);
+    } finally {
+      await s.stop();
+    }
   });
 
   it('a target restarted without persistence is copied again', async () => {
