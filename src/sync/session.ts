@@ -187,6 +187,7 @@ export class SyncSession extends EventEmitter<SyncEvents> {
   private registration: SyncRegistration | null = null;
   /** This sync's entry found in the target's registry (written by an earlier run of it). */
   private registeredAs: SyncRegistration | null = null;
+  private sameSourceWarned = false;
   /** The source as seen before the last PSYNC. */
   private sourceIdentity: ServerIdentity | null = null;
   /** Why the next full resync happens (logged with it). */
@@ -991,6 +992,28 @@ export class SyncSession extends EventEmitter<SyncEvents> {
   }
 
   /**
+   * Another sync (another --name) of the same source into this target would apply every write
+   * a second time: refused when either copies the whole source; two partial syncs may split a
+   * source between them (their selections must not overlap: warned).
+   */
+  private checkSameSourceTwice(source: string, runId: string | null): void {
+    for (const [name, r] of this.otherSyncs) {
+      if (r.source !== source && (runId === null || r.sourceRunId !== runId)) continue;
+      const mine = this.scope.fingerprint;
+      if (r.filter === undefined || mine === '') {
+        throw new UsageError(
+          `sync "${name}" already copies the source ${r.source} into this target${r.filter === undefined ? '' : ' (a partial sync)'}: a second sync of it would apply every write twice. ` +
+            `Use that sync's --name to resume it, or, if it is finished, forget it with HDEL ${REGISTRY_KEY} ${name}`,
+        );
+      }
+      if (!this.sameSourceWarned) {
+        this.sameSourceWarned = true;
+        this.log.warn({ other: name, otherFilter: r.filter, filter: mine }, `sync "${name}" copies other keys of the same source into this target: make sure the two selections do not overlap (a key in both would get every write twice)`);
+      }
+    }
+  }
+
+  /**
    * Before PSYNC (on the replication connection): refuse a source that is the target itself or
    * that the target feeds (a loop), register this sync on the target, and when the checkpoint
    * cannot be resumed, say why and apply the full-resync policy before the source forks.
@@ -1005,6 +1028,7 @@ export class SyncSession extends EventEmitter<SyncEvents> {
     if (before !== null && before.source !== source && (id === null || before.sourceRunId !== id.runId)) {
       throw new UsageError(`sync "${this.identity.id}" on the target belongs to the source ${before.source}, not ${source}: give this sync another --name (or, if it is the same data at a new address, forget the old entry with HDEL ${REGISTRY_KEY} ${this.identity.id})`);
     }
+    this.checkSameSourceTwice(source, id?.runId ?? null);
     if (id !== null && target.runId !== '') {
       if (id.runId === target.runId) {
         throw new UsageError(`the source ${describeSource(this.sourceSpec)} and the target ${endpointLabel(this.targetEp)} are the same server (run_id ${id.runId}): refusing to sync a server into itself; check --source and --target`);

@@ -275,6 +275,34 @@ describe('safety: source == target, loops', () => {
     expect(await target.client().get('b')).toBeNull();
   });
 
+  it('refuses a second sync of the same source under another --name (every write would apply twice); two partial syncs may split it', async () => {
+    const a = await server();
+    const target = await server();
+    await a.client().mset('x:1', '1', 'y:1', '1');
+    const first = sync(['-s', a.url, '-t', target.url]);
+    await streaming(first);
+    const second = sync(['-s', a.url, '-t', target.url, '--name', 'again', '--existing', 'replace']);
+    expect(await second.code).toBe(2);
+    expect(second.stderr()).toMatch(/sync "127\.0\.0\.1:\d+" already copies the source 127\.0\.0\.1:\d+ into this target: a second sync of it would apply every write twice/);
+    first.kill('SIGTERM');
+    expect(await first.code).toBe(0);
+    // Split by key: allowed, with a warning about overlaps.
+    await target.client().hdel('__replicant:syncs', `127.0.0.1:${a.port}`);
+    const xs = sync(['-s', a.url, '-t', target.url, '--name', 'xs', '--key', 'x:*', '--existing', 'replace']);
+    await streaming(xs);
+    const ys = sync(['-s', a.url, '-t', target.url, '--name', 'ys', '--key', 'y:*', '--existing', 'replace']);
+    await streaming(ys);
+    expect(ys.stderr()).toMatch(/sync \\"xs\\" copies other keys of the same source into this target: make sure the two selections do not overlap/);
+    await a.client().incr('x:1');
+    await a.client().incr('y:1');
+    await until(target.client(), 'y:1', '2', 'y:1 once');
+    await until(target.client(), 'x:1', '2', 'x:1 once');
+    for (const r of [xs, ys]) {
+      r.kill('SIGTERM');
+      expect(await r.code).toBe(0);
+    }
+  });
+
   it('refuses a loop A -> B -> A', async () => {
     const a = await server();
     const b = await server();
