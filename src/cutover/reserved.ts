@@ -10,5 +10,5 @@ export async function reservedKeyCount(target: VerifySide): Promise<number> {
   const registry = parseRegistry(await target.call(0, ['HGETALL', REGISTRY_KEY]));
   const keys = [REGISTRY_KEY, ...[...registry.values()].flatMap((r) => [r.checkpointKey, r.leaseKey])];
   const unique = [...new Set(keys)];
-  return Number(await target.call(0, ['EXISTS', ...unique]));
+  return target.existsCount(0, unique.map((k) => Buffer.from(k)));
 }
