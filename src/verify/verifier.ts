@@ -352,7 +352,8 @@ export class Verifier {
         await this.processRechecks(checker, false);
         return;
       }
-      const exists = await source.pipeline(db, keys.map((k) => ['EXISTS', k]));
+      // A cluster source has no db but 0: none of these keys is there.
+      const exists = db !== 0 && source.clusterMasters !== null ? keys.map(() => 0) : await source.pipeline(db, keys.map((k) => ['EXISTS', k]));
       const candidates = keys.filter((_, i) => {
         if (exists[i] instanceof ServerReply) throw source.fail(exists[i], 'EXISTS');
         return exists[i] === 0;
