@@ -85,6 +85,15 @@ export class ClusterRouter {
     return key === undefined ? this.table.masters[0]! : this.nodeOf(key);
   }
 
+  /** The lowest slot each master serves. */
+  firstSlots(): number[] {
+    const first = new Map<number, number>();
+    this.table.slots.forEach((m, slot) => {
+      if (m !== NO_NODE && !first.has(m)) first.set(m, slot);
+    });
+    return [...first.values()];
+  }
+
   /** A slot now served by the node a MOVED named. */
   private learn(m: Redirect): void {
     let i = this.table.masters.indexOf(m.addr);

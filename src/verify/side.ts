@@ -77,6 +77,11 @@ export class VerifySide {
     return this.router?.masters ?? null;
   }
 
+  /** The lowest slot each master of a cluster serves (null when standalone). */
+  clusterFirstSlots(): number[] | null {
+    return this.router?.firstSlots() ?? null;
+  }
+
   /** The connection for `db`, opened on first use. */
   client(db: number): Promise<Redis> {
     return this.connection(this.endpoint.host, this.endpoint.port, db);

@@ -5,9 +5,11 @@
  */
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { populate } from '../helpers/dataset.js';
-import { startRedis, type RedisServer } from '../helpers/redis.js';
+import { startRedis, waitFor, type RedisServer } from '../helpers/redis.js';
 import { startCluster, type RedisCluster } from '../helpers/cluster.js';
 import { ensureBuilt, runCli } from '../helpers/cli.js';
+import { runSync, waitCaughtUp } from '../helpers/sync.js';
+import { startMetricsServer } from '../../src/observe/metrics.js';
 import { KeyChecker } from '../../src/verify/check.js';
 import { VerifySide } from '../../src/verify/side.js';
 import { checkRandomSample } from '../../src/cutover/random-sample.js';
@@ -221,6 +223,38 @@ describe('cutover and plan with a cluster side', () => {
       t.close();
     }
   });
+
+  it('cutover into a cluster target: the sync catches up, the sampled verify reads every master', async () => {
+    const own = await startRedis();
+    await flushCluster(three);
+    const src = own.client();
+    await src.call('DEBUG', 'POPULATE', 3000, 'pre', 20);
+    const sync = runSync({ source: own.url, target: url(three), checkpoint: { kind: 'file', path: `${own.dir}/cp.json` }, leaseTtlMs: 1500 });
+    const metrics = await startMetricsServer(sync.session, { port: 0 });
+    try {
+      await waitCaughtUp(sync.session, src);
+      // Replicant's keys on the target (lease, a marker per master) are not counted as data.
+      await waitFor(async () => {
+        let markers = 0;
+        for (const n of three.nodes) markers += (await n.client().keys('__replicant:marker:*')).length;
+        return markers === three.nodes.length;
+      }, 'a marker key on every master');
+      await src.set('late', 'x');
+      const r = await runCli(['cutover', '--log-level', 'warn', '-s', own.url, '-t', url(three), '--status-url', `http://127.0.0.1:${metrics.port}/status`, '--sample', '300', '--max-pause', '10s', '--unpause', '--json']);
+      expect(r.stderr).toBe('');
+      expect(r.code).toBe(0);
+      const proof = JSON.parse(r.stdout.toString());
+      expect(proof.appliedOffset).toBe(proof.sourceOffset);
+      expect(proof.verify).toMatchObject({ method: 'random-keys', differences: 0 });
+      expect(proof.verify.compared).toBeGreaterThan(300);
+      expect(proof.targetKeys).toBe(proof.sourceKeys);
+      expect(proof.unpaused).toBe(true);
+    } finally {
+      await metrics.close();
+      await sync.stop().catch(() => {});
+      await own.stop();
+    }
+  }, 60_000);
 
   it('plan with a cluster source: no crash, the cluster reported and its keys added up', async () => {
     const r = await runCli(['plan', '--log-level', 'warn', '-s', url(three), '-t', source.url, '--sample-time', '200ms', '--json']);
