@@ -7,6 +7,10 @@
  *  2. Otherwise key by key: SCAN each source db that holds keys (INFO keyspace) and classify
  *     each batch (KeyChecker), then SCAN the target for keys the source does not have.
  *
+ * A Redis Cluster side (VerifySide.open finds it) is read through all its masters; then only the
+ * key-by-key pass runs (each node's DEBUG DIGEST covers its own keys only), and its db 0 is its
+ * only db.
+ *
  * `__replicant*` keys are Replicant's own and never compared. With `settleMs` > 0 a key found
  * different is checked again that long after, so replication lag on a live pair is not
  * reported as a difference; the queue holds only the keys found in the last `settleMs`.
