@@ -74,11 +74,15 @@ export function registerPlanCommand(program: Command): void {
 
 const MARK = { ok: 'ok  ', warn: 'WARN', fail: 'FAIL' } as const;
 
+function clusterText(masters: number | null): string {
+  return masters === null ? '' : ` (cluster of ${masters} master${masters === 1 ? '' : 's'})`;
+}
+
 export function formatPlan(r: PlanReport): string {
   const w = r.writeRate;
   const lines = [
-    `source ${r.source.address}: Redis ${r.source.version}, ${formatCount(r.source.keys)} keys, ${formatBytes(r.source.usedMemory)} used`,
-    `target ${r.target.address}: Redis ${r.target.version}${r.target.cluster ? ' (cluster)' : ''}, ${formatCount(r.target.keys)} keys, ${formatBytes(r.target.usedMemory)} used`,
+    `source ${r.source.address}: Redis ${r.source.version}${clusterText(r.source.masters)}, ${formatCount(r.source.keys)} keys, ${formatBytes(r.source.usedMemory)} used`,
+    `target ${r.target.address}: Redis ${r.target.version}${clusterText(r.target.masters)}, ${formatCount(r.target.keys)} keys, ${formatBytes(r.target.usedMemory)} used`,
     '',
     `write rate      ${formatBytes(Math.round(w.bytesPerSec))}/s, ${formatCount(w.commandsPerSec)} commands/s over ${formatDuration(w.sampledMs)}${w.method === 'network-input' ? ' (network input: an upper bound, the source keeps no backlog yet)' : ''}`,
     `RDB             about ${formatBytes(r.rdb.bytes)} (${r.rdb.method === 'dump-sample' ? `DUMP sizes of ${formatCount(r.rdb.sampledKeys)} sampled keys` : 'used_memory_dataset: DUMP not allowed'})`,

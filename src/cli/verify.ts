@@ -34,8 +34,8 @@ export function registerVerifyCommand(program: Command): void {
     .command('verify')
     .showHelpAfterError(false) // errors stay one line; --help has the rest
     .description('compare the target with the source key by key (or by DEBUG DIGEST when possible); exit 0 when equal, 8 when different')
-    .requiredOption('-s, --source <url>', 'source: redis[s]://[user:pass@]host:port or sentinel[s]://host:port/master (rediss, sentinels: TLS)')
-    .requiredOption('-t, --target <url>', 'target: redis[s]://[user:pass@]host:port[/db]');
+    .requiredOption('-s, --source <url>', 'source: redis[s]://[user:pass@]host:port (any node of a cluster) or sentinel[s]://host:port/master (rediss, sentinels: TLS)')
+    .requiredOption('-t, --target <url>', 'target: redis[s]://[user:pass@]host:port[/db] (any node of a cluster)');
   addTlsOptions(cmd);
   addPartialOptions(addPasswordOptions(cmd), { stream: false, dbHelp: 'only these (source) databases (default: every db holding keys on either side)' })
     .option('--sample <n|fraction>', 'check about n keys, or a fraction (0.1) or percentage (5%) of them, on each side')

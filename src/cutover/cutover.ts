@@ -19,6 +19,7 @@ import { parseServerInfo, type ServerInfo } from '../replication/server-info.js'
 import { parseSourceUrl, resolveSource } from '../replication/source.js';
 import { parseRedisUrl } from '../replication/url.js';
 import type { TlsSettings } from '../net/tls.js';
+import { readKeyspace } from '../verify/capabilities.js';
 import { describeSample, type SampleSpec } from '../verify/sample.js';
 import { ServerReply, VerifySide } from '../verify/side.js';
 import { checkpointReader, statusUrlReader, type PositionReader, type SyncPosition } from './position.js';
@@ -101,6 +102,15 @@ export class Cutover {
     this.source = new VerifySide('source', sourceEndpoint, this.log);
     this.target = new VerifySide('target', parseRedisUrl(this.o.target, this.o.tls?.target), this.log);
     try {
+      await this.source.open();
+      const masters = this.source.clusterMasters;
+      if (masters !== null) {
+        throw new UsageError(
+          `source ${this.source.label} is a Redis Cluster (${masters.length} masters): cutover handles a standalone source only (each shard has its own replication offset to wait for); ` +
+            'stop the writes by hand, then prove the copy with replicant verify',
+        );
+      }
+      await this.target.open();
       const before = await this.sourceInfo();
       if (before.major < 6 || (before.major === 6 && before.minor < 2)) {
         throw new SourceError(`source ${this.source.label} runs Redis ${before.version}: CLIENT PAUSE ... WRITE needs 6.2 or later (an older server can only pause every client)`);
@@ -168,7 +178,7 @@ export class Cutover {
       const after = await this.sourceInfo();
       if (after.masterReplOffset !== target) throw new Error(`the source offset moved from ${target} to ${after.masterReplOffset} during the pause (did something unpause it?)`);
       this.checkBudget(deadline, 'while checking the source after the verify');
-      const targetKeys = sum((await this.targetKeyspace())) - (await reservedKeyCount(this.target!));
+      const targetKeys = sum(await readKeyspace(this.target!)) - (await reservedKeyCount(this.target!));
       let unpaused = false;
       if (this.o.unpause) {
         await source.call(0, ['CLIENT', 'UNPAUSE']);
@@ -249,10 +259,6 @@ export class Cutover {
       examples: r.differences.map((d) => `db ${d.db} key ${quoted(d.key)}: ${KIND_LABEL[d.kind]} (${d.detail})`),
       durationMs: r.durationMs,
     };
-  }
-
-  private async targetKeyspace(): Promise<Map<number, number>> {
-    return parseServerInfo(String(await this.target!.call(0, ['INFO', 'keyspace']))).keys;
   }
 
   /** Unpause (best effort) and describe what happened, for the exit-11 message. */

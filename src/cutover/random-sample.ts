@@ -26,7 +26,7 @@ const BATCH = 200;
 async function randomKeys(side: VerifySide, db: number, n: number): Promise<Buffer[]> {
   const out = new Map<string, Buffer>();
   for (let left = n; left > 0; left -= BATCH) {
-    const replies = await side.pipeline(db, Array.from({ length: Math.min(BATCH, left) }, () => ['RANDOMKEY']));
+    const replies = await side.randomKeys(db, Math.min(BATCH, left));
     for (const r of replies) {
       if (r instanceof ServerReply) throw side.fail(new Error(r.message), 'RANDOMKEY');
       // Replicant's own keys exist on the target only.

@@ -1,14 +1,24 @@
 /**
  * How many of the target's keys are Replicant's own (db 0: the registry of syncs, each sync's
- * checkpoint and lease), so key counts can be compared with the source's. Read by name from
- * the registry rather than by SCAN, which would walk the whole keyspace during the pause.
+ * checkpoint and lease; on a cluster, its marker keys), so key counts can be compared with the
+ * source's. Read by name from the registry rather than by SCAN, which would walk the whole
+ * keyspace during the pause.
  */
+import { ClusterMarkers } from '../checkpoint/cluster-markers.js';
 import { REGISTRY_KEY, parseRegistry } from '../checkpoint/identity.js';
 import type { VerifySide } from '../verify/side.js';
 
 export async function reservedKeyCount(target: VerifySide): Promise<number> {
   const registry = parseRegistry(await target.call(0, ['HGETALL', REGISTRY_KEY]));
   const keys = [REGISTRY_KEY, ...[...registry.values()].flatMap((r) => [r.checkpointKey, r.leaseKey])];
+  // On a cluster target each sync also keeps a marker key per master, in the first slot it serves.
+  const slots = target.clusterFirstSlots();
+  if (slots !== null) {
+    for (const id of registry.keys()) {
+      const markers = new ClusterMarkers(id);
+      keys.push(...slots.map((s) => markers.key(s)));
+    }
+  }
   const unique = [...new Set(keys)];
-  return Number(await target.call(0, ['EXISTS', ...unique]));
+  return target.existsCount(0, unique.map((k) => Buffer.from(k)));
 }

@@ -14,6 +14,7 @@ import type { TlsSettings } from '../net/tls.js';
 import { PreflightCheck, type PreflightWriteMode } from '../target/preflight.js';
 import { moduleNames, probeTarget, rdbVersionFor } from '../target/probe.js';
 import type { TargetInfo } from '../target/types.js';
+import { readKeyspace } from '../verify/capabilities.js';
 import { ServerReply, VerifySide } from '../verify/side.js';
 import { checkBacklog, checkOutputBuffer, configSize, parseReplicaLimit, type Verdict } from './buffers.js';
 import { estimateRdbBytes, type RdbEstimate } from './rdb-estimate.js';
@@ -45,8 +46,9 @@ export interface PlanCheck {
 }
 
 export interface PlanReport {
-  source: { address: string; version: string; rdbVersion: number; keys: number; usedMemory: number; modules: string[]; functionLibraries: number };
-  target: { address: string; version: string; rdbVersion: number; cluster: boolean; keys: number; usedMemory: number; maxmemory: number; modules: string[] };
+  /** `masters`: a Redis Cluster's number of masters (its keys are added up over them), null when standalone. */
+  source: { address: string; version: string; rdbVersion: number; masters: number | null; keys: number; usedMemory: number; modules: string[]; functionLibraries: number };
+  target: { address: string; version: string; rdbVersion: number; cluster: boolean; masters: number | null; keys: number; usedMemory: number; maxmemory: number; modules: string[] };
   writeRate: { bytesPerSec: number; commandsPerSec: number; method: 'replication-offset' | 'network-input'; sampledMs: number };
   rdb: RdbEstimate;
   fullSync: { estimatedSec: number; keysPerSec: number; bytesPerSec: number };
@@ -84,6 +86,10 @@ export async function runPlan(o: PlanOptions): Promise<PlanReport> {
   const targetEndpoint = parseRedisUrl(o.target, o.tls?.target);
   const target = new VerifySide('target', targetEndpoint, log);
   try {
+    await source.open();
+    await target.open();
+    // A cluster's keys are on all its masters; the other figures are the seed node's.
+    const sourceKeyspace = source.clusterMasters === null ? first.keys : await readKeyspace(source);
     const [cobl, backlog, ttl, modulesText] = await Promise.all([
       source.tryCall(0, ['CONFIG', 'GET', 'client-output-buffer-limit']),
       source.tryCall(0, ['CONFIG', 'GET', 'repl-backlog-size']),
@@ -92,7 +98,7 @@ export async function runPlan(o: PlanOptions): Promise<PlanReport> {
     ]);
     const sourceModules = modulesText instanceof ServerReply ? [] : moduleNames(String(modulesText));
     // The RDB sample runs while the write rate is being sampled.
-    const rdbP = estimateRdbBytes(source, first, o.sampleKeys);
+    const rdbP = estimateRdbBytes(source, { ...first, keys: sourceKeyspace }, o.sampleKeys);
     const tinfo = await probeTarget((args) => target.call(0, args), target.label, log);
     const tmem = parseServerInfo(String(await target.call(0, ['INFO', 'memory'])));
     const sourceAcl = await checkSourceAcl(source, endpoint.username);
@@ -105,7 +111,7 @@ export async function runPlan(o: PlanOptions): Promise<PlanReport> {
     const rate = writeRate(first, second, Date.now() - t0);
 
     const sourceRdb = rdbVersionFor(first.major, first.minor, first.fields.has('valkey_version'));
-    const keys = [...first.keys.values()].reduce((a, b) => a + b, 0);
+    const keys = [...sourceKeyspace.values()].reduce((a, b) => a + b, 0);
     const fullSyncSec = Math.max(MIN_FULL_SYNC_SEC, keys / o.keysPerSec, rdb.bytes / o.bytesPerSec);
     const outageSec = o.outageMs / 1000;
     const checks: PlanCheck[] = [];
@@ -116,6 +122,17 @@ export async function runPlan(o: PlanOptions): Promise<PlanReport> {
     checks.push(compatibility(first, sourceRdb, sourceModules, tinfo, o.writeMode));
     checks.push(memoryHeadroom(first, rdb, tmem, tinfo.cluster));
     checks.push(sourceAcl);
+    const masters = source.clusterMasters;
+    if (masters !== null) {
+      checks.push({
+        name: 'cluster source',
+        verdict: 'warn',
+        detail:
+          `the source is a cluster of ${masters.length} masters (${masters.join(', ')}): its keys and the RDB estimate cover them all; ` +
+          `the write rate, buffers, backlog, memory and permissions above are those of ${source.label} only: plan each master (-s redis://MASTER), each shard syncs on a link of its own`,
+        fix: [],
+      });
+    }
     // The memory figures are checked above with their own verdict.
     const targetWarnings = preflight.warnings.filter((w) => !w.startsWith('maxmemory '));
     checks.push({
@@ -125,8 +142,8 @@ export async function runPlan(o: PlanOptions): Promise<PlanReport> {
       fix: [],
     });
     return {
-      source: { address: source.label, version: first.version, rdbVersion: sourceRdb, keys, usedMemory: first.usedMemory, modules: sourceModules, functionLibraries: first.functionLibraries },
-      target: { address: target.label, version: tinfo.version, rdbVersion: tinfo.rdbVersion, cluster: tinfo.cluster, keys: tinfo.dbsize, usedMemory: tmem.usedMemory, maxmemory: tmem.maxmemory, modules: tinfo.modules },
+      source: { address: source.label, version: first.version, rdbVersion: sourceRdb, masters: masters?.length ?? null, keys, usedMemory: first.usedMemory, modules: sourceModules, functionLibraries: first.functionLibraries },
+      target: { address: target.label, version: tinfo.version, rdbVersion: tinfo.rdbVersion, cluster: tinfo.cluster, masters: target.clusterMasters?.length ?? null, keys: target.clusterMasters === null ? tinfo.dbsize : sumKeys(await readKeyspace(target)), usedMemory: tmem.usedMemory, maxmemory: tmem.maxmemory, modules: tinfo.modules },
       writeRate: rate,
       rdb,
       fullSync: { estimatedSec: fullSyncSec, keysPerSec: o.keysPerSec, bytesPerSec: o.bytesPerSec },
@@ -140,6 +157,8 @@ export async function runPlan(o: PlanOptions): Promise<PlanReport> {
     target.close();
   }
 }
+
+const sumKeys = (m: Map<number, number>) => [...m.values()].reduce((a, b) => a + b, 0);
 
 /**
  * Bytes of replication stream per second: the master_repl_offset delta when the source keeps a

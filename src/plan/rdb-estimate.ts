@@ -29,7 +29,7 @@ export async function estimateRdbBytes(side: VerifySide, info: ServerInfo, perDb
   let sampled = 0;
   for (const [db, keys] of info.keys) {
     if (keys === 0) continue;
-    const picks = await side.pipeline(db, Array.from({ length: Math.min(perDb, keys) }, () => ['RANDOMKEY']));
+    const picks = await side.randomKeys(db, Math.min(perDb, keys));
     if (picks.some((p) => p instanceof ServerReply)) return usedMemory(info, sampled);
     const names = [...new Map(picks.filter(Buffer.isBuffer).map((k) => [k.toString('latin1'), k])).values()];
     if (names.length === 0) continue;

@@ -19,6 +19,8 @@ export const PTTL_TOLERANCE_MS = 2000;
 const COMPARE_CONCURRENCY = 16;
 /** Keys per DEBUG DIGEST-VALUE call. */
 const DIGEST_KEYS = 100;
+/** What DEBUG DIGEST-VALUE answers for a key the node does not hold. */
+const NO_KEY_DIGEST = /^0+$/;
 
 export interface CheckerOptions {
   source: VerifySide;
@@ -127,6 +129,8 @@ export class KeyChecker {
   }
 
   private async read(side: VerifySide, db: number, keys: Buffer[], fp: Fingerprint): Promise<SideRead[]> {
+    // A cluster has no other db: its keys there are simply not there.
+    if (db !== 0 && side.clusterMasters !== null) return keys.map(() => ({ type: 'none', expireAt: -1, dump: null, digest: null }));
     const expiryCmd = this.o.expiry === 'pexpiretime' ? 'PEXPIRETIME' : 'PTTL';
     const per = fp === 'dump' ? 3 : 2;
     const cmds: Arg[][] = [];
@@ -134,8 +138,19 @@ export class KeyChecker {
       cmds.push(['TYPE', k], [expiryCmd, k]);
       if (fp === 'dump') cmds.push(['DUMP', k]);
     }
-    // DIGEST-VALUE gets slower than linear with many arguments: a few keys per call.
-    if (fp === 'digest-value') for (let i = 0; i < keys.length; i += DIGEST_KEYS) cmds.push(['DEBUG', 'DIGEST-VALUE', ...keys.slice(i, i + DIGEST_KEYS)]);
+    // DIGEST-VALUE gets slower than linear with many arguments: a few keys per call, and on a
+    // cluster only keys of one master per call (DEBUG is not routed: it digests what the node holds).
+    const groups = fp === 'digest-value' ? side.groupByNode(keys) : null;
+    if (groups === null && fp === 'digest-value') for (let i = 0; i < keys.length; i += DIGEST_KEYS) cmds.push(['DEBUG', 'DIGEST-VALUE', ...keys.slice(i, i + DIGEST_KEYS)]);
+    // The key index of each digest, when the calls list the keys in another order (by node).
+    const order: number[] = [];
+    for (const group of groups ?? []) {
+      for (let i = 0; i < group.length; i += DIGEST_KEYS) {
+        const part = group.slice(i, i + DIGEST_KEYS);
+        cmds.push(['DEBUG', 'DIGEST-VALUE', ...part.map((j) => keys[j]!)]);
+        order.push(...part);
+      }
+    }
     const replies = await side.pipeline(db, cmds);
     const readAt = Date.now();
     let digests: unknown[] | null = null;
@@ -151,6 +166,11 @@ export class KeyChecker {
         }
       }
       if (digests !== null && digests.length !== keys.length) throw side.fail(new Error(`${digests.length} digests for ${keys.length} keys`), 'DEBUG DIGEST-VALUE');
+      if (digests !== null && groups !== null) {
+        const byKey: unknown[] = new Array(keys.length);
+        order.forEach((k, i) => (byKey[k] = digests![i]));
+        digests = byKey;
+      }
     }
     const out: SideRead[] = new Array(keys.length);
     for (let i = 0; i < keys.length; i++) {
@@ -169,7 +189,10 @@ export class KeyChecker {
         if (d instanceof ServerReply) this.switchTo('values', `DUMP failed on the ${side.kind} (${d.message})`);
         else if (Buffer.isBuffer(d)) dump = d;
       }
-      const digest = digests !== null ? String(digests[i]) : null;
+      let digest = digests !== null ? String(digests[i]) : null;
+      // On a cluster, the digest of no key for a key TYPE found: it left the node in between
+      // (a slot migration, or a delete). Unknown: the values are read (routed) instead.
+      if (groups !== null && digest !== null && typeName !== 'none' && NO_KEY_DIGEST.test(digest)) digest = null;
       out[i] = { type: typeName, expireAt: typeName === 'none' ? -1 : expireAt, dump, digest };
     }
     return out;

@@ -40,6 +40,8 @@ export interface SideInfo {
   address: string;
   version: string;
   debug: boolean;
+  /** A Redis Cluster's number of masters; null for a standalone server. */
+  masters: number | null;
 }
 
 export interface VerifyReport {
@@ -61,6 +63,8 @@ export interface VerifyReport {
   /** Up to --max-diffs examples, in the order found. */
   differences: Difference[];
   durationMs: number;
+  /** Facts that explain some of the differences (a cluster's single db). */
+  notes: string[];
 }
 
 /** A key or member for people: printable text (\xNN for other bytes) in double quotes. */
@@ -91,10 +95,11 @@ export function formatReport(r: VerifyReport): string {
       ? 'DEBUG DIGEST of the whole dataset'
       : `key by key, values by ${r.fingerprint === 'digest-value' ? 'DEBUG DIGEST-VALUE' : r.fingerprint === 'dump' ? 'DUMP payloads' : 'reading them'}`;
   const lines = [
-    `source ${r.source.address} (${r.source.version})  target ${r.target.address} (${r.target.version})`,
+    `source ${sideText(r.source)}  target ${sideText(r.target)}`,
     `compared ${how}; expiries by ${r.expiry === 'pexpiretime' ? 'PEXPIRETIME' : 'PTTL'}; dbs ${r.dbs.length ? r.dbs.join(',') : 'none'}` +
       `${r.keyPattern !== null ? `; keys ${JSON.stringify(r.keyPattern)}` : ''}${r.sample !== null ? `; sample ${r.sample}` : ''}${r.settleMs > 0 ? `; settle ${r.settleMs} ms` : ''}`,
     ...(r.selection !== null ? [`selection ${r.selection}`] : []),
+    ...r.notes.map((n) => `note: ${n}`),
     '',
     row('keys compared', s.compared),
     row('equal', s.equal),
@@ -118,6 +123,10 @@ export function formatReport(r: VerifyReport): string {
   const what = r.selection !== null ? 'the selected part of the source (renamed / mapped as given)' : 'what the source holds';
   lines.push('', r.equal ? `EQUAL: the target holds ${what}` : `DIFFERENT: ${total} difference${total === 1 ? '' : 's'}`);
   return `${lines.join('\n')}\n`;
+}
+
+function sideText(s: SideInfo): string {
+  return `${s.address} (${s.version}${s.masters !== null ? `, cluster of ${s.masters} master${s.masters === 1 ? '' : 's'}` : ''})`;
 }
 
 function row(label: string, n: number): string {
