@@ -15,7 +15,8 @@ import { EventEmitter } from 'node:events';
 import { ExitCode, ReplicantError, SourceError, TargetError, UsageError, printableKey } from '../errors.js';
 import { endpointLabel, parseRedisUrl, type SourceEndpoint } from '../replication/url.js';
 import type { TlsSettings } from '../net/tls.js';
-import { describeSource, parseSourceUrl, resolveSource, watchSentinel, type SourceSpec } from '../replication/source.js';
+import { describeSource, parseSourceUrl, resolveSource, watchSentinel, type ShardSourceRef, type SourceSpec } from '../replication/source.js';
+import { keySlot } from '../target/key-slot.js';
 import { ReplicationLink, type PsyncOutcome } from '../replication/link.js';
 import { EOF_MARK_LENGTH, RdbTrailer } from '../replication/rdb-trailer.js';
 import { isRetryable } from '../replication/errors.js';
@@ -34,7 +35,7 @@ import { join } from 'node:path';
 import { silentLogger, type Logger } from '../observe/logger.js';
 import { RateMeter } from '../observe/progress.js';
 import type { Checkpoint } from '../checkpoint/checkpoint.js';
-import { FileCheckpointStore, NoCheckpointStore, TargetCheckpointStore, type CheckpointSpec, type CheckpointStore } from '../checkpoint/store.js';
+import { FileCheckpointStore, NoCheckpointStore, RESERVED_PREFIX, TargetCheckpointStore, type CheckpointSpec, type CheckpointStore } from '../checkpoint/store.js';
 import { parseCheckpoint } from '../checkpoint/checkpoint.js';
 import { LEGACY_CHECKPOINT_KEY, REGISTRY_KEY, parseRegistry, syncIdentity, type SyncIdentity, type SyncRegistration } from '../checkpoint/identity.js';
 import { LeaseError, SyncLease } from '../checkpoint/lease.js';
@@ -100,10 +101,27 @@ export interface SyncOptions {
    * when it holds only this sync's keys) instead of refusing to start.
    */
   acceptFilterChange?: boolean;
+  /** Set by ClusterSourceSync: this session copies one shard of a cluster source (`source` is then only shown). */
+  shard?: ShardRole;
   /** Reconnect delays: starts at `min`, doubles to `max`. */
   reconnectMinMs?: number;
   reconnectMaxMs?: number;
   logger?: Logger;
+}
+
+/**
+ * What makes a session one shard of a cluster source sync (README "Cluster source"). Its siblings
+ * (the other shards' sessions) are not "other syncs": their keys live in other slots, so a full
+ * resync of this shard deletes the keys of its own slots instead of flushing the target.
+ */
+export interface ShardRole {
+  source: ShardSourceRef & { slots(): [number, number][] };
+  /** Whether a registry id is a sibling shard's session. */
+  isSibling(id: string): boolean;
+  /** The --existing decision taken once for the whole target: whether it held no keys but ours. */
+  cleanStart: boolean;
+  /** Taken before each PSYNC and released once the snapshot is applied (or none came): staggers the source's forks. */
+  gate(): Promise<() => void>;
 }
 
 export interface SyncStatus {
@@ -174,7 +192,7 @@ const GIVEN_UP_LOGGED = 20;
 const SERIAL_AFTER_ABORT = 256;
 
 export class SyncSession extends EventEmitter<SyncEvents> {
-  private readonly opts: Required<Omit<SyncOptions, 'spoolDir' | 'listeningPort' | 'checkpoint' | 'logger' | 'name' | 'report' | 'tls' | 'partial' | 'acceptFilterChange'>> & Pick<SyncOptions, 'spoolDir' | 'listeningPort'>;
+  private readonly opts: Required<Omit<SyncOptions, 'spoolDir' | 'listeningPort' | 'checkpoint' | 'logger' | 'name' | 'report' | 'tls' | 'partial' | 'acceptFilterChange' | 'shard'>> & Pick<SyncOptions, 'spoolDir' | 'listeningPort'>;
   private readonly identity: SyncIdentity;
   private readonly lease: SyncLease;
   /** Set when another instance took this sync over: nothing more may be applied. */
@@ -201,6 +219,7 @@ export class SyncSession extends EventEmitter<SyncEvents> {
   private existingCheckPending = false;
   private readonly log: Logger;
   private readonly sourceSpec: SourceSpec;
+  private readonly shard: ShardRole | null;
   /** The source endpoint of the current connection. */
   private sourceEp: SourceEndpoint | null = null;
   /** Set once anything was written to the target by this process. */
@@ -264,7 +283,8 @@ export class SyncSession extends EventEmitter<SyncEvents> {
   constructor(options: SyncOptions) {
     super();
     this.log = options.logger ?? silentLogger();
-    this.sourceSpec = parseSourceUrl(options.source, options.tls?.source);
+    this.shard = options.shard ?? null;
+    this.sourceSpec = this.shard !== null ? { kind: 'cluster-shard', shard: this.shard.source } : parseSourceUrl(options.source, options.tls?.source);
     this.targetEp = parseRedisUrl(options.target, options.tls?.target);
     this.checkpointSpec = options.checkpoint;
     this.identity = syncIdentity(this.sourceSpec, options.name);
@@ -366,6 +386,18 @@ export class SyncSession extends EventEmitter<SyncEvents> {
     this.stopResolve?.();
   }
 
+  /**
+   * The source should now be read from `to` (a sentinel's +switch-master, a cluster shard's new
+   * master): a link to another node is dropped, and the next connection resolves the source again.
+   */
+  sourceMoved(to: { host: string; port: number }): void {
+    const ep = this.sourceEp;
+    if (ep !== null && this.link !== null && (ep.host !== to.host || ep.port !== to.port)) {
+      this.log.info({ from: endpointLabel(ep), to: endpointLabel(to) }, 'the source moved: reconnecting');
+      this.link.close();
+    }
+  }
+
   /** Runs until stop() or an unrecoverable error (rejects with a ReplicantError). */
   async run(): Promise<SyncResult> {
     const sampler = setInterval(() => this.sample(), 100);
@@ -373,10 +405,7 @@ export class SyncSession extends EventEmitter<SyncEvents> {
     let unwatch: (() => void) | null = null;
     try {
       if (this.sourceSpec.kind === 'sentinel') {
-        unwatch = await watchSentinel(this.sourceSpec.sentinel, this.log, (to) => {
-          const ep = this.sourceEp;
-          if (ep !== null && (ep.host !== to.host || ep.port !== to.port)) this.link?.close();
-        }).catch((e: Error) => {
+        unwatch = await watchSentinel(this.sourceSpec.sentinel, this.log, (to) => this.sourceMoved(to)).catch((e: Error) => {
           this.log.warn({ err: e.message }, 'cannot watch the sentinels for failovers; relying on the link dropping');
           return null;
         });
@@ -408,6 +437,9 @@ export class SyncSession extends EventEmitter<SyncEvents> {
           this.applied = cp.offset;
           this.replid = cp.replid;
         }
+      } else if (this.shard !== null) {
+        // The coordinator checked the target once for every shard.
+        this.cleanStart = this.shard.cleanStart;
       } else this.existingCheckPending = true;
       // An earlier run stopped in the middle of a snapshot: the target is short until one completes.
       if (cp?.state === 'full-sync') this.snapshotUnfinished = true;
@@ -502,6 +534,26 @@ export class SyncSession extends EventEmitter<SyncEvents> {
   /** One connection to the source: PSYNC, then full sync and/or streaming until the link ends. */
   private async cycle(cp: Checkpoint | null): Promise<void> {
     this.setPhase('connecting', { source: describeSource(this.sourceSpec) });
+    // A shard of a cluster source waits for its turn: at most N shards fork and send a snapshot at
+    // once. Taken before resolving, so that the node is the one of the moment the turn comes.
+    let release: (() => void) | null = null;
+    if (this.shard !== null) {
+      const turn = this.shard.gate();
+      const got = await Promise.race([turn, this.stopped.then(() => null)]);
+      if (got === null) {
+        void turn.then((r) => r());
+        throw new StopRequested();
+      }
+      release = got;
+    }
+    try {
+      await this.cycleFrom(cp, () => release?.());
+    } finally {
+      release?.();
+    }
+  }
+
+  private async cycleFrom(cp: Checkpoint | null, snapshotDone: () => void): Promise<void> {
     let endpoint: SourceEndpoint;
     try {
       endpoint = await resolveSource(this.sourceSpec, this.log);
@@ -548,8 +600,8 @@ export class SyncSession extends EventEmitter<SyncEvents> {
         await this.fullResync(reason, resumable ? cp.cleanStart : this.cleanStart);
       } else if (cp !== null && cp.state === 'full-sync') {
         if (cp.cleanStart && this.otherSyncs.size === 0) {
-          this.log.warn('an earlier full sync was interrupted: flushing its partial copy from the target');
-          await this.flushTarget();
+          this.log.warn(this.shard !== null ? "an earlier full sync was interrupted: deleting its partial copy (the keys of this shard's slots) from the target" : 'an earlier full sync was interrupted: flushing its partial copy from the target');
+          await this.clearOwnKeys();
           this.cleanStart = true;
         } else {
           this.cleanStart = false;
@@ -559,10 +611,12 @@ export class SyncSession extends EventEmitter<SyncEvents> {
       this.targetLost = null;
       this.resyncReason = null;
       const rest = await this.fullSync(link, spool, outcome);
+      snapshotDone();
       parser = new ReplicationStreamParser(outcome.offset);
       firstStream = rest;
       if (this.opts.exitAfterFullSync) return;
     } else {
+      snapshotDone();
       this.partialSyncs++;
       this.db = cp!.db;
       this.applied = outcome.offset;
@@ -639,7 +693,8 @@ export class SyncSession extends EventEmitter<SyncEvents> {
         onForeignDb: this.cluster ? (db, key) => this.foreignDb(db, key) : undefined,
         translate: {
           mode,
-          replace: !this.cleanStart,
+          // A shard's keys may already be there: an interrupted copy of its slots, or keys that migrated.
+          replace: !this.cleanStart || this.shard !== null,
           restoreBufferBytes: this.opts.bigKeyBytes,
           targetVersion: `${info.major}.${info.minor}`,
           emitSelect: !this.cluster,
@@ -816,6 +871,7 @@ export class SyncSession extends EventEmitter<SyncEvents> {
    * keys of this source it should have deleted then stay on the target.
    */
   private sharedTargetFlush(cmd: StreamCommand, db: number): boolean {
+    if (this.shard !== null) return this.shardFlush(cmd, db);
     if (this.otherSyncs.size === 0) return false;
     const what = `source ${cmd.name.toUpperCase()}${cmd.name === 'flushdb' ? ` in db ${db}` : ''} at offset ${cmd.offset}`;
     const others = [...this.otherSyncs.keys()].join(', ');
@@ -824,6 +880,20 @@ export class SyncSession extends EventEmitter<SyncEvents> {
     }
     this.errors++;
     this.log.error({ command: cmd.name, db, offset: cmd.offset, otherSyncs: others }, `${what} not relayed: the target is shared with other syncs; this source's keys it deleted stay on the target (--on-error skip)`);
+    return true;
+  }
+
+  /**
+   * A FLUSHALL/FLUSHDB in one shard's stream: relayed, it would delete the other shards' keys
+   * too. Stop (--on-error fail), or drop it (skip): the keys this shard had stay on the target.
+   */
+  private shardFlush(cmd: StreamCommand, db: number): boolean {
+    const what = `source ${cmd.name.toUpperCase()} at offset ${cmd.offset} of ${describeSource(this.sourceSpec)}`;
+    if (this.opts.onError === 'fail') {
+      throw new TargetError(`${what}: relaying it would delete the keys of the other shards on the target; a flush of a cluster source is not copied (use --on-error skip to drop it, then delete the keys on the target yourself)`);
+    }
+    this.errors++;
+    this.log.error({ command: cmd.name, db, offset: cmd.offset }, `${what} not relayed: it would delete the other shards' keys; this shard's keys it deleted stay on the target (--on-error skip)`);
     return true;
   }
 
@@ -1020,8 +1090,8 @@ export class SyncSession extends EventEmitter<SyncEvents> {
   private async fullResync(reason: string, cleanStart: boolean): Promise<void> {
     const plan = await this.fullResyncPlan(reason, cleanStart);
     if (plan === 'flush') {
-      this.log.warn({ reason, policy: this.opts.onFullResync }, `full resync: ${reason}; flushing the target and copying again`);
-      await this.flushTarget();
+      this.log.warn({ reason, policy: this.opts.onFullResync }, `full resync: ${reason}; ${this.shard !== null ? "deleting the keys of this shard's slots from the target" : 'flushing the target'} and copying again`);
+      await this.clearOwnKeys();
       this.cleanStart = true;
     } else {
       this.log.warn({ reason, policy: this.opts.onFullResync }, `full resync: ${reason}; copying again over the target's keys (REPLACE, no flush)`);
@@ -1034,6 +1104,7 @@ export class SyncSession extends EventEmitter<SyncEvents> {
     const all = parseRegistry(await this.controlCall(['HGETALL', REGISTRY_KEY]));
     this.registeredAs = all.get(this.identity.id) ?? null;
     all.delete(this.identity.id);
+    if (this.shard !== null) for (const id of [...all.keys()]) if (this.shard.isSibling(id)) all.delete(id);
     const added = [...all.keys()].filter((k) => !this.otherSyncs.has(k));
     if (added.length > 0 && this.phase !== 'connecting') this.log.info({ otherSyncs: added }, 'another sync now writes to this target too: its keys are protected from flushes');
     this.otherSyncs = all;
@@ -1456,6 +1527,36 @@ export class SyncSession extends EventEmitter<SyncEvents> {
     }
     if (err instanceof TargetCommandError) throw err;
     throw new Recoverable('target', `target ${this.targetEp.host}:${this.targetEp.port} failed: ${err.message}`, { cause: err });
+  }
+
+  /** What a full resync clears: the whole target, or for a cluster shard the keys of its slots. */
+  private async clearOwnKeys(): Promise<void> {
+    if (this.shard === null) return this.flushTarget();
+    const w = this.writer!;
+    const ranges = this.shard.source.slots();
+    const ours = new Uint8Array(16384);
+    for (const [lo, hi] of ranges) ours.fill(1, lo, hi + 1);
+    // A standalone target holds the shard's keys in the db source db 0 maps to.
+    if (!this.cluster) await w.call(['SELECT', this.scope.targetDb(0)]);
+    let deleted = 0;
+    for (const call of w.nodeCalls()) {
+      let cursor = '0';
+      do {
+        const [next, batch] = (await call(['SCAN', cursor, 'COUNT', 1000])) as [Buffer | string, (Buffer | string)[]];
+        cursor = String(next);
+        const doomed = batch
+          .map((k) => (Buffer.isBuffer(k) ? k : Buffer.from(k, 'latin1')))
+          .filter((k) => {
+            if (k.subarray(0, RESERVED_PREFIX.length).toString('latin1') === RESERVED_PREFIX) return false;
+            // The slot of its source name: a renamed key lives elsewhere than its source slot.
+            const src = this.scope.sourceName(k);
+            return src !== null && ours[keySlot(src)] === 1;
+          });
+        if (doomed.length > 0) deleted += Number(await call(['UNLINK', ...doomed]));
+      } while (cursor !== '0');
+    }
+    if (!this.cluster) await w.call(['SELECT', this.scope.connectionDb(this.db)]);
+    this.log.warn({ deleted, slots: ranges.map(([lo, hi]) => `${lo}-${hi}`).join(',') }, "deleted this shard's keys from the target before copying it again");
   }
 
   /** FLUSHALL, then put back what makes this sync safe (its lease and registration). */
