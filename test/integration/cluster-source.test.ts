@@ -8,12 +8,17 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Redis } from 'ioredis';
-import { afterEach, describe, expect, it } from 'vitest';
-import { startRedis, waitFor, type RedisServer } from '../helpers/redis.js';
+import { afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { freePort, startRedis, waitFor, type RedisServer } from '../helpers/redis.js';
+import { ensureBuilt, startCli } from '../helpers/cli.js';
 import { startCluster, type RedisCluster } from '../helpers/cluster.js';
 import { keyspaceDigest, masterOffset } from '../helpers/sync.js';
 import { ClusterSourceSync, type ClusterSyncOptions } from '../../src/sync/cluster-sync.js';
 import type { Phase } from '../../src/sync/session.js';
+
+beforeAll(async () => {
+  await ensureBuilt();
+}, 180_000);
 
 const cleanups: (() => Promise<void>)[] = [];
 afterEach(async () => {
@@ -194,5 +199,57 @@ describe('sync from a cluster source', () => {
     await again.stop();
     expect(again.sync.status().fullSyncs).toBe(0);
     expect(await fullSyncsServed(nodes)).toBe(3);
+  }, 120_000);
+
+  it("a shard that must copy again deletes only its own slots' keys; the other shards resume with PSYNC", async () => {
+    const cluster = await startCluster(3);
+    cleanups.push(() => cluster.stop());
+    const target = await startRedis();
+    cleanups.push(() => target.stop());
+    const client = cluster.client();
+    await preload(client, 1500);
+    const nodes = masters(cluster);
+    const opts: ClusterSyncOptions = { source: `redis://${cluster.seed.host}:${cluster.seed.port}`, target: target.url, spoolDir: tempDir(), name: 'cs' };
+    const first = runClusterSync(opts);
+    await waitAllCaughtUp(first.sync, nodes);
+    await first.stop();
+    // While stopped: keys deleted in every shard, and the first shard's checkpoint made unresumable.
+    for (let i = 0; i < 60; i++) await client.del(`k:${i}`);
+    const tc = target.client();
+    const victim = String(await nodes[0]!.call('CLUSTER', 'MYID'));
+    const cpKey = `__replicant:checkpoint:cs@${victim}`;
+    const cp = JSON.parse((await tc.get(cpKey))!) as { replid: string };
+    await tc.set(cpKey, JSON.stringify({ ...cp, replid: 'f'.repeat(40) }));
+    const second = runClusterSync(opts);
+    await waitAllCaughtUp(second.sync, nodes);
+    expect(await keyspaceDigest([tc])).toEqual(await keyspaceDigest(nodes));
+    for (let i = 0; i < 60; i++) expect(await tc.exists(`k:${i}`)).toBe(0);
+    await second.stop();
+    const byShard = Object.fromEntries(second.sync.status().shards.map((s) => [s.shard, [s.fullSyncs, s.partialSyncs]]));
+    expect(byShard[victim]).toEqual([1, 0]);
+    expect(Object.values(byShard).filter(([full, partial]) => full === 0 && partial === 1)).toHaveLength(2);
+  }, 120_000);
+
+  it('CLI: detects the cluster, /status lists the shards, /healthz 200 once all stream, SIGTERM exits 0', async () => {
+    const cluster = await startCluster(3);
+    cleanups.push(() => cluster.stop());
+    const target = await startRedis();
+    cleanups.push(() => target.stop());
+    const client = cluster.client();
+    await preload(client, 500);
+    const port = await freePort();
+    const cli = startCli(['sync', '--no-progress', '-s', `redis://${cluster.seed.host}:${cluster.seed.port}`, '-t', target.url, '--spool-dir', tempDir(), '--metrics-port', String(port), '--cluster-parallel-syncs', '3'], 60_000);
+    cleanups.push(async () => cli.kill('SIGKILL'));
+    const base = `http://127.0.0.1:${port}`;
+    await waitFor(async () => (await fetch(`${base}/healthz`).catch(() => null))?.status === 200, '/healthz 200', 30_000, 100);
+    const status = (await (await fetch(`${base}/status`)).json()) as { phase: string; shards: { shard: string; phase: string; slots: string }[] };
+    expect(status.phase).toBe('streaming');
+    expect(status.shards.map((s) => s.slots).sort()).toEqual(['0-5460', '10923-16383', '5461-10922']);
+    await client.set('live', '1');
+    await waitFor(async () => (await target.client().get('live')) === '1', 'a live write to arrive', 10_000);
+    cli.kill('SIGTERM');
+    expect(await cli.code).toBe(0);
+    expect(cli.stderr()).toMatch(/the source is a Redis Cluster/);
+    expect(await keyspaceDigest([target.client()])).toEqual(await keyspaceDigest(masters(cluster)));
   }, 120_000);
 });
