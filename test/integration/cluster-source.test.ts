@@ -11,6 +11,7 @@ import type { Redis } from 'ioredis';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { freePort, startRedis, waitFor, type RedisServer } from '../helpers/redis.js';
 import { ensureBuilt, startCli } from '../helpers/cli.js';
+import { makeTlsFiles } from '../helpers/tls.js';
 import { startCluster, type RedisCluster } from '../helpers/cluster.js';
 import { keyspaceDigest, masterOffset } from '../helpers/sync.js';
 import { ClusterSourceSync, type ClusterSyncOptions } from '../../src/sync/cluster-sync.js';
@@ -251,5 +252,59 @@ describe('sync from a cluster source', () => {
     expect(await cli.code).toBe(0);
     expect(cli.stderr()).toMatch(/the source is a Redis Cluster/);
     expect(await keyspaceDigest([target.client()])).toEqual(await keyspaceDigest(masters(cluster)));
+  }, 120_000);
+
+  it('rediss:// seed: every node of the cluster source is reached over TLS, verified with --source-tls-ca', async () => {
+    const files = makeTlsFiles();
+    cleanups.push(async () => files.remove());
+    const cluster = await startCluster(3, undefined, files);
+    cleanups.push(() => cluster.stop());
+    const target = await startRedis();
+    cleanups.push(() => target.stop());
+    const client = cluster.client();
+    await preload(client, 300);
+    const cli = startCli(['sync', '--no-progress', '-s', `rediss://127.0.0.1:${cluster.seed.port}`, '--source-tls-ca', files.ca, '-t', target.url, '--spool-dir', tempDir(), '--cluster-parallel-syncs', '3'], 60_000);
+    cleanups.push(async () => cli.kill('SIGKILL'));
+    await waitFor(() => (cli.stderr().match(/phase: streaming/g) ?? []).length >= 3, 'the three shards to stream', 30_000);
+    await client.set('live', 'over-tls');
+    await waitFor(async () => (await target.client().get('live')) === 'over-tls', 'a live write to arrive', 10_000);
+    cli.kill('SIGTERM');
+    expect(await cli.code, cli.stderr()).toBe(0);
+    expect(await keyspaceDigest([target.client()])).toEqual(await keyspaceDigest(masters(cluster)));
+  }, 120_000);
+
+  it('partial sync of a cluster source: filters and rename on every shard, also when one shard copies again', async () => {
+    const cluster = await startCluster(3);
+    cleanups.push(() => cluster.stop());
+    const target = await startRedis();
+    cleanups.push(() => target.stop());
+    const client = cluster.client();
+    await preload(client, 1000);
+    const nodes = masters(cluster);
+    const opts: ClusterSyncOptions = { source: `redis://${cluster.seed.host}:${cluster.seed.port}`, target: target.url, spoolDir: tempDir(), name: 'part', partial: { prefixes: ['h:'], renamePrefix: ['h:', 'hash:'] }, parallelSyncs: 3 };
+    const first = runClusterSync(opts);
+    await waitAllCaughtUp(first.sync, nodes);
+    await client.hset('h:live', 'f', '1');
+    await client.set('k:live', 'not copied');
+    await waitAllCaughtUp(first.sync, nodes);
+    await first.stop();
+    const tc = target.client();
+    const expected = async () => (await Promise.all(nodes.map((n) => n.keys('h:*')))).flat().map((k) => `hash:${k.slice(2)}`).sort();
+    const copied = async () => (await tc.keys('*')).filter((k) => !k.startsWith('__replicant')).sort();
+    expect(await copied()).toEqual(await expected());
+    expect(await tc.hgetall('hash:live')).toEqual({ f: '1' });
+    // A deletion while stopped, in the shard that then copies again: its renamed keys are found by their source slot.
+    const victim = String(await nodes[1]!.call('CLUSTER', 'MYID'));
+    const victimKeys = (await nodes[1]!.keys('h:*')).slice(0, 5);
+    expect(victimKeys.length).toBeGreaterThan(0);
+    for (const k of victimKeys) await client.del(k);
+    const cpKey = `__replicant:checkpoint:part@${victim}`;
+    await tc.set(cpKey, JSON.stringify({ ...JSON.parse((await tc.get(cpKey))!), replid: 'e'.repeat(40) }));
+    const second = runClusterSync(opts);
+    await waitAllCaughtUp(second.sync, nodes);
+    await second.stop();
+    expect(await copied()).toEqual(await expected());
+    for (const k of victimKeys) expect(await tc.exists(`hash:${k.slice(2)}`)).toBe(0);
+    expect(second.sync.status().fullSyncs).toBe(1);
   }, 120_000);
 });
