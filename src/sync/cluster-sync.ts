@@ -24,6 +24,7 @@ import { keyspaceTotal, parseInfo } from '../target/probe.js';
 import { REGISTRY_KEY, parseRegistry } from '../checkpoint/identity.js';
 import { RESERVED_PREFIX, type CheckpointSpec } from '../checkpoint/store.js';
 import { IncompleteCopyError } from './incomplete.js';
+import { MigrationGuard } from './migration-guard.js';
 import { PartialScope } from './partial.js';
 import { SyncSession, type Phase, type SyncEvents, type SyncOptions, type SyncResult, type SyncStatus } from './session.js';
 
@@ -40,10 +41,14 @@ export interface ShardStatus extends SyncStatus {
   shard: string;
   /** Slot ranges the shard serves now. */
   slots: string;
+  /** `host:port` of the node the shard is read from now (null: none usable, e.g. during a failover). */
+  node: string | null;
 }
 
 export interface ClusterSyncStatus extends SyncStatus {
   shards: ShardStatus[];
+  /** The slot migration guard: keys tracked now, deletions and stale writes it kept from the target. */
+  migrations: { trackedKeys: number; droppedDeletes: number; droppedWrites: number };
 }
 
 /** The shard list on the target: shard key → node ids, and the first start's --existing outcome. */
@@ -56,6 +61,9 @@ interface Shard {
   result: SyncResult | null;
   error: unknown;
 }
+
+/** Guard rounds kept while some shard does not stream. */
+const MAX_ROUNDS = 1000;
 
 /** Worst first, for the aggregated phase (/healthz is 200 only when every shard is healthy). */
 const PHASE_RANK: Record<Phase, number> = { stopped: 0, stopping: 1, reconnecting: 2, connecting: 3, 'full-sync': 4, streaming: 5 };
@@ -93,6 +101,9 @@ export class ClusterSourceSync extends EventEmitter<Pick<SyncEvents, 'phase'>> {
   private stopping = false;
   private failure: unknown = null;
   private wake: (() => void) | null = null;
+  private readonly guard: MigrationGuard;
+  /** Guard marks with each shard's received offset when taken (see sweepGuard). */
+  private rounds: { mark: number; received: Map<string, number> }[] = [];
 
   constructor(private readonly opts: ClusterSyncOptions) {
     super();
@@ -106,6 +117,7 @@ export class ClusterSourceSync extends EventEmitter<Pick<SyncEvents, 'phase'>> {
     this.gate = new Gate(Math.max(1, opts.parallelSyncs ?? 1));
     // Bad filters are refused before anything connects.
     this.scope = new PartialScope(opts.partial);
+    this.guard = new MigrationGuard({ logger: this.log });
   }
 
   get selection(): string | null {
@@ -113,7 +125,10 @@ export class ClusterSourceSync extends EventEmitter<Pick<SyncEvents, 'phase'>> {
   }
 
   status(): ClusterSyncStatus {
-    const shards: ShardStatus[] = [...this.shards.values()].map((s) => ({ shard: s.source.key, slots: slotRangesText(s.source.slots()), ...s.session.status() }));
+    const shards: ShardStatus[] = [...this.shards.values()].map((s) => {
+      const at = s.source.endpointNow();
+      return { shard: s.source.key, slots: slotRangesText(s.source.slots()), node: at === null ? null : endpointLabel(at), ...s.session.status() };
+    });
     const sum = (f: (s: SyncStatus) => number | null | undefined): number => shards.reduce((t, s) => t + (f(s) ?? 0), 0);
     const phase = this.stopping ? (shards.every((s) => s.phase === 'stopped') && shards.length > 0 ? 'stopped' : 'stopping') : shards.length === 0 ? 'connecting' : shards.map((s) => s.phase).sort((a, b) => PHASE_RANK[a] - PHASE_RANK[b])[0]!;
     const inRdb = shards.filter((s) => s.rdb !== null);
@@ -143,6 +158,7 @@ export class ClusterSourceSync extends EventEmitter<Pick<SyncEvents, 'phase'>> {
       skippedCommands: sum((s) => s.skippedCommands),
       complete: shards.every((s) => s.complete),
       shards,
+      migrations: { trackedKeys: this.guard.size, droppedDeletes: this.guard.droppedDeletes, droppedWrites: this.guard.droppedWrites },
     };
   }
 
@@ -300,6 +316,7 @@ export class ClusterSourceSync extends EventEmitter<Pick<SyncEvents, 'phase'>> {
         isSibling: (id) => id.startsWith(prefix),
         cleanStart: this.cleanStart,
         gate: () => this.gate.acquire(),
+        guard: this.guard,
       },
     });
     session.on('phase', (phase, info) => this.emit('phase', phase, { ...info, shard: key }));
@@ -345,6 +362,7 @@ export class ClusterSourceSync extends EventEmitter<Pick<SyncEvents, 'phase'>> {
         return;
       }
       if (this.opts.exitAfterFullSync) continue;
+      this.sweepGuard();
       await this.pollTopology(control).catch((e: unknown) => this.log.warn({ err: (e as Error).message }, 'cannot read the cluster source topology; trying again later'));
     }
   }
@@ -367,6 +385,37 @@ export class ClusterSourceSync extends EventEmitter<Pick<SyncEvents, 'phase'>> {
       changed = true;
     }
     if (changed) await this.saveShardList(control);
+  }
+
+  /**
+   * Releases the guard's entries no migration DEL can still pair with. Each round records a mark
+   * and every shard's received offset; once every shard has applied what it had received at round
+   * k, a DEL issued by the source before round k-1 was marked has been applied, so the entries
+   * tracked before that mark are released (a whole round of margin for a DEL still in flight).
+   */
+  private sweepGuard(): void {
+    const shards = [...this.shards.values()];
+    const received = new Map<string, number>();
+    for (const s of shards) {
+      const st = s.session.status();
+      if (st.receivedOffset !== null) received.set(s.source.key, st.receivedOffset);
+    }
+    this.rounds.push({ mark: this.guard.mark(), received });
+    // While a shard is down no round completes: keep the latest ones (dropping old marks only delays sweeps).
+    if (this.rounds.length > MAX_ROUNDS) this.rounds.shift();
+    let done = -1;
+    for (const [i, r] of this.rounds.entries()) {
+      const applied = shards.every((s) => {
+        const st = s.session.status();
+        const want = r.received.get(s.source.key);
+        return st.phase === 'streaming' && st.appliedOffset !== null && want !== undefined && st.appliedOffset >= want;
+      });
+      if (applied) done = i;
+    }
+    if (done < 1) return;
+    const released = this.guard.sweep(this.rounds[done - 1]!.mark);
+    if (released > 0) this.log.debug({ released, tracked: this.guard.size }, 'migration guard: released keys no DEL can still arrive for');
+    this.rounds = this.rounds.slice(done);
   }
 
   /** The outcome once every shard ended: the first failure, else an incomplete copy (exit 9), else the results. */

@@ -48,6 +48,7 @@ import { describeCommands, withoutCommands } from './unit-recovery.js';
 import { StreamBatcher, type StreamUnit } from './stream-batcher.js';
 import { PartialScope, SnapshotScope, type PartialSyncSpec } from './partial.js';
 import { StreamFilter } from './stream-filter.js';
+import type { MigrationGuard } from './migration-guard.js';
 
 export type WriteMode = 'auto' | 'restore' | 'commands';
 export type FullResyncPolicy = 'flush' | 'flush-all' | 'replace' | 'fail';
@@ -122,6 +123,8 @@ export interface ShardRole {
   cleanStart: boolean;
   /** Taken before each PSYNC and released once the snapshot is applied (or none came): staggers the source's forks. */
   gate(): Promise<() => void>;
+  /** Shared by every shard: keeps a slot migration's DEL from deleting the keys it moved. */
+  guard: MigrationGuard;
 }
 
 export interface SyncStatus {
@@ -822,6 +825,7 @@ export class SyncSession extends EventEmitter<SyncEvents> {
       onForeignDb: this.cluster ? (cmd: StreamCommand, db: number) => this.foreignDb(db, cmd.args[1], cmd.name) : undefined,
       dropFlush: (cmd: StreamCommand, db: number) => this.sharedTargetFlush(cmd, db),
       admit: (cmd: StreamCommand) => this.admitStreamCommand(cmd),
+      ...(this.shard === null ? {} : { rewrite: (cmd: StreamCommand) => this.migrationGuarded(cmd, this.shard!) }),
       ...(this.scope.identity
         ? {}
         : {
@@ -881,6 +885,14 @@ export class SyncSession extends EventEmitter<SyncEvents> {
     this.errors++;
     this.log.error({ command: cmd.name, db, offset: cmd.offset, otherSyncs: others }, `${what} not relayed: the target is shared with other syncs; this source's keys it deleted stay on the target (--on-error skip)`);
     return true;
+  }
+
+  /** A shard's stream command through the migration guard: itself, rewritten (parsed again for the filters), or null. */
+  private migrationGuarded(cmd: StreamCommand, shard: ShardRole): StreamCommand | null {
+    const out = shard.guard.apply(cmd, shard.source.key);
+    if (out === null || out === cmd.raw) return out === null ? null : cmd;
+    // A parser ending at the command's offset gives the rewritten command the same offset.
+    return new ReplicationStreamParser(Math.max(0, cmd.offset - out.length)).push(out)[0] ?? null;
   }
 
   /**

@@ -12,7 +12,8 @@ import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { freePort, startRedis, waitFor, type RedisServer } from '../helpers/redis.js';
 import { ensureBuilt, startCli } from '../helpers/cli.js';
 import { makeTlsFiles } from '../helpers/tls.js';
-import { startCluster, type RedisCluster } from '../helpers/cluster.js';
+import { addMaster, failover, masters, migrateSlot, nodeId, ownerOf, replicasOf, startCluster, type RedisCluster } from '../helpers/cluster.js';
+import { keySlot } from '../../src/target/key-slot.js';
 import { keyspaceDigest, masterOffset } from '../helpers/sync.js';
 import { ClusterSourceSync, type ClusterSyncOptions } from '../../src/sync/cluster-sync.js';
 import type { Phase } from '../../src/sync/session.js';
@@ -61,25 +62,26 @@ function runClusterSync(opts: ClusterSyncOptions): Running {
   };
 }
 
-/** Master node clients of a cluster (every node of startCluster(n) is a master). */
-function masters(cluster: RedisCluster): Redis[] {
+/** Clients of the nodes of startCluster(n) without replicas (all masters). */
+function masterClients(cluster: RedisCluster): Redis[] {
   return cluster.nodes.map((n) => n.client());
 }
 
-/** Wait until every shard streams and has applied everything its master wrote so far. */
-async function waitAllCaughtUp(sync: ClusterSourceSync, nodes: readonly Redis[]): Promise<void> {
-  const ids = await Promise.all(nodes.map(async (c) => String(await c.call('CLUSTER', 'MYID'))));
+/** Wait until `shards` shards stream and each has applied everything the node it reads from has. */
+async function waitAllCaughtUp(sync: ClusterSourceSync, cluster: RedisCluster, shards = 3): Promise<void> {
+  const clients = new Map<number, Redis>();
+  const client = (port: number) => clients.get(port) ?? clients.set(port, cluster.nodes.find((n) => n.port === port)!.client()).get(port)!;
   await waitFor(
     async () => {
       const st = sync.status();
-      if (st.shards.length !== nodes.length || st.shards.some((s) => s.phase !== 'streaming')) return false;
-      for (const [i, c] of nodes.entries()) {
-        const shard = st.shards.find((s) => s.shard === ids[i]);
-        if (shard === undefined || shard.appliedOffset === null || shard.appliedOffset < (await masterOffset(c))) return false;
+      if (st.shards.length !== shards || st.shards.some((s) => s.phase !== 'streaming' || s.node === null)) return false;
+      for (const s of st.shards) {
+        const port = Number(s.node!.split(':').pop());
+        if (s.appliedOffset === null || s.appliedOffset < (await masterOffset(client(port)))) return false;
       }
       return true;
     },
-    'every shard to apply what its master wrote',
+    `${shards} shards to apply what their nodes have`,
     60_000,
     100,
   );
@@ -92,14 +94,24 @@ async function fullSyncsServed(nodes: readonly Redis[]): Promise<number> {
   return n;
 }
 
-/** INCR and RPUSH on keys of every slot range until stopped: applied twice or not at all shows. */
+/**
+ * INCR and RPUSH on keys of every slot range until stopped: applied twice or not at all shows.
+ * A write refused during a failover or a migration is simply not retried (the digests compare
+ * the target with the source, whatever it holds).
+ */
 function startLoad(client: ReturnType<RedisCluster['client']>): { stop: () => Promise<number> } {
   let running = true;
   let n = 0;
+  let failed = 0;
   const loop = (async () => {
     while (running) {
-      await client.incr(`counter:${n % 37}`);
-      await client.rpush(`list:${n % 23}`, String(n));
+      try {
+        await client.incr(`counter:${n % 37}`);
+        await client.rpush(`list:${n % 23}`, String(n));
+      } catch {
+        failed++;
+        await new Promise((r) => setTimeout(r, 20));
+      }
       n++;
     }
   })();
@@ -107,7 +119,7 @@ function startLoad(client: ReturnType<RedisCluster['client']>): { stop: () => Pr
     async stop() {
       running = false;
       await loop;
-      return n;
+      return n - failed;
     },
   };
 }
@@ -138,7 +150,7 @@ describe('sync from a cluster source', () => {
     cleanups.push(() => target.stop());
     const client = cluster.client();
     await preload(client, 3000);
-    const nodes = masters(cluster);
+    const nodes = masterClients(cluster);
     const opts: ClusterSyncOptions = { source: `redis://${cluster.seed.host}:${cluster.seed.port}`, target: target.url, spoolDir: tempDir() };
 
     const load = startLoad(client);
@@ -146,7 +158,7 @@ describe('sync from a cluster source', () => {
     await waitFor(() => first.sync.status().phase === 'streaming', 'every shard to stream', 60_000);
     const ops = await load.stop();
     expect(ops).toBeGreaterThan(0);
-    await waitAllCaughtUp(first.sync, nodes);
+    await waitAllCaughtUp(first.sync, cluster);
     const tc = target.client();
     expect(await keyspaceDigest([tc])).toEqual(await keyspaceDigest(nodes));
     expect(first.maxConcurrentSnapshots()).toBe(1);
@@ -165,7 +177,7 @@ describe('sync from a cluster source', () => {
     await client.del('k:1');
     await client.del('k:2');
     const second = runClusterSync(opts);
-    await waitAllCaughtUp(second.sync, nodes);
+    await waitAllCaughtUp(second.sync, cluster);
     expect(await keyspaceDigest([tc])).toEqual(await keyspaceDigest(nodes));
     await second.stop();
     expect(second.sync.status().shards.map((s) => [s.fullSyncs, s.partialSyncs])).toEqual([[0, 1], [0, 1], [0, 1]]);
@@ -179,23 +191,23 @@ describe('sync from a cluster source', () => {
     cleanups.push(() => target.stop());
     const client = source.client();
     await preload(client, 2000);
-    const nodes = masters(source);
+    const nodes = masterClients(source);
     const dir = tempDir();
     const opts: ClusterSyncOptions = { source: `redis://${source.seed.host}:${source.seed.port}`, target: `redis://${target.seed.host}:${target.seed.port}`, spoolDir: dir, parallelSyncs: 2 };
     const load = startLoad(client);
     const run = runClusterSync(opts);
     await waitFor(() => run.sync.status().phase === 'streaming', 'every shard to stream', 60_000);
     await load.stop();
-    await waitAllCaughtUp(run.sync, nodes);
+    await waitAllCaughtUp(run.sync, source);
     expect(run.maxConcurrentSnapshots()).toBeLessThanOrEqual(2);
-    const targets = masters(target);
+    const targets = masterClients(target);
     expect(await keyspaceDigest(targets)).toEqual(await keyspaceDigest(nodes));
     await run.stop();
     expect(await fullSyncsServed(nodes)).toBe(3);
 
     for (let i = 0; i < 100; i++) await client.rpush(`list:${i % 23}`, `after-${i}`);
     const again = runClusterSync(opts);
-    await waitAllCaughtUp(again.sync, nodes);
+    await waitAllCaughtUp(again.sync, source);
     expect(await keyspaceDigest(targets)).toEqual(await keyspaceDigest(nodes));
     await again.stop();
     expect(again.sync.status().fullSyncs).toBe(0);
@@ -209,10 +221,10 @@ describe('sync from a cluster source', () => {
     cleanups.push(() => target.stop());
     const client = cluster.client();
     await preload(client, 1500);
-    const nodes = masters(cluster);
+    const nodes = masterClients(cluster);
     const opts: ClusterSyncOptions = { source: `redis://${cluster.seed.host}:${cluster.seed.port}`, target: target.url, spoolDir: tempDir(), name: 'cs' };
     const first = runClusterSync(opts);
-    await waitAllCaughtUp(first.sync, nodes);
+    await waitAllCaughtUp(first.sync, cluster);
     await first.stop();
     // While stopped: keys deleted in every shard, and the first shard's checkpoint made unresumable.
     for (let i = 0; i < 60; i++) await client.del(`k:${i}`);
@@ -222,7 +234,7 @@ describe('sync from a cluster source', () => {
     const cp = JSON.parse((await tc.get(cpKey))!) as { replid: string };
     await tc.set(cpKey, JSON.stringify({ ...cp, replid: 'f'.repeat(40) }));
     const second = runClusterSync(opts);
-    await waitAllCaughtUp(second.sync, nodes);
+    await waitAllCaughtUp(second.sync, cluster);
     expect(await keyspaceDigest([tc])).toEqual(await keyspaceDigest(nodes));
     for (let i = 0; i < 60; i++) expect(await tc.exists(`k:${i}`)).toBe(0);
     await second.stop();
@@ -251,7 +263,7 @@ describe('sync from a cluster source', () => {
     cli.kill('SIGTERM');
     expect(await cli.code).toBe(0);
     expect(cli.stderr()).toMatch(/the source is a Redis Cluster/);
-    expect(await keyspaceDigest([target.client()])).toEqual(await keyspaceDigest(masters(cluster)));
+    expect(await keyspaceDigest([target.client()])).toEqual(await keyspaceDigest(masterClients(cluster)));
   }, 120_000);
 
   it('rediss:// seed: every node of the cluster source is reached over TLS, verified with --source-tls-ca', async () => {
@@ -270,7 +282,7 @@ describe('sync from a cluster source', () => {
     await waitFor(async () => (await target.client().get('live')) === 'over-tls', 'a live write to arrive', 10_000);
     cli.kill('SIGTERM');
     expect(await cli.code, cli.stderr()).toBe(0);
-    expect(await keyspaceDigest([target.client()])).toEqual(await keyspaceDigest(masters(cluster)));
+    expect(await keyspaceDigest([target.client()])).toEqual(await keyspaceDigest(masterClients(cluster)));
   }, 120_000);
 
   it('partial sync of a cluster source: filters and rename on every shard, also when one shard copies again', async () => {
@@ -280,13 +292,13 @@ describe('sync from a cluster source', () => {
     cleanups.push(() => target.stop());
     const client = cluster.client();
     await preload(client, 1000);
-    const nodes = masters(cluster);
+    const nodes = masterClients(cluster);
     const opts: ClusterSyncOptions = { source: `redis://${cluster.seed.host}:${cluster.seed.port}`, target: target.url, spoolDir: tempDir(), name: 'part', partial: { prefixes: ['h:'], renamePrefix: ['h:', 'hash:'] }, parallelSyncs: 3 };
     const first = runClusterSync(opts);
-    await waitAllCaughtUp(first.sync, nodes);
+    await waitAllCaughtUp(first.sync, cluster);
     await client.hset('h:live', 'f', '1');
     await client.set('k:live', 'not copied');
-    await waitAllCaughtUp(first.sync, nodes);
+    await waitAllCaughtUp(first.sync, cluster);
     await first.stop();
     const tc = target.client();
     const expected = async () => (await Promise.all(nodes.map((n) => n.keys('h:*')))).flat().map((k) => `hash:${k.slice(2)}`).sort();
@@ -301,10 +313,91 @@ describe('sync from a cluster source', () => {
     const cpKey = `__replicant:checkpoint:part@${victim}`;
     await tc.set(cpKey, JSON.stringify({ ...JSON.parse((await tc.get(cpKey))!), replid: 'e'.repeat(40) }));
     const second = runClusterSync(opts);
-    await waitAllCaughtUp(second.sync, nodes);
+    await waitAllCaughtUp(second.sync, cluster);
     await second.stop();
     expect(await copied()).toEqual(await expected());
     for (const k of victimKeys) expect(await tc.exists(`hash:${k.slice(2)}`)).toBe(0);
     expect(second.sync.status().fullSyncs).toBe(1);
+  }, 120_000);
+});
+
+describe('a cluster source changing under the sync', () => {
+  /** Clients of the current masters. */
+  const masterNow = async (cluster: RedisCluster) => (await masters(cluster)).map((m) => m.client());
+
+  it('follows a failover (PSYNC on the promoted replica), a slot migration with keys and a new shard under load; one full sync per shard; a restart resumes every shard with PSYNC', async () => {
+    const cluster = await startCluster({ masters: 3, replicasPerMaster: 1 });
+    cleanups.push(() => cluster.stop());
+    const target = await startRedis();
+    cleanups.push(() => target.stop());
+    const client = cluster.client();
+    await preload(client, 2000);
+    const opts: ClusterSyncOptions = { source: `redis://${cluster.seed.host}:${cluster.seed.port}`, target: target.url, spoolDir: tempDir(), name: 'topo' };
+    const load = startLoad(client);
+    const run = runClusterSync(opts);
+    await waitFor(() => run.sync.status().phase === 'streaming', 'every shard to stream', 60_000);
+    const [m0] = await masters(cluster);
+    const [r0] = await replicasOf(cluster, m0!);
+    const m0id = await nodeId(m0!);
+    await failover(cluster, r0!);
+    // A slot whose keys the load keeps incrementing moves to another master, keys and all.
+    const hot = keySlot(Buffer.from('counter:1'));
+    const from = await ownerOf(cluster, hot);
+    const to = (await masters(cluster)).find((m) => m !== from)!;
+    expect(await migrateSlot(cluster, hot, from, to)).toBeGreaterThan(0);
+    // A new master takes a slot with keys: a fourth shard.
+    const added = await addMaster(cluster);
+    const listSlot = keySlot(Buffer.from('list:3'));
+    await migrateSlot(cluster, listSlot, await ownerOf(cluster, listSlot), added);
+    await waitFor(() => run.sync.status().shards.length === 4, 'the new shard to be synced', 30_000);
+    expect(await load.stop()).toBeGreaterThan(0);
+    await waitAllCaughtUp(run.sync, cluster, 4);
+    const tc = target.client();
+    expect(await keyspaceDigest([tc])).toEqual(await keyspaceDigest(await masterNow(cluster)));
+    await run.stop();
+    const st = run.sync.status();
+    // One full sync per shard; the failed-over shard resumed on its promoted replica with PSYNC.
+    expect(st.shards.map((s) => s.fullSyncs)).toEqual([1, 1, 1, 1]);
+    const failedOver = st.shards.find((s) => s.shard === m0id)!;
+    expect(failedOver.partialSyncs).toBeGreaterThanOrEqual(1);
+    expect(failedOver.node).toBe(`127.0.0.1:${r0!.port}`);
+
+    for (let i = 0; i < 100; i++) await client.incr(`counter:${i % 37}`);
+    const again = runClusterSync(opts);
+    await waitAllCaughtUp(again.sync, cluster, 4);
+    expect(await keyspaceDigest([tc])).toEqual(await keyspaceDigest(await masterNow(cluster)));
+    await again.stop();
+    expect(again.sync.status().shards.map((s) => [s.fullSyncs, s.partialSyncs])).toEqual([[0, 1], [0, 1], [0, 1], [0, 1]]);
+  }, 180_000);
+
+  it('--prefer-replica: snapshots come from the replicas; after a failover the shard follows its new replica with PSYNC', async () => {
+    const cluster = await startCluster({ masters: 2, replicasPerMaster: 1 });
+    cleanups.push(() => cluster.stop());
+    const target = await startRedis();
+    cleanups.push(() => target.stop());
+    const client = cluster.client();
+    await preload(client, 1000);
+    const before = await Promise.all(cluster.nodes.map(async (n) => fullSyncsServed([n.client()])));
+    const opts: ClusterSyncOptions = { source: `redis://${cluster.seed.host}:${cluster.seed.port}`, target: target.url, spoolDir: tempDir(), preferReplica: true };
+    const run = runClusterSync(opts);
+    await waitAllCaughtUp(run.sync, cluster, 2);
+    const [m0, m1] = await masters(cluster);
+    const replicas = [(await replicasOf(cluster, m0!))[0]!, (await replicasOf(cluster, m1!))[0]!];
+    // The sync reads the replicas: each served one full sync (to Replicant), the masters none more.
+    expect(run.sync.status().shards.map((s) => s.node).sort()).toEqual(replicas.map((r) => `127.0.0.1:${r.port}`).sort());
+    const after = await Promise.all(cluster.nodes.map(async (n) => fullSyncsServed([n.client()])));
+    for (const [i, n] of cluster.nodes.entries()) expect(after[i]! - before[i]!, `node ${n.port}`).toBe(replicas.includes(n) ? 1 : 0);
+
+    const load = startLoad(client);
+    await failover(cluster, replicas[0]!);
+    await load.stop();
+    // m0 is now the replica of shard 0: the sync moves there and resumes.
+    await waitFor(() => run.sync.status().shards.some((s) => s.node === `127.0.0.1:${m0!.port}`), 'the sync to read the new replica', 30_000);
+    await waitAllCaughtUp(run.sync, cluster, 2);
+    expect(await keyspaceDigest([target.client()])).toEqual(await keyspaceDigest(await masterNow(cluster)));
+    await run.stop();
+    const st = run.sync.status();
+    expect(st.fullSyncs).toBe(2);
+    expect(st.partialSyncs).toBeGreaterThanOrEqual(1);
   }, 120_000);
 });
