@@ -375,15 +375,16 @@ describe('a cluster source changing under the sync', () => {
     expect(again.sync.status().shards.map((s) => [s.fullSyncs, s.partialSyncs])).toEqual([[0, 1], [0, 1], [0, 1], [0, 1]]);
   }, 180_000);
 
-  it('--prefer-replica: snapshots come from the replicas; after a failover the shard follows its new replica with PSYNC', async () => {
-    const cluster = await startCluster({ masters: 2, replicasPerMaster: 1 });
+  it('--prefer-replica (and a password): snapshots come from the replicas; after a failover the shard follows its new replica with PSYNC', async () => {
+    // With a password: every node is reached with the seed's credentials.
+    const cluster = await startCluster({ masters: 2, replicasPerMaster: 1, password: 'cl-pw' });
     cleanups.push(() => cluster.stop());
     const target = await startRedis();
     cleanups.push(() => target.stop());
     const client = cluster.client();
     await preload(client, 1000);
     const before = await Promise.all(cluster.nodes.map(async (n) => fullSyncsServed([n.client()])));
-    const opts: ClusterSyncOptions = { source: `redis://${cluster.seed.host}:${cluster.seed.port}`, target: target.url, spoolDir: tempDir(), preferReplica: true };
+    const opts: ClusterSyncOptions = { source: `redis://:cl-pw@${cluster.seed.host}:${cluster.seed.port}`, target: target.url, spoolDir: tempDir(), preferReplica: true };
     const run = runClusterSync(opts);
     await waitAllCaughtUp(run.sync, cluster, 2);
     const [m0, m1] = await masters(cluster);
@@ -404,5 +405,30 @@ describe('a cluster source changing under the sync', () => {
     const st = run.sync.status();
     expect(st.fullSyncs).toBe(2);
     expect(st.partialSyncs).toBeGreaterThanOrEqual(1);
+  }, 120_000);
+
+  it('into a cluster target: keys of a slot migrated under load are neither lost nor doubled', async () => {
+    const source = await startCluster({ masters: 2 });
+    cleanups.push(() => source.stop());
+    const target = await startCluster(3);
+    cleanups.push(() => target.stop());
+    const client = source.client();
+    await preload(client, 1500);
+    const opts: ClusterSyncOptions = { source: `redis://${source.seed.host}:${source.seed.port}`, target: `redis://${target.seed.host}:${target.seed.port}`, spoolDir: tempDir(), parallelSyncs: 2 };
+    const run = runClusterSync(opts);
+    await waitAllCaughtUp(run.sync, source, 2);
+    const load = startLoad(client);
+    for (const key of ['counter:2', 'list:5', 'k:10']) {
+      const slot = keySlot(Buffer.from(key));
+      const from = await ownerOf(source, slot);
+      const to = (await masters(source)).find((m) => m !== from)!;
+      expect(await migrateSlot(source, slot, from, to, { batch: 1 })).toBeGreaterThan(0);
+    }
+    await load.stop();
+    await waitAllCaughtUp(run.sync, source, 2);
+    const targets = masterClients(target);
+    expect(await keyspaceDigest(targets)).toEqual(await keyspaceDigest(await masterNow(source)));
+    await run.stop();
+    expect(run.sync.status().shards.map((s) => s.fullSyncs)).toEqual([1, 1]);
   }, 120_000);
 });
