@@ -152,10 +152,17 @@ export class SnapshotScope {
   private dropping = false;
   /** Keys left out by the filters. */
   filtered = 0;
+  /** Keys left out because `superseded` said the target holds a newer copy of them. */
+  superseded = 0;
 
+  /**
+   * `isSuperseded`: a key (source name) whose copy on the target is newer than the snapshot's
+   * (a cluster shard's key that migrated to another shard since: see migration-guard).
+   */
   constructor(
     private readonly scope: PartialScope,
     private readonly onCollision: (db: number, key: Buffer) => void,
+    private readonly isSuperseded?: (key: Buffer) => boolean,
   ) {}
 
   /** `records` with the scope applied (the same array when nothing changes). */
@@ -167,6 +174,11 @@ export class SnapshotScope {
         this.dropping = !s.keepsDb(rec.db) || !s.keepsKey(rec.key);
         if (this.dropping) {
           this.filtered++;
+          continue;
+        }
+        if (this.isSuperseded?.(rec.key) === true) {
+          this.superseded++;
+          this.dropping = true;
           continue;
         }
         if (s.collides(rec.key)) {

@@ -679,7 +679,10 @@ export class SyncSession extends EventEmitter<SyncEvents> {
       spool.setMemoryBudget(streaming ? Math.min(this.opts.spoolMemoryBytes, LONG_STRING_SPOOL_MEMORY) : this.opts.spoolMemoryBytes);
       writer.setMaxInflight(streaming ? Math.min(this.opts.maxInflightBytes, LONG_STRING_INFLIGHT) : this.opts.maxInflightBytes);
     };
-    const snapScope = this.scope.identity ? null : new SnapshotScope(this.scope, (db, key) => this.renameCollision(db, key));
+    const shard = this.shard;
+    // A shard's snapshot may predate a migration whose keys another shard already restored on the target.
+    const superseded = shard === null ? undefined : (key: Buffer) => (shard.guard.ownerOf(key) ?? shard.source.key) !== shard.source.key;
+    const snapScope = this.scope.identity && shard === null ? null : new SnapshotScope(this.scope, (db, key) => this.renameCollision(db, key), superseded);
     let applier: SnapshotApplier | null = null;
     const makeApplier = (sourceRdbVersion: number): SnapshotApplier => {
       const restoreOk = info.rdbVersion >= sourceRdbVersion;
@@ -765,7 +768,7 @@ export class SyncSession extends EventEmitter<SyncEvents> {
     link.setAppliedOffset(outcome.offset);
     link.ackNow();
     const ms = Date.now() - started;
-    this.summarizeFullSync(applier, decoder.emptyKeysSkipped, ms, snapScope?.filtered ?? 0);
+    this.summarizeFullSync(applier, decoder.emptyKeysSkipped, ms, snapScope?.filtered ?? 0, snapScope?.superseded ?? 0);
     this.emit('fullSyncDone', { replid: outcome.replid, offset: outcome.offset, keys: applier.stats.keys, ms });
     this.rdbTotal = null;
     return afterRdb;
@@ -776,7 +779,7 @@ export class SyncSession extends EventEmitter<SyncEvents> {
    * them that are not on the target (rejected, corrupt, untranslatable, in a db the target lacks):
    * with any, a warning says the copy is incomplete and where the full list is.
    */
-  private summarizeFullSync(applier: SnapshotApplier, emptyKeysSkipped: number, ms: number, filteredKeys: number): void {
+  private summarizeFullSync(applier: SnapshotApplier, emptyKeysSkipped: number, ms: number, filteredKeys: number, migratedKeys: number): void {
     this.lost.flush();
     const s = applier.stats;
     const lost = this.lost.count;
@@ -794,6 +797,7 @@ export class SyncSession extends EventEmitter<SyncEvents> {
         ms,
         emptyKeysSkipped,
         ...(this.scope.identity ? {} : { filteredKeys }),
+        ...(migratedKeys > 0 ? { migratedKeys } : {}),
       },
       'full sync applied',
     );
