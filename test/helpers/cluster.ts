@@ -366,3 +366,28 @@ export async function tapReplicationStream(node: RedisServer, password?: string)
     close: () => socket.destroy(),
   };
 }
+
+/**
+ * Every key of the given nodes (e.g. each master of a cluster, or one standalone target) with
+ * its value in a comparable form and its absolute expiry (PEXPIRETIME): two images are equal
+ * when the data is, whatever the encodings. Key `__replicant*` entries are left out.
+ */
+export async function keyImage(clients: Redis[]): Promise<Map<string, string>> {
+  const out = new Map<string, string>();
+  for (const c of clients) {
+    for (const k of await c.keys('*')) {
+      if (k.startsWith('__replicant')) continue;
+      const type = await c.type(k);
+      let value: unknown;
+      if (type === 'string') value = await c.get(k);
+      else if (type === 'list') value = await c.lrange(k, 0, -1);
+      else if (type === 'set') value = (await c.smembers(k)).sort();
+      else if (type === 'hash') value = Object.entries(await c.hgetall(k)).sort();
+      else if (type === 'zset') value = await c.zrange(k, 0, -1, 'WITHSCORES');
+      else if (type === 'stream') value = await c.xrange(k, '-', '+');
+      else value = type;
+      out.set(k, `${type} ${JSON.stringify(value)} @${String(await c.call('PEXPIRETIME', k))}`);
+    }
+  }
+  return out;
+}
