@@ -299,9 +299,19 @@ export async function failover(cluster: RedisCluster, replica: RedisServer): Pro
   const before = (await clusterNodes(replica)).find((n) => n.id === id)!;
   const oldMasterId = before.masterOf;
   if (oldMasterId === null) throw new Error(`node ${replica.port} is not a replica`);
-  await admin(replica).call('CLUSTER', 'FAILOVER');
-  await waitAgreement(cluster, `node ${replica.port} master everywhere after the failover`, (view) =>
-    view.some((n) => n.id === id && n.master && n.slots.length > 0) && view.every((n) => n.id !== oldMasterId || n.masterOf === id || n.flags.includes('fail')));
+  const done = (view: ClusterNodeInfo[]) =>
+    view.some((n) => n.id === id && n.master && n.slots.length > 0) && view.every((n) => n.id !== oldMasterId || n.masterOf === id || n.flags.includes('fail'));
+  // A manual failover gives up silently when the replica does not catch up in time (busy
+  // master): ask again, up to three times.
+  for (let attempt = 1; ; attempt++) {
+    await admin(replica).call('CLUSTER', 'FAILOVER');
+    try {
+      await waitAgreement(cluster, `node ${replica.port} master everywhere after the failover`, done, 15_000);
+      break;
+    } catch (e) {
+      if (attempt === 3 || (await clusterNodes(replica)).some((n) => n.id === id && n.master)) throw e;
+    }
+  }
   for (const n of cluster.nodes.filter(alive)) {
     if ((await nodeId(n)) === oldMasterId) await waitReplicaLinked(n);
   }
@@ -327,11 +337,10 @@ export async function tapReplicationStream(node: RedisServer, password?: string)
   let parser: ReplicationStreamParser | null = null;
   let rdbLeft = -1;
   await new Promise<void>((resolve, reject) => {
-    socket.once('connect', () => {
-      if (password !== undefined) socket.write(`AUTH ${password}\r\n`);
-      // No REPLCONF capa eof: the snapshot comes as one $<length> bulk, easy to skip.
-      socket.write('PSYNC ? -1\r\n');
-    });
+    // No REPLCONF capa eof: the snapshot comes as one $<length> bulk, easy to skip. PSYNC only
+    // once AUTH was answered: the server refuses it while a reply is still pending.
+    let authPending = password !== undefined;
+    socket.once('connect', () => socket.write(authPending ? `AUTH ${password}\r\n` : 'PSYNC ? -1\r\n'));
     socket.on('data', (chunk: Buffer) => {
       if (parser !== null) {
         for (const c of parser.push(chunk)) commands.push(c.args.map((a) => Buffer.from(a)));
@@ -352,8 +361,12 @@ export async function tapReplicationStream(node: RedisServer, password?: string)
         const line = head.subarray(0, eol).toString('latin1');
         head = head.subarray(eol + 2);
         if (line.startsWith('-')) return reject(new Error(`replication tap on ${node.port}: ${line}`));
+        if (authPending && line === '+OK') {
+          authPending = false;
+          socket.write('PSYNC ? -1\r\n');
+        }
         if (line.startsWith('$')) rdbLeft = Number(line.slice(1));
-        // "+OK" (AUTH), "+FULLRESYNC ..." and bare newlines (keepalives while the RDB is made) pass.
+        // "+FULLRESYNC ..." and bare newlines (keepalives while the RDB is made) pass.
       }
     });
     socket.once('close', () => reject(new Error(`replication tap on ${node.port} closed`)));
