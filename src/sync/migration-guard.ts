@@ -176,17 +176,22 @@ export class MigrationGuard {
   private del(cmd: StreamCommand, shard: string): Buffer | null {
     const args = cmd.args;
     let kept: Buffer[] | null = null;
+    // Keys dropped by this command: a key named twice is dropped twice (its entry is gone by then).
+    let consumed = null as Set<string> | null;
     for (let i = 1; i < args.length; i++) {
       const k = args[i]!;
       const id = k.toString('latin1');
       const e = this.entries.get(id);
-      if (e === undefined || e.owner === shard) {
+      if ((e === undefined || e.owner === shard) && consumed?.has(id) !== true) {
         kept?.push(k);
         continue;
       }
       // A migration's DEL of a copy the target no longer holds: consumed.
-      this.entries.delete(id);
-      this.droppedDeletes++;
+      if (e !== undefined) {
+        this.entries.delete(id);
+        this.droppedDeletes++;
+        (consumed ??= new Set()).add(id);
+      }
       kept ??= args.slice(0, i);
     }
     if (kept === null) return cmd.raw;

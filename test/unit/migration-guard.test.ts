@@ -64,6 +64,20 @@ describe('MigrationGuard', () => {
     expect(g.size).toBe(0);
   });
 
+  it('drops a migrated key named twice in one DEL both times', () => {
+    const g = new MigrationGuard();
+    g.apply(restore('k'), 'B');
+    expect(fwd(g.apply(cmd('DEL', 'k', 'a', 'k'), 'A'))).toEqual(['DEL', 'a']);
+    expect(g.droppedDeletes).toBe(1);
+  });
+
+  it('passes a RESTORE-ASKING without a key as it is (the target answers it)', () => {
+    const g = new MigrationGuard();
+    const bare = cmd('RESTORE-ASKING');
+    expect(g.apply(bare, 'B')).toBe(bare.raw);
+    expect(g.size).toBe(0);
+  });
+
   it('treats a DEL inside MULTI like any other (MULTI and EXEC pass)', () => {
     const g = new MigrationGuard();
     g.apply(restore('k'), 'B');
