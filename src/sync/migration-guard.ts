@@ -35,13 +35,13 @@
  * shard (the slot moved on) makes that shard the owner.
  *
  * Entries whose DEL came first (or never comes, e.g. MIGRATE COPY) would live forever, so they
- * are released by `sweep(before)` once no DEL they could pair with can still arrive. The source
- * runs MIGRATE's DEL within the MIGRATE call, right after the destination's RESTORE reply, so the
- * coordinator may, each round: take `m = mark()`, sample every shard's source offset, and once
- * every shard has applied up to its sampled offset, call `sweep` with the mark of the PREVIOUS
- * round (a round of lag covers a DEL issued just after the sample). Sweeping late only costs
- * memory; sweeping early could let a late DEL delete a migrated key. A cap (`maxEntries`)
- * releases the oldest entries beyond it, with a warning.
+ * are released by `sweep(before)` once no command they could pair with can still arrive: when
+ * every shard has applied what its source had run some time after the entry was made. The
+ * source runs MIGRATE's DEL within the MIGRATE call, right after the destination's RESTORE
+ * reply, so "some time" is a grace period longer than a MIGRATE call. `SweepRounds` runs that
+ * schedule for the coordinator. Sweeping late only costs memory; sweeping early could let a late
+ * DEL delete a migrated key. A cap (`maxEntries`) releases the oldest entries beyond it, with a
+ * warning.
  *
  * `noteSnapshotKey(k, X)` tracks a key a shard's snapshot wrote as if it had arrived by
  * RESTORE-ASKING from X. Optional: use it for keys of slots that were migrating or importing
@@ -176,17 +176,22 @@ export class MigrationGuard {
   private del(cmd: StreamCommand, shard: string): Buffer | null {
     const args = cmd.args;
     let kept: Buffer[] | null = null;
+    // Keys dropped by this command: a key named twice is dropped twice (its entry is gone by then).
+    let consumed = null as Set<string> | null;
     for (let i = 1; i < args.length; i++) {
       const k = args[i]!;
       const id = k.toString('latin1');
       const e = this.entries.get(id);
-      if (e === undefined || e.owner === shard) {
+      if ((e === undefined || e.owner === shard) && consumed?.has(id) !== true) {
         kept?.push(k);
         continue;
       }
       // A migration's DEL of a copy the target no longer holds: consumed.
-      this.entries.delete(id);
-      this.droppedDeletes++;
+      if (e !== undefined) {
+        this.entries.delete(id);
+        this.droppedDeletes++;
+        (consumed ??= new Set()).add(id);
+      }
       kept ??= args.slice(0, i);
     }
     if (kept === null) return cmd.raw;
@@ -229,4 +234,51 @@ function touchedKeys(cmd: StreamCommand): Buffer[] {
 function count(a: Buffer | undefined): number {
   const v = a === undefined ? NaN : Number(a.toString('latin1'));
   return Number.isInteger(v) && v > 0 ? v : 0;
+}
+
+/**
+ * The sweep schedule of a MigrationGuard. Every few seconds the coordinator samples each shard's
+ * source replication offset (INFO master_repl_offset of the node the shard streams from) and
+ * calls `begin(offsets, sampledAt)` with the time it started sampling; each shard session calls
+ * `applied(shard, offset)` after applying a unit. Once every shard of the round has applied up to
+ * its sampled offset, all the sources ran before `sampledAt` is on the target, so the entries made
+ * more than `graceMs` before `sampledAt` can no longer meet their DEL or a stale write: they are
+ * swept. A round begun while another is pending replaces it (a shard gone from the topology
+ * would otherwise hold it forever).
+ */
+export class SweepRounds {
+  private pending: { targets: Map<string, number>; sampledAt: number; mark: number; markAt: number } | null = null;
+  /** Marks of completed rounds not swept yet, oldest first. */
+  private readonly marks: Array<{ mark: number; at: number }> = [];
+
+  constructor(
+    private readonly guard: MigrationGuard,
+    private readonly graceMs = 10_000,
+    private readonly now: () => number = Date.now,
+  ) {}
+
+  begin(offsets: ReadonlyMap<string, number>, sampledAt: number): void {
+    this.pending = { targets: new Map(offsets), sampledAt, mark: this.guard.mark(), markAt: this.now() };
+    this.check();
+  }
+
+  /** Returns the number of entries swept when this call completed a round, else 0. */
+  applied(shard: string, offset: number): number {
+    const p = this.pending;
+    if (p === null) return 0;
+    const want = p.targets.get(shard);
+    if (want === undefined || offset < want) return 0;
+    p.targets.delete(shard);
+    return this.check();
+  }
+
+  private check(): number {
+    const p = this.pending;
+    if (p === null || p.targets.size > 0) return 0;
+    this.pending = null;
+    this.marks.push({ mark: p.mark, at: p.markAt });
+    let sweepTo = -1;
+    while (this.marks.length > 0 && this.marks[0]!.at <= p.sampledAt - this.graceMs) sweepTo = this.marks.shift()!.mark;
+    return sweepTo < 0 ? 0 : this.guard.sweep(sweepTo);
+  }
 }

@@ -6,9 +6,9 @@
  *
  * The cluster is built by hand (distinct config epochs, ADDSLOTSRANGE, CLUSTER MEET, CLUSTER
  * REPLICATE) rather than by `redis-cli --cluster create`, which refuses fewer than 3 masters.
- * Every helper returns only once every live node agrees on the change (CLUSTER NODES) and
- * reports cluster_state:ok, so a test can act on any node right after. Always `stop()` the
- * cluster in afterAll.
+ * `masters`/`replicasOf`/`ownerOf` read the topology from CLUSTER NODES. Every helper returns
+ * only once every live node agrees on the change (CLUSTER NODES) and reports cluster_state:ok,
+ * so a test can act on any node right after. Always `stop()` the cluster in afterAll.
  */
 import { connect } from 'node:net';
 import { Redis } from 'ioredis';
@@ -139,12 +139,12 @@ export async function ownerOf(cluster: RedisCluster, slot: number): Promise<Redi
   return node;
 }
 
-/** Waits until every live node reports cluster_state:ok and `agree` holds for its CLUSTER NODES. */
-async function waitAgreement(cluster: RedisCluster, what: string, agree: (view: ClusterNodeInfo[]) => boolean, timeoutMs = 30_000): Promise<void> {
+/** Waits until every live node reports cluster_state:ok (unless `stateOk` is false) and `agree` holds for its CLUSTER NODES. */
+async function waitAgreement(cluster: RedisCluster, what: string, agree: (view: ClusterNodeInfo[]) => boolean, timeoutMs = 30_000, stateOk = true): Promise<void> {
   await waitFor(async () => {
     for (const n of cluster.nodes.filter(alive)) {
       const c = admin(n);
-      if (!((await c.call('CLUSTER', 'INFO')) as string).includes('cluster_state:ok')) return false;
+      if (stateOk && !((await c.call('CLUSTER', 'INFO')) as string).includes('cluster_state:ok')) return false;
       if (!agree(parseClusterNodes((await c.call('CLUSTER', 'NODES')) as string))) return false;
     }
     return true;
@@ -158,13 +158,18 @@ async function waitReplicaLinked(replica: RedisServer): Promise<void> {
   }, `replica ${replica.port} in sync with its master`, 30_000, 100);
 }
 
-/** Makes `node` known to every live node of the cluster. */
-async function meet(cluster: RedisCluster, node: RedisServer): Promise<void> {
-  const seed = cluster.nodes.find((n) => n !== node && alive(n))!;
-  await admin(seed).call('CLUSTER', 'MEET', '127.0.0.1', String(node.port), String(busPorts.get(node)));
-  const id = await nodeId(node);
+/**
+ * Makes `added` known to every live node of the cluster (one wait for all of them). `stateOk`
+ * false: do not wait for the new nodes' cluster_state:ok (a new master-without-slots waits out
+ * a rejoin delay of up to the node timeout; a node about to become a replica need not).
+ */
+async function meet(cluster: RedisCluster, added: RedisServer[], stateOk = true): Promise<void> {
+  const seed = cluster.nodes.find((n) => !added.includes(n) && alive(n))!;
+  for (const n of added) await admin(seed).call('CLUSTER', 'MEET', '127.0.0.1', String(n.port), String(busPorts.get(n)));
+  const ids = await Promise.all(added.map(nodeId));
   const total = cluster.nodes.filter(alive).length;
-  await waitAgreement(cluster, `node ${node.port} known by every node`, (view) => view.length === total && view.some((n) => n.id === id && !n.flags.includes('handshake')));
+  await waitAgreement(cluster, `nodes ${added.map((n) => n.port).join(', ')} known by every node`, (view) =>
+    view.length === total && ids.every((id) => view.some((n) => n.id === id && !n.flags.includes('handshake'))), 30_000, stateOk);
 }
 
 /**
@@ -218,10 +223,8 @@ export async function startCluster(opts?: number | ClusterOptions, password?: st
     }
     for (const n of nodes.slice(1)) await admin(nodes[0]!).call('CLUSTER', 'MEET', '127.0.0.1', String(n.port), String(busPorts.get(n)));
     await waitAgreement(cluster, 'cluster state ok on every node', (view) => view.length === masterCount && view.every((n) => !n.flags.includes('handshake')));
-    const masterNodes = nodes.slice();
-    for (const m of masterNodes) {
-      for (let r = 0; r < (o.replicasPerMaster ?? 0); r++) await addReplica(cluster, m);
-    }
+    const replicaOf = Array.from({ length: o.replicasPerMaster ?? 0 }, () => nodes.slice(0, masterCount)).flat();
+    if (replicaOf.length > 0) await addReplicas(cluster, replicaOf);
   } catch (e) {
     await cluster.stop();
     throw e;
@@ -229,22 +232,24 @@ export async function startCluster(opts?: number | ClusterOptions, password?: st
   return cluster;
 }
 
-/** Starts a node and makes it a replica of `master` (in sync, known as such by every node). */
-export async function addReplica(cluster: RedisCluster, master: RedisServer): Promise<RedisServer> {
-  const node = await cluster.startNode();
-  await meet(cluster, node);
-  const masterId = await nodeId(master);
-  await admin(node).call('CLUSTER', 'REPLICATE', masterId);
-  const id = await nodeId(node);
-  await waitAgreement(cluster, `node ${node.port} replica of ${master.port} everywhere`, (view) => view.some((n) => n.id === id && n.masterOf === masterId));
-  await waitReplicaLinked(node);
-  return node;
+/** Starts one node per entry of `of`, each a replica of that master (in sync, known as such by every node). */
+export async function addReplicas(cluster: RedisCluster, of: RedisServer[]): Promise<RedisServer[]> {
+  // Started and joined together: a new node takes seconds to reach cluster_state:ok, once for all.
+  const added = await Promise.all(of.map(() => cluster.startNode()));
+  await meet(cluster, added, false);
+  const masterIds = await Promise.all(of.map(nodeId));
+  const ids = await Promise.all(added.map(nodeId));
+  for (const [i, n] of added.entries()) await admin(n).call('CLUSTER', 'REPLICATE', masterIds[i]!);
+  await waitAgreement(cluster, `nodes ${added.map((n) => n.port).join(', ')} replicas everywhere`, (view) =>
+    ids.every((id, i) => view.some((n) => n.id === id && n.masterOf === masterIds[i])));
+  await Promise.all(added.map(waitReplicaLinked));
+  return added;
 }
 
 /** Starts a node and joins it as a master without slots (give it some with migrateSlot). */
 export async function addMaster(cluster: RedisCluster): Promise<RedisServer> {
   const node = await cluster.startNode();
-  await meet(cluster, node);
+  await meet(cluster, [node]);
   return node;
 }
 
@@ -299,9 +304,19 @@ export async function failover(cluster: RedisCluster, replica: RedisServer): Pro
   const before = (await clusterNodes(replica)).find((n) => n.id === id)!;
   const oldMasterId = before.masterOf;
   if (oldMasterId === null) throw new Error(`node ${replica.port} is not a replica`);
-  await admin(replica).call('CLUSTER', 'FAILOVER');
-  await waitAgreement(cluster, `node ${replica.port} master everywhere after the failover`, (view) =>
-    view.some((n) => n.id === id && n.master && n.slots.length > 0) && view.every((n) => n.id !== oldMasterId || n.masterOf === id || n.flags.includes('fail')));
+  const done = (view: ClusterNodeInfo[]) =>
+    view.some((n) => n.id === id && n.master && n.slots.length > 0) && view.every((n) => n.id !== oldMasterId || n.masterOf === id || n.flags.includes('fail'));
+  // A manual failover gives up silently when the replica does not catch up in time (busy
+  // master): ask again, up to three times.
+  for (let attempt = 1; ; attempt++) {
+    await admin(replica).call('CLUSTER', 'FAILOVER');
+    try {
+      await waitAgreement(cluster, `node ${replica.port} master everywhere after the failover`, done, 15_000);
+      break;
+    } catch (e) {
+      if (attempt === 3 || (await clusterNodes(replica)).some((n) => n.id === id && n.master)) throw e;
+    }
+  }
   for (const n of cluster.nodes.filter(alive)) {
     if ((await nodeId(n)) === oldMasterId) await waitReplicaLinked(n);
   }
@@ -327,11 +342,10 @@ export async function tapReplicationStream(node: RedisServer, password?: string)
   let parser: ReplicationStreamParser | null = null;
   let rdbLeft = -1;
   await new Promise<void>((resolve, reject) => {
-    socket.once('connect', () => {
-      if (password !== undefined) socket.write(`AUTH ${password}\r\n`);
-      // No REPLCONF capa eof: the snapshot comes as one $<length> bulk, easy to skip.
-      socket.write('PSYNC ? -1\r\n');
-    });
+    // No REPLCONF capa eof: the snapshot comes as one $<length> bulk, easy to skip. PSYNC only
+    // once AUTH was answered: the server refuses it while a reply is still pending.
+    let authPending = password !== undefined;
+    socket.once('connect', () => socket.write(authPending ? `AUTH ${password}\r\n` : 'PSYNC ? -1\r\n'));
     socket.on('data', (chunk: Buffer) => {
       if (parser !== null) {
         for (const c of parser.push(chunk)) commands.push(c.args.map((a) => Buffer.from(a)));
@@ -352,8 +366,12 @@ export async function tapReplicationStream(node: RedisServer, password?: string)
         const line = head.subarray(0, eol).toString('latin1');
         head = head.subarray(eol + 2);
         if (line.startsWith('-')) return reject(new Error(`replication tap on ${node.port}: ${line}`));
+        if (authPending && line === '+OK') {
+          authPending = false;
+          socket.write('PSYNC ? -1\r\n');
+        }
         if (line.startsWith('$')) rdbLeft = Number(line.slice(1));
-        // "+OK" (AUTH), "+FULLRESYNC ..." and bare newlines (keepalives while the RDB is made) pass.
+        // "+FULLRESYNC ..." and bare newlines (keepalives while the RDB is made) pass.
       }
     });
     socket.once('close', () => reject(new Error(`replication tap on ${node.port} closed`)));
@@ -365,4 +383,29 @@ export async function tapReplicationStream(node: RedisServer, password?: string)
       .map((c) => c.map((a) => a.toString('latin1')).join(' ')),
     close: () => socket.destroy(),
   };
+}
+
+/**
+ * Every key of the given nodes (e.g. each master of a cluster, or one standalone target) with
+ * its value in a comparable form and its absolute expiry (PEXPIRETIME): two images are equal
+ * when the data is, whatever the encodings. Key `__replicant*` entries are left out.
+ */
+export async function keyImage(clients: Redis[]): Promise<Map<string, string>> {
+  const out = new Map<string, string>();
+  for (const c of clients) {
+    for (const k of await c.keys('*')) {
+      if (k.startsWith('__replicant')) continue;
+      const type = await c.type(k);
+      let value: unknown;
+      if (type === 'string') value = await c.get(k);
+      else if (type === 'list') value = await c.lrange(k, 0, -1);
+      else if (type === 'set') value = (await c.smembers(k)).sort();
+      else if (type === 'hash') value = Object.entries(await c.hgetall(k)).sort();
+      else if (type === 'zset') value = await c.zrange(k, 0, -1, 'WITHSCORES');
+      else if (type === 'stream') value = await c.xrange(k, '-', '+');
+      else value = type;
+      out.set(k, `${type} ${JSON.stringify(value)} @${String(await c.call('PEXPIRETIME', k))}`);
+    }
+  }
+  return out;
 }

@@ -6,12 +6,11 @@
  * source cluster; without it, applying the destination's stream first loses or doubles data.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { Redis } from 'ioredis';
 import { encodeCommand } from '../../src/resp/encode.js';
 import { ReplicationStreamParser, type StreamCommand } from '../../src/resp/stream-parser.js';
 import { MigrationGuard } from '../../src/sync/migration-guard.js';
 import { keySlot } from '../../src/target/key-slot.js';
-import { admin, masters, migrateSlot, ownerOf, startCluster, tapReplicationStream, type RedisCluster, type StreamTap } from '../helpers/cluster.js';
+import { admin, keyImage, masters, migrateSlot, ownerOf, startCluster, tapReplicationStream, type RedisCluster, type StreamTap } from '../helpers/cluster.js';
 import { startRedis, waitFor, type RedisServer } from '../helpers/redis.js';
 
 type Shard = 'A' | 'B';
@@ -33,19 +32,6 @@ function interleave(a: StreamCommand[], b: StreamCommand[], seed: number, bias: 
     x = (x * 1103515245 + 12345) % 2147483648;
     const takeA = j >= b.length || (i < a.length && x / 2147483648 < bias);
     out.push(takeA ? ['A', a[i++]!] : ['B', b[j++]!]);
-  }
-  return out;
-}
-
-/** Every key of the cluster with its value (strings and lists) and absolute expiry. */
-async function image(clients: Redis[]): Promise<Map<string, string>> {
-  const out = new Map<string, string>();
-  for (const c of clients) {
-    for (const k of await c.keys('*')) {
-      const type = await c.type(k);
-      const value = type === 'list' ? JSON.stringify(await c.lrange(k, 0, -1)) : type === 'string' ? await c.get(k) : type;
-      out.set(k, `${value} @${String(await c.call('PEXPIRETIME', k))}`);
-    }
   }
   return out;
 }
@@ -98,7 +84,7 @@ describe('MigrationGuard on the streams of a real slot migration', () => {
     taps.A.close();
     taps.B.close();
     streams = { A: commandsOf(taps.A), B: commandsOf(taps.B) };
-    expected = await image([admin(a), admin(b)]);
+    expected = await keyImage([admin(a), admin(b)]);
     expect(streams.B.filter((x) => x.name === 'restore-asking').length).toBeGreaterThanOrEqual(40);
     expect(streams.A.filter((x) => x.name === 'del').length).toBeGreaterThanOrEqual(6);
   }, 90_000);
@@ -118,7 +104,7 @@ describe('MigrationGuard on the streams of a real slot migration', () => {
       // Without the guard a RESTORE-ASKING over an existing key fails (BUSYKEY): that is part of the damage.
       await t.callBuffer(args[0]!.toString('latin1'), ...args.slice(1)).catch(() => undefined);
     }
-    const img = await image([t]);
+    const img = await keyImage([t]);
     t.disconnect();
     return img;
   }

@@ -3,7 +3,7 @@ import { pino } from 'pino';
 import { Writable } from 'node:stream';
 import { encodeCommand, type Arg } from '../../src/resp/encode.js';
 import { ReplicationStreamParser, type StreamCommand } from '../../src/resp/stream-parser.js';
-import { MigrationGuard } from '../../src/sync/migration-guard.js';
+import { MigrationGuard, SweepRounds } from '../../src/sync/migration-guard.js';
 
 const cmd = (...args: Arg[]): StreamCommand => new ReplicationStreamParser(0).push(encodeCommand(args))[0]!;
 /** RESTORE-ASKING as MIGRATE sends it (the payload does not matter to the guard). */
@@ -61,6 +61,20 @@ describe('MigrationGuard', () => {
     expect(fwd(g.apply(cmd('unlink', 'y', 'x', 'z'), 'A'))).toEqual(['unlink', 'x']);
     expect(g.apply(cmd('DEL'), 'A')).not.toBeNull();
     expect(g.droppedDeletes).toBe(4);
+    expect(g.size).toBe(0);
+  });
+
+  it('drops a migrated key named twice in one DEL both times', () => {
+    const g = new MigrationGuard();
+    g.apply(restore('k'), 'B');
+    expect(fwd(g.apply(cmd('DEL', 'k', 'a', 'k'), 'A'))).toEqual(['DEL', 'a']);
+    expect(g.droppedDeletes).toBe(1);
+  });
+
+  it('passes a RESTORE-ASKING without a key as it is (the target answers it)', () => {
+    const g = new MigrationGuard();
+    const bare = cmd('RESTORE-ASKING');
+    expect(g.apply(bare, 'B')).toBe(bare.raw);
     expect(g.size).toBe(0);
   });
 
@@ -199,5 +213,44 @@ describe('MigrationGuard', () => {
     g.apply(cmd('RESTORE-ASKING', k, '0', Buffer.from('payload')), 'B');
     expect(g.apply(cmd('DEL', Buffer.from([0xff, 0x00, 0x80, 0x7c])), 'A')).not.toBeNull();
     expect(g.apply(cmd('DEL', k), 'A')).toBeNull();
+  });
+
+  describe('SweepRounds', () => {
+    it('sweeps, once every shard applied its sampled offset, only entries older than the grace before the sample', () => {
+      const g = new MigrationGuard();
+      let now = 1000;
+      const rounds = new SweepRounds(g, 10_000, () => now);
+      g.apply(restore('early'), 'B');
+      rounds.begin(new Map([['A', 100], ['B', 50]]), now); // round 1: mark after 'early'
+      now += 5_000;
+      g.apply(restore('late'), 'B');
+      expect(rounds.applied('A', 100)).toBe(0);
+      expect(rounds.applied('B', 49)).toBe(0);
+      // Round 1 complete, but its mark is not older than the grace before its own sample.
+      expect(rounds.applied('B', 50)).toBe(0);
+      expect(g.size).toBe(2);
+      now += 6_000; // 11 s after round 1's mark
+      rounds.begin(new Map([['A', 200], ['B', 300]]), now);
+      expect(rounds.applied('B', 400)).toBe(0);
+      expect(rounds.applied('C', 999)).toBe(0); // not part of the round
+      expect(rounds.applied('A', 200)).toBe(1); // sweeps with round 1's mark: 'early' only
+      expect(g.ownerOf(Buffer.from('early'))).toBeUndefined();
+      expect(g.ownerOf(Buffer.from('late'))).toBe('B');
+      expect(rounds.applied('A', 300)).toBe(0); // no round pending
+    });
+
+    it('a new round replaces a pending one (a shard that left would hold it forever)', () => {
+      const g = new MigrationGuard();
+      let now = 0;
+      const rounds = new SweepRounds(g, 1_000, () => now);
+      g.apply(restore('k'), 'B');
+      rounds.begin(new Map([['A', 10], ['gone', 10]]), now);
+      now = 5_000;
+      rounds.begin(new Map([['A', 20]]), now);
+      expect(rounds.applied('A', 20)).toBe(0); // completes round 2: its own mark is too young
+      now = 10_000;
+      rounds.begin(new Map(), now); // no shard to wait for: completes at once, sweeps round 2's mark
+      expect(g.size).toBe(0);
+    });
   });
 });
