@@ -378,7 +378,8 @@ export class SyncSession extends EventEmitter<SyncEvents> {
    * boundary, store the checkpoint. `run()` then resolves.
    */
   stop(): void {
-    if (this.stopping) return;
+    // (A run that already ended stays 'stopped'.)
+    if (this.stopping || this.phase === 'stopped') return;
     this.stopping = true;
     this.setPhase('stopping', {});
     // A snapshot cannot be resumed half-way (the next run copies it again): what is still in

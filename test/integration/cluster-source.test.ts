@@ -431,4 +431,40 @@ describe('a cluster source changing under the sync', () => {
     await run.stop();
     expect(run.sync.status().shards.map((s) => s.fullSyncs)).toEqual([1, 1]);
   }, 120_000);
+
+  it('a second instance of the same cluster sync is refused (exit 10); a FLUSHALL of one master stops every shard (exit 5) or is dropped under skip', async () => {
+    const cluster = await startCluster(3);
+    cleanups.push(() => cluster.stop());
+    const target = await startRedis();
+    cleanups.push(() => target.stop());
+    const client = cluster.client();
+    await preload(client, 300);
+    const opts: ClusterSyncOptions = { source: `redis://${cluster.seed.host}:${cluster.seed.port}`, target: target.url, spoolDir: tempDir(), name: 'safe' };
+    const first = runClusterSync(opts);
+    await waitAllCaughtUp(first.sync, cluster);
+    const second = runClusterSync(opts);
+    await expect(second.done).rejects.toMatchObject({ exitCode: 10 });
+    // The first one is untouched by the refused second one.
+    await client.set('still', 'here');
+    await waitFor(async () => (await target.client().get('still')) === 'here', 'the first sync to go on', 10_000);
+
+    const victim = cluster.nodes[2]!.client();
+    await victim.flushall();
+    await expect(first.done).rejects.toMatchObject({ exitCode: 5, message: expect.stringMatching(/FLUSHALL .*would delete the keys of the other shards/) });
+    expect(first.sync.status().shards.map((s) => s.phase)).toEqual(['stopped', 'stopped', 'stopped']);
+    const tc = target.client();
+    const keysBefore = await tc.dbsize();
+
+    const skipping = runClusterSync({ ...opts, onError: 'skip' });
+    await waitAllCaughtUp(skipping.sync, cluster);
+    await victim.flushall();
+    await client.set('after', 'flush');
+    await waitAllCaughtUp(skipping.sync, cluster);
+    expect(await tc.get('after')).toBe('flush');
+    // The other shards' keys are all still there; the flushed shard's keys stay too (reported).
+    expect(await tc.dbsize()).toBeGreaterThanOrEqual(keysBefore);
+    // Both FLUSHALLs: the first one, which stopped the run before, is read again on resume.
+    expect(skipping.sync.status().errors).toBe(2);
+    await skipping.stop();
+  }, 120_000);
 });
