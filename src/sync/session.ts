@@ -860,7 +860,18 @@ export class SyncSession extends EventEmitter<SyncEvents> {
       if (chunk === null) break;
       const cmds = parser.push(chunk);
       chunk = null;
-      for (const c of cmds) batcher.push(c, units);
+      for (const c of cmds) {
+        if (this.shard !== null && isFlush(c) && !batcher.inTransaction && !this.scope.excludedCommands.has(c.name)) {
+          // Everything before it is applied first, then the shard's own keys are deleted.
+          const before = batcher.cut();
+          if (before !== null) units.push(before);
+          for (const u of units) await this.submitStreamUnit(u);
+          units.length = 0;
+          await this.flushWriter();
+          await this.clearShardOnFlush(c);
+        }
+        batcher.push(c, units);
+      }
       if (spool.bufferedBytes === 0) {
         const u = batcher.cut();
         if (u !== null) units.push(u);
@@ -901,13 +912,34 @@ export class SyncSession extends EventEmitter<SyncEvents> {
   }
 
   /**
-   * A FLUSHALL/FLUSHDB in one shard's stream: relayed, it would delete the other shards' keys
-   * too. Stop (--on-error fail), or drop it (skip): the keys this shard had stay on the target.
+   * A FLUSHALL/FLUSHDB in one shard's stream (a cluster source flushes master by master): on
+   * the target it means "delete this shard's keys", which is done here (the command itself is
+   * then dropped). A crash before the next checkpoint replays it: deleting again is harmless.
+   */
+  private async clearShardOnFlush(cmd: StreamCommand): Promise<void> {
+    this.flushCleared = cmd.offset;
+    this.log.info({ command: cmd.name.toUpperCase(), offset: cmd.offset }, "source flush in this shard's stream: deleting this shard's keys from the target (not the other shards')");
+    try {
+      await this.clearOwnKeys();
+    } catch (e) {
+      if (e instanceof ReplicantError || e instanceof TargetCommandError) throw e;
+      throw new Recoverable('target', `deleting the shard's keys for the source ${cmd.name.toUpperCase()} at offset ${cmd.offset} failed`, { cause: e });
+    }
+  }
+
+  /** Offset of the last source flush done as clearShardOnFlush (its command is then dropped). */
+  private flushCleared = -1;
+
+  /**
+   * A FLUSHALL/FLUSHDB of a shard inside a source transaction cannot be split from it: relayed,
+   * it would delete the other shards' keys too. Stop (--on-error fail), or drop it (skip): the
+   * keys this shard had stay on the target.
    */
   private shardFlush(cmd: StreamCommand, db: number): boolean {
+    if (cmd.offset === this.flushCleared) return true;
     const what = `source ${cmd.name.toUpperCase()} at offset ${cmd.offset} of ${describeSource(this.sourceSpec)}`;
     if (this.opts.onError === 'fail') {
-      throw new TargetError(`${what}: relaying it would delete the keys of the other shards on the target; a flush of a cluster source is not copied (use --on-error skip to drop it, then delete the keys on the target yourself)`);
+      throw new TargetError(`${what}: inside a transaction, relaying it would delete the keys of the other shards on the target (use --on-error skip to drop it, then delete the keys on the target yourself)`);
     }
     this.errors++;
     this.log.error({ command: cmd.name, db, offset: cmd.offset }, `${what} not relayed: it would delete the other shards' keys; this shard's keys it deleted stay on the target (--on-error skip)`);
@@ -1573,7 +1605,7 @@ export class SyncSession extends EventEmitter<SyncEvents> {
       } while (cursor !== '0');
     }
     if (!this.cluster) await w.call(['SELECT', this.scope.connectionDb(this.db)]);
-    this.log.warn({ deleted, slots: ranges.map(([lo, hi]) => `${lo}-${hi}`).join(',') }, "deleted this shard's keys from the target before copying it again");
+    this.log.warn({ deleted, slots: ranges.map(([lo, hi]) => `${lo}-${hi}`).join(',') }, "deleted the keys of this shard's slots from the target");
   }
 
   /** FLUSHALL, then put back what makes this sync safe (its lease and registration). */
@@ -1731,6 +1763,10 @@ export class SyncSession extends EventEmitter<SyncEvents> {
 }
 
 const PING = encodeCommand(['PING']);
+
+function isFlush(cmd: StreamCommand): boolean {
+  return cmd.name === 'flushall' || cmd.name === 'flushdb';
+}
 /** Bytes handed to the RDB decoder per push. */
 const DECODE_SLICE = 64 * 1024;
 /** Spool memory budget and target in-flight budget while a long string streams (at most the configured ones). */

@@ -432,13 +432,13 @@ describe('a cluster source changing under the sync', () => {
     expect(run.sync.status().shards.map((s) => s.fullSyncs)).toEqual([1, 1]);
   }, 120_000);
 
-  it('a second instance of the same cluster sync is refused (exit 10); a FLUSHALL of one master stops every shard (exit 5) or is dropped under skip', async () => {
+  it('a second instance of the same cluster sync is refused (exit 10); a FLUSHALL of one master deletes only its shard\'s keys; inside a transaction it stops every shard (exit 5)', async () => {
     const cluster = await startCluster(3);
     cleanups.push(() => cluster.stop());
     const target = await startRedis();
     cleanups.push(() => target.stop());
     const client = cluster.client();
-    await preload(client, 300);
+    await preload(client, 600);
     const opts: ClusterSyncOptions = { source: `redis://${cluster.seed.host}:${cluster.seed.port}`, target: target.url, spoolDir: tempDir(), name: 'safe' };
     const first = runClusterSync(opts);
     await waitAllCaughtUp(first.sync, cluster);
@@ -448,23 +448,20 @@ describe('a cluster source changing under the sync', () => {
     await client.set('still', 'here');
     await waitFor(async () => (await target.client().get('still')) === 'here', 'the first sync to go on', 10_000);
 
-    const victim = cluster.nodes[2]!.client();
-    await victim.flushall();
-    await expect(first.done).rejects.toMatchObject({ exitCode: 5, message: expect.stringMatching(/FLUSHALL .*would delete the keys of the other shards/) });
-    expect(first.sync.status().shards.map((s) => s.phase)).toEqual(['stopped', 'stopped', 'stopped']);
     const tc = target.client();
-    const keysBefore = await tc.dbsize();
-
-    const skipping = runClusterSync({ ...opts, onError: 'skip' });
-    await waitAllCaughtUp(skipping.sync, cluster);
+    const victim = cluster.nodes[2]!.client();
+    const victimKeys = await victim.dbsize();
+    const before = await tc.dbsize();
     await victim.flushall();
     await client.set('after', 'flush');
-    await waitAllCaughtUp(skipping.sync, cluster);
-    expect(await tc.get('after')).toBe('flush');
-    // The other shards' keys are all still there; the flushed shard's keys stay too (reported).
-    expect(await tc.dbsize()).toBeGreaterThanOrEqual(keysBefore);
-    // Both FLUSHALLs: the first one, which stopped the run before, is read again on resume.
-    expect(skipping.sync.status().errors).toBe(2);
-    await skipping.stop();
+    await waitAllCaughtUp(first.sync, cluster);
+    expect(await keyspaceDigest([tc])).toEqual(await keyspaceDigest(masterClients(cluster)));
+    expect(before - (await tc.dbsize())).toBe(victimKeys - 1);
+    expect(first.sync.status().errors).toBe(0);
+
+    await victim.set('{x}a', '1');
+    await victim.multi().set('{x}b', '2').flushall().exec();
+    await expect(first.done).rejects.toMatchObject({ exitCode: 5, message: expect.stringMatching(/FLUSHALL .*inside a transaction/) });
+    expect(first.sync.status().shards.map((s) => s.phase)).toEqual(['stopped', 'stopped', 'stopped']);
   }, 120_000);
 });
