@@ -73,16 +73,21 @@ export async function keyspaceDigest(clients: readonly Redis[]): Promise<{ keys:
   return { keys: rows.length, digest: h.digest('hex') };
 }
 
-/** `name\0digest\0expires` of every key of the selected db but `__replicant*` ones, sorted by name. */
-async function keyRows(c: Redis): Promise<string[]> {
+/** Every key of the selected db (SCAN), in no particular order. */
+export async function scanKeys(c: Redis): Promise<string[]> {
   const keys: string[] = [];
   let cursor = '0';
   do {
     const [next, batch] = await c.scan(cursor, 'COUNT', 1000);
     cursor = next;
-    for (const k of batch) if (!k.startsWith('__replicant')) keys.push(k);
+    keys.push(...batch);
   } while (cursor !== '0');
-  keys.sort();
+  return keys;
+}
+
+/** `name\0digest\0expires` of every key of the selected db but `__replicant*` ones, sorted by name. */
+async function keyRows(c: Redis): Promise<string[]> {
+  const keys = (await scanKeys(c)).filter((k) => !k.startsWith('__replicant')).sort();
   const out: string[] = [];
   for (let i = 0; i < keys.length; i += 500) {
     const part = keys.slice(i, i + 500);

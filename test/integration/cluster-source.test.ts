@@ -136,6 +136,17 @@ async function preload(client: ReturnType<RedisCluster['client']>, keys: number)
   await client.pexpire('k:7', 3_600_000);
 }
 
+/** A 3-master source cluster holding `keys` keys, and an empty standalone target (both stopped after the test). */
+async function clusterAndTarget(keys: number): Promise<{ cluster: RedisCluster; target: RedisServer; client: ReturnType<RedisCluster['client']> }> {
+  const cluster = await startCluster(3);
+  cleanups.push(() => cluster.stop());
+  const target = await startRedis();
+  cleanups.push(() => target.stop());
+  const client = cluster.client();
+  await preload(client, keys);
+  return { cluster, target, client };
+}
+
 function tempDir(): string {
   const dir = mkdtempSync(join(tmpdir(), 'replicant-csrc-'));
   cleanups.push(async () => rmSync(dir, { recursive: true, force: true }));
@@ -144,12 +155,7 @@ function tempDir(): string {
 
 describe('sync from a cluster source', () => {
   it('into a standalone target: shards merged, one snapshot at a time, per-shard checkpoints, restart resumes with PSYNC', async () => {
-    const cluster = await startCluster(3);
-    cleanups.push(() => cluster.stop());
-    const target: RedisServer = await startRedis();
-    cleanups.push(() => target.stop());
-    const client = cluster.client();
-    await preload(client, 3000);
+    const { cluster, target, client } = await clusterAndTarget(3000);
     const nodes = masterClients(cluster);
     const opts: ClusterSyncOptions = { source: `redis://${cluster.seed.host}:${cluster.seed.port}`, target: target.url, spoolDir: tempDir() };
 
@@ -215,12 +221,7 @@ describe('sync from a cluster source', () => {
   }, 120_000);
 
   it("a shard that must copy again deletes only its own slots' keys; the other shards resume with PSYNC", async () => {
-    const cluster = await startCluster(3);
-    cleanups.push(() => cluster.stop());
-    const target = await startRedis();
-    cleanups.push(() => target.stop());
-    const client = cluster.client();
-    await preload(client, 1500);
+    const { cluster, target, client } = await clusterAndTarget(1500);
     const nodes = masterClients(cluster);
     const opts: ClusterSyncOptions = { source: `redis://${cluster.seed.host}:${cluster.seed.port}`, target: target.url, spoolDir: tempDir(), name: 'cs' };
     const first = runClusterSync(opts);
@@ -244,12 +245,7 @@ describe('sync from a cluster source', () => {
   }, 120_000);
 
   it('CLI: detects the cluster, /status lists the shards, /healthz 200 once all stream, SIGTERM exits 0', async () => {
-    const cluster = await startCluster(3);
-    cleanups.push(() => cluster.stop());
-    const target = await startRedis();
-    cleanups.push(() => target.stop());
-    const client = cluster.client();
-    await preload(client, 500);
+    const { cluster, target, client } = await clusterAndTarget(500);
     const port = await freePort();
     const cli = startCli(['sync', '--no-progress', '-s', `redis://${cluster.seed.host}:${cluster.seed.port}`, '-t', target.url, '--spool-dir', tempDir(), '--metrics-port', String(port), '--cluster-parallel-syncs', '3'], 60_000);
     cleanups.push(async () => cli.kill('SIGKILL'));
@@ -291,12 +287,7 @@ describe('sync from a cluster source', () => {
   }, 120_000);
 
   it('partial sync of a cluster source: filters and rename on every shard, also when one shard copies again', async () => {
-    const cluster = await startCluster(3);
-    cleanups.push(() => cluster.stop());
-    const target = await startRedis();
-    cleanups.push(() => target.stop());
-    const client = cluster.client();
-    await preload(client, 1000);
+    const { cluster, target, client } = await clusterAndTarget(1000);
     const nodes = masterClients(cluster);
     const opts: ClusterSyncOptions = { source: `redis://${cluster.seed.host}:${cluster.seed.port}`, target: target.url, spoolDir: tempDir(), name: 'part', partial: { prefixes: ['h:'], renamePrefix: ['h:', 'hash:'] }, parallelSyncs: 3 };
     const first = runClusterSync(opts);
@@ -433,12 +424,7 @@ describe('a cluster source changing under the sync', () => {
   }, 120_000);
 
   it('a second instance of the same cluster sync is refused (exit 10); a FLUSHALL of one master deletes only its shard\'s keys; inside a transaction it stops every shard (exit 5)', async () => {
-    const cluster = await startCluster(3);
-    cleanups.push(() => cluster.stop());
-    const target = await startRedis();
-    cleanups.push(() => target.stop());
-    const client = cluster.client();
-    await preload(client, 600);
+    const { cluster, target, client } = await clusterAndTarget(600);
     const opts: ClusterSyncOptions = { source: `redis://${cluster.seed.host}:${cluster.seed.port}`, target: target.url, spoolDir: tempDir(), name: 'safe' };
     const first = runClusterSync(opts);
     await waitAllCaughtUp(first.sync, cluster);
