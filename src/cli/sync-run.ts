@@ -7,7 +7,7 @@ import { createLogger, redactUrl } from '../observe/logger.js';
 import { startMetricsServer, type MetricsServer } from '../observe/metrics.js';
 import { ProgressReporter, formatBytes, formatCount, formatDuration } from '../observe/progress.js';
 import { SyncSession, type SyncOptions, type SyncStatus } from '../sync/session.js';
-import { ClusterSourceSync } from '../sync/cluster-sync.js';
+import { ClusterSourceSync, type ClusterSyncStatus } from '../sync/cluster-sync.js';
 import { UsageError } from '../errors.js';
 import type { Logger } from '../observe/logger.js';
 import type { TlsSettings } from '../net/tls.js';
@@ -142,7 +142,15 @@ function rejectDbInUrl(url: string, side: 'source' | 'target'): void {
   }
 }
 
-function snapshot(s: SyncStatus): { phase: string; fields: Record<string, number | string | null>; line: string } {
+function snapshot(s: SyncStatus | ClusterSyncStatus): { phase: string; fields: Record<string, number | string | null>; line: string } {
+  const shown = snapshotOfOne(s);
+  if (!('shards' in s)) return shown;
+  // A cluster source: how many shards are where, then the sums.
+  const streaming = s.shards.filter((x) => x.phase === 'streaming').length;
+  return { ...shown, fields: { ...shown.fields, shards: s.shards.length, shardsStreaming: streaming }, line: `shards ${streaming}/${s.shards.length} streaming  ${shown.line}` };
+}
+
+function snapshotOfOne(s: SyncStatus): { phase: string; fields: Record<string, number | string | null>; line: string } {
   if (s.phase === 'full-sync' && s.rdb) {
     const r = s.rdb;
     const eta = r.totalBytes && r.bytes > 0 && r.keysPerSec > 0 ? formatDuration(((r.totalBytes - r.bytes) / r.bytes) * (r.keys / r.keysPerSec) * 1000) : '?';

@@ -247,7 +247,7 @@ describe('sync from a cluster source', () => {
   it('CLI: detects the cluster, /status lists the shards, /healthz 200 once all stream, SIGTERM exits 0', async () => {
     const { cluster, target, client } = await clusterAndTarget(500);
     const port = await freePort();
-    const cli = startCli(['sync', '--no-progress', '-s', `redis://${cluster.seed.host}:${cluster.seed.port}`, '-t', target.url, '--spool-dir', tempDir(), '--metrics-port', String(port), '--cluster-parallel-syncs', '3'], 60_000);
+    const cli = startCli(['sync', '--progress-interval', '200ms', '-s', `redis://${cluster.seed.host}:${cluster.seed.port}`, '-t', target.url, '--spool-dir', tempDir(), '--metrics-port', String(port), '--cluster-parallel-syncs', '3'], 60_000);
     cleanups.push(async () => cli.kill('SIGKILL'));
     const base = `http://127.0.0.1:${port}`;
     await waitFor(async () => (await fetch(`${base}/healthz`).catch(() => null))?.status === 200, '/healthz 200', 30_000, 100);
@@ -264,6 +264,7 @@ describe('sync from a cluster source', () => {
     cli.kill('SIGTERM');
     expect(await cli.code).toBe(0);
     expect(cli.stderr()).toMatch(/the source is a Redis Cluster/);
+    expect(cli.stderr()).toMatch(/"shards":3,"shardsStreaming":3/);
     expect(await keyspaceDigest([target.client()])).toEqual(await keyspaceDigest(masterClients(cluster)));
   }, 120_000);
 
