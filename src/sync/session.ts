@@ -1601,7 +1601,9 @@ export class SyncSession extends EventEmitter<SyncEvents> {
             const src = this.scope.sourceName(k);
             return src !== null && ours[keySlot(src)] === 1;
           });
-        if (doomed.length > 0) deleted += Number(await call(['UNLINK', ...doomed]));
+        // A cluster node refuses a multi-key UNLINK across slots: one key per command there.
+        if (this.cluster) deleted += (await Promise.all(doomed.map((k) => call(['UNLINK', k])))).reduce((t: number, n) => t + Number(n), 0);
+        else if (doomed.length > 0) deleted += Number(await call(['UNLINK', ...doomed]));
       } while (cursor !== '0');
     }
     if (!this.cluster) await w.call(['SELECT', this.scope.connectionDb(this.db)]);

@@ -4,7 +4,7 @@
  * into a cluster target; a restart resumes every shard with PSYNC. Real servers, a
  * non-idempotent load (INCR, RPUSH) running while the shards are copied.
  */
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Redis } from 'ioredis';
@@ -218,6 +218,19 @@ describe('sync from a cluster source', () => {
     await again.stop();
     expect(again.sync.status().fullSyncs).toBe(0);
     expect(await fullSyncsServed(nodes)).toBe(3);
+
+    // One shard's checkpoint file made unresumable, keys deleted meanwhile: only that shard copies
+    // again, after deleting the keys of its slots from the target's masters.
+    for (let i = 0; i < 60; i++) await client.del(`k:${i}`);
+    const victim = String(await nodes[1]!.call('CLUSTER', 'MYID'));
+    const file = readdirSync(dir).find((f) => f.startsWith('.replicant-checkpoint-') && f.endsWith(`_${victim}.json`))!;
+    const cp = JSON.parse(readFileSync(join(dir, file), 'utf8')) as { replid: string };
+    writeFileSync(join(dir, file), JSON.stringify({ ...cp, replid: 'a'.repeat(40) }));
+    const third = runClusterSync(opts);
+    await waitAllCaughtUp(third.sync, source);
+    expect(await keyspaceDigest(targets)).toEqual(await keyspaceDigest(nodes));
+    await third.stop();
+    expect(third.sync.status().shards.map((s) => [s.shard === victim, s.fullSyncs])).toEqual(third.sync.status().shards.map((s) => [s.shard === victim, s.shard === victim ? 1 : 0]));
   }, 120_000);
 
   it("a shard that must copy again deletes only its own slots' keys; the other shards resume with PSYNC", async () => {
