@@ -94,6 +94,14 @@ export class ClusterSource {
     return this.nodes.find((n) => n.id === id);
   }
 
+  /** Takes a CLUSTER NODES reply (read from a node reached at `host`) as the current topology. */
+  use(text: string, host: string): ClusterShard[] {
+    const nodes = parseClusterNodes(text, host);
+    if (nodes.length === 0) throw new Error('CLUSTER NODES listed no node');
+    this.nodes = nodes;
+    return this.shards;
+  }
+
   /** Reads CLUSTER NODES from a known node, else from the seed. */
   async refresh(): Promise<ClusterShard[]> {
     const tried = new Set<string>();
@@ -106,10 +114,7 @@ export class ClusterSource {
       try {
         const text = await readServerText(ep, ['CLUSTER', 'NODES'], 3000);
         if (text === null) throw new Error('CLUSTER NODES refused (not a cluster node, or the user may not run it)');
-        const nodes = parseClusterNodes(text, ep.host);
-        if (nodes.length === 0) throw new Error('CLUSTER NODES listed no node');
-        this.nodes = nodes;
-        return this.shards;
+        return this.use(text, ep.host);
       } catch (e) {
         failures.push(`${label}: ${(e as Error).message}`);
       }
@@ -179,16 +184,27 @@ export class ShardSource {
     return this.current()?.master.slots ?? [];
   }
 
-  /** The node to replicate from now: the master, or with --prefer-replica a usable replica (the master when none is). */
+  /**
+   * The node to replicate from now: the master, or with --prefer-replica a usable replica (the
+   * master when none is). The replica picked last is kept while it stays one: a replica added
+   * later does not move the link.
+   */
   pick(): ClusterNode | null {
     const s = this.current();
     if (s === null) return null;
     if (this.preferReplica) {
-      const replica = s.replicas.filter(usableNode).sort((a, b) => a.id.localeCompare(b.id))[0];
-      if (replica !== undefined) return replica;
+      const usable = s.replicas.filter(usableNode);
+      const replica = usable.find((r) => r.id === this.picked) ?? usable.sort((a, b) => a.id.localeCompare(b.id))[0];
+      if (replica !== undefined) {
+        this.picked = replica.id;
+        return replica;
+      }
     }
     return s.master;
   }
+
+  /** The replica pick() chose last (--prefer-replica). */
+  private picked: string | null = null;
 
   /** Re-reads the topology and names the endpoint to connect to (called before every connection). */
   async resolve(logger: Logger): Promise<SourceEndpoint> {

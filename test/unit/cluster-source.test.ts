@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { matchShard, parseClusterNodes, shardsOf, slotRangesText } from '../../src/replication/cluster-source.js';
+import { ClusterSource, ShardSource, matchShard, parseClusterNodes, shardsOf, slotRangesText } from '../../src/replication/cluster-source.js';
 
 const NODES = [
   'a1 127.0.0.1:7000@17000 myself,master - 0 0 1 connected 0-5460 [5461-<-b1]',
@@ -49,5 +49,24 @@ describe('cluster source topology', () => {
     expect(matchShard(shards, new Set(['a1']))?.master.id).toBe('a2');
     expect(matchShard(shards, new Set(['b1', 'a1']))?.master.id).toBe('b1');
     expect(matchShard(shards, new Set(['zz']))).toBeNull();
+  });
+
+  it('--prefer-replica picks a usable replica and keeps it while it stays one; no replica: the master', () => {
+    const cluster = new ClusterSource({ host: '127.0.0.1', port: 7000, password: 'pw' });
+    const m = (extra: string[]) => ['m1 127.0.0.1:7000@1 master - 0 0 1 connected 0-16383', ...extra].join('\n');
+    cluster.use(m(['r5 127.0.0.1:7005@1 slave m1 0 0 1 connected', 'r9 127.0.0.1:7009@1 slave,fail m1 0 0 1 connected']), '127.0.0.1');
+    const shard = new ShardSource('m1', ['m1'], cluster, true);
+    expect(shard.track()).toBe(true);
+    expect(shard.endpointNow()).toEqual({ host: '127.0.0.1', port: 7005, password: 'pw' });
+    // A replica added with a smaller id does not move the link.
+    cluster.use(m(['r5 127.0.0.1:7005@1 slave m1 0 0 1 connected', 'r1 127.0.0.1:7001@1 slave m1 0 0 1 connected']), '127.0.0.1');
+    expect(shard.endpointNow()?.port).toBe(7005);
+    expect(shard.track()).toBe(true);
+    cluster.use(m(['r5 127.0.0.1:7005@1 slave,fail m1 0 0 1 connected', 'r1 127.0.0.1:7001@1 slave m1 0 0 1 connected']), '127.0.0.1');
+    expect(shard.endpointNow()?.port).toBe(7001);
+    cluster.use(m([]), '127.0.0.1');
+    expect(shard.endpointNow()?.port).toBe(7000);
+    expect(new ShardSource('m1', ['m1'], cluster, false).endpointNow()?.port).toBe(7000);
+    expect(shard.nodeIds).toEqual(['m1', 'r1', 'r5', 'r9']);
   });
 });
