@@ -276,6 +276,9 @@ describe('sync from a cluster source', () => {
     for (let i = 1; i < 3; i++) expect(ranges[i]![0]).toBe(ranges[i - 1]![1] + 1);
     await client.set('live', '1');
     await waitFor(async () => (await target.client().get('live')) === '1', 'a live write to arrive', 10_000);
+    const metrics = await (await fetch(`${base}/metrics`)).text();
+    for (const s of status.shards) expect(metrics).toContain(`replicant_shard_healthy{shard="${s.shard}"} 1`);
+    expect(metrics).toMatch(/replicant_shard_applied_offset\{shard="\w+"\} \d+/);
     cli.kill('SIGTERM');
     expect(await cli.code).toBe(0);
     expect(cli.stderr()).toMatch(/the source is a Redis Cluster/);
