@@ -183,6 +183,8 @@ export class ClusterSourceSync extends EventEmitter<Pick<SyncEvents, 'phase'>> {
         this.cleanStart = known.cleanStart;
       }
       const entries = known?.shards ?? new Map<string, string[]>();
+      // Stopped while discovering: no shard is started.
+      if (this.stopping) return this.finish();
       for (const s of shards) this.addShard(this.sourceFor(s, entries));
       await this.saveShardList(control);
       this.log.info({ sync: this.name, shards: [...this.shards.values()].map((s) => ({ shard: s.source.key, slots: slotRangesText(s.source.slots()) })), parallelSyncs: this.opts.parallelSyncs ?? 1, preferReplica: this.opts.preferReplica ?? false }, 'cluster source: one sync per shard');
