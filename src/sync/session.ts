@@ -16,7 +16,7 @@ import { ExitCode, ReplicantError, SourceError, TargetError, UsageError, printab
 import { endpointLabel, parseRedisUrl, type SourceEndpoint } from '../replication/url.js';
 import type { TlsSettings } from '../net/tls.js';
 import { describeSource, parseSourceUrl, resolveSource, watchSentinel, type ShardSourceRef, type SourceSpec } from '../replication/source.js';
-import { keySlot } from '../target/key-slot.js';
+import { SLOT_COUNT, keySlot } from '../target/key-slot.js';
 import { ReplicationLink, type PsyncOutcome } from '../replication/link.js';
 import { EOF_MARK_LENGTH, RdbTrailer } from '../replication/rdb-trailer.js';
 import { isRetryable } from '../replication/errors.js';
@@ -830,7 +830,7 @@ export class SyncSession extends EventEmitter<SyncEvents> {
       onForeignDb: this.cluster ? (cmd: StreamCommand, db: number) => this.foreignDb(db, cmd.args[1], cmd.name) : undefined,
       dropFlush: (cmd: StreamCommand, db: number) => this.sharedTargetFlush(cmd, db),
       admit: (cmd: StreamCommand) => this.admitStreamCommand(cmd),
-      ...(this.shard === null ? {} : { rewrite: (cmd: StreamCommand) => this.migrationGuarded(cmd, this.shard!) }),
+      ...(this.shard === null ? {} : { rewrite: (cmd: StreamCommand) => this.shardStreamCommand(cmd, this.shard!) }),
       ...(this.scope.identity
         ? {}
         : {
@@ -903,8 +903,13 @@ export class SyncSession extends EventEmitter<SyncEvents> {
     return true;
   }
 
-  /** A shard's stream command through the migration guard: itself, rewritten (parsed again for the filters), or null. */
-  private migrationGuarded(cmd: StreamCommand, shard: ShardRole): StreamCommand | null {
+  /**
+   * A shard's stream command before the filters: a flush already done as the deletion of the
+   * shard's keys is dropped; the rest goes through the migration guard: itself, rewritten (parsed
+   * again for the filters), or null.
+   */
+  private shardStreamCommand(cmd: StreamCommand, shard: ShardRole): StreamCommand | null {
+    if (cmd.offset === this.flushCleared) return null;
     const out = shard.guard.apply(cmd, shard.source.key);
     if (out === null || out === cmd.raw) return out === null ? null : cmd;
     // A parser ending at the command's offset gives the rewritten command the same offset.
@@ -936,7 +941,6 @@ export class SyncSession extends EventEmitter<SyncEvents> {
    * keys this shard had stay on the target.
    */
   private shardFlush(cmd: StreamCommand, db: number): boolean {
-    if (cmd.offset === this.flushCleared) return true;
     const what = `source ${cmd.name.toUpperCase()} at offset ${cmd.offset} of ${describeSource(this.sourceSpec)}`;
     if (this.opts.onError === 'fail') {
       throw new TargetError(`${what}: inside a transaction, relaying it would delete the keys of the other shards on the target (use --on-error skip to drop it, then delete the keys on the target yourself)`);
@@ -1583,7 +1587,7 @@ export class SyncSession extends EventEmitter<SyncEvents> {
     if (this.shard === null) return this.flushTarget();
     const w = this.writer!;
     const ranges = this.shard.source.slots();
-    const ours = new Uint8Array(16384);
+    const ours = new Uint8Array(SLOT_COUNT);
     for (const [lo, hi] of ranges) ours.fill(1, lo, hi + 1);
     // A standalone target holds the shard's keys in the db source db 0 maps to.
     if (!this.cluster) await w.call(['SELECT', this.scope.targetDb(0)]);

@@ -329,10 +329,16 @@ describe('sync from a cluster source', () => {
     await tc.set(cpKey, JSON.stringify({ ...JSON.parse((await tc.get(cpKey))!), replid: 'e'.repeat(40) }));
     const second = runClusterSync(opts);
     await waitAllCaughtUp(second.sync, cluster);
-    await second.stop();
     expect(await copied()).toEqual(await expected());
     for (const k of victimKeys) expect(await tc.exists(`hash:${k.slice(2)}`)).toBe(0);
+    // A FLUSHALL of one master deletes that shard's copied keys only, filters or not.
+    await nodes[1]!.flushall();
+    await waitAllCaughtUp(second.sync, cluster);
+    expect(await copied()).toEqual(await expected());
+    expect((await copied()).length).toBeGreaterThan(0);
+    await second.stop();
     expect(second.sync.status().fullSyncs).toBe(1);
+    expect(second.sync.status().errors).toBe(0);
   }, 120_000);
 });
 
