@@ -259,6 +259,29 @@ describe('sync from a cluster source', () => {
     expect(Object.values(byShard).filter(([full, partial]) => full === 0 && partial === 1)).toHaveLength(2);
   }, 120_000);
 
+  it('stopped during a shard\'s snapshot (exit 9): the restart deletes that shard\'s partial copy and copies it again, the others resume', async () => {
+    const { cluster, target, client } = await clusterAndTarget(3000);
+    // Big enough values that a snapshot takes a moment.
+    const big = 'x'.repeat(20_000);
+    for (let i = 0; i < 600; i += 50) await Promise.all(Array.from({ length: 50 }, (_, j) => client.set(`big:${i + j}`, big)));
+    const opts: ClusterSyncOptions = { source: `redis://${cluster.seed.host}:${cluster.seed.port}`, target: target.url, spoolDir: tempDir(), name: 'cut', maxInflightBytes: 256 * 1024 };
+    const first = runClusterSync(opts);
+    await waitFor(() => first.sync.status().shards.some((s) => s.phase === 'streaming') && first.sync.status().shards.some((s) => s.phase === 'full-sync' && (s.rdb?.keys ?? 0) > 0), 'one shard streaming, another one copying', 60_000, 5);
+    first.sync.stop();
+    await expect(first.done).rejects.toMatchObject({ exitCode: 9 });
+    const states = first.sync.status().shards.map((s) => s.fullSyncs);
+    expect(states.filter((n) => n === 1).length).toBeGreaterThanOrEqual(2);
+    for (let i = 0; i < 50; i++) await client.del(`big:${i}`);
+    const second = runClusterSync(opts);
+    await waitAllCaughtUp(second.sync, cluster);
+    expect(await keyspaceDigest([target.client()])).toEqual(await keyspaceDigest(masterClients(cluster)));
+    await second.stop();
+    const st = second.sync.status().shards;
+    // The shard that had finished resumes; the interrupted one (and any not started) copies again.
+    expect(st.filter((s) => s.partialSyncs === 1 && s.fullSyncs === 0).length).toBeGreaterThanOrEqual(1);
+    expect(st.filter((s) => s.fullSyncs === 1).length).toBeGreaterThanOrEqual(1);
+  }, 120_000);
+
   it('CLI: detects the cluster, /status lists the shards, /healthz 200 once all stream, SIGTERM exits 0', async () => {
     const { cluster, target, client } = await clusterAndTarget(500);
     const port = await freePort();
