@@ -22,6 +22,8 @@ export interface ClusterNode {
   masterId: string | null;
   /** Slot ranges served (inclusive); migrating/importing markers are left out. */
   slots: [number, number][];
+  /** Slots this node is importing (`[slot-<-id]`: shown by a node for itself only). */
+  importing: number[];
 }
 
 export interface ClusterShard {
@@ -48,7 +50,10 @@ export function parseClusterNodes(text: string, fallbackHost: string): ClusterNo
     const addr = /^(.*):(\d+)@\d+(?:,.*)?$/.exec(f[1]!);
     if (!addr) throw new ReplicationSourceError(`CLUSTER NODES: cannot read the address ${JSON.stringify(f[1])} of node ${f[0]}`, false);
     const slots: [number, number][] = [];
+    const importing: number[] = [];
     for (const s of f.slice(8)) {
+      const imp = /^\[(\d+)-<-/.exec(s);
+      if (imp) importing.push(Number(imp[1]));
       const m = /^(\d+)(?:-(\d+))?$/.exec(s);
       if (!m) continue; // [slot->-id] / [slot-<-id]: a migration in progress, not ownership
       const lo = Number(m[1]);
@@ -56,7 +61,7 @@ export function parseClusterNodes(text: string, fallbackHost: string): ClusterNo
       if (lo <= hi && hi < SLOT_COUNT) slots.push([lo, hi]);
     }
     const host = addr[1]!.replace(/^\[(.*)\]$/, '$1');
-    nodes.push({ id: f[0]!, host: host === '' ? fallbackHost : host, port: Number(addr[2]), flags: new Set(f[2]!.split(',')), masterId: f[3] === '-' ? null : f[3]!, slots });
+    nodes.push({ id: f[0]!, host: host === '' ? fallbackHost : host, port: Number(addr[2]), flags: new Set(f[2]!.split(',')), masterId: f[3] === '-' ? null : f[3]!, slots, importing });
   }
   return nodes;
 }
@@ -215,6 +220,18 @@ export class ShardSource {
     const ep = this.cluster.endpointOf(node);
     logger.info({ shard: this.key, node: node.id, address: endpointLabel(ep), role: node.flags.has('master') ? 'master' : 'replica', slots: slotRangesText(this.slots()) }, 'cluster shard source');
     return ep;
+  }
+
+  /**
+   * The slots the shard's master is importing now (a migration into it in progress), read from
+   * the master itself (a node shows its migrations only in its own line). Empty when unknown.
+   */
+  async importingSlots(): Promise<number[]> {
+    const master = this.current()?.master;
+    if (master === undefined) return [];
+    const text = await readServerText(this.cluster.endpointOf(master), ['CLUSTER', 'NODES'], 3000).catch(() => null);
+    if (text === null) return [];
+    return parseClusterNodes(text, master.host).find((n) => n.flags.has('myself'))?.importing ?? [];
   }
 
   /** Where `pick()` points now, without re-reading the topology. */

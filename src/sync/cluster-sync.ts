@@ -62,6 +62,9 @@ interface Shard {
   error: unknown;
 }
 
+/** Longest wait for the other shards before a snapshot is applied. */
+const SETTLE_MS = 10_000;
+
 /** Guard rounds kept while some shard does not stream. */
 const MAX_ROUNDS = 1000;
 
@@ -319,6 +322,7 @@ export class ClusterSourceSync extends EventEmitter<Pick<SyncEvents, 'phase'>> {
         cleanStart: this.cleanStart,
         gate: () => this.gate.acquire(),
         guard: this.guard,
+        othersSettled: () => this.othersSettled(key),
       },
     });
     session.on('phase', (phase, info) => this.emit('phase', phase, { ...info, shard: key }));
@@ -387,6 +391,30 @@ export class ClusterSourceSync extends EventEmitter<Pick<SyncEvents, 'phase'>> {
       changed = true;
     }
     if (changed) await this.saveShardList(control);
+  }
+
+  /**
+   * Waits (at most SETTLE_MS) until every other streaming shard has applied what it had received
+   * when called: a shard's snapshot is applied after the migration DELs that preceded its fork.
+   */
+  private async othersSettled(self: string): Promise<void> {
+    const want = new Map<string, number>();
+    for (const s of this.shards.values()) {
+      const st = s.session.status();
+      if (s.source.key !== self && st.phase === 'streaming' && st.receivedOffset !== null) want.set(s.source.key, st.receivedOffset);
+    }
+    const behind = () => [...want].filter(([k, offset]) => {
+      const st = this.shards.get(k)!.session.status();
+      return st.phase === 'streaming' && (st.appliedOffset ?? 0) < offset;
+    });
+    const deadline = Date.now() + SETTLE_MS;
+    while (behind().length > 0 && !this.stopping) {
+      if (Date.now() > deadline) {
+        this.log.warn({ shard: self, behind: behind().map(([k]) => k) }, 'other shards are slow to apply their stream: copying this shard\'s snapshot without waiting longer');
+        return;
+      }
+      await new Promise((r) => setTimeout(r, 20));
+    }
   }
 
   /**

@@ -116,7 +116,7 @@ export interface SyncOptions {
  * resync of this shard deletes the keys of its own slots instead of flushing the target.
  */
 export interface ShardRole {
-  source: ShardSourceRef & { slots(): [number, number][] };
+  source: ShardSourceRef & { slots(): [number, number][]; importingSlots(): Promise<number[]> };
   /** Whether a registry id is a sibling shard's session. */
   isSibling(id: string): boolean;
   /** The --existing decision taken once for the whole target: whether it held no keys but ours. */
@@ -125,6 +125,8 @@ export interface ShardRole {
   gate(): Promise<() => void>;
   /** Shared by every shard: keeps a slot migration's DEL from deleting the keys it moved. */
   guard: MigrationGuard;
+  /** Resolves once the other shards have applied what they had received when called (bounded wait). */
+  othersSettled(): Promise<void>;
 }
 
 export interface SyncStatus {
@@ -681,8 +683,24 @@ export class SyncSession extends EventEmitter<SyncEvents> {
       writer.setMaxInflight(streaming ? Math.min(this.opts.maxInflightBytes, LONG_STRING_INFLIGHT) : this.opts.maxInflightBytes);
     };
     const shard = this.shard;
-    // A shard's snapshot may predate a migration whose keys another shard already restored on the target.
-    const superseded = shard === null ? undefined : (key: Buffer) => (shard.guard.ownerOf(key) ?? shard.source.key) !== shard.source.key;
+    let superseded: ((key: Buffer) => boolean) | undefined;
+    if (shard !== null) {
+      // Migrations around this snapshot (see migration-guard): a key that migrated here before the
+      // fork may still have its DEL in another shard's stream. The other shards first apply what
+      // they have received (migrations done before the fork), and keys of slots still importing
+      // are tracked as this shard's, so a later DEL from elsewhere is dropped. A key that another
+      // shard has restored since is left out: this snapshot's copy is older.
+      const importing = new Set(await shard.source.importingSlots());
+      await shard.othersSettled();
+      const me = shard.source.key;
+      superseded = (key) => {
+        const owner = shard.guard.ownerOf(key);
+        if (owner !== undefined) return owner !== me;
+        if (importing.size > 0 && importing.has(keySlot(key))) shard.guard.noteSnapshotKey(key, me);
+        return false;
+      };
+      if (importing.size > 0) this.log.info({ importing: [...importing] }, 'snapshot taken while slots migrate into this shard: their keys are tracked by the migration guard');
+    }
     const snapScope = this.scope.identity && shard === null ? null : new SnapshotScope(this.scope, (db, key) => this.renameCollision(db, key), superseded);
     let applier: SnapshotApplier | null = null;
     const makeApplier = (sourceRdbVersion: number): SnapshotApplier => {

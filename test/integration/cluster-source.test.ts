@@ -288,9 +288,12 @@ describe('sync from a cluster source', () => {
     const cli = startCli(['sync', '--progress-interval', '200ms', '-s', `redis://${cluster.seed.host}:${cluster.seed.port}`, '-t', target.url, '--spool-dir', tempDir(), '--metrics-port', String(port), '--cluster-parallel-syncs', '3'], 60_000);
     cleanups.push(async () => cli.kill('SIGKILL'));
     const base = `http://127.0.0.1:${port}`;
-    await waitFor(async () => (await fetch(`${base}/healthz`).catch(() => null))?.status === 200, '/healthz 200', 30_000, 100);
-    const status = (await (await fetch(`${base}/status`)).json()) as { phase: string; shards: { shard: string; phase: string; slots: string }[] };
-    expect(status.phase).toBe('streaming');
+    type Status = { phase: string; shards: { shard: string; phase: string; slots: string }[] };
+    const read = async (): Promise<Status | null> => ((await fetch(`${base}/status`).catch(() => null))?.json() as Promise<Status> | undefined) ?? null;
+    await waitFor(async () => (await read())?.phase === 'streaming', 'every shard to stream', 30_000, 100);
+    const status = (await read())!;
+    expect(status.shards.map((s) => s.phase)).toEqual(['streaming', 'streaming', 'streaming']);
+    expect((await fetch(`${base}/healthz`)).status).toBe(200);
     // Three shards whose ranges cover the 16384 slots.
     const ranges = status.shards.map((s) => s.slots.split('-').map(Number) as [number, number]).sort((a, b) => a[0] - b[0]);
     expect(ranges).toHaveLength(3);

@@ -25,6 +25,8 @@ describe('cluster source topology', () => {
       ['e1', '127.0.0.1', 7006, null],
     ]);
     expect(nodes[0]!.slots).toEqual([[0, 5460]]);
+    expect(nodes[0]!.importing).toEqual([5461]);
+    expect(nodes[1]!.importing).toEqual([]);
     expect(slotRangesText(nodes[2]!.slots)).toBe('10923-16383');
     expect(nodes[4]!.flags.has('fail')).toBe(true);
   });
