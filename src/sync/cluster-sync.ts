@@ -260,9 +260,12 @@ export class ClusterSourceSync extends EventEmitter<Pick<SyncEvents, 'phase'>> {
     let nodes: string[] = ids;
     let best = 0;
     for (const [k, list] of known) {
+      // A known shard already matched by another current one (nodes moved between shards) is not taken twice.
+      if (this.shards.has(k)) continue;
       const score = (list.includes(s.master.id) ? 1000 : 0) + ids.filter((id) => list.includes(id)).length;
       if (score > best) [best, key, nodes] = [score, k, [...new Set([...list, ...ids])]];
     }
+    if (this.shards.has(key)) key = `${key}-${Date.now().toString(36)}`;
     return new ShardSource(key, nodes, this.cluster, this.opts.preferReplica ?? false);
   }
 
