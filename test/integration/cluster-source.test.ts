@@ -282,6 +282,14 @@ describe('sync from a cluster source', () => {
     expect(st.filter((s) => s.fullSyncs === 1).length).toBeGreaterThanOrEqual(1);
   }, 120_000);
 
+  it('--exit-after-full-sync: resolves once every shard\'s snapshot is applied', async () => {
+    const { cluster, target } = await clusterAndTarget(800);
+    const run = runClusterSync({ source: `redis://${cluster.seed.host}:${cluster.seed.port}`, target: target.url, spoolDir: tempDir(), exitAfterFullSync: true, parallelSyncs: 2 });
+    await run.done;
+    expect(run.sync.status().shards.map((s) => s.fullSyncs)).toEqual([1, 1, 1]);
+    expect(await keyspaceDigest([target.client()])).toEqual(await keyspaceDigest(masterClients(cluster)));
+  }, 60_000);
+
   it('CLI: detects the cluster, /status lists the shards, /healthz 200 once all stream, SIGTERM exits 0', async () => {
     const { cluster, target, client } = await clusterAndTarget(500);
     const port = await freePort();
