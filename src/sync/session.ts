@@ -540,10 +540,13 @@ export class SyncSession extends EventEmitter<SyncEvents> {
   /** One connection to the source: PSYNC, then full sync and/or streaming until the link ends. */
   private async cycle(cp: Checkpoint | null): Promise<void> {
     this.setPhase('connecting', { source: describeSource(this.sourceSpec) });
-    // A shard of a cluster source waits for its turn: at most N shards fork and send a snapshot at
-    // once. Taken before resolving, so that the node is the one of the moment the turn comes.
+    // A shard of a cluster source that needs a snapshot waits for its turn: at most N shards fork
+    // and send one at once. Taken before resolving when no resume is possible (the node is then
+    // the one of the moment the turn comes); a resume never waits, and a PSYNC the source answers
+    // with a full resync takes its turn before the snapshot is applied (the spool holds it).
     let release: (() => void) | null = null;
-    if (this.shard !== null) {
+    const takeTurn = async (): Promise<void> => {
+      if (this.shard === null || release !== null) return;
       const turn = this.shard.gate();
       const got = await Promise.race([turn, this.stopped.then(() => null)]);
       if (got === null) {
@@ -551,15 +554,16 @@ export class SyncSession extends EventEmitter<SyncEvents> {
         throw new StopRequested();
       }
       release = got;
-    }
+    };
+    if (cp === null || cp.state !== 'streaming') await takeTurn();
     try {
-      await this.cycleFrom(cp, () => release?.());
+      await this.cycleFrom(cp, takeTurn, () => release?.());
     } finally {
-      release?.();
+      (release as (() => void) | null)?.();
     }
   }
 
-  private async cycleFrom(cp: Checkpoint | null, snapshotDone: () => void): Promise<void> {
+  private async cycleFrom(cp: Checkpoint | null, takeTurn: () => Promise<void>, snapshotDone: () => void): Promise<void> {
     let endpoint: SourceEndpoint;
     try {
       endpoint = await resolveSource(this.sourceSpec, this.log);
@@ -616,6 +620,7 @@ export class SyncSession extends EventEmitter<SyncEvents> {
       }
       this.targetLost = null;
       this.resyncReason = null;
+      await takeTurn();
       const rest = await this.fullSync(link, spool, outcome);
       snapshotDone();
       parser = new ReplicationStreamParser(outcome.offset);
