@@ -282,6 +282,27 @@ describe('sync from a cluster source', () => {
     expect(st.filter((s) => s.fullSyncs === 1).length).toBeGreaterThanOrEqual(1);
   }, 120_000);
 
+  it('a shard that can resume does not wait while another shard holds the snapshot turn', async () => {
+    const { cluster, target } = await clusterAndTarget(300);
+    const nodes = masterClients(cluster);
+    // Every snapshot starts 3 s after the fork is asked for: a turn lasts that long.
+    for (const c of nodes) await c.config('SET', 'repl-diskless-sync', 'yes', 'repl-diskless-sync-delay', '3');
+    const ids = await Promise.all(nodes.map(async (c) => String(await c.call('CLUSTER', 'MYID'))));
+    const run = runClusterSync({ source: `redis://${cluster.seed.host}:${cluster.seed.port}`, target: target.url, spoolDir: tempDir() });
+    const shardOf = (i: number) => run.sync.status().shards.find((s) => s.shard === ids[i]);
+    let streamingIndex = -1;
+    await waitFor(() => {
+      streamingIndex = ids.findIndex((_, i) => shardOf(i)?.phase === 'streaming');
+      return streamingIndex >= 0 && run.sync.status().shards.filter((s) => s.fullSyncs === 0).length === 2;
+    }, 'one shard streaming while the others wait for their snapshot', 30_000, 20);
+    await nodes[streamingIndex]!.client('KILL', 'TYPE', 'replica');
+    await waitFor(() => shardOf(streamingIndex)?.partialSyncs === 1, 'the shard to resume', 10_000, 20);
+    // It resumed while the other shards were still waiting for (or taking) their snapshots.
+    expect(run.sync.status().shards.filter((s) => s.fullSyncs === 0).length).toBeGreaterThan(0);
+    await waitAllCaughtUp(run.sync, cluster);
+    expect(await keyspaceDigest([target.client()])).toEqual(await keyspaceDigest(nodes));
+  }, 60_000);
+
   it('--exit-after-full-sync: resolves once every shard\'s snapshot is applied', async () => {
     const { cluster, target } = await clusterAndTarget(800);
     const run = runClusterSync({ source: `redis://${cluster.seed.host}:${cluster.seed.port}`, target: target.url, spoolDir: tempDir(), exitAfterFullSync: true, parallelSyncs: 2 });
