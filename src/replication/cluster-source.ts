@@ -9,7 +9,7 @@
  */
 import type { Logger } from '../observe/logger.js';
 import { SLOT_COUNT } from '../target/key-slot.js';
-import { ReplicationSourceError } from './errors.js';
+import { ReplicationSourceError, isRetryable } from './errors.js';
 import { readServerText } from './server-info.js';
 import { endpointLabel, type SourceEndpoint } from './url.js';
 
@@ -111,6 +111,7 @@ export class ClusterSource {
   async refresh(): Promise<ClusterShard[]> {
     const tried = new Set<string>();
     const failures: string[] = [];
+    let refused = 0;
     const candidates = [...this.nodes.filter(usableNode).map((n) => this.endpointOf(n)), this.seed];
     for (const ep of candidates) {
       const label = endpointLabel(ep);
@@ -118,13 +119,16 @@ export class ClusterSource {
       tried.add(label);
       try {
         const text = await readServerText(ep, ['CLUSTER', 'NODES'], 3000);
-        if (text === null) throw new Error('CLUSTER NODES refused (not a cluster node, or the user may not run it)');
+        if (text === null) throw new Error('CLUSTER NODES refused (not a cluster node, or the user may not run it: grant it +cluster|nodes)');
         return this.use(text, ep.host);
       } catch (e) {
+        // A refusal, wrong credentials or a refused TLS handshake will not fix themselves.
+        if (!isRetryable(e)) refused++;
         failures.push(`${label}: ${(e as Error).message}`);
       }
     }
-    throw new ReplicationSourceError(`no node of the cluster source answered CLUSTER NODES (${failures.join('; ')})`, true);
+    // Nodes that all refuse will refuse again; unreachable ones may come back.
+    throw new ReplicationSourceError(`no node of the cluster source answered CLUSTER NODES (${failures.join('; ')})`, refused < failures.length);
   }
 }
 

@@ -303,6 +303,14 @@ describe('sync from a cluster source', () => {
     expect(await keyspaceDigest([target.client()])).toEqual(await keyspaceDigest(nodes));
   }, 60_000);
 
+  it('a user that may not run CLUSTER NODES is refused at once (exit 4), naming the permission', async () => {
+    const { cluster, target } = await clusterAndTarget(10);
+    for (const c of masterClients(cluster)) await c.call('ACL', 'SETUSER', 'nonodes', 'on', '>pw', '+@all', '-cluster|nodes', '~*');
+    // A connect timeout longer than the test's: only a refusal that is not retried ends in time.
+    const run = runClusterSync({ source: `redis://nonodes:pw@${cluster.seed.host}:${cluster.seed.port}`, target: target.url, spoolDir: tempDir(), connectTimeoutMs: 120_000 });
+    await expect(run.done).rejects.toMatchObject({ exitCode: 4, message: expect.stringMatching(/CLUSTER NODES refused .*\+cluster\|nodes/) });
+  }, 30_000);
+
   it('--exit-after-full-sync: resolves once every shard\'s snapshot is applied', async () => {
     const { cluster, target } = await clusterAndTarget(800);
     const run = runClusterSync({ source: `redis://${cluster.seed.host}:${cluster.seed.port}`, target: target.url, spoolDir: tempDir(), exitAfterFullSync: true, parallelSyncs: 2 });
