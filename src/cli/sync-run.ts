@@ -124,7 +124,15 @@ export async function runSyncCommand(o: SyncCliOptions): Promise<void> {
  */
 async function isClusterSource(url: string, tls: TlsSettings | undefined, timeoutMs: number, logger: Logger): Promise<boolean> {
   if (isSentinelUrl(url)) return false;
-  const info = await readSourceInfoWithin(parseSourceUrl(url, tls), timeoutMs, logger);
+  // The retries wait on unreferenced timers: nothing else keeps the process alive yet (Node would
+  // exit with 13 in the middle of the wait).
+  const keepAlive = setInterval(() => {}, 60_000);
+  let info: Awaited<ReturnType<typeof readSourceInfoWithin>>;
+  try {
+    info = await readSourceInfoWithin(parseSourceUrl(url, tls), timeoutMs, logger);
+  } finally {
+    clearInterval(keepAlive);
+  }
   const cluster = info?.fields.get('cluster_enabled') === '1';
   if (cluster) logger.info({ source: redactUrl(url) }, 'the source is a Redis Cluster: one replication link per shard');
   return cluster;
