@@ -319,6 +319,20 @@ describe('sync from a cluster source', () => {
     expect(await keyspaceDigest([target.client()])).toEqual(await keyspaceDigest(masterClients(cluster)));
   }, 60_000);
 
+  it('--checkpoint target:KEY and file:PATH name one checkpoint per shard (KEY@<shard>, PATH.<shard>)', async () => {
+    const { cluster, target } = await clusterAndTarget(200);
+    const ids = (await Promise.all(masterClients(cluster).map(async (c) => String(await c.call('CLUSTER', 'MYID'))))).sort();
+    const source = `redis://${cluster.seed.host}:${cluster.seed.port}`;
+    await runClusterSync({ source, target: target.url, spoolDir: tempDir(), exitAfterFullSync: true, checkpoint: { kind: 'target', key: '__replicant:cp:mine', db: 0 } }).done;
+    expect((await target.client().keys('__replicant:cp:*')).sort()).toEqual(ids.map((id) => `__replicant:cp:mine@${id}`));
+    const other = await startRedis();
+    cleanups.push(() => other.stop());
+    const dir = tempDir();
+    await runClusterSync({ source, target: other.url, spoolDir: dir, exitAfterFullSync: true, checkpoint: { kind: 'file', path: join(dir, 'cp.json') } }).done;
+    expect(readdirSync(dir).filter((f) => f.startsWith('cp.json')).sort()).toEqual(ids.map((id) => `cp.json.${id}`));
+    expect(await other.client().keys('__replicant:checkpoint:*')).toEqual([]);
+  }, 60_000);
+
   it('CLI: detects the cluster, /status lists the shards, /healthz 200 once all stream, SIGTERM exits 0', async () => {
     const { cluster, target, client } = await clusterAndTarget(500);
     const port = await freePort();
