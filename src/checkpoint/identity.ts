@@ -31,7 +31,7 @@ export function syncIdentity(source: SourceSpec, name?: string): SyncIdentity {
   if (name !== undefined && !NAME.test(name)) {
     throw new UsageError(`--name ${JSON.stringify(name)}: use 1-100 characters among letters, digits and . _ : @ [ ] -`);
   }
-  const id = name ?? (source.kind === 'direct' ? endpointLabel(source.endpoint) : `sentinel/${source.sentinel.masterName}`);
+  const id = name ?? (source.kind === 'direct' ? endpointLabel(source.endpoint) : source.kind === 'sentinel' ? `sentinel/${source.sentinel.masterName}` : `cluster@${source.shard.key}`);
   const hash = createHash('sha1').update(id).digest('hex').slice(0, 12);
   return {
     id,

@@ -6,9 +6,13 @@ import { parseCheckpointSpec } from '../checkpoint/store.js';
 import { createLogger, redactUrl } from '../observe/logger.js';
 import { startMetricsServer, type MetricsServer } from '../observe/metrics.js';
 import { ProgressReporter, formatBytes, formatCount, formatDuration } from '../observe/progress.js';
-import { SyncSession, type SyncStatus } from '../sync/session.js';
+import { SyncSession, type SyncOptions, type SyncStatus } from '../sync/session.js';
+import { ClusterSourceSync, type ClusterSyncStatus } from '../sync/cluster-sync.js';
 import { UsageError } from '../errors.js';
-import { isSentinelUrl } from '../replication/source.js';
+import type { Logger } from '../observe/logger.js';
+import type { TlsSettings } from '../net/tls.js';
+import { isSentinelUrl, parseSourceUrl } from '../replication/source.js';
+import { readSourceInfoWithin } from '../replication/server-info.js';
 import { parseRedisUrl } from '../replication/url.js';
 import { resolvePasswords, type PasswordFileOptions } from './secrets.js';
 import { resolveTls, type TlsCliOptions } from './tls.js';
@@ -41,6 +45,8 @@ export interface SyncCliOptions extends PasswordFileOptions, TlsCliOptions, Part
   logLevel: string;
   metricsPort?: number;
   metricsHost: string;
+  preferReplica: boolean;
+  clusterParallelSyncs: number;
 }
 
 export async function runSyncCommand(o: SyncCliOptions): Promise<void> {
@@ -49,7 +55,7 @@ export async function runSyncCommand(o: SyncCliOptions): Promise<void> {
   rejectDbInUrl(source, 'source');
   rejectDbInUrl(target, 'target');
   const tls = resolveTls({ ...o, source, target }, logger);
-  const session = new SyncSession({
+  const options: SyncOptions = {
     source,
     target,
     tls,
@@ -74,7 +80,10 @@ export async function runSyncCommand(o: SyncCliOptions): Promise<void> {
     partial: partialSpec(o),
     acceptFilterChange: o.acceptFilterChange,
     logger,
-  });
+  };
+  const cluster = await isClusterSource(source, tls.source, o.connectTimeout, logger);
+  if (!cluster && o.preferReplica) throw new UsageError('--prefer-replica: the source is not a Redis Cluster (for a sentinel-managed source, name a replica as --source)');
+  const session = cluster ? new ClusterSourceSync({ ...options, preferReplica: o.preferReplica, parallelSyncs: o.clusterParallelSyncs }) : new SyncSession(options);
   logger.info({ source: redactUrl(o.source), target: redactUrl(o.target), writeMode: o.writeMode, checkpoint: o.checkpoint }, 'replicant sync starting');
   const selection = session.selection;
   if (selection !== null) logger.info({ selection }, 'partial sync');
@@ -110,6 +119,26 @@ export async function runSyncCommand(o: SyncCliOptions): Promise<void> {
 }
 
 /**
+ * Whether the source is a node of a Redis Cluster (INFO's cluster_enabled): the sync then
+ * follows every shard. A source that refuses INFO is taken as a standalone server.
+ */
+async function isClusterSource(url: string, tls: TlsSettings | undefined, timeoutMs: number, logger: Logger): Promise<boolean> {
+  if (isSentinelUrl(url)) return false;
+  // The retries wait on unreferenced timers: nothing else keeps the process alive yet (Node would
+  // exit with 13 in the middle of the wait).
+  const keepAlive = setInterval(() => {}, 60_000);
+  let info: Awaited<ReturnType<typeof readSourceInfoWithin>>;
+  try {
+    info = await readSourceInfoWithin(parseSourceUrl(url, tls), timeoutMs, logger);
+  } finally {
+    clearInterval(keepAlive);
+  }
+  const cluster = info?.fields.get('cluster_enabled') === '1';
+  if (cluster) logger.info({ source: redactUrl(url) }, 'the source is a Redis Cluster: one replication link per shard');
+  return cluster;
+}
+
+/**
  * sync copies every source db to the same db number of the target, so a `/db` in a URL
  * could only be ignored: refuse it rather than surprise (verify, which compares one db, honours it).
  */
@@ -121,7 +150,15 @@ function rejectDbInUrl(url: string, side: 'source' | 'target'): void {
   }
 }
 
-function snapshot(s: SyncStatus): { phase: string; fields: Record<string, number | string | null>; line: string } {
+function snapshot(s: SyncStatus | ClusterSyncStatus): { phase: string; fields: Record<string, number | string | null>; line: string } {
+  const shown = snapshotOfOne(s);
+  if (!('shards' in s)) return shown;
+  // A cluster source: how many shards are where, then the sums.
+  const streaming = s.shards.filter((x) => x.phase === 'streaming').length;
+  return { ...shown, fields: { ...shown.fields, shards: s.shards.length, shardsStreaming: streaming }, line: `shards ${streaming}/${s.shards.length} streaming  ${shown.line}` };
+}
+
+function snapshotOfOne(s: SyncStatus): { phase: string; fields: Record<string, number | string | null>; line: string } {
   if (s.phase === 'full-sync' && s.rdb) {
     const r = s.rdb;
     const eta = r.totalBytes && r.bytes > 0 && r.keysPerSec > 0 ? formatDuration(((r.totalBytes - r.bytes) / r.bytes) * (r.keys / r.keysPerSec) * 1000) : '?';

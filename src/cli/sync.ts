@@ -5,7 +5,7 @@
  */
 import { Command, Option } from 'commander';
 import type { SyncCliOptions } from './sync-run.js';
-import { LOG_LEVELS, parsePort, parsePositiveDuration, parseSize } from './options.js';
+import { LOG_LEVELS, parsePositiveInt, parsePort, parsePositiveDuration, parseSize } from './options.js';
 import { addPasswordOptions } from './secrets.js';
 import { addTlsOptions } from './tls.js';
 import { addPartialOptions } from './partial-options.js';
@@ -25,7 +25,9 @@ export function registerSyncCommand(program: Command): void {
     .addOption(new Option('--existing <policy>', 'when the target already holds keys at the first full sync: fail, replace (overwrite the source keys, keep others), flush (empty the target first)').choices(['fail', 'replace', 'flush']).default('fail'))
     .addOption(new Option('--on-error <policy>', 'a write the target rejects, or a corrupt key: fail (stop, exit 5/3) or skip (log, count, go on)').choices(['fail', 'skip']).default('fail'))
     .addOption(new Option('--on-full-resync <policy>', 'when the source or a target that lost its data requires copying again: flush (empty the target, only if it holds nothing this sync did not write; else exit 7), flush-all (empty it anyway), replace (copy over it without flushing), fail (exit 7)').choices(['flush', 'flush-all', 'replace', 'fail']).default('flush'))
-    .option('--name <name>', "this sync's identity on the target (checkpoint, lease); default: the source address")
+    .option('--name <name>', "this sync's identity on the target (checkpoint, lease); default: the source address (a cluster source: each shard is <name>@<shard>)")
+    .option('--prefer-replica', 'cluster source: replicate each shard from one of its replicas (its master when it has none that is up)', false)
+    .option('--cluster-parallel-syncs <n>', 'cluster source: shards whose snapshot is taken at the same time (each one forks its node)', parsePositiveInt, 1)
     .option('--lease-ttl <duration>', 'how long a dead instance keeps a restarted one waiting; a live one renews it every third', parsePositiveDuration, 10_000)
     .option('--checkpoint <where>', 'where the applied offset is stored: target[:KEY] (atomically with each batch), file:PATH (at-least-once), none', 'target')
     .option('--spool-dir <dir>', 'directory for spool segments (default: the OS temp dir)')

@@ -4,7 +4,7 @@
  *   GET /metrics  Prometheus text format: phase, offsets, lag, counters, snapshot progress,
  *                 plus the standard process_* / nodejs_* metrics
  *   GET /status   the session's status() as JSON
- *   GET /healthz  200 while full-syncing or streaming, 503 otherwise
+ *   GET /healthz  200 while full-syncing or streaming (a cluster source: every shard), 503 otherwise
  *
  * Dependency: prom-client (15.x). It is the maintained, de-facto Prometheus client for Node:
  * it gets the text exposition format (escaping, HELP/TYPE lines, counter conventions) right
@@ -20,6 +20,7 @@ import type { AddressInfo } from 'node:net';
 import { Counter, Gauge, Registry, collectDefaultMetrics } from 'prom-client';
 import { UsageError } from '../errors.js';
 import type { Phase, SyncStatus } from '../sync/session.js';
+import type { ClusterSyncStatus, ShardStatus } from '../sync/cluster-sync.js';
 import { silentLogger, type Logger } from './logger.js';
 
 /** What the metrics read: a `SyncSession`, or anything shaped like one. */
@@ -151,6 +152,26 @@ export function createSyncMetrics(source: MetricsSource, options: SyncMetricsOpt
   total('replicant_skipped_commands_total', 'Stream commands the target rejected and that were left out (--on-error skip).', (s) => s.skippedCommands);
   total('replicant_full_syncs_total', 'Full synchronizations (snapshot copies) started.', (s) => s.fullSyncs);
   total('replicant_partial_syncs_total', 'Partial resynchronizations (PSYNC continues) accepted by the source.', (s) => s.partialSyncs);
+
+  // A cluster source: the same figures per shard (labelled by shard key), for the shard that lags or is down.
+  const shardGauge = (name: string, help: string, read: (s: ShardStatus) => number | null): void => {
+    new Gauge({
+      name,
+      help,
+      labelNames: ['shard'] as const,
+      registers,
+      collect() {
+        this.reset();
+        for (const sh of (snap() as Partial<ClusterSyncStatus>).shards ?? []) {
+          const v = read(sh);
+          if (v !== null) this.set({ shard: sh.shard }, v);
+        }
+      },
+    });
+  };
+  shardGauge('replicant_shard_healthy', 'Cluster source: 1 while the shard is full-syncing or streaming, else 0.', (s) => (isHealthy(s) ? 1 : 0));
+  shardGauge('replicant_shard_applied_offset', "Cluster source: the shard's replication offset applied on the target.", (s) => s.appliedOffset);
+  shardGauge('replicant_shard_lag_bytes', "Cluster source: bytes of the shard's stream received but not yet applied.", (s) => s.lagBytes);
 
   return {
     registry: options.defaultMetrics ?? true ? Registry.merge([registry, processMetrics()]) : registry,

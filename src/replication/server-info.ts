@@ -87,7 +87,18 @@ const INFO_TIMEOUT_MS = 5_000;
  * server refuses INFO; throws a ReplicationSourceError (retryable unless authentication failed).
  */
 export async function readServerInfo(endpoint: SourceEndpoint, timeoutMs = INFO_TIMEOUT_MS): Promise<ServerInfo | null> {
+  const text = await readServerText(endpoint, ['INFO'], timeoutMs);
+  return text === null ? null : parseServerInfo(text);
+}
+
+/**
+ * One command whose reply is a bulk string of CRLF-terminated lines (INFO, CLUSTER NODES) on a
+ * new connection, AUTH first when the endpoint has a password. Null when the server answers
+ * with an error; throws a ReplicationSourceError (retryable unless authentication failed).
+ */
+export async function readServerText(endpoint: SourceEndpoint, command: Arg[], timeoutMs = INFO_TIMEOUT_MS): Promise<string | null> {
   const label = endpointLabel(endpoint);
+  const what = command.map(String).join(' ');
   const lines = new LineReader();
   // Written at once: a TLS socket holds the commands until the handshake is done.
   const socket = connectSocket(endpoint, () => {});
@@ -103,14 +114,14 @@ export async function readServerInfo(endpoint: SourceEndpoint, timeoutMs = INFO_
   try {
     const { username, password } = endpoint;
     const commands: Arg[][] = password === undefined ? [] : [username !== undefined ? ['AUTH', username, password] : ['AUTH', password]];
-    commands.push(['INFO']);
+    commands.push(command);
     socket.write(encodeCommands(commands));
     if (password !== undefined) checkAuthReply(await lines.line(), username, label);
     const head = await lines.line();
     if (head.startsWith('-')) return null;
     const m = /^\$(\d+)$/.exec(head);
-    if (!m) throw new ProtocolError(`unexpected reply to INFO from ${label}: ${JSON.stringify(head.slice(0, 100))}`);
-    // INFO is made of CRLF-terminated lines: read lines until the announced length is covered.
+    if (!m) throw new ProtocolError(`unexpected reply to ${what} from ${label}: ${JSON.stringify(head.slice(0, 100))}`);
+    // The reply is made of CRLF-terminated lines: read lines until the announced length is covered.
     const want = Number(m[1]);
     const body: string[] = [];
     let got = 0;
@@ -119,7 +130,7 @@ export async function readServerInfo(endpoint: SourceEndpoint, timeoutMs = INFO_
       body.push(line);
       got += Buffer.byteLength(line, 'latin1') + 2;
     }
-    return parseServerInfo(body.join('\r\n'));
+    return body.join('\r\n');
   } finally {
     clearTimeout(timer);
     socket.destroy();

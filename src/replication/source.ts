@@ -29,7 +29,14 @@ export interface SentinelSpec {
   tls?: TlsSettings;
 }
 
-export type SourceSpec = { kind: 'direct'; endpoint: SourceEndpoint } | { kind: 'sentinel'; sentinel: SentinelSpec };
+/** One shard of a cluster source, resolved from the cluster's current topology (cluster-source.ts). */
+export interface ShardSourceRef {
+  readonly key: string;
+  describe(): string;
+  resolve(logger: Logger): Promise<SourceEndpoint>;
+}
+
+export type SourceSpec = { kind: 'direct'; endpoint: SourceEndpoint } | { kind: 'sentinel'; sentinel: SentinelSpec } | { kind: 'cluster-shard'; shard: ShardSourceRef };
 
 /** `sentinel://` or its TLS form `sentinels://`. */
 export function isSentinelUrl(url: string): boolean {
@@ -64,9 +71,14 @@ export function parseSourceUrl(url: string, tls?: TlsSettings): SourceSpec {
 }
 
 export function describeSource(spec: SourceSpec): string {
-  return spec.kind === 'direct'
-    ? endpointLabel(spec.endpoint)
-    : `sentinel ${spec.sentinel.sentinels.map(endpointLabel).join(',')} master "${spec.sentinel.masterName}"`;
+  switch (spec.kind) {
+    case 'direct':
+      return endpointLabel(spec.endpoint);
+    case 'sentinel':
+      return `sentinel ${spec.sentinel.sentinels.map(endpointLabel).join(',')} master "${spec.sentinel.masterName}"`;
+    case 'cluster-shard':
+      return spec.shard.describe();
+  }
 }
 
 /** ioredis is loaded only for sentinel sources (it costs ~0.15 s of startup). */
@@ -87,9 +99,10 @@ async function sentinelClient(s: SentinelSpec, at: { host: string; port: number 
   return c;
 }
 
-/** The endpoint to connect to now: the fixed one, or the master the sentinels name. */
+/** The endpoint to connect to now: the fixed one, the master the sentinels name, or the cluster shard's node. */
 export async function resolveSource(spec: SourceSpec, logger: Logger): Promise<SourceEndpoint> {
   if (spec.kind === 'direct') return spec.endpoint;
+  if (spec.kind === 'cluster-shard') return spec.shard.resolve(logger);
   const s = spec.sentinel;
   const failures: string[] = [];
   let tlsFailures = 0;

@@ -172,16 +172,23 @@ export class SnapshotScope {
   filtered = 0;
   /** `__replicant*` keys of the source left out. */
   reserved = 0;
+  /** Keys left out because `superseded` said the target holds a newer copy of them. */
+  superseded = 0;
 
+  /**
+   * `isSuperseded`: a key (source name) whose copy on the target is newer than the snapshot's
+   * (a cluster shard's key that migrated to another shard since: see migration-guard).
+   */
   constructor(
     private readonly scope: PartialScope,
     private readonly onCollision: (db: number, key: Buffer) => void,
+    private readonly isSuperseded?: (key: Buffer) => boolean,
   ) {}
 
   /** `records` with the scope applied (the same array when nothing changes). */
   apply(records: readonly RdbRecord[]): RdbRecord[] {
-    // Without filters the records pass as they are, unless a reserved key is among them.
-    if (this.scope.identity && !this.dropping && !records.some((r) => r.kind === 'keyStart' && startsWith(r.key, RESERVED))) return records as RdbRecord[];
+    // Without filters (nor a cluster shard's superseded keys) the records pass as they are, unless a reserved key is among them.
+    if (this.scope.identity && this.isSuperseded === undefined && !this.dropping && !records.some((r) => r.kind === 'keyStart' && startsWith(r.key, RESERVED))) return records as RdbRecord[];
     const out: RdbRecord[] = [];
     for (const rec of records) {
       if (rec.kind === 'keyStart') {
@@ -194,6 +201,11 @@ export class SnapshotScope {
         this.dropping = !s.keepsDb(rec.db) || !s.keepsKey(rec.key) || !s.keepsType(rec.type);
         if (this.dropping) {
           this.filtered++;
+          continue;
+        }
+        if (this.isSuperseded?.(rec.key) === true) {
+          this.superseded++;
+          this.dropping = true;
           continue;
         }
         if (s.collides(rec.key)) {

@@ -15,7 +15,8 @@ import { EventEmitter } from 'node:events';
 import { ExitCode, ReplicantError, SourceError, TargetError, UsageError, printableKey } from '../errors.js';
 import { endpointLabel, parseRedisUrl, type SourceEndpoint } from '../replication/url.js';
 import type { TlsSettings } from '../net/tls.js';
-import { describeSource, parseSourceUrl, resolveSource, watchSentinel, type SourceSpec } from '../replication/source.js';
+import { describeSource, parseSourceUrl, resolveSource, watchSentinel, type ShardSourceRef, type SourceSpec } from '../replication/source.js';
+import { SLOT_COUNT, keySlot } from '../target/key-slot.js';
 import { ReplicationLink, type PsyncOutcome } from '../replication/link.js';
 import { EOF_MARK_LENGTH, RdbTrailer } from '../replication/rdb-trailer.js';
 import { isRetryable } from '../replication/errors.js';
@@ -35,7 +36,7 @@ import { join } from 'node:path';
 import { silentLogger, type Logger } from '../observe/logger.js';
 import { RateMeter } from '../observe/progress.js';
 import type { Checkpoint } from '../checkpoint/checkpoint.js';
-import { FileCheckpointStore, NoCheckpointStore, TargetCheckpointStore, type CheckpointSpec, type CheckpointStore } from '../checkpoint/store.js';
+import { FileCheckpointStore, NoCheckpointStore, RESERVED_PREFIX, TargetCheckpointStore, type CheckpointSpec, type CheckpointStore } from '../checkpoint/store.js';
 import { parseCheckpoint } from '../checkpoint/checkpoint.js';
 import { LEGACY_CHECKPOINT_KEY, REGISTRY_KEY, parseRegistry, syncIdentity, type SyncIdentity, type SyncRegistration } from '../checkpoint/identity.js';
 import { LeaseError, SyncLease } from '../checkpoint/lease.js';
@@ -48,6 +49,7 @@ import { describeCommands, withoutCommands } from './unit-recovery.js';
 import { StreamBatcher, type StreamUnit } from './stream-batcher.js';
 import { PartialScope, SnapshotScope, type PartialSyncSpec } from './partial.js';
 import { StreamFilter } from './stream-filter.js';
+import type { MigrationGuard } from './migration-guard.js';
 
 export type WriteMode = 'auto' | 'restore' | 'commands';
 export type FullResyncPolicy = 'flush' | 'flush-all' | 'replace' | 'fail';
@@ -101,10 +103,31 @@ export interface SyncOptions {
    * when it holds only this sync's keys) instead of refusing to start.
    */
   acceptFilterChange?: boolean;
+  /** Set by ClusterSourceSync: this session copies one shard of a cluster source (`source` is then only shown). */
+  shard?: ShardRole;
   /** Reconnect delays: starts at `min`, doubles to `max`. */
   reconnectMinMs?: number;
   reconnectMaxMs?: number;
   logger?: Logger;
+}
+
+/**
+ * What makes a session one shard of a cluster source sync (README "Cluster source"). Its siblings
+ * (the other shards' sessions) are not "other syncs": their keys live in other slots, so a full
+ * resync of this shard deletes the keys of its own slots instead of flushing the target.
+ */
+export interface ShardRole {
+  source: ShardSourceRef & { slots(): [number, number][]; importingSlots(): Promise<number[]> };
+  /** Whether a registry id is a sibling shard's session. */
+  isSibling(id: string): boolean;
+  /** The --existing decision taken once for the whole target: whether it held no keys but ours. */
+  cleanStart: boolean;
+  /** Taken before each PSYNC and released once the snapshot is applied (or none came): staggers the source's forks. */
+  gate(): Promise<() => void>;
+  /** Shared by every shard: keeps a slot migration's DEL from deleting the keys it moved. */
+  guard: MigrationGuard;
+  /** Resolves once the other shards have applied what they had received when called (bounded wait). */
+  othersSettled(): Promise<void>;
 }
 
 export interface SyncStatus {
@@ -175,7 +198,7 @@ const GIVEN_UP_LOGGED = 20;
 const SERIAL_AFTER_ABORT = 256;
 
 export class SyncSession extends EventEmitter<SyncEvents> {
-  private readonly opts: Required<Omit<SyncOptions, 'spoolDir' | 'listeningPort' | 'checkpoint' | 'logger' | 'name' | 'report' | 'tls' | 'partial' | 'acceptFilterChange'>> & Pick<SyncOptions, 'spoolDir' | 'listeningPort'>;
+  private readonly opts: Required<Omit<SyncOptions, 'spoolDir' | 'listeningPort' | 'checkpoint' | 'logger' | 'name' | 'report' | 'tls' | 'partial' | 'acceptFilterChange' | 'shard'>> & Pick<SyncOptions, 'spoolDir' | 'listeningPort'>;
   private readonly identity: SyncIdentity;
   private readonly lease: SyncLease;
   /** Proof that a cluster target's masters still hold the copy (its checkpoint is a file). */
@@ -205,6 +228,7 @@ export class SyncSession extends EventEmitter<SyncEvents> {
   private existingCheckPending = false;
   private readonly log: Logger;
   private readonly sourceSpec: SourceSpec;
+  private readonly shard: ShardRole | null;
   /** The source endpoint of the current connection. */
   private sourceEp: SourceEndpoint | null = null;
   /** Set once anything was written to the target by this process. */
@@ -268,7 +292,8 @@ export class SyncSession extends EventEmitter<SyncEvents> {
   constructor(options: SyncOptions) {
     super();
     this.log = options.logger ?? silentLogger();
-    this.sourceSpec = parseSourceUrl(options.source, options.tls?.source);
+    this.shard = options.shard ?? null;
+    this.sourceSpec = this.shard !== null ? { kind: 'cluster-shard', shard: this.shard.source } : parseSourceUrl(options.source, options.tls?.source);
     this.targetEp = parseRedisUrl(options.target, options.tls?.target);
     this.checkpointSpec = options.checkpoint;
     this.identity = syncIdentity(this.sourceSpec, options.name);
@@ -360,7 +385,8 @@ export class SyncSession extends EventEmitter<SyncEvents> {
    * boundary, store the checkpoint. `run()` then resolves.
    */
   stop(): void {
-    if (this.stopping) return;
+    // (A run that already ended stays 'stopped'.)
+    if (this.stopping || this.phase === 'stopped') return;
     this.stopping = true;
     this.setPhase('stopping', {});
     // A snapshot cannot be resumed half-way (the next run copies it again): what is still in
@@ -371,6 +397,18 @@ export class SyncSession extends EventEmitter<SyncEvents> {
     this.stopResolve?.();
   }
 
+  /**
+   * The source should now be read from `to` (a sentinel's +switch-master, a cluster shard's new
+   * master): a link to another node is dropped, and the next connection resolves the source again.
+   */
+  sourceMoved(to: { host: string; port: number }): void {
+    const ep = this.sourceEp;
+    if (ep !== null && this.link !== null && (ep.host !== to.host || ep.port !== to.port)) {
+      this.log.info({ from: endpointLabel(ep), to: endpointLabel(to) }, 'the source moved: reconnecting');
+      this.link.close();
+    }
+  }
+
   /** Runs until stop() or an unrecoverable error (rejects with a ReplicantError). */
   async run(): Promise<SyncResult> {
     const sampler = setInterval(() => this.sample(), 100);
@@ -378,10 +416,7 @@ export class SyncSession extends EventEmitter<SyncEvents> {
     let unwatch: (() => void) | null = null;
     try {
       if (this.sourceSpec.kind === 'sentinel') {
-        unwatch = await watchSentinel(this.sourceSpec.sentinel, this.log, (to) => {
-          const ep = this.sourceEp;
-          if (ep !== null && (ep.host !== to.host || ep.port !== to.port)) this.link?.close();
-        }).catch((e: Error) => {
+        unwatch = await watchSentinel(this.sourceSpec.sentinel, this.log, (to) => this.sourceMoved(to)).catch((e: Error) => {
           this.log.warn({ err: e.message }, 'cannot watch the sentinels for failovers; relying on the link dropping');
           return null;
         });
@@ -422,6 +457,9 @@ export class SyncSession extends EventEmitter<SyncEvents> {
           this.applied = cp.offset;
           this.replid = cp.replid;
         }
+      } else if (this.shard !== null) {
+        // The coordinator checked the target once for every shard.
+        this.cleanStart = this.shard.cleanStart;
       } else this.existingCheckPending = true;
       // An earlier run stopped in the middle of a snapshot: the target is short until one completes.
       if (cp?.state === 'full-sync') this.snapshotUnfinished = true;
@@ -516,6 +554,30 @@ export class SyncSession extends EventEmitter<SyncEvents> {
   /** One connection to the source: PSYNC, then full sync and/or streaming until the link ends. */
   private async cycle(cp: Checkpoint | null): Promise<void> {
     this.setPhase('connecting', { source: describeSource(this.sourceSpec) });
+    // A shard of a cluster source that needs a snapshot waits for its turn: at most N shards fork
+    // and send one at once. Taken before resolving when no resume is possible (the node is then
+    // the one of the moment the turn comes); a resume never waits, and a PSYNC the source answers
+    // with a full resync takes its turn before the snapshot is applied (the spool holds it).
+    let release: (() => void) | null = null;
+    const takeTurn = async (): Promise<void> => {
+      if (this.shard === null || release !== null) return;
+      const turn = this.shard.gate();
+      const got = await Promise.race([turn, this.stopped.then(() => null)]);
+      if (got === null) {
+        void turn.then((r) => r());
+        throw new StopRequested();
+      }
+      release = got;
+    };
+    if (cp === null || cp.state !== 'streaming') await takeTurn();
+    try {
+      await this.cycleFrom(cp, takeTurn, () => release?.());
+    } finally {
+      (release as (() => void) | null)?.();
+    }
+  }
+
+  private async cycleFrom(cp: Checkpoint | null, takeTurn: () => Promise<void>, snapshotDone: () => void): Promise<void> {
     let endpoint: SourceEndpoint;
     try {
       endpoint = await resolveSource(this.sourceSpec, this.log);
@@ -562,8 +624,8 @@ export class SyncSession extends EventEmitter<SyncEvents> {
         await this.fullResync(reason, resumable ? cp.cleanStart : this.cleanStart);
       } else if (cp !== null && cp.state === 'full-sync') {
         if (cp.cleanStart && this.otherSyncs.size === 0) {
-          this.log.warn('an earlier full sync was interrupted: flushing its partial copy from the target');
-          await this.flushTarget();
+          this.log.warn(this.shard !== null ? "an earlier full sync was interrupted: deleting its partial copy (the keys of this shard's slots) from the target" : 'an earlier full sync was interrupted: flushing its partial copy from the target');
+          await this.clearOwnKeys();
           this.cleanStart = true;
         } else {
           this.cleanStart = false;
@@ -573,11 +635,14 @@ export class SyncSession extends EventEmitter<SyncEvents> {
       this.targetLost = null;
       this.resyncReason = null;
       this.markers.reset();
+      await takeTurn();
       const rest = await this.fullSync(link, spool, outcome);
+      snapshotDone();
       parser = new ReplicationStreamParser(outcome.offset);
       firstStream = rest;
       if (this.opts.exitAfterFullSync) return;
     } else {
+      snapshotDone();
       this.partialSyncs++;
       this.db = cp!.db;
       this.applied = outcome.offset;
@@ -637,7 +702,26 @@ export class SyncSession extends EventEmitter<SyncEvents> {
       spool.setMemoryBudget(streaming ? Math.min(this.opts.spoolMemoryBytes, LONG_STRING_SPOOL_MEMORY) : this.opts.spoolMemoryBytes);
       writer.setMaxInflight(streaming ? Math.min(this.opts.maxInflightBytes, LONG_STRING_INFLIGHT) : this.opts.maxInflightBytes);
     };
-    const snapScope = new SnapshotScope(this.scope, (db, key) => this.renameCollision(db, key));
+    const shard = this.shard;
+    let superseded: ((key: Buffer) => boolean) | undefined;
+    if (shard !== null) {
+      // Migrations around this snapshot (see migration-guard): a key that migrated here before the
+      // fork may still have its DEL in another shard's stream. The other shards first apply what
+      // they have received (migrations done before the fork), and keys of slots still importing
+      // are tracked as this shard's, so a later DEL from elsewhere is dropped. A key that another
+      // shard has restored since is left out: this snapshot's copy is older.
+      const importing = new Set(await shard.source.importingSlots());
+      await shard.othersSettled();
+      const me = shard.source.key;
+      superseded = (key) => {
+        const owner = shard.guard.ownerOf(key);
+        if (owner !== undefined) return owner !== me;
+        if (importing.size > 0 && importing.has(keySlot(key))) shard.guard.noteSnapshotKey(key, me);
+        return false;
+      };
+      if (importing.size > 0) this.log.info({ importing: [...importing] }, 'snapshot taken while slots migrate into this shard: their keys are tracked by the migration guard');
+    }
+    const snapScope = new SnapshotScope(this.scope, (db, key) => this.renameCollision(db, key), superseded);
     let applier: SnapshotApplier | null = null;
     const makeApplier = (sourceRdbVersion: number): SnapshotApplier => {
       const restoreOk = info.rdbVersion >= sourceRdbVersion;
@@ -654,7 +738,8 @@ export class SyncSession extends EventEmitter<SyncEvents> {
         onForeignDb: this.cluster ? (db, key) => this.foreignDb(db, key) : undefined,
         translate: {
           mode,
-          replace: !this.cleanStart,
+          // A shard's keys may already be there: an interrupted copy of its slots, or keys that migrated.
+          replace: !this.cleanStart || this.shard !== null,
           restoreBufferBytes: this.opts.bigKeyBytes,
           targetVersion: `${info.major}.${info.minor}`,
           emitSelect: !this.cluster,
@@ -756,6 +841,7 @@ export class SyncSession extends EventEmitter<SyncEvents> {
         emptyKeysSkipped,
         ...(this.scope.identity ? {} : { filteredKeys: scope.filtered }),
         ...(scope.reserved > 0 ? { reservedKeysSkipped: scope.reserved } : {}),
+        ...(scope.superseded > 0 ? { migratedKeys: scope.superseded } : {}),
       },
       'full sync applied',
     );
@@ -790,6 +876,7 @@ export class SyncSession extends EventEmitter<SyncEvents> {
       onForeignDb: this.cluster ? (cmd: StreamCommand, db: number) => this.foreignDb(db, cmd.args[1], cmd.name) : undefined,
       dropFlush: (cmd: StreamCommand, db: number) => this.sharedTargetFlush(cmd, db),
       admit: (cmd: StreamCommand) => this.admitStreamCommand(cmd),
+      ...(this.shard === null ? {} : { rewrite: (cmd: StreamCommand) => this.shardStreamCommand(cmd, this.shard!) }),
       ...(this.scope.identity
         ? {}
         : {
@@ -819,7 +906,18 @@ export class SyncSession extends EventEmitter<SyncEvents> {
       if (chunk === null) break;
       const cmds = parser.push(chunk);
       chunk = null;
-      for (const c of cmds) batcher.push(c, units);
+      for (const c of cmds) {
+        if (this.shard !== null && isFlush(c) && !batcher.inTransaction && !this.scope.excludedCommands.has(c.name)) {
+          // Everything before it is applied first, then the shard's own keys are deleted.
+          const before = batcher.cut();
+          if (before !== null) units.push(before);
+          for (const u of units) await this.submitStreamUnit(u);
+          units.length = 0;
+          await this.flushWriter();
+          await this.clearShardOnFlush(c);
+        }
+        batcher.push(c, units);
+      }
       if (spool.bufferedBytes === 0) {
         const u = batcher.cut();
         if (u !== null) units.push(u);
@@ -839,6 +937,7 @@ export class SyncSession extends EventEmitter<SyncEvents> {
    * keys of this source it should have deleted then stay on the target.
    */
   private sharedTargetFlush(cmd: StreamCommand, db: number): boolean {
+    if (this.shard !== null) return this.shardFlush(cmd, db);
     if (this.otherSyncs.size === 0) return false;
     const what = `source ${cmd.name.toUpperCase()}${cmd.name === 'flushdb' ? ` in db ${db}` : ''} at offset ${cmd.offset}`;
     const others = [...this.otherSyncs.keys()].join(', ');
@@ -847,6 +946,53 @@ export class SyncSession extends EventEmitter<SyncEvents> {
     }
     this.errors++;
     this.log.error({ command: cmd.name, db, offset: cmd.offset, otherSyncs: others }, `${what} not relayed: the target is shared with other syncs; this source's keys it deleted stay on the target (--on-error skip)`);
+    return true;
+  }
+
+  /**
+   * A shard's stream command before the filters: a flush already done as the deletion of the
+   * shard's keys is dropped; the rest goes through the migration guard: itself, rewritten (parsed
+   * again for the filters), or null.
+   */
+  private shardStreamCommand(cmd: StreamCommand, shard: ShardRole): StreamCommand | null {
+    if (cmd.offset === this.flushCleared) return null;
+    const out = shard.guard.apply(cmd, shard.source.key);
+    if (out === null || out === cmd.raw) return out === null ? null : cmd;
+    // A parser ending at the command's offset gives the rewritten command the same offset.
+    return new ReplicationStreamParser(Math.max(0, cmd.offset - out.length)).push(out)[0] ?? null;
+  }
+
+  /**
+   * A FLUSHALL/FLUSHDB in one shard's stream (a cluster source flushes master by master): on
+   * the target it means "delete this shard's keys", which is done here (the command itself is
+   * then dropped). A crash before the next checkpoint replays it: deleting again is harmless.
+   */
+  private async clearShardOnFlush(cmd: StreamCommand): Promise<void> {
+    this.flushCleared = cmd.offset;
+    this.log.info({ command: cmd.name.toUpperCase(), offset: cmd.offset }, "source flush in this shard's stream: deleting this shard's keys from the target (not the other shards')");
+    try {
+      await this.clearOwnKeys();
+    } catch (e) {
+      if (e instanceof ReplicantError || e instanceof TargetCommandError) throw e;
+      throw new Recoverable('target', `deleting the shard's keys for the source ${cmd.name.toUpperCase()} at offset ${cmd.offset} failed`, { cause: e });
+    }
+  }
+
+  /** Offset of the last source flush done as clearShardOnFlush (its command is then dropped). */
+  private flushCleared = -1;
+
+  /**
+   * A FLUSHALL/FLUSHDB of a shard inside a source transaction cannot be split from it: relayed,
+   * it would delete the other shards' keys too. Stop (--on-error fail), or drop it (skip): the
+   * keys this shard had stay on the target.
+   */
+  private shardFlush(cmd: StreamCommand, db: number): boolean {
+    const what = `source ${cmd.name.toUpperCase()} at offset ${cmd.offset} of ${describeSource(this.sourceSpec)}`;
+    if (this.opts.onError === 'fail') {
+      throw new TargetError(`${what}: inside a transaction, relaying it would delete the keys of the other shards on the target (use --on-error skip to drop it, then delete the keys on the target yourself)`);
+    }
+    this.errors++;
+    this.log.error({ command: cmd.name, db, offset: cmd.offset }, `${what} not relayed: it would delete the other shards' keys; this shard's keys it deleted stay on the target (--on-error skip)`);
     return true;
   }
 
@@ -1098,8 +1244,8 @@ export class SyncSession extends EventEmitter<SyncEvents> {
   private async fullResync(reason: string, cleanStart: boolean): Promise<void> {
     const plan = await this.fullResyncPlan(reason, cleanStart);
     if (plan === 'flush') {
-      this.log.warn({ reason, policy: this.opts.onFullResync }, `full resync: ${reason}; flushing the target and copying again`);
-      await this.flushTarget();
+      this.log.warn({ reason, policy: this.opts.onFullResync }, `full resync: ${reason}; ${this.shard !== null ? "deleting the keys of this shard's slots from the target" : 'flushing the target'} and copying again`);
+      await this.clearOwnKeys();
       this.cleanStart = true;
     } else {
       this.log.warn({ reason, policy: this.opts.onFullResync }, `full resync: ${reason}; copying again over the target's keys (REPLACE, no flush)`);
@@ -1112,6 +1258,7 @@ export class SyncSession extends EventEmitter<SyncEvents> {
     const all = parseRegistry(await this.controlCall(['HGETALL', REGISTRY_KEY]));
     this.registeredAs = all.get(this.identity.id) ?? null;
     all.delete(this.identity.id);
+    if (this.shard !== null) for (const id of [...all.keys()]) if (this.shard.isSibling(id)) all.delete(id);
     const added = [...all.keys()].filter((k) => !this.otherSyncs.has(k));
     if (added.length > 0 && this.phase !== 'connecting') this.log.info({ otherSyncs: added }, 'another sync now writes to this target too: its keys are protected from flushes');
     this.otherSyncs = all;
@@ -1536,6 +1683,38 @@ export class SyncSession extends EventEmitter<SyncEvents> {
     throw new Recoverable('target', `target ${this.targetEp.host}:${this.targetEp.port} failed: ${err.message}`, { cause: err });
   }
 
+  /** What a full resync clears: the whole target, or for a cluster shard the keys of its slots. */
+  private async clearOwnKeys(): Promise<void> {
+    if (this.shard === null) return this.flushTarget();
+    const w = this.writer!;
+    const ranges = this.shard.source.slots();
+    const ours = new Uint8Array(SLOT_COUNT);
+    for (const [lo, hi] of ranges) ours.fill(1, lo, hi + 1);
+    // A standalone target holds the shard's keys in the db source db 0 maps to.
+    if (!this.cluster) await w.call(['SELECT', this.scope.targetDb(0)]);
+    let deleted = 0;
+    for (const call of w.nodeCalls()) {
+      let cursor = '0';
+      do {
+        const [next, batch] = (await call(['SCAN', cursor, 'COUNT', 1000])) as [Buffer | string, (Buffer | string)[]];
+        cursor = String(next);
+        const doomed = batch
+          .map((k) => (Buffer.isBuffer(k) ? k : Buffer.from(k, 'latin1')))
+          .filter((k) => {
+            if (k.subarray(0, RESERVED_PREFIX.length).toString('latin1') === RESERVED_PREFIX) return false;
+            // The slot of its source name: a renamed key lives elsewhere than its source slot.
+            const src = this.scope.sourceName(k);
+            return src !== null && ours[keySlot(src)] === 1;
+          });
+        // A cluster node refuses a multi-key UNLINK across slots: one key per command there.
+        if (this.cluster) deleted += (await Promise.all(doomed.map((k) => call(['UNLINK', k])))).reduce((t: number, n) => t + Number(n), 0);
+        else if (doomed.length > 0) deleted += Number(await call(['UNLINK', ...doomed]));
+      } while (cursor !== '0');
+    }
+    if (!this.cluster) await w.call(['SELECT', this.scope.connectionDb(this.db)]);
+    this.log.warn({ deleted, slots: ranges.map(([lo, hi]) => `${lo}-${hi}`).join(',') }, "deleted the keys of this shard's slots from the target");
+  }
+
   /** FLUSHALL, then put back what makes this sync safe (its lease and registration). */
   private async flushTarget(): Promise<void> {
     const w = this.writer!;
@@ -1710,6 +1889,10 @@ export class SyncSession extends EventEmitter<SyncEvents> {
 }
 
 const PING = encodeCommand(['PING']);
+
+function isFlush(cmd: StreamCommand): boolean {
+  return cmd.name === 'flushall' || cmd.name === 'flushdb';
+}
 /** Bytes handed to the RDB decoder per push. */
 const DECODE_SLICE = 64 * 1024;
 /** Spool memory budget and target in-flight budget while a long string streams (at most the configured ones). */

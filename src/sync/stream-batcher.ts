@@ -63,6 +63,11 @@ export interface StreamBatcherOptions {
   admit?: (cmd: StreamCommand) => boolean;
   /** Partial sync: what of each command reaches the target (absent: everything, unchanged). */
   filter?: StreamFilter;
+  /**
+   * Applied first to each command the filter would see, on the source's key names: the command
+   * itself, a rewritten one, or null to drop it (a cluster source's slot migration guard).
+   */
+  rewrite?: (cmd: StreamCommand) => StreamCommand | null;
 }
 
 const RESERVED = Buffer.from('__replicant');
@@ -195,11 +200,13 @@ export class StreamBatcher {
    * What of `cmd` (run in source db `db`) is forwarded, or null when nothing is: a reserved key,
    * outside the partial sync's filter, a db a cluster lacks, a command the target cannot run.
    */
-  private forwarded(cmd: StreamCommand, db: number): FilterResult {
-    if (isReserved(cmd)) {
-      this.opts.onReserved?.(cmd);
+  private forwarded(original: StreamCommand, db: number): FilterResult {
+    if (isReserved(original)) {
+      this.opts.onReserved?.(original);
       return null;
     }
+    const cmd = this.opts.rewrite === undefined ? original : this.opts.rewrite(original);
+    if (cmd === null) return null;
     const f = this.opts.filter;
     const fwd = f === undefined ? cmd.raw : f.apply(cmd, db);
     if (fwd === null) return null;

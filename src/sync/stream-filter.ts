@@ -372,7 +372,7 @@ function readsByPattern(cmd: StreamCommand): boolean {
 }
 
 /** Index of the key after STORE / STOREDIST, or -1. */
-function storeOptionIndex(cmd: StreamCommand): number {
+export function storeOptionIndex(cmd: StreamCommand): number {
   const args = cmd.args;
   for (let i = 2; i + 1 < args.length; i++) {
     const w = args[i]!.toString('latin1').toLowerCase();

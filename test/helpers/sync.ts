@@ -58,22 +58,45 @@ export async function digestWithoutReserved(c: Redis): Promise<string> {
   const dbs = [...((await c.info('keyspace')) as string).matchAll(/^db(\d+):/gm)].map((m) => Number(m[1])).sort((a, b) => a - b);
   for (const db of dbs) {
     await c.select(db);
-    const keys: string[] = [];
-    let cursor = '0';
-    do {
-      const [next, batch] = await c.scan(cursor, 'COUNT', 1000);
-      cursor = next;
-      for (const k of batch) if (!k.startsWith('__replicant')) keys.push(k);
-    } while (cursor !== '0');
-    keys.sort();
-    for (let i = 0; i < keys.length; i += 500) {
-      const part = keys.slice(i, i + 500);
-      const rows = await Promise.all(part.map(async (k) => [k, await c.call('DEBUG', 'DIGEST-VALUE', k), (await c.pttl(k)) > 0] as const));
-      for (const [k, d, ttl] of rows) h.update(`${db}\0${k}\0${String(d)}\0${ttl}\n`);
-    }
+    for (const row of await keyRows(c)) h.update(`${db}\0${row}\n`);
   }
   await c.select(0);
   return h.digest('hex');
+}
+
+/**
+ * The same digest of db 0 over several servers taken as one keyspace (the masters of a
+ * cluster, or one standalone server): compare a cluster source with what it was synced into.
+ */
+export async function keyspaceDigest(clients: readonly Redis[]): Promise<{ keys: number; digest: string }> {
+  const rows = (await Promise.all(clients.map((c) => keyRows(c)))).flat().sort();
+  const h = createHash('sha1');
+  for (const row of rows) h.update(`0\0${row}\n`);
+  return { keys: rows.length, digest: h.digest('hex') };
+}
+
+/** Every key of the selected db (SCAN), in no particular order. */
+export async function scanKeys(c: Redis): Promise<string[]> {
+  const keys: string[] = [];
+  let cursor = '0';
+  do {
+    const [next, batch] = await c.scan(cursor, 'COUNT', 1000);
+    cursor = next;
+    keys.push(...batch);
+  } while (cursor !== '0');
+  return keys;
+}
+
+/** `name\0digest\0expires` of every key of the selected db but `__replicant*` ones, sorted by name. */
+async function keyRows(c: Redis): Promise<string[]> {
+  const keys = (await scanKeys(c)).filter((k) => !k.startsWith('__replicant')).sort();
+  const out: string[] = [];
+  for (let i = 0; i < keys.length; i += 500) {
+    const part = keys.slice(i, i + 500);
+    const rows = await Promise.all(part.map(async (k) => [k, await c.call('DEBUG', 'DIGEST-VALUE', k), (await c.pttl(k)) > 0] as const));
+    for (const [k, d, ttl] of rows) out.push(`${k}\0${String(d)}\0${ttl}`);
+  }
+  return out;
 }
 
 /** FUNCTION LIST WITHCODE with libraries and their functions sorted by name (the server lists them in hash order). */

@@ -8,7 +8,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import type { Redis } from 'ioredis';
 import { startRedis, waitFor, type RedisServer } from '../helpers/redis.js';
 import { startCluster, type RedisCluster } from '../helpers/cluster.js';
-import { captureLogger, runSync, waitCaughtUp, type RunningSync } from '../helpers/sync.js';
+import { captureLogger, runSync, scanKeys, waitCaughtUp, type RunningSync } from '../helpers/sync.js';
 
 type ClusterClient = ReturnType<RedisCluster['client']>;
 
@@ -33,14 +33,7 @@ async function snapshotKey(c: Redis | ClusterClient, key: string): Promise<unkno
 }
 
 async function allKeys(c: Redis): Promise<string[]> {
-  const keys: string[] = [];
-  let cursor = '0';
-  do {
-    const [next, batch] = await c.scan(cursor, 'COUNT', 1000);
-    cursor = next;
-    keys.push(...batch);
-  } while (cursor !== '0');
-  return keys.sort();
+  return (await scanKeys(c)).sort();
 }
 
 /** A standalone source and a 3-master cluster target, both stopped after the test. */

@@ -79,6 +79,17 @@ describe('SnapshotScope', () => {
     expect([h.key.toString(), h.db]).toEqual(['new:1', 0]);
     expect(snap.filtered).toBe(2);
   });
+
+  it('drops the keys a cluster shard no longer has the latest copy of (migrated to another shard)', () => {
+    const header = (key: string) => ({ kind: 'keyStart', key: Buffer.from(key), db: 0, type: 'string', expireMs: null, offset: 0 }) as unknown as RdbRecord;
+    const part = { kind: 'stringPart', value: Buffer.from('v'), offset: 0, total: 2 } as unknown as RdbRecord;
+    const end = { kind: 'keyEnd' } as unknown as RdbRecord;
+    const snap = new SnapshotScope(new PartialScope(), () => {}, (key) => key.toString() === 'moved');
+    const out = snap.apply([header('kept'), part, part, end, header('moved'), part, part, end, header('after'), end]);
+    expect(out.filter((r) => r.kind === 'keyStart').map((r) => (r as unknown as { key: Buffer }).key.toString())).toEqual(['kept', 'after']);
+    expect(out).toHaveLength(6);
+    expect([snap.superseded, snap.filtered]).toEqual([1, 0]);
+  });
 });
 
 describe('StreamFilter', () => {
