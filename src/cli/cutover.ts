@@ -83,17 +83,20 @@ export function formatProof(p: CutoverProof): string {
     `  verify             ${v.sample ?? 'every key'} (${v.method}): ${formatCount(v.compared)} compared, ${formatCount(v.equal)} equal, ${v.differences} differences, ${v.durationMs} ms`,
     `  keys               source ${formatCount(p.sourceKeys)}, target ${formatCount(p.targetKeys)} (Replicant's own keys left out)`,
   ];
+  for (const s of p.shards ?? []) lines.splice(lines.length - 2, 0, `  shard              master ${s.master}: replication id ${s.replid}, offset ${s.sourceOffset}, applied ${s.appliedOffset}`);
   if (p.unpaused) {
     lines.push(`  writes paused      ${p.pausedMs} ms, resumed (--unpause)`);
   } else {
     const left = Math.max(0, (p.pauseEndsAt ?? 0) - Date.now());
-    const [host, port] = splitLabel(p.source);
     lines.push(
       `  writes paused      ${p.pausedMs} ms so far, and STILL PAUSED: the pause ends by itself at ${new Date(p.pauseEndsAt ?? 0).toISOString()} (${(left / 1000).toFixed(1)} s from now, --max-pause)`,
       '',
       'Switch the application to the target now. To resume writes on the source before then (undo):',
-      `  redis-cli -h ${host} -p ${port} CLIENT UNPAUSE`,
     );
+    for (const master of p.shards?.map((s) => s.master) ?? [p.source]) {
+      const [host, port] = splitLabel(master);
+      lines.push(`  redis-cli -h ${host} -p ${port} CLIENT UNPAUSE`);
+    }
   }
   return `${lines.join('\n')}\n`;
 }

@@ -11,6 +11,10 @@
  *
  * Any failure after step 1, or the budget running out, unpauses the source and throws a
  * CutoverAbortedError (exit 11): a cutover never leaves writes blocked because it failed.
+ *
+ * A Redis Cluster source is paused on every master, and each master's offset is waited for
+ * in the shard of the sync that follows its replication history (the sync's /status lists
+ * its shards: --status-url is required there).
  */
 import { syncIdentity } from '../checkpoint/identity.js';
 import { CutoverAbortedError, SourceError, UsageError } from '../errors.js';
@@ -22,7 +26,7 @@ import type { TlsSettings } from '../net/tls.js';
 import { readKeyspace } from '../verify/capabilities.js';
 import { describeSample, type SampleSpec } from '../verify/sample.js';
 import { ServerReply, VerifySide } from '../verify/side.js';
-import { checkpointReader, statusUrlReader, type PositionReader, type SyncPosition } from './position.js';
+import { checkpointReader, statusUrlReader, type PositionReader, type ShardPosition, type SyncPosition } from './position.js';
 import { checkRandomSample } from './random-sample.js';
 import { reservedKeyCount } from './reserved.js';
 
@@ -64,6 +68,14 @@ export interface CutoverProof {
   unpaused: boolean;
   /** When left paused: when the pause ends by itself (Unix ms). */
   pauseEndsAt: number | null;
+  /** A cluster source: each master paused, its offset and the shard's applied offset (the top-level offsets are their sums). */
+  shards?: { master: string; replid: string; sourceOffset: number; appliedOffset: number }[];
+}
+
+/** One master of the source (the source itself when standalone), as INFO describes it. */
+interface SourceMaster {
+  label: string;
+  info: ServerInfo;
 }
 
 /** Part of the pause kept free at the end: the verify must finish before writes could resume. */
@@ -103,23 +115,24 @@ export class Cutover {
     this.target = new VerifySide('target', parseRedisUrl(this.o.target, this.o.tls?.target), this.log);
     try {
       await this.source.open();
-      const masters = this.source.clusterMasters;
-      if (masters !== null) {
-        throw new UsageError(
-          `source ${this.source.label} is a Redis Cluster (${masters.length} masters): cutover handles a standalone source only (each shard has its own replication offset to wait for); ` +
-            'stop the writes by hand, then prove the copy with replicant verify',
-        );
+      const cluster = this.source.clusterMasters;
+      if (cluster !== null && this.o.statusUrl === undefined) {
+        throw new UsageError(`source ${this.source.label} is a Redis Cluster (${cluster.length} masters): give --status-url (the sync's /status lists the position of each shard)`);
       }
       await this.target.open();
-      const before = await this.sourceInfo();
-      if (before.major < 6 || (before.major === 6 && before.minor < 2)) {
-        throw new SourceError(`source ${this.source.label} runs Redis ${before.version}: CLIENT PAUSE ... WRITE needs 6.2 or later (an older server can only pause every client)`);
+      const before = await this.masters();
+      for (const m of before) {
+        const i = m.info;
+        if (i.major < 6 || (i.major === 6 && i.minor < 2)) {
+          throw new SourceError(`source ${m.label} runs Redis ${i.version}: CLIENT PAUSE ... WRITE needs 6.2 or later (an older server can only pause every client)`);
+        }
+        if (i.role !== 'master') throw new SourceError(`source ${m.label} is a replica of ${i.masterAddress ?? 'another server'}: pause its master instead`);
       }
-      if (before.role !== 'master') throw new SourceError(`source ${this.source.label} is a replica of ${before.masterAddress ?? 'another server'}: pause its master instead`);
       const read: PositionReader = this.o.statusUrl ? statusUrlReader(this.o.statusUrl) : checkpointReader(this.target, syncIdentity(spec, this.o.name).checkpointKey);
       const pos = await read();
-      this.checkFollows(pos, before);
-      this.log.info({ behindBytes: before.masterReplOffset - (pos.appliedOffset ?? 0), from: pos.from }, 'sync found; pausing writes on the source');
+      const tracks = this.checkFollows(pos, before);
+      const behind = before.reduce((t, m, i) => t + m.info.masterReplOffset - (tracks[i]!.appliedOffset ?? 0), 0);
+      this.log.info({ behindBytes: behind, from: pos.from, masters: before.length }, 'sync found; pausing writes on the source');
       return await this.pausedPart(read);
     } finally {
       this.source.close();
@@ -127,23 +140,58 @@ export class Cutover {
     }
   }
 
-  private async sourceInfo(): Promise<ServerInfo> {
-    // Plain INFO (server, replication, keyspace among its sections): several sections in one call need 7.0.
-    const text = await this.source!.call(0, ['INFO']).catch((e: unknown) => {
-      throw e instanceof ServerReply ? new SourceError(`source ${this.source!.label} refuses INFO (${e.message}): the cutover needs its replication offset`) : e;
+  /** INFO of the source, or of each master of a cluster source (plain INFO: several sections in one call need 7.0). */
+  private async masters(): Promise<SourceMaster[]> {
+    const s = this.source!;
+    const labels = s.clusterMasters ?? [s.label];
+    const replies = s.clusterMasters === null ? [await s.call(0, ['INFO']).catch((e: unknown) => (e instanceof ServerReply ? e : Promise.reject(e)))] : await s.everyNode(0, ['INFO']);
+    return replies.map((r, i) => {
+      if (r instanceof ServerReply) throw new SourceError(`source ${labels[i]} refuses INFO (${r.message}): the cutover needs its replication offset`);
+      return { label: labels[i]!, info: parseServerInfo(String(r)) };
     });
-    return parseServerInfo(String(text));
   }
 
-  /** The sync must be streaming this very source history, else waiting is pointless. */
-  private checkFollows(pos: SyncPosition, info: ServerInfo): void {
-    if (pos.appliedOffset === null || pos.replid === null) {
-      throw new UsageError(`no sync position at ${pos.from}${this.o.statusUrl ? '' : ' (is the sync running with --checkpoint target, and is --name the one it uses?)'}`);
+  /** `args` on the source, or on every master of a cluster source; a refusal throws. */
+  private async onEveryMaster(args: (string | number)[]): Promise<void> {
+    const s = this.source!;
+    if (s.clusterMasters === null) {
+      await s.call(0, args);
+      return;
     }
-    if (pos.phase !== 'streaming') throw new UsageError(`the sync is in phase ${pos.phase} (${pos.from}): cut over once it streams`);
-    if (pos.replid !== info.masterReplid) {
-      throw new UsageError(`the sync follows replication id ${pos.replid} (${pos.from}), the source ${this.source!.label} is at ${info.masterReplid}: it is not this source's sync, or it has to resync first`);
+    const replies = await s.everyNode(0, args);
+    const refused = replies.findIndex((r) => r instanceof ServerReply);
+    if (refused >= 0) throw new SourceError(`source master ${s.clusterMasters[refused]} refused ${args.slice(0, 2).join(' ')}: ${(replies[refused] as Error).message}`);
+  }
+
+  /** Each position of the sync (its shards for a cluster source). */
+  private static tracks(pos: SyncPosition): ShardPosition[] {
+    return pos.shards ?? [{ phase: pos.phase, replid: pos.replid, appliedOffset: pos.appliedOffset, node: null }];
+  }
+
+  /**
+   * The sync must be streaming this very source history (each master's, for a cluster), else
+   * waiting is pointless. Returns the position that follows each master, in their order.
+   */
+  private checkFollows(pos: SyncPosition, masters: SourceMaster[]): ShardPosition[] {
+    const tracks = Cutover.tracks(pos);
+    if (masters.length === 1 && pos.shards === undefined) {
+      if (pos.appliedOffset === null || pos.replid === null) {
+        throw new UsageError(`no sync position at ${pos.from}${this.o.statusUrl ? '' : ' (is the sync running with --checkpoint target, and is --name the one it uses?)'}`);
+      }
+      if (pos.phase !== 'streaming') throw new UsageError(`the sync is in phase ${pos.phase} (${pos.from}): cut over once it streams`);
+      if (pos.replid !== masters[0]!.info.masterReplid) {
+        throw new UsageError(`the sync follows replication id ${pos.replid} (${pos.from}), the source ${masters[0]!.label} is at ${masters[0]!.info.masterReplid}: it is not this source's sync, or it has to resync first`);
+      }
+      return tracks;
     }
+    return masters.map((m) => {
+      const t = tracks.find((x) => x.replid === m.info.masterReplid);
+      if (t === undefined) {
+        throw new UsageError(`no shard of the sync at ${pos.from} follows master ${m.label} (replication id ${m.info.masterReplid}): it is not this source's sync, or that shard has to resync first`);
+      }
+      if (t.phase !== 'streaming' || t.appliedOffset === null) throw new UsageError(`the shard of master ${m.label} is in phase ${t.phase} (${pos.from}): cut over once every shard streams`);
+      return t;
+    });
   }
 
   private async pausedPart(read: PositionReader): Promise<CutoverProof> {
@@ -155,51 +203,67 @@ export class Cutover {
     const deadline = started + maxPause - safetyMarginMs(maxPause);
     try {
       // Inside the try: a PAUSE whose reply was lost may still have paused the source.
-      await source.call(0, ['CLIENT', 'PAUSE', maxPause, 'WRITE']);
-      const frozen = await this.sourceInfo();
-      const target = frozen.masterReplOffset;
+      await this.onEveryMaster(['CLIENT', 'PAUSE', maxPause, 'WRITE']);
+      const frozen = await this.masters();
       const first = await read();
-      this.checkFollows(first, frozen);
-      const behind = target - first.appliedOffset!;
+      let tracks = this.checkFollows(first, frozen);
+      const behind = frozen.reduce((t, m, i) => t + m.info.masterReplOffset - tracks[i]!.appliedOffset!, 0);
       let pos = first;
-      while (pos.appliedOffset! < target) {
-        this.checkBudget(deadline, `the sync applied offset ${pos.appliedOffset} of ${target}`);
+      for (;;) {
+        const lagging = frozen.findIndex((m, i) => tracks[i]!.appliedOffset! < m.info.masterReplOffset);
+        if (lagging < 0) break;
+        const where = frozen.length === 1 ? '' : ` for master ${frozen[lagging]!.label}`;
+        this.checkBudget(deadline, `the sync applied offset ${tracks[lagging]!.appliedOffset} of ${frozen[lagging]!.info.masterReplOffset}${where}`);
         await new Promise((r) => setTimeout(r, this.o.pollMs ?? 5));
         pos = await read();
-        if (pos.replid !== frozen.masterReplid) throw new Error(`the sync switched to replication id ${pos.replid} while waiting (a resync)`);
+        const now = Cutover.tracks(pos);
+        tracks = frozen.map((m) => {
+          const t = frozen.length === 1 && pos.shards === undefined ? now[0]! : now.find((x) => x.replid === m.info.masterReplid);
+          if (t === undefined || t.replid !== m.info.masterReplid) throw new Error(`the sync switched to replication id ${t?.replid ?? 'none'} while waiting${frozen.length === 1 ? '' : ` for master ${m.label}`} (a resync)`);
+          return t;
+        });
       }
-      if (pos.appliedOffset! > target) throw new Error(`the sync reports offset ${pos.appliedOffset}, beyond the paused source's ${target}: writes were not paused`);
+      frozen.forEach((m, i) => {
+        const applied = tracks[i]!.appliedOffset!;
+        if (applied > m.info.masterReplOffset) throw new Error(`the sync reports offset ${applied}, beyond the paused source's ${m.info.masterReplOffset}${frozen.length === 1 ? '' : ` (master ${m.label})`}: writes were not paused`);
+      });
+      const target = frozen.reduce((t, m) => t + m.info.masterReplOffset, 0);
       const catchUpMs = Date.now() - started;
       this.log.info({ offset: target, catchUpMs }, 'caught up; verifying');
       const giveUp = new AbortController();
       const verify = await this.withinBudget(deadline, this.verify(giveUp.signal), 'the verify', giveUp);
       if (verify.differences > 0) throw new Error(`verify found ${verify.differences} differences among ${verify.compared} keys compared (${verify.examples.join('; ')})`);
       // The source cannot have moved: a changed offset means the pause did not hold.
-      const after = await this.sourceInfo();
-      if (after.masterReplOffset !== target) throw new Error(`the source offset moved from ${target} to ${after.masterReplOffset} during the pause (did something unpause it?)`);
+      const after = await this.masters();
+      after.forEach((m, i) => {
+        const was = frozen[i]!.info.masterReplOffset;
+        if (m.info.masterReplOffset !== was) throw new Error(`the source offset${after.length === 1 ? '' : ` of master ${m.label}`} moved from ${was} to ${m.info.masterReplOffset} during the pause (did something unpause it?)`);
+      });
       this.checkBudget(deadline, 'while checking the source after the verify');
       const targetKeys = sum(await readKeyspace(this.target!)) - (await reservedKeyCount(this.target!));
       let unpaused = false;
       if (this.o.unpause) {
-        await source.call(0, ['CLIENT', 'UNPAUSE']);
+        await this.onEveryMaster(['CLIENT', 'UNPAUSE']);
         unpaused = true;
       }
       const now = Date.now();
+      const cluster = source.clusterMasters !== null;
       return {
         source: source.label,
         target: this.target!.label,
-        replid: frozen.masterReplid,
+        replid: cluster ? `${frozen.length} shards (below)` : frozen[0]!.info.masterReplid,
         sourceOffset: target,
-        appliedOffset: pos.appliedOffset!,
+        appliedOffset: tracks.reduce((t, x) => t + x.appliedOffset!, 0),
         behindAtPauseBytes: behind,
         positionFrom: pos.from,
         catchUpMs,
         verify,
-        sourceKeys: sum(after.keys),
+        sourceKeys: after.reduce((t, m) => t + sum(m.info.keys), 0),
         targetKeys,
         pausedMs: now - started,
         unpaused,
         pauseEndsAt: unpaused ? null : started + maxPause,
+        ...(cluster ? { shards: frozen.map((m, i) => ({ master: m.label, replid: m.info.masterReplid, sourceOffset: m.info.masterReplOffset, appliedOffset: tracks[i]!.appliedOffset! })) } : {}),
       };
     } catch (e) {
       throw await this.abort(e);
@@ -249,7 +313,7 @@ export class Cutover {
     }
     const { Verifier } = await import('../verify/verifier.js');
     const { differenceCount, quoted, KIND_LABEL } = await import('../verify/report.js');
-    const r = await new Verifier({ source: this.o.source, target: this.o.target, sample, settleMs: 0, maxDiffs: 5, signal, logger: this.log }).run();
+    const r = await new Verifier({ source: this.o.source, target: this.o.target, ...(this.o.tls ? { tls: this.o.tls } : {}), sample, settleMs: 0, maxDiffs: 5, signal, logger: this.log }).run();
     return {
       method: r.method,
       sample: sample ? describeSample(sample) : null,
@@ -266,7 +330,7 @@ export class Cutover {
     const reason = cause instanceof Error ? cause.message : String(cause);
     let resumed: string;
     try {
-      await this.source!.call(0, ['CLIENT', 'UNPAUSE']);
+      await this.onEveryMaster(['CLIENT', 'UNPAUSE']);
       resumed = `writes resumed on the source after ${Date.now() - this.pausedAt!} ms`;
     } catch (e) {
       resumed = `CLIENT UNPAUSE failed (${(e as Error).message}): the pause ends by itself at ${new Date(this.pausedAt! + this.o.maxPauseMs).toISOString()}`;

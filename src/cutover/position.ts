@@ -8,6 +8,14 @@ import { TargetError, UsageError } from '../errors.js';
 import { fetchSyncStatus } from '../observe/status-client.js';
 import { ServerReply, type VerifySide } from '../verify/side.js';
 
+export interface ShardPosition {
+  phase: string;
+  replid: string | null;
+  appliedOffset: number | null;
+  /** The node the shard is read from (host:port), when known. */
+  node: string | null;
+}
+
 export interface SyncPosition {
   /** `streaming` when the sync relays the live stream; anything else cannot catch up by itself soon. */
   phase: string;
@@ -15,6 +23,8 @@ export interface SyncPosition {
   appliedOffset: number | null;
   /** Where the figures came from, for messages. */
   from: string;
+  /** A cluster source's sync: each shard's own position (its /status `shards`). */
+  shards?: ShardPosition[];
 }
 
 export type PositionReader = () => Promise<SyncPosition>;
@@ -38,12 +48,22 @@ export function statusUrlReader(url: URL): PositionReader {
   return async () => {
     const s = await fetchSyncStatus(url, STATUS_TIMEOUT_MS);
     if (typeof s.phase !== 'string') throw new Error(`status of the sync at ${url.href}: not a replicant /status reply (no phase)`);
-    return {
+    const pos: SyncPosition = {
       phase: s.phase,
       replid: typeof s.replid === 'string' ? s.replid : null,
       appliedOffset: typeof s.appliedOffset === 'number' ? s.appliedOffset : null,
       from: url.href,
     };
+    const shards = (s as { shards?: unknown }).shards;
+    if (Array.isArray(shards)) {
+      pos.shards = shards.map((x: Record<string, unknown>) => ({
+        phase: typeof x['phase'] === 'string' ? x['phase'] : 'unknown',
+        replid: typeof x['replid'] === 'string' ? x['replid'] : null,
+        appliedOffset: typeof x['appliedOffset'] === 'number' ? x['appliedOffset'] : null,
+        node: typeof x['node'] === 'string' ? x['node'] : null,
+      }));
+    }
+    return pos;
   };
 }
 

@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import type { Redis } from 'ioredis';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { freePort, startRedis, waitFor, type RedisServer } from '../helpers/redis.js';
-import { ensureBuilt, startCli } from '../helpers/cli.js';
+import { ensureBuilt, runCli, startCli } from '../helpers/cli.js';
 import { makeTlsFiles } from '../helpers/tls.js';
 import { addMaster, failover, masters, migrateSlot, nodeId, ownerOf, replicasOf, startCluster, type RedisCluster } from '../helpers/cluster.js';
 import { keySlot } from '../../src/target/key-slot.js';
@@ -356,6 +356,37 @@ describe('sync from a cluster source', () => {
     const metrics = await (await fetch(`${base}/metrics`)).text();
     for (const s of status.shards) expect(metrics).toContain(`replicant_shard_healthy{shard="${s.shard}"} 1`);
     expect(metrics).toMatch(/replicant_shard_applied_offset\{shard="\w+"\} \d+/);
+
+    // cutover under a writer: every master paused, each shard caught up to its master's offset, sampled verify, unpaused.
+    const seed = `redis://${cluster.seed.host}:${cluster.seed.port}`;
+    let writing = true;
+    let written = 0;
+    const load = (async () => {
+      while (writing) {
+        await client.incr(`c:${written % 20}`);
+        written++;
+      }
+    })();
+    await waitFor(() => written > 200, 'the writer to start', 10_000);
+    const cut = await runCli(['cutover', '-s', seed, '-t', target.url, '--status-url', `${base}/status`, '--unpause', '--sample', '100', '--max-pause', '5s', '--json'], { timeoutMs: 30_000 });
+    writing = false;
+    await load;
+    expect(cut.code, cut.stderr).toBe(0);
+    const proof = JSON.parse(cut.stdout.toString()) as { shards: { master: string; sourceOffset: number; appliedOffset: number }[]; verify: { differences: number; compared: number } };
+    expect(proof.shards.map((x) => x.master).sort()).toEqual(cluster.nodes.map((n) => `127.0.0.1:${n.port}`).sort());
+    for (const x of proof.shards) expect(x.appliedOffset).toBe(x.sourceOffset);
+    expect(proof.verify.differences).toBe(0);
+    expect(proof.verify.compared).toBeGreaterThan(50);
+    const noStatus = await runCli(['cutover', '-s', seed, '-t', target.url], { timeoutMs: 30_000 });
+    expect(noStatus.code).toBe(2);
+    expect(noStatus.stderr).toMatch(/is a Redis Cluster \(3 masters\): give --status-url/);
+    // verify reads every master of the source against the merged target.
+    await waitFor(async () => (await read())?.shards.every((x) => x.phase === 'streaming') === true, 'streaming', 10_000);
+    await client.set('last', '1');
+    await waitFor(async () => (await target.client().get('last')) === '1', 'the last write', 10_000);
+    const v = await runCli(['verify', '-s', seed, '-t', target.url, '--no-progress'], { timeoutMs: 30_000 });
+    expect(v.code, v.stdout.toString() + v.stderr).toBe(0);
+    expect(v.stdout.toString()).toContain('EQUAL');
     cli.kill('SIGTERM');
     expect(await cli.code).toBe(0);
     expect(cli.stderr()).toMatch(/the source is a Redis Cluster/);
