@@ -4,7 +4,7 @@
  *
  *   npm run bench:sync [-- --only a,b,c] [--modes disk,diskless] [--live-seconds 10]
  *                         [--loads heavy,light] [--checkpoints none,file,target] [--no-verify]
- *                         [--filters none,all,key]
+ *                         [--filters none,all,key,type]
  *
  * (a) 1,000,000 keys × 16 B; (b) ≈ 200k keys of every type, some large (≈ 160 MB RDB).
  *     For each source mode (disk-based, diskless):
@@ -21,7 +21,8 @@
  *     load stops, the replica must catch up (drain time) and match the source's DEBUG DIGEST.
  *     --filters adds partial-sync rows for each Replicant replica: `all` = `--exclude-key nomatch:*`
  *     (every command goes through the filter, every key is kept: the filter's own cost), `key` =
- *     `--key key:*` (only the SET keys of redis-benchmark are kept: a quarter of the load).
+ *     `--key key:*` (only the SET keys of redis-benchmark are kept: a quarter of the load), `type` =
+ *     `--type string,hash` (every command through both stages; LPUSH, a quarter of the load, dropped).
  */
 import { populateSmallKeys, writeMixedDataset } from './lib/datasets.mjs';
 import { LagProbe } from './lib/probe.mjs';
@@ -41,7 +42,7 @@ const opts = parseArgs(process.argv.slice(2), {
   noVerify: false,
 });
 // (`bench:probe` is the lag probe's key: kept, so lag is measured under every filter.)
-const FILTERS = { none: [], all: ['--exclude-key', 'nomatch:*'], key: ['--key', 'key:*', '--key', 'bench:probe'] };
+const FILTERS = { none: [], all: ['--exclude-key', 'nomatch:*'], key: ['--key', 'key:*', '--key', 'bench:probe'], type: ['--type', 'string,hash'] };
 const verify = !opts.noVerify;
 for (const c of opts.checkpoints.split(',')) {
   if (!['none', 'file', 'target'].includes(c.trim())) {
@@ -248,7 +249,7 @@ async function liveRun(kind, checkpoint, load, filter = 'none') {
       }
     }
     // A filter that drops keys leaves a target that is not a copy of the whole source.
-    if (verify && drainMs !== null && filter !== 'key') {
+    if (verify && drainMs !== null && filter !== 'key' && filter !== 'type') {
       if (kind !== 'native') {
         // Replicant's own keys (checkpoint, lease, registry) are not part of the comparison.
         const own = await att.c.keys(`${RESERVED}*`);

@@ -39,8 +39,10 @@ export class PartialScope {
   private readonly to: Buffer | null;
   private readonly dbMap: ReadonlyMap<number, number>;
   readonly excludedCommands: ReadonlySet<string>;
-  /** Something is filtered by key name (a db-wide operation can no longer be relayed as such). */
+  /** Something is filtered by key name. */
   readonly keyFiltered: boolean;
+  /** Keys are left out by name or by type: a db-wide operation (FLUSHDB) can no longer be relayed as such. */
+  readonly keysLeftOut: boolean;
   /** The value types kept, when --type gives them (null: every type). */
   readonly types: readonly ValueType[] | null;
   readonly renames: boolean;
@@ -53,8 +55,8 @@ export class PartialScope {
     this.dbs = spec.dbs && spec.dbs.length > 0 ? new Set(spec.dbs) : null;
     this.names = new KeyMatcher(spec);
     this.types = spec.types && spec.types.length > 0 ? [...new Set(spec.types)].sort() : null;
-    // A type filter leaves keys out too: db-wide operations (FLUSHDB) cannot be relayed as such either.
-    this.keyFiltered = !this.names.passAll || this.types !== null;
+    this.keyFiltered = !this.names.passAll;
+    this.keysLeftOut = this.keyFiltered || this.types !== null;
     const rp = spec.renamePrefix;
     this.from = rp ? Buffer.from(rp[0]) : null;
     this.to = rp ? Buffer.from(rp[1]) : null;
@@ -65,7 +67,7 @@ export class PartialScope {
     }
     this.excludedCommands = new Set((spec.excludeCommands ?? []).map((c) => c.toLowerCase()));
     this.checkDbCollisions();
-    this.identity = this.dbs === null && !this.keyFiltered && !this.renames && this.dbMap.size === 0 && this.excludedCommands.size === 0;
+    this.identity = this.dbs === null && !this.keysLeftOut && !this.renames && this.dbMap.size === 0 && this.excludedCommands.size === 0;
     this.fingerprint = this.identity ? '' : describeSpec(spec);
   }
 

@@ -101,20 +101,21 @@ export class StreamFilter {
 
   /** The type stage on each command the name stage forwards (already in target names). */
   private applyTypes(cmd: StreamCommand, db: number, named: Buffer | Buffer[]): FilterResult {
+    // The source command itself (most of the time): its interned name and lazy arguments, no copies.
+    if (named === cmd.raw) {
+      const v = this.types!.apply(cmd.name, (i) => cmd.arg(i), cmd.argCount);
+      return v.kind === 'pass' ? named : v.kind === 'replace' ? unwrap(v.commands) : v.kind === 'conflict' ? this.conflict(cmd, db, v.reason) : null;
+    }
     const out: Buffer[] = [];
     for (const b of Buffer.isBuffer(named) ? [named] : named) {
-      let args: Buffer[];
-      if (b === cmd.raw) args = cmd.args;
-      else {
-        args = [];
-        readCommand(b, 0, args);
-      }
-      const v = this.types!.apply(args);
+      const args: Buffer[] = [];
+      readCommand(b, 0, args);
+      const v = this.types!.apply(args[0]!.toString('latin1').toLowerCase(), (i) => args[i], args.length);
       if (v.kind === 'pass') out.push(b);
       else if (v.kind === 'replace') out.push(...v.commands);
       else if (v.kind === 'conflict') return this.conflict(cmd, db, v.reason);
     }
-    return out.length === 0 ? null : out.length === 1 ? out[0]! : out;
+    return out.length === 0 ? null : unwrap(out);
   }
 
   private applyNames(cmd: StreamCommand, db: number): FilterResult {
@@ -138,7 +139,7 @@ export class StreamFilter {
         break;
     }
     if (!s.keepsDb(db)) return null;
-    if (name === 'flushdb') return s.keyFiltered ? this.conflict(cmd, db, 'FLUSHDB while keys are filtered by name or type: the target may hold keys outside the filter') : cmd.raw;
+    if (name === 'flushdb') return s.keysLeftOut ? this.conflict(cmd, db, 'FLUSHDB while keys are filtered by name or type: the target may hold keys outside the filter') : cmd.raw;
     if (!s.keyFiltered && !s.renames) return cmd.raw;
     const known = SPECIAL.has(name) || KEYLESS_LC.has(name) || KEY_AT_2_LC.has(name);
     if (!known) {
@@ -201,7 +202,7 @@ export class StreamFilter {
 
   private flushAll(cmd: StreamCommand, db: number): FilterResult {
     const s = this.scope;
-    if (s.keyFiltered) return this.conflict(cmd, db, 'FLUSHALL while keys are filtered by name or type: the target may hold keys outside the filter');
+    if (s.keysLeftOut) return this.conflict(cmd, db, 'FLUSHALL while keys are filtered by name or type: the target may hold keys outside the filter');
     const dbs = s.keptDbs;
     if (dbs === null) return cmd.raw;
     // Only the kept dbs (as mapped): the target's other dbs are not part of this copy.
@@ -343,6 +344,10 @@ export class StreamFilter {
     this.opts.onConflict(cmd, db, reason);
     return null;
   }
+}
+
+function unwrap(commands: Buffer[]): Buffer | Buffer[] {
+  return commands.length === 1 ? commands[0]! : commands;
 }
 
 function range(from: number, to: number): number[] {

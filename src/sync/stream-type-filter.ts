@@ -82,17 +82,21 @@ export class StreamTypeFilter {
     this.kept = new Set(types);
   }
 
-  /** The verdict for `args` (a command in target names; args[0] its name, any case). */
-  apply(args: readonly Buffer[]): TypeVerdict {
-    const name = args[0]!.toString('latin1').toLowerCase();
+  /**
+   * The verdict for a command in target names: its lower-case `name`, argument `i` by `arg(i)`
+   * (0 = the name; read only where the command needs it), `argCount` with the name.
+   */
+  apply(name: string, arg: (i: number) => Buffer | undefined, argCount: number): TypeVerdict {
     const typed = TYPED.get(name);
     if (typed !== undefined) {
       if (this.kept.has(typed.type)) return PASS;
-      return typed.overwrites ? deleteKeys(keysAt(args, typed.first, typed.step)) : DROP;
+      return typed.overwrites ? deleteKeys(keysAt(arg, argCount, typed.first, typed.step)) : DROP;
     }
-    const store = STORES.get(name) ?? (name === 'sort' || name === 'georadius' || name === 'georadiusbymember' ? storeOption(name, args) : undefined);
+    if (ANY_TYPE.has(name)) return PASS;
+    const args = (): Buffer[] => Array.from({ length: argCount }, (_, i) => arg(i)!);
+    const store = STORES.get(name) ?? (name === 'sort' || name === 'georadius' || name === 'georadiusbymember' ? storeOption(name, args()) : undefined);
     if (store !== undefined) {
-      const dest = args[store.dest];
+      const dest = arg(store.dest);
       if (dest === undefined) return PASS;
       if (!this.kept.has(store.result)) return deleteKeys([dest]);
       const dropped = store.reads.find((t) => !this.kept.has(t));
@@ -100,16 +104,15 @@ export class StreamTypeFilter {
       return conflict(`${name.toUpperCase()} writes a kept ${store.result} from keys that may be ${dropped}s, which are not kept`);
     }
     if (name === 'sort' || name === 'georadius' || name === 'georadiusbymember') return PASS; // without STORE: nothing written
-    if (ANY_TYPE.has(name)) return PASS;
     switch (name) {
       case 'rename':
       case 'renamenx':
-        return args.length < 3 ? PASS : replace(['EVAL', RENAME_SCRIPT, 2, args[1]!, args[2]!]);
+        return argCount < 3 ? PASS : replace(['EVAL', RENAME_SCRIPT, 2, arg(1)!, arg(2)!]);
       case 'copy':
-        return this.copy(args);
+        return this.copy(args());
       case 'restore':
       case 'restore-asking':
-        return this.restore(args);
+        return this.restore(args());
       default:
         break;
     }
@@ -154,10 +157,10 @@ function deleteKeys(keys: Buffer[]): TypeVerdict {
   return keys.length === 0 ? DROP : replace(['DEL', ...keys]);
 }
 
-function keysAt(args: readonly Buffer[], first: number, step: number): Buffer[] {
-  if (step === 0) return args[first] === undefined ? [] : [args[first]!];
+function keysAt(arg: (i: number) => Buffer | undefined, argCount: number, first: number, step: number): Buffer[] {
+  if (step === 0) return first < argCount ? [arg(first)!] : [];
   const out: Buffer[] = [];
-  for (let i = first; i < args.length; i += step) out.push(args[i]!);
+  for (let i = first; i < argCount; i += step) out.push(arg(i)!);
   return out;
 }
 

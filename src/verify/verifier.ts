@@ -201,7 +201,7 @@ export class Verifier {
       }
       // One sampler per side over all its dbs: --sample n means n keys in all. With --key the
       // number of matching keys is unknown: then the first n that match.
-      const filtered = this.opts.keyPattern !== undefined || this.scope.keyFiltered;
+      const filtered = this.opts.keyPattern !== undefined || this.scope.keysLeftOut;
       const keysIn = (ks: Map<number, number>, dbs: number[]) => (filtered ? 0 : dbs.reduce((n, db) => n + (ks.get(db) ?? 0), 0));
       const sourceSampler = new Sampler(this.opts.sample ?? null, keysIn(sc.keyspace, sourceDbs));
       const targetSampler = new Sampler(this.opts.sample ?? null, keysIn(tc.keyspace, targetDbs.map((d) => this.scope.targetDb(d))));
