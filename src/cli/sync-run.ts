@@ -29,7 +29,8 @@ export interface SyncCliOptions extends PasswordFileOptions, TlsCliOptions, Part
   onFullResync: 'flush' | 'flush-all' | 'replace' | 'fail';
   name?: string;
   leaseTtl: number;
-  checkpoint: string;
+  /** Absent: the default (a target key; a file on a cluster target, chosen once the target is known). */
+  checkpoint?: string;
   spoolDir?: string;
   report?: string;
   spoolMemory: number;
@@ -66,7 +67,7 @@ export async function runSyncCommand(o: SyncCliOptions): Promise<void> {
     onFullResync: o.onFullResync,
     name: o.name,
     leaseTtlMs: o.leaseTtl,
-    checkpoint: parseCheckpointSpec(o.checkpoint),
+    ...(o.checkpoint === undefined ? {} : { checkpoint: parseCheckpointSpec(o.checkpoint) }),
     spoolDir: o.spoolDir,
     report: o.report,
     spoolMemoryBytes: o.spoolMemory,
@@ -84,7 +85,7 @@ export async function runSyncCommand(o: SyncCliOptions): Promise<void> {
   const cluster = await isClusterSource(source, tls.source, o.connectTimeout, logger);
   if (!cluster && o.preferReplica) throw new UsageError('--prefer-replica: the source is not a Redis Cluster (for a sentinel-managed source, name a replica as --source)');
   const session = cluster ? new ClusterSourceSync({ ...options, preferReplica: o.preferReplica, parallelSyncs: o.clusterParallelSyncs }) : new SyncSession(options);
-  logger.info({ source: redactUrl(o.source), target: redactUrl(o.target), writeMode: o.writeMode, checkpoint: o.checkpoint }, 'replicant sync starting');
+  logger.info({ source: redactUrl(o.source), target: redactUrl(o.target), writeMode: o.writeMode, checkpoint: o.checkpoint ?? 'default' }, 'replicant sync starting');
   const selection = session.selection;
   if (selection !== null) logger.info({ selection }, 'partial sync');
   // Before anything else starts: a port already in use fails fast with exit 2.

@@ -29,7 +29,7 @@ export function registerSyncCommand(program: Command): void {
     .option('--prefer-replica', 'cluster source: replicate each shard from one of its replicas (its master when it has none that is up)', false)
     .option('--cluster-parallel-syncs <n>', 'cluster source: shards whose snapshot is taken at the same time (each one forks its node)', parsePositiveInt, 1)
     .option('--lease-ttl <duration>', 'how long a dead instance keeps a restarted one waiting; a live one renews it every third', parsePositiveDuration, 10_000)
-    .option('--checkpoint <where>', 'where the applied offset is stored: target[:KEY] (atomically with each batch), file:PATH (at-least-once), none', 'target')
+    .option('--checkpoint <where>', 'where the applied offset is stored: target[:KEY] (atomically with each batch; the default), file:PATH (at-least-once; the default on a cluster target, in --spool-dir or the home directory), none')
     .option('--spool-dir <dir>', 'directory for spool segments (default: the OS temp dir)')
     .option('--report <path>', 'file listing the snapshot keys not written to the target, one per line with db and reason (default: replicant-lost-keys-<time>.txt under --spool-dir or the temp dir, created only if a key is lost)')
     .option('--spool-memory <size>', 'stream bytes kept in memory before spilling to disk (at most 4mb while a string of 1 MiB or more streams)', parseSize, 64 * 1024 * 1024)

@@ -2,17 +2,20 @@
  * Sync into a Redis Cluster target: commands routed by slot, checkpoint in a file, keys of
  * other dbs and cross-slot source transactions reported by the error policy.
  */
-import { readFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, readdirSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterEach, describe, expect, it } from 'vitest';
+import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import type { Redis } from 'ioredis';
 import { startRedis, waitFor, type RedisServer } from '../helpers/redis.js';
 import { startCluster, type RedisCluster } from '../helpers/cluster.js';
+import { ensureBuilt, runCli } from '../helpers/cli.js';
 import { captureLogger, runSync, scanKeys, waitCaughtUp, type RunningSync } from '../helpers/sync.js';
 
 type ClusterClient = ReturnType<RedisCluster['client']>;
 
 const cleanups: (() => Promise<void>)[] = [];
+beforeAll(ensureBuilt, 120_000);
 afterEach(async () => {
   for (const c of cleanups.splice(0).reverse()) await c().catch(() => {});
 });
@@ -124,6 +127,16 @@ describe('replicant sync into a cluster target', () => {
     const keys = await allKeys(src);
     expect(keys.length).toBe(102);
     for (const k of keys) expect(await target.get(k), k).toBe(await src.get(k));
+  });
+
+  it('CLI without --checkpoint: a cluster target gets the default file checkpoint (in --spool-dir)', async () => {
+    const { source, cluster, src } = await sourceAndCluster();
+    await src.mset('a', '1', 'b', '2');
+    const dir = mkdtempSync(join(tmpdir(), 'replicant-cluster-cp-'));
+    const r = await runCli(['sync', '-s', source.url, '-t', `redis://${cluster.seed.host}:${cluster.seed.port}`, '--spool-dir', dir, '--exit-after-full-sync', '--no-progress'], { timeoutMs: 60_000 });
+    expect(r.code, r.stderr).toBe(0);
+    expect(await cluster.client().get('b')).toBe('2');
+    expect(readdirSync(dir).filter((f) => f.startsWith('.replicant-checkpoint-'))).toHaveLength(1);
   });
 
   it('reports a key in another db under --on-error fail, skips it under skip', async () => {
