@@ -188,6 +188,8 @@ export class Bench {
     });
     await waitPing(src, 'source');
     await waitPing(tgt, 'target');
+    await refuseCluster(src, 'source');
+    await refuseCluster(tgt, 'target');
     if (!local) this.cleanups.push(() => this.removeBenchData(src, tgt, spec));
 
     this.phase = 'filling';
@@ -398,6 +400,14 @@ export class Bench {
     const id = syncIdentity(spec, BENCH_NAME);
     await tgt.del(id.checkpointKey, id.leaseKey);
     await tgt.hdel(REGISTRY_KEY, id.id);
+  }
+}
+
+/** The load, the probe and the bench keys use one connection per side: a cluster would answer MOVED. */
+async function refuseCluster(c: Redis, side: string): Promise<void> {
+  const info = String(await c.info('cluster').catch(() => ''));
+  if (/cluster_enabled:1/.test(info)) {
+    throw new UsageError(`bench: the ${side} is a Redis Cluster; bench measures standalone servers (for a cluster, run replicant sync with --metrics-port and read its /status)`);
   }
 }
 

@@ -203,6 +203,14 @@ describe('cutover and plan with a cluster side', () => {
     expect(await Promise.race([writes, new Promise((r) => setTimeout(() => r('blocked'), 2000))])).toBe('written');
   });
 
+  it('bench refuses a cluster side (exit 2) before writing anything', async () => {
+    const before = await source.client().dbsize();
+    const r = await runCli(['bench', '-s', source.url, '-t', url(three), '--keys', '10', '--no-progress']);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toMatch(/bench: the target is a Redis Cluster; bench measures standalone servers/);
+    expect(await source.client().dbsize()).toBe(before);
+  });
+
   it("cutover's sampled verify reads a cluster target through its masters", async () => {
     const s = new VerifySide('source', parseRedisUrl(source.url), silentLogger());
     const t = new VerifySide('target', parseRedisUrl(url(three)), silentLogger());
