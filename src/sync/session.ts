@@ -1117,7 +1117,7 @@ export class SyncSession extends EventEmitter<SyncEvents> {
   }
 
   /**
-   * With the checkpoint in a file, no batch tells whether the target still holds the copy. On a
+   * With the checkpoint in a file (or none), no batch tells whether the target still holds the copy. On a
    * cluster, a marker key per master does (ClusterMarkers), checked at every lease renewal. On a
    * standalone target, the sync's lease and registry entry do (a relayed FLUSHALL puts them back in
    * the same transaction, so only a flush, an empty restart or failover removes them): checked when
@@ -1132,7 +1132,7 @@ export class SyncSession extends EventEmitter<SyncEvents> {
       if (lost !== null) this.markTargetLost(lost);
       return;
     }
-    if (!leaseRetaken || this.store.kind !== 'file') return;
+    if (!leaseRetaken || this.store.kind === 'target') return;
     if (Number(await this.controlCall(['HEXISTS', REGISTRY_KEY, this.identity.id])) === 1) return;
     this.markTargetLost("Replicant's lease and registry entry on it are gone");
   }

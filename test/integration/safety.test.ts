@@ -457,6 +457,20 @@ describe('safety: the target loses its data while streaming', () => {
     }
   });
 
+  it('with --checkpoint none too: a flushed target is noticed by its vanished lease and registry and copied again', async () => {
+    const { source, target, src, tc } = await filledPair();
+    const r = sync(['-s', source.url, '-t', target.url, '--checkpoint', 'none']);
+    await streaming(r);
+    await tc.flushall();
+    await waitFor(() => /the target lost what it had applied: Replicant's lease and registry entry on it are gone/.test(r.stderr()), 'the loss to be detected', 20_000);
+    await streaming(r, 2);
+    await src.incr('c');
+    await until(tc, 'c', '1', 'c after the copy');
+    expect(await digestWithoutReserved(tc)).toBe(await digestWithoutReserved(src));
+    r.kill('SIGTERM');
+    expect(await r.code).toBe(0);
+  });
+
   it('a target restarted without persistence is copied again', async () => {
     const source = await server();
     const target = await server();
