@@ -49,6 +49,13 @@ export interface CheckpointStore {
 
 /** Every key under this prefix belongs to Replicant: never copied, never verified. */
 export const RESERVED_PREFIX = '__replicant';
+/** RESERVED_PREFIX as bytes, for checks on binary keys and stream arguments. */
+export const RESERVED_PREFIX_BYTES = Buffer.from(RESERVED_PREFIX);
+
+/** Whether a key (binary) is one of Replicant's own. */
+export function isReservedKey(key: Buffer): boolean {
+  return key.length >= RESERVED_PREFIX_BYTES.length && key.compare(RESERVED_PREFIX_BYTES, 0, RESERVED_PREFIX_BYTES.length, 0, RESERVED_PREFIX_BYTES.length) === 0;
+}
 
 export class TargetCheckpointStore implements CheckpointStore {
   readonly kind = 'target' as const;

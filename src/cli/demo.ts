@@ -8,6 +8,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Option, type Command } from 'commander';
 import { ExitCode, ReplicantError } from '../errors.js';
+import { RESERVED_PREFIX } from '../checkpoint/store.js';
 import { startLocalServer, type LocalServer } from '../bench/local-servers.js';
 import { parseDuration, parseNonNegativeInt } from './options.js';
 
@@ -42,7 +43,7 @@ async function keysOutside(c: { scan(cursor: string, countToken: 'COUNT', count:
     const [next, keys] = await c.scan(cursor, 'COUNT', 1000);
     cursor = next;
     for (const k of keys) {
-      if (k.startsWith('__replicant')) continue;
+      if (k.startsWith(RESERVED_PREFIX)) continue;
       total++;
       if (!m.matches(Buffer.from(k))) outside++;
     }

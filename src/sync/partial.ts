@@ -14,7 +14,7 @@
 import { UsageError } from '../errors.js';
 import { KeyMatcher, startsWith, type KeySelection } from '../export/key-filter.js';
 import type { RdbRecord, ValueType } from '../rdb/types.js';
-import { RESERVED_PREFIX } from '../checkpoint/store.js';
+import { isReservedKey } from '../checkpoint/store.js';
 
 export interface PartialSyncSpec extends KeySelection {
   /** Source dbs kept (default: every db). */
@@ -160,8 +160,6 @@ function describeSpec(s: PartialSyncSpec): string {
   });
 }
 
-const RESERVED = Buffer.from(RESERVED_PREFIX);
-
 /**
  * The snapshot side: drops the records of keys outside the scope and gives the kept ones their
  * target name and db. Keys whose new name would collide are handed to `onCollision` (then dropped).
@@ -190,12 +188,12 @@ export class SnapshotScope {
   /** `records` with the scope applied (the same array when nothing changes). */
   apply(records: readonly RdbRecord[]): RdbRecord[] {
     // Without filters (nor a cluster shard's superseded keys) the records pass as they are, unless a reserved key is among them.
-    if (this.scope.identity && this.isSuperseded === undefined && !this.dropping && !records.some((r) => r.kind === 'keyStart' && startsWith(r.key, RESERVED))) return records as RdbRecord[];
+    if (this.scope.identity && this.isSuperseded === undefined && !this.dropping && !records.some((r) => r.kind === 'keyStart' && isReservedKey(r.key))) return records as RdbRecord[];
     const out: RdbRecord[] = [];
     for (const rec of records) {
       if (rec.kind === 'keyStart') {
         const s = this.scope;
-        if (startsWith(rec.key, RESERVED)) {
+        if (isReservedKey(rec.key)) {
           this.reserved++;
           this.dropping = true;
           continue;

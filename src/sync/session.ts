@@ -36,7 +36,7 @@ import { join } from 'node:path';
 import { silentLogger, type Logger } from '../observe/logger.js';
 import { RateMeter } from '../observe/progress.js';
 import type { Checkpoint } from '../checkpoint/checkpoint.js';
-import { FileCheckpointStore, NoCheckpointStore, RESERVED_PREFIX, TargetCheckpointStore, type CheckpointSpec, type CheckpointStore } from '../checkpoint/store.js';
+import { FileCheckpointStore, NoCheckpointStore, TargetCheckpointStore, isReservedKey, type CheckpointSpec, type CheckpointStore } from '../checkpoint/store.js';
 import { parseCheckpoint } from '../checkpoint/checkpoint.js';
 import { LEGACY_CHECKPOINT_KEY, REGISTRY_KEY, parseRegistry, syncIdentity, type SyncIdentity, type SyncRegistration } from '../checkpoint/identity.js';
 import { LeaseError, SyncLease } from '../checkpoint/lease.js';
@@ -1701,7 +1701,7 @@ export class SyncSession extends EventEmitter<SyncEvents> {
         const doomed = batch
           .map((k) => (Buffer.isBuffer(k) ? k : Buffer.from(k, 'latin1')))
           .filter((k) => {
-            if (k.subarray(0, RESERVED_PREFIX.length).toString('latin1') === RESERVED_PREFIX) return false;
+            if (isReservedKey(k)) return false;
             // The slot of its source name: a renamed key lives elsewhere than its source slot.
             const src = this.scope.sourceName(k);
             return src !== null && ours[keySlot(src)] === 1;

@@ -14,6 +14,7 @@
  * A unit's `offset` is the replication offset of its last byte: once the target has applied
  * it, that is the applied offset to ACK and to checkpoint.
  */
+import { RESERVED_PREFIX_BYTES } from '../checkpoint/store.js';
 import type { StreamCommand } from '../resp/stream-parser.js';
 import type { FilterResult, StreamFilter } from './stream-filter.js';
 
@@ -70,7 +71,6 @@ export interface StreamBatcherOptions {
   rewrite?: (cmd: StreamCommand) => StreamCommand | null;
 }
 
-const RESERVED = Buffer.from('__replicant');
 /** Commands whose effect does not depend on the selected db. */
 const DB_AGNOSTIC = new Set(['flushall', 'function', 'script', 'publish', 'spublish']);
 
@@ -295,5 +295,5 @@ function parseDb(cmd: StreamCommand): number {
 
 /** Checked on every forwarded command: reads the key's bytes in place (no view, no args array). */
 function isReserved(cmd: StreamCommand): boolean {
-  return cmd.argStartsWith(1, RESERVED);
+  return cmd.argStartsWith(1, RESERVED_PREFIX_BYTES);
 }

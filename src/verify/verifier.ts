@@ -15,7 +15,7 @@
  * different is checked again that long after, so replication lag on a live pair is not
  * reported as a difference; the queue holds only the keys found in the last `settleMs`.
  */
-import { RESERVED_PREFIX } from '../checkpoint/store.js';
+import { isReservedKey } from '../checkpoint/store.js';
 import { LEGACY_CHECKPOINT_KEY, REGISTRY_KEY } from '../checkpoint/identity.js';
 import { UsageError } from '../errors.js';
 import { silentLogger, type Logger } from '../observe/logger.js';
@@ -32,6 +32,7 @@ import { ServerReply, VerifySide } from './side.js';
 import { compareStreamMeta } from './stream-meta.js';
 import { PartialScope, type PartialSyncSpec } from '../sync/partial.js';
 import type { ValueType } from '../rdb/types.js';
+import { VALUE_TYPES } from '../export/key-filter.js';
 
 export interface VerifyOptions {
   /** `redis[s]://...` or `sentinel[s]://...`. */
@@ -75,11 +76,6 @@ export interface VerifyStatus {
   rechecksPending: number;
 }
 
-const RESERVED = Buffer.from(RESERVED_PREFIX);
-
-function isReserved(key: Buffer): boolean {
-  return key.length >= RESERVED.length && RESERVED.equals(key.subarray(0, RESERVED.length));
-}
 
 /** Batches being checked at the same time during a scan. */
 const BATCHES_IN_FLIGHT = 3;
@@ -265,7 +261,7 @@ export class Verifier {
         const [next, keys] = reply as [Buffer, Buffer[]];
         cursor = next.toString();
         for (const key of keys) {
-          if (isReserved(key)) continue;
+          if (isReservedKey(key)) continue;
           streams++;
           const diff = await compareStreamMeta(key, pair);
           this.record(db, key, diff === null ? { kind: 'equal' } : { kind: 'value', detail: diff }, false);
@@ -312,7 +308,7 @@ export class Verifier {
         pending.catch(() => {}); // awaited on the next turn; only a page we abandon goes unobserved
       }
       for (const raw of keys) {
-        if (isReserved(raw)) {
+        if (isReservedKey(raw)) {
           this.summary.reserved++;
           continue;
         }
@@ -455,7 +451,5 @@ function clusterNotes(source: VerifySide, target: VerifySide, sourceDbs: number[
 
 /** A TYPE reply as a value type: a module's own type name counts as `module`. */
 function typeOfReply(t: string): ValueType {
-  return (STANDARD_TYPES as readonly string[]).includes(t) ? (t as ValueType) : 'module';
+  return (VALUE_TYPES as readonly string[]).includes(t) ? (t as ValueType) : 'module';
 }
-
-const STANDARD_TYPES: readonly ValueType[] = ['string', 'list', 'set', 'zset', 'hash', 'stream'];
