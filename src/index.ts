@@ -14,7 +14,7 @@ export { decodeRdbStream } from './rdb/read.js';
 export { assembleKeys, KeyAssembler } from './rdb/assemble.js';
 export { buildDumpPayload } from './rdb/dump.js';
 export type * from './rdb/types.js';
-export { Translator, type TranslateOptions } from './sync/translate.js';
+export { Translator, type TranslateOptions } from './translate/translator.js';
 export { ReplicationStreamParser, type StreamCommand } from './resp/stream-parser.js';
 export { encodeCommand, encodeCommands } from './resp/encode.js';
 export { ReplicantError, RdbError, ProtocolError, SourceError, TargetError, UsageError, ExitCode } from './errors.js';

@@ -13,7 +13,7 @@
  * checks until that unit is applied, then the markers are placed again.
  */
 import { RESERVED_PREFIX } from './store.js';
-import { SLOT_COUNT, crc16 } from '../target/key-slot.js';
+import { SLOT_COUNT, crc16 } from '../commands/slot.js';
 
 export type NodeCall = (args: readonly (string | number | Buffer)[]) => Promise<unknown>;
 

@@ -17,8 +17,8 @@ import { KeyFilter, VALUE_TYPES, parseValueTypes } from '../export/key-filter.js
 import { OutputBuffer } from '../export/output.js';
 import { RespWriter } from '../export/resp.js';
 import { StatsCollector, formatStats, statsToJson } from '../export/stats.js';
-import { UntranslatableKeyError, type TranslateIssue } from '../sync/translate.js';
-import { parseTargetVersion } from '../sync/translate-format.js';
+import { UntranslatableKeyError, type TranslateIssue } from '../translate/translator.js';
+import { parseTargetVersion } from '../translate/format.js';
 
 export interface RdbCommandOptions {
   format: 'jsonl' | 'resp' | 'stats';

@@ -1,9 +1,9 @@
 /**
  * `--format resp`: the commands that rebuild the dataset, as RESP, ready for
- * `redis-cli --pipe`. The translation itself is ../sync/translate.ts; this only writes.
+ * `redis-cli --pipe`. The translation itself is ../translate/translator.ts; this only writes.
  */
 import type { RdbRecord } from '../rdb/types.js';
-import { Translator, type Command, type TranslateOptions } from '../sync/translate.js';
+import { Translator, type Command, type TranslateOptions } from '../translate/translator.js';
 import type { OutputBuffer } from './output.js';
 
 export class RespWriter {

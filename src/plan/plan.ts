@@ -11,9 +11,9 @@ import { readServerInfo, parseServerInfo, type ServerInfo } from '../replication
 import { describeSource, parseSourceUrl, resolveSource } from '../replication/source.js';
 import { parseRedisUrl } from '../replication/url.js';
 import type { TlsSettings } from '../net/tls.js';
-import { PreflightCheck, type PreflightWriteMode } from '../target/preflight.js';
-import { moduleNames, probeTarget, rdbVersionFor } from '../target/probe.js';
-import type { TargetInfo } from '../target/types.js';
+import { PreflightCheck, type PreflightWriteMode } from '../writer/preflight.js';
+import { moduleNames, probeTarget, rdbVersionFor } from '../writer/probe.js';
+import type { TargetInfo } from '../writer/types.js';
 import { readKeyspace } from '../verify/capabilities.js';
 import { ServerReply, VerifySide } from '../verify/side.js';
 import { checkBacklog, checkOutputBuffer, configSize, parseReplicaLimit, type Verdict } from './buffers.js';

@@ -8,7 +8,7 @@
  * it and resumes with PSYNC (its master_replid2 is the replication id the session holds).
  */
 import type { Logger } from '../observe/logger.js';
-import { SLOT_COUNT } from '../target/key-slot.js';
+import { SLOT_COUNT } from '../commands/slot.js';
 import { ReplicationSourceError, isRetryable } from './errors.js';
 import { readServerText } from './server-info.js';
 import { endpointLabel, type SourceEndpoint } from './url.js';

@@ -6,7 +6,7 @@
 import { ProtocolError, SourceError } from '../errors.js';
 import type { Logger } from '../observe/logger.js';
 import { encodeCommands, type Arg } from '../resp/encode.js';
-import { parseInfo } from '../target/probe.js';
+import { parseInfo } from '../commands/info.js';
 import { connectSocket } from '../net/tls.js';
 import { handshakeTimeoutHint } from '../net/tls-errors.js';
 import { ReplicationSourceError, isRetryable, sourceSocketError } from './errors.js';

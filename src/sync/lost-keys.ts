@@ -10,8 +10,8 @@ import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { UsageError, printableKey } from '../errors.js';
 import type { Logger } from '../observe/logger.js';
-import { argBuffer, commandName, firstKeyIndex } from '../target/command-keys.js';
-import type { TargetCommandError } from '../target/errors.js';
+import { argBuffer, commandName, firstKeyIndex } from '../commands/keys.js';
+import type { TargetCommandError } from '../writer/errors.js';
 
 /** Lost keys logged one by one; the rest are only in the report file. */
 export const LOGGED_LOST_KEYS = 20;

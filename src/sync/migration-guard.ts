@@ -61,7 +61,7 @@
 import type { Logger } from '../observe/logger.js';
 import { encodeCommand } from '../resp/encode.js';
 import type { StreamCommand } from '../resp/stream-parser.js';
-import { KEYLESS, KEY_AT_2 } from '../target/command-keys.js';
+import { KEYLESS, KEY_AT_2 } from '../commands/keys.js';
 import { storeOptionIndex } from './stream-filter.js';
 
 export interface MigrationGuardOptions {

@@ -11,9 +11,9 @@
 import type { Logger } from '../observe/logger.js';
 import type { RdbRecord } from '../rdb/types.js';
 import { bulkLength, encodedLength, multibulkHeaderLength, writeBulk, writeCommand, writeMultibulkHeader, type Arg } from '../resp/encode.js';
-import type { AnyTargetWriter } from '../target/index.js';
-import type { WriteUnit } from '../target/types.js';
-import { Translator, type CommandSink, type TranslateOptions } from './translate.js';
+import type { AnyTargetWriter } from '../writer/index.js';
+import type { WriteUnit } from '../writer/types.js';
+import { Translator, type CommandSink, type TranslateOptions } from '../translate/translator.js';
 
 export interface SnapshotApplierOptions {
   writer: AnyTargetWriter;

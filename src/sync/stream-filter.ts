@@ -18,10 +18,10 @@
 import { printableKey } from '../errors.js';
 import { encodeCommand, type Arg } from '../resp/encode.js';
 import type { StreamCommand } from '../resp/stream-parser.js';
-import { KEYLESS, KEY_AT_2 } from '../target/command-keys.js';
-import type { KeyPositions } from '../target/command-table.js';
+import { KEYLESS, KEY_AT_2 } from '../commands/keys.js';
+import type { KeyPositions } from '../commands/table.js';
 import type { PartialScope } from './partial.js';
-import { readCommand } from '../target/request-decoder.js';
+import { readCommand } from '../resp/request-decoder.js';
 import { StreamTypeFilter } from './stream-type-filter.js';
 
 /** What to forward for one command: its bytes, several commands, or nothing. */

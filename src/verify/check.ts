@@ -9,7 +9,8 @@
 import type { Logger } from '../observe/logger.js';
 import type { SidePair } from './pair.js';
 import type { Fingerprint, Verdict } from './report.js';
-import { ServerReply, type Arg, type VerifySide } from './side.js';
+import { ServerReply, type VerifySide } from './side.js';
+import type { Arg } from '../resp/encode.js';
 import { compareStreamMeta } from './stream-meta.js';
 import { compareValues } from './values.js';
 

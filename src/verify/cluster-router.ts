@@ -5,9 +5,10 @@
  * read) refreshes the slot map and re-sends the command; -ASK (a slot being migrated) sends it
  * once to the named node after ASKING. Nothing here opens sockets: `NodeTransport` does.
  */
-import { argBuffer, firstKeyIndex, commandName, type Arg } from '../target/command-keys.js';
-import { NO_NODE, parseClusterSlots, parseRedirect, splitAddress, type Redirect, type SlotTable } from '../target/cluster-topology.js';
-import { keySlot } from '../target/key-slot.js';
+import { argBuffer, firstKeyIndex, commandName } from '../commands/keys.js';
+import type { Arg } from '../resp/encode.js';
+import { NO_NODE, parseClusterSlots, parseRedirect, splitAddress, type Redirect, type SlotTable } from '../writer/cluster/topology.js';
+import { keySlot } from '../commands/slot.js';
 
 export interface NodeTransport {
   /** One pipeline on the node at `addr` ("host:port"); each result is the reply, or an Error for an error reply. Other failures throw. */

@@ -1,5 +1,6 @@
 /** The two sides of a comparison in one database, and helpers shared by the value readers. */
-import type { Arg, VerifySide } from './side.js';
+import type { VerifySide } from './side.js';
+import type { Arg } from '../resp/encode.js';
 
 export interface SidePair {
   source: VerifySide;

@@ -12,11 +12,11 @@ import { tlsConnectOptions } from '../net/tls.js';
 import { describeEarlyTlsClose, describeTlsError, plainResetHint } from '../net/tls-errors.js';
 import type { Logger } from '../observe/logger.js';
 import { endpointLabel, type SourceEndpoint } from '../replication/url.js';
-import { splitAddress } from '../target/cluster-topology.js';
+import { splitAddress } from '../writer/cluster/topology.js';
 import { ClusterRouter } from './cluster-router.js';
+import type { Arg } from '../resp/encode.js';
 
 export type SideKind = 'source' | 'target';
-export type Arg = string | Buffer | number;
 
 /** A server's error reply (ioredis's ReplyError), kept as a value in pipeline results. */
 export class ServerReply extends Error {

@@ -4,7 +4,7 @@
  * what MIGRATE puts in the replication streams of both shards (the facts the MigrationGuard relies on).
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { keySlot } from '../../src/target/key-slot.js';
+import { keySlot } from '../../src/commands/slot.js';
 import { addMaster, admin, clusterNodes, failover, masters, migrateSlot, nodeId, ownerOf, replicasOf, startCluster, tapReplicationStream, type RedisCluster } from '../helpers/cluster.js';
 import { waitFor } from '../helpers/redis.js';
 

@@ -13,7 +13,7 @@ import { freePort, startRedis, waitFor, type RedisServer } from '../helpers/redi
 import { ensureBuilt, runCli, startCli } from '../helpers/cli.js';
 import { makeTlsFiles } from '../helpers/tls.js';
 import { addMaster, failover, masters, migrateSlot, nodeId, ownerOf, replicasOf, startCluster, type RedisCluster } from '../helpers/cluster.js';
-import { keySlot } from '../../src/target/key-slot.js';
+import { keySlot } from '../../src/commands/slot.js';
 import { keyspaceDigest, masterOffset } from '../helpers/sync.js';
 import { ClusterSourceSync, type ClusterSyncOptions } from '../../src/sync/cluster-sync.js';
 import type { Phase } from '../../src/sync/session.js';

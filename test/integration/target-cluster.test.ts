@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import type { Redis } from 'ioredis';
 import { encodeCommands } from '../../src/resp/encode.js';
-import { ClusterTargetWriter, keySlot, TargetCommandError, TargetError } from '../../src/target/index.js';
+import { ClusterTargetWriter, keySlot, TargetCommandError, TargetError } from '../../src/writer/index.js';
 import { startCluster, type RedisCluster } from '../helpers/cluster.js';
 import { startRedis, waitFor } from '../helpers/redis.js';
 

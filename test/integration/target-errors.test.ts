@@ -3,7 +3,7 @@ import type { Redis } from 'ioredis';
 import { pino } from 'pino';
 import { Writable } from 'node:stream';
 import { encodeCommand, encodeCommands } from '../../src/resp/encode.js';
-import { TargetCommandError, TargetError, TargetWriter } from '../../src/target/index.js';
+import { TargetCommandError, TargetError, TargetWriter } from '../../src/writer/index.js';
 import { startRedis, waitFor, type RedisServer } from '../helpers/redis.js';
 
 let srv: RedisServer;

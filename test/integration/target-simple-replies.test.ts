@@ -7,7 +7,7 @@ import { createServer, connect, type Server, type Socket } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Redis } from 'ioredis';
 import { encodeCommand } from '../../src/resp/encode.js';
-import { TargetWriter, type TargetCommandError } from '../../src/target/index.js';
+import { TargetWriter, type TargetCommandError } from '../../src/writer/index.js';
 import { startRedis, type RedisServer } from '../helpers/redis.js';
 
 let srv: RedisServer;

@@ -2,7 +2,7 @@ import { createServer, type Server } from 'node:net';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import type { Redis } from 'ioredis';
 import { encodeCommand, encodeCommands } from '../../src/resp/encode.js';
-import { TargetCommandError, TargetError, TargetExecAbortError, TargetWriter } from '../../src/target/index.js';
+import { TargetCommandError, TargetError, TargetExecAbortError, TargetWriter } from '../../src/writer/index.js';
 import { startRedis, type RedisServer } from '../helpers/redis.js';
 
 let srv: RedisServer;

@@ -15,7 +15,7 @@ import { VerifySide } from '../../src/verify/side.js';
 import { checkRandomSample } from '../../src/cutover/random-sample.js';
 import { parseRedisUrl } from '../../src/replication/url.js';
 import { silentLogger } from '../../src/observe/logger.js';
-import { keySlot } from '../../src/target/key-slot.js';
+import { keySlot } from '../../src/commands/slot.js';
 
 let source: RedisServer;
 let three: RedisCluster;

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { ClusterMarkers, type MasterSlot } from '../../src/checkpoint/cluster-markers.js';
-import { keySlot } from '../../src/target/key-slot.js';
+import { keySlot } from '../../src/commands/slot.js';
 
 /** A fake master holding keys in a Set (the marker logic only runs EXISTS and SET). */
 function master(addr: string, slot: number, keys = new Set<string>()): MasterSlot & { keys: Set<string> } {

@@ -1,6 +1,6 @@
 /** CommandTable: what a target would refuse at queue time, from its COMMAND / COMMAND INFO replies. */
 import { describe, expect, it } from 'vitest';
-import { CommandTable, arityText, fetchCommandTable } from '../../src/target/command-table.js';
+import { CommandTable, arityText, fetchCommandTable } from '../../src/commands/table.js';
 
 // The shape of COMMAND entries: name, arity, flags, first key, last key, step, ..., subcommands (Redis 7).
 const REPLY = [

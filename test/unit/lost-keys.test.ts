@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { silentLogger } from '../../src/observe/logger.js';
-import { TargetCommandError } from '../../src/target/errors.js';
+import { TargetCommandError } from '../../src/writer/errors.js';
 import { LOGGED_LOST_KEYS, LostKeys, defaultReportPath, keysOfCommand } from '../../src/sync/lost-keys.js';
 import { describeShortfall, isShort } from '../../src/sync/incomplete.js';
 

@@ -5,7 +5,7 @@ import { PartialScope, SnapshotScope, parseDbMap, parseRenamePrefix, type Partia
 import { StreamBatcher, type StreamUnit } from '../../src/sync/stream-batcher.js';
 import { StreamFilter } from '../../src/sync/stream-filter.js';
 import type { RdbRecord } from '../../src/rdb/types.js';
-import { CommandTable } from '../../src/target/command-table.js';
+import { CommandTable } from '../../src/commands/table.js';
 
 function parse(args: Arg[]): StreamCommand {
   const [c] = new ReplicationStreamParser(0).push(encodeCommand(args));

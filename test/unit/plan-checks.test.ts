@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { compatibility, memoryHeadroom } from '../../src/plan/plan.js';
 import { parseServerInfo } from '../../src/replication/server-info.js';
-import type { TargetInfo } from '../../src/target/types.js';
+import type { TargetInfo } from '../../src/writer/types.js';
 
 const info = (lines: string[]) => parseServerInfo(`${lines.join('\r\n')}\r\n`);
 const target = (o: Partial<TargetInfo>): TargetInfo => ({ runId: 'r', replid: '', version: '7.0.15', major: 7, minor: 0, rdbVersion: 10, valkey: false, cluster: false, dbsize: 0, databases: 16, modules: [], ...o });

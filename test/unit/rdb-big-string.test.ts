@@ -10,7 +10,7 @@ import { JsonlWriter } from '../../src/export/jsonl.js';
 import { OutputBuffer } from '../../src/export/output.js';
 import { StatsCollector } from '../../src/export/stats.js';
 import type { RdbRecord } from '../../src/rdb/types.js';
-import { Translator, type Command } from '../../src/sync/translate.js';
+import { Translator, type Command } from '../../src/translate/translator.js';
 import { attempt, bigAllocations, canon, chunkings, compressible, decode, lzfCompress, lzfValue, randomBytes, rng, whole } from '../helpers/big-values.js';
 import { RdbWriter, lzfStrBytes, strBytes } from '../helpers/rdb-writer.js';
 

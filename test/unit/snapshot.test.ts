@@ -9,9 +9,9 @@ import { silentLogger } from '../../src/observe/logger.js';
 import type { KeyHeader, RdbRecord, ValueType } from '../../src/rdb/types.js';
 import type { Arg } from '../../src/resp/encode.js';
 import { SnapshotApplier, type SnapshotApplierOptions } from '../../src/sync/snapshot.js';
-import { Translator, type TranslateOptions } from '../../src/sync/translate.js';
-import type { AnyTargetWriter } from '../../src/target/index.js';
-import type { WriteUnit } from '../../src/target/types.js';
+import { Translator, type TranslateOptions } from '../../src/translate/translator.js';
+import type { AnyTargetWriter } from '../../src/writer/index.js';
+import type { WriteUnit } from '../../src/writer/types.js';
 
 const B = (s: string) => Buffer.from(s);
 

@@ -1,10 +1,10 @@
 import { describe, expect, it } from 'vitest';
 import { encodeCommand, encodeCommands } from '../../src/resp/encode.js';
-import { NodeBatch } from '../../src/target/cluster-batch.js';
-import { ClusterOffsets } from '../../src/target/cluster-offsets.js';
-import { ROUTE_ALL, ROUTE_ANY, routeOf, splitCrossSlot } from '../../src/target/cluster-routing.js';
-import { NO_NODE, parseClusterSlots, parseRedirect } from '../../src/target/cluster-topology.js';
-import { keySlot } from '../../src/target/key-slot.js';
+import { NodeBatch } from '../../src/writer/cluster/batch.js';
+import { ClusterOffsets } from '../../src/writer/cluster/offsets.js';
+import { ROUTE_ALL, ROUTE_ANY, routeOf, splitCrossSlot } from '../../src/writer/cluster/routing.js';
+import { NO_NODE, parseClusterSlots, parseRedirect } from '../../src/writer/cluster/topology.js';
+import { keySlot } from '../../src/commands/slot.js';
 
 describe('ClusterOffsets', () => {
   it('reports an offset only when every node applied what was submitted before it, in order', () => {

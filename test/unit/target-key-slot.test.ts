@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
-import { crc16, keySlot } from '../../src/target/key-slot.js';
+import { crc16, keySlot } from '../../src/commands/slot.js';
 
 describe('keySlot', () => {
   it('matches the reference CRC16 and known slots', () => {

@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { buildTargetInfo, parseInfo, rdbVersionFor } from '../../src/target/probe.js';
+import { buildTargetInfo, rdbVersionFor } from '../../src/writer/probe.js';
+import { parseInfo } from '../../src/commands/info.js';
 
 describe('target probe parsing', () => {
   it('maps server versions to the RDB version they load', () => {

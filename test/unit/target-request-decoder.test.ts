@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { encodeCommand, encodeCommands } from '../../src/resp/encode.js';
-import { commandAt, readCommand, splitCommands } from '../../src/target/request-decoder.js';
-import { commandName, firstKey, firstKeyIndex } from '../../src/target/command-keys.js';
+import { commandAt, readCommand, splitCommands } from '../../src/resp/request-decoder.js';
+import { commandName, firstKey, firstKeyIndex } from '../../src/commands/keys.js';
 
 const str = (args: Buffer[] | undefined) => args?.map((a) => a.toString('latin1'));
 

@@ -1,7 +1,7 @@
 import fc from 'fast-check';
 import RedisParser from 'redis-parser';
 import { describe, expect, it } from 'vitest';
-import { SimpleReplyScanner } from '../../src/target/simple-replies.js';
+import { SimpleReplyScanner } from '../../src/writer/simple-replies.js';
 
 /** One reply of a recorded stream, and whether the consumer would count it without its value. */
 interface Reply {

@@ -2,8 +2,8 @@ import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import type { KeyHeader, RdbRecord, ValueType } from '../../src/rdb/types.js';
 import type { Arg } from '../../src/resp/encode.js';
-import { HeldRecords, recordBytes } from '../../src/sync/translate-hold.js';
-import { Translator, type TranslateOptions } from '../../src/sync/translate.js';
+import { HeldRecords, recordBytes } from '../../src/translate/held-records.js';
+import { Translator, type TranslateOptions } from '../../src/translate/translator.js';
 
 const B = (s: string) => Buffer.from(s);
 const bytesArb = fc.uint8Array({ maxLength: 12 }).map((u) => Buffer.from(u));

@@ -5,8 +5,8 @@
  */
 import { describe, expect, it } from 'vitest';
 import { ClusterRouter, parseScanCursor, routingKey, type NodeTransport } from '../../src/verify/cluster-router.js';
-import { keySlot } from '../../src/target/key-slot.js';
-import type { Arg } from '../../src/target/command-keys.js';
+import { keySlot } from '../../src/commands/slot.js';
+import type { Arg } from '../../src/resp/encode.js';
 
 const A = '127.0.0.1:7001';
 const B = '127.0.0.1:7002';

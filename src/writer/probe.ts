@@ -2,17 +2,7 @@
 import type { Logger } from '../observe/logger.js';
 import { TargetCommandError, TargetError } from './errors.js';
 import type { TargetInfo } from './types.js';
-
-/** `field:value` lines of an INFO reply (section headers and blank lines skipped). */
-export function parseInfo(text: string): Map<string, string> {
-  const out = new Map<string, string>();
-  for (const line of text.split('\r\n')) {
-    if (line === '' || line.startsWith('#')) continue;
-    const i = line.indexOf(':');
-    if (i > 0) out.set(line.slice(0, i), line.slice(i + 1));
-  }
-  return out;
-}
+import { keyspaceTotal, parseInfo } from '../commands/info.js';
 
 /**
  * The newest RDB version a server of this version writes and loads (see redis-internals.md §2.2).
@@ -36,17 +26,6 @@ export function rdbVersionFor(major: number, minor: number, valkey: boolean): nu
   if (v >= 206) return 6;
   if (v >= 204) return 2;
   return 1;
-}
-
-/** Sum of `keys=` over the `dbN:keys=..,expires=..` lines of INFO keyspace. */
-export function keyspaceTotal(info: Map<string, string>): number {
-  let total = 0;
-  for (const [k, v] of info) {
-    if (!/^db\d+$/.test(k)) continue;
-    const m = /(?:^|,)keys=(\d+)/.exec(v);
-    if (m) total += Number(m[1]);
-  }
-  return total;
 }
 
 /** Module names from INFO modules (`module:name=search,ver=...`). */

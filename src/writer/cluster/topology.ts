@@ -2,8 +2,8 @@
  * Cluster topology: the CLUSTER SLOTS reply as a flat slot → master table, and the parsing of
  * -MOVED / -ASK redirections. Everything the server sends is validated before use as an index.
  */
-import { TargetError } from './errors.js';
-import { SLOT_COUNT } from './key-slot.js';
+import { TargetError } from '../errors.js';
+import { SLOT_COUNT } from '../../commands/slot.js';
 
 /** Marks a slot no master serves. */
 export const NO_NODE = 0xffff;

@@ -5,8 +5,8 @@
  * expiry time.
  */
 import type { Arg } from '../resp/encode.js';
-import { ARG_OVERHEAD, argBytes } from './translate-format.js';
-import type { Command } from './translate-stream.js';
+import { ARG_OVERHEAD, argBytes } from './format.js';
+import type { Command } from './command.js';
 
 export class CommandBatcher {
   private readonly maxElements: number;

@@ -14,17 +14,17 @@
  *   multi-slot atomic unit is refused with a TargetError from submit().
  */
 import { EventEmitter } from 'node:events';
-import { encodeCommand, encodeCommands } from '../resp/encode.js';
-import { silentLogger, type Logger } from '../observe/logger.js';
-import type { Arg } from './command-keys.js';
-import { NodeBatch } from './cluster-batch.js';
-import { ClusterOffsets } from './cluster-offsets.js';
-import { ROUTE_ALL, ROUTE_ANY, routeOf, splitCrossSlot } from './cluster-routing.js';
-import { NO_NODE, parseClusterSlots, parseRedirect, splitAddress } from './cluster-topology.js';
-import { TargetCommandError, TargetError } from './errors.js';
-import { splitCommands } from './request-decoder.js';
-import type { TargetEndpoint, TargetInfo, TargetWriterOptions, WriteUnit, WriterStats } from './types.js';
-import { TargetWriter, type TargetWriterEvents } from './writer.js';
+import { encodeCommand, encodeCommands } from '../../resp/encode.js';
+import { silentLogger, type Logger } from '../../observe/logger.js';
+import type { Arg } from '../../resp/encode.js';
+import { NodeBatch } from './batch.js';
+import { ClusterOffsets } from './offsets.js';
+import { ROUTE_ALL, ROUTE_ANY, routeOf, splitCrossSlot } from './routing.js';
+import { NO_NODE, parseClusterSlots, parseRedirect, splitAddress } from './topology.js';
+import { TargetCommandError, TargetError } from '../errors.js';
+import { splitCommands } from '../../resp/request-decoder.js';
+import type { TargetEndpoint, TargetInfo, TargetWriterOptions, WriteUnit, WriterStats } from '../types.js';
+import { TargetWriter, type TargetWriterEvents } from '../standalone.js';
 
 export interface ClusterWriterOptions extends TargetWriterOptions {
   /** Redirections (MOVED/ASK) one command may follow before the writer fails. Default 16. */

@@ -3,6 +3,7 @@
  * cluster target, to route the command by the key's slot. Most commands carry their key as the
  * first argument; this table lists the exceptions that can reach a writer.
  */
+import type { Arg } from '../resp/encode.js';
 
 /** Commands with no key at all (server, connection and transaction commands, pub/sub). */
 export const KEYLESS = new Set([
@@ -22,8 +23,6 @@ const NUMKEYS_AT_1 = new Set(['ZUNION', 'ZINTER', 'ZDIFF', 'SINTERCARD', 'ZINTER
 /** `CMD script numkeys key ...` (EVAL family) and `CMD timeout numkeys key ...` (blocking pops). */
 const NUMKEYS_AT_2 = new Set(['EVAL', 'EVALSHA', 'EVAL_RO', 'EVALSHA_RO', 'FCALL', 'FCALL_RO', 'BLMPOP', 'BZMPOP']);
 
-/** One command argument, as the RESP encoder takes it. */
-export type Arg = Buffer | string | number;
 
 /** Upper-case command name of `args` (ASCII only; command names are ASCII). */
 export function commandName(args: readonly Arg[]): string {

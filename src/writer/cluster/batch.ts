@@ -3,8 +3,8 @@
  * either encoded into a scratch buffer (`appendCommand`) or referenced as byte ranges of a
  * caller's payload (`appendRange`, no copy); adjacent ranges of the same buffer are merged.
  */
-import { encodeCommand, encodedLength, writeCommand } from '../resp/encode.js';
-import type { Arg } from './command-keys.js';
+import { encodeCommand, encodedLength, writeCommand } from '../../resp/encode.js';
+import type { Arg } from '../../resp/encode.js';
 
 const SCRATCH_BYTES = 64 * 1024;
 

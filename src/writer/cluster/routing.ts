@@ -5,8 +5,9 @@
  * with the same effect; other cross-slot commands go to the first key's slot and the target
  * answers CROSSSLOT, which the error policy handles.
  */
-import { argBuffer, commandName, firstKeyIndex, type Arg } from './command-keys.js';
-import { keySlot } from './key-slot.js';
+import { argBuffer, commandName, firstKeyIndex } from '../../commands/keys.js';
+import type { Arg } from '../../resp/encode.js';
+import { keySlot } from '../../commands/slot.js';
 
 /** Route: a slot in [0, 16384), or one of these. */
 export const ROUTE_ANY = -1;

@@ -26,9 +26,7 @@
  * plus the live ids of streams up to `trackIdsLimit` entries.
  */
 import type { StreamConsumer, StreamEntry, StreamGroupHeader, StreamMeta, StreamPelEntry } from '../rdb/types.js';
-import type { Arg } from '../resp/encode.js';
-
-export type Command = Arg[];
+import type { Command } from './command.js';
 
 /** A group name no real stream is likely to have; created and destroyed at once. */
 const TEMP_GROUP = '__replicant_mkstream__';

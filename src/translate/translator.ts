@@ -26,13 +26,14 @@ import { DUMP_TRAILER_BYTES, buildDumpPayload, writeDumpPayload } from '../rdb/d
 import type { KeyHeader, RdbRecord } from '../rdb/types.js';
 import { encodedLength } from '../resp/encode.js';
 import { ExitCode, ReplicantError, printableKey } from '../errors.js';
-import { CommandBatcher } from './translate-batch.js';
-import { HeldRecords } from './translate-hold.js';
-import { formatScore, parseTargetVersion } from './translate-format.js';
-import { StreamRebuilder, type Command } from './translate-stream.js';
+import { CommandBatcher } from './batch.js';
+import { HeldRecords } from './held-records.js';
+import { formatScore, parseTargetVersion } from './format.js';
+import { StreamRebuilder } from './redis-stream.js';
+import type { Command } from './command.js';
 
-export type { Command } from './translate-stream.js';
-export { formatScore, parseTargetVersion } from './translate-format.js';
+export type { Command } from './command.js';
+export { formatScore, parseTargetVersion } from './format.js';
 
 /**
  * Where `push` appends its commands: an array, or any object with a `push` (the snapshot
