@@ -7,7 +7,7 @@
  *   await s.run();           // until s.stop()
  */
 export { SyncSession, type SyncOptions, type SyncStatus, type SyncResult, type SyncEvents, type Phase, type WriteMode } from './sync/session.js';
-export { ClusterSourceSync, type ClusterSyncOptions, type ClusterSyncStatus, type ShardStatus } from './sync/cluster-sync.js';
+export { ClusterSourceSync, type ClusterSyncOptions, type ClusterSyncStatus, type ShardStatus } from './sync/cluster/coordinator.js';
 export type { TlsSettings } from './net/tls.js';
 export { RdbDecoder } from './rdb/decoder.js';
 export { decodeRdbStream } from './rdb/read.js';

@@ -5,7 +5,7 @@
  */
 import { InvalidArgumentError, type Command } from 'commander';
 import { VALUE_TYPES, parseValueTypes } from '../export/key-filter.js';
-import { parseDbMap, parseRenamePrefix, type PartialSyncSpec } from '../sync/partial.js';
+import { parseDbMap, parseRenamePrefix, type PartialSyncSpec } from '../sync/relay/selection.js';
 
 export interface PartialCliOptions {
   db?: number[];

@@ -7,7 +7,7 @@ import { createLogger, redactUrl } from '../observe/logger.js';
 import { startMetricsServer, type MetricsServer } from '../observe/metrics.js';
 import { ProgressReporter, formatBytes, formatCount, formatDuration } from '../observe/progress.js';
 import { SyncSession, type SyncOptions, type SyncStatus } from '../sync/session.js';
-import { ClusterSourceSync, type ClusterSyncStatus } from '../sync/cluster-sync.js';
+import { ClusterSourceSync, type ClusterSyncStatus } from '../sync/cluster/coordinator.js';
 import { UsageError } from '../errors.js';
 import type { Logger } from '../observe/logger.js';
 import type { TlsSettings } from '../net/tls.js';

@@ -20,7 +20,7 @@ import type { AddressInfo } from 'node:net';
 import { Counter, Gauge, Registry, collectDefaultMetrics } from 'prom-client';
 import { UsageError } from '../errors.js';
 import type { Phase, SyncStatus } from '../sync/session.js';
-import type { ClusterSyncStatus, ShardStatus } from '../sync/cluster-sync.js';
+import type { ClusterSyncStatus, ShardStatus } from '../sync/cluster/coordinator.js';
 import { silentLogger, type Logger } from './logger.js';
 
 /** What the metrics read: a `SyncSession`, or anything shaped like one. */

@@ -42,14 +42,14 @@ import { LEGACY_CHECKPOINT_KEY, REGISTRY_KEY, parseRegistry, syncIdentity, type 
 import { LeaseError, SyncLease } from '../checkpoint/lease.js';
 import { fullResyncReason, type ServerIdentity } from '../replication/identity.js';
 import type { BeforePsync } from '../replication/link.js';
-import { SnapshotApplier } from './snapshot.js';
+import { SnapshotApplier } from './apply/snapshot-writer.js';
 import { IncompleteCopyError, describeShortfall, isShort, type Shortfall } from './incomplete.js';
 import { LostKeys } from './lost-keys.js';
-import { describeCommands, withoutCommands } from './unit-recovery.js';
-import { StreamBatcher, type StreamUnit } from './stream-batcher.js';
-import { PartialScope, SnapshotScope, type PartialSyncSpec } from './partial.js';
-import { StreamFilter } from './stream-filter.js';
-import type { MigrationGuard } from './migration-guard.js';
+import { describeCommands, withoutCommands } from './apply/unit-recovery.js';
+import { StreamBatcher, type StreamUnit } from './relay/batcher.js';
+import { PartialScope, SnapshotScope, type PartialSyncSpec } from './relay/selection.js';
+import { StreamFilter } from './relay/by-name.js';
+import type { MigrationGuard } from './cluster/migration-guard.js';
 
 export type WriteMode = 'auto' | 'restore' | 'commands';
 export type FullResyncPolicy = 'flush' | 'flush-all' | 'replace' | 'fail';

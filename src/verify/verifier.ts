@@ -30,7 +30,7 @@ import { differenceCount, emptySummary, type Difference, type Verdict, type Veri
 import { Sampler, describeSample, type SampleSpec } from './sample.js';
 import { ServerReply, VerifySide } from './side.js';
 import { compareStreamMeta } from './stream-meta.js';
-import { PartialScope, type PartialSyncSpec } from '../sync/partial.js';
+import { PartialScope, type PartialSyncSpec } from '../sync/relay/selection.js';
 import type { ValueType } from '../rdb/types.js';
 import { VALUE_TYPES } from '../export/key-filter.js';
 

@@ -15,7 +15,7 @@ import { makeTlsFiles } from '../helpers/tls.js';
 import { addMaster, failover, masters, migrateSlot, nodeId, ownerOf, replicasOf, startCluster, type RedisCluster } from '../helpers/cluster.js';
 import { keySlot } from '../../src/commands/slot.js';
 import { keyspaceDigest, masterOffset } from '../helpers/sync.js';
-import { ClusterSourceSync, type ClusterSyncOptions } from '../../src/sync/cluster-sync.js';
+import { ClusterSourceSync, type ClusterSyncOptions } from '../../src/sync/cluster/coordinator.js';
 import type { Phase } from '../../src/sync/session.js';
 
 beforeAll(async () => {

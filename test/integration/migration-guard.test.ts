@@ -8,7 +8,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { encodeCommand } from '../../src/resp/encode.js';
 import { ReplicationStreamParser, type StreamCommand } from '../../src/resp/stream-parser.js';
-import { MigrationGuard } from '../../src/sync/migration-guard.js';
+import { MigrationGuard } from '../../src/sync/cluster/migration-guard.js';
 import { keySlot } from '../../src/commands/slot.js';
 import { admin, keyImage, masters, migrateSlot, ownerOf, startCluster, tapReplicationStream, type RedisCluster, type StreamTap } from '../helpers/cluster.js';
 import { startRedis, waitFor, type RedisServer } from '../helpers/redis.js';

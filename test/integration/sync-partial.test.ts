@@ -6,7 +6,7 @@
 import type { Redis } from 'ioredis';
 import { afterEach, describe, expect, it } from 'vitest';
 import type { SyncOptions } from '../../src/sync/session.js';
-import { parseDbMap, type PartialSyncSpec } from '../../src/sync/partial.js';
+import { parseDbMap, type PartialSyncSpec } from '../../src/sync/relay/selection.js';
 import { Verifier } from '../../src/verify/verifier.js';
 import { ensureBuilt, runCli } from '../helpers/cli.js';
 import { startCluster } from '../helpers/cluster.js';

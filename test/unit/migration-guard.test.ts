@@ -3,7 +3,7 @@ import { pino } from 'pino';
 import { Writable } from 'node:stream';
 import { encodeCommand, type Arg } from '../../src/resp/encode.js';
 import { ReplicationStreamParser, type StreamCommand } from '../../src/resp/stream-parser.js';
-import { MigrationGuard, SweepRounds } from '../../src/sync/migration-guard.js';
+import { MigrationGuard, SweepRounds } from '../../src/sync/cluster/migration-guard.js';
 
 const cmd = (...args: Arg[]): StreamCommand => new ReplicationStreamParser(0).push(encodeCommand(args))[0]!;
 /** RESTORE-ASKING as MIGRATE sends it (the payload does not matter to the guard). */

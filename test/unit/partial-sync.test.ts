@@ -1,9 +1,9 @@
 import { describe, expect, it } from 'vitest';
 import { encodeCommand, type Arg } from '../../src/resp/encode.js';
 import { ReplicationStreamParser, type StreamCommand } from '../../src/resp/stream-parser.js';
-import { PartialScope, SnapshotScope, parseDbMap, parseRenamePrefix, type PartialSyncSpec } from '../../src/sync/partial.js';
-import { StreamBatcher, type StreamUnit } from '../../src/sync/stream-batcher.js';
-import { StreamFilter } from '../../src/sync/stream-filter.js';
+import { PartialScope, SnapshotScope, parseDbMap, parseRenamePrefix, type PartialSyncSpec } from '../../src/sync/relay/selection.js';
+import { StreamBatcher, type StreamUnit } from '../../src/sync/relay/batcher.js';
+import { StreamFilter } from '../../src/sync/relay/by-name.js';
 import type { RdbRecord } from '../../src/rdb/types.js';
 import { CommandTable } from '../../src/commands/table.js';
 

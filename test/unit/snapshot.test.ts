@@ -8,7 +8,7 @@ import { describe, expect, it } from 'vitest';
 import { silentLogger } from '../../src/observe/logger.js';
 import type { KeyHeader, RdbRecord, ValueType } from '../../src/rdb/types.js';
 import type { Arg } from '../../src/resp/encode.js';
-import { SnapshotApplier, type SnapshotApplierOptions } from '../../src/sync/snapshot.js';
+import { SnapshotApplier, type SnapshotApplierOptions } from '../../src/sync/apply/snapshot-writer.js';
 import { Translator, type TranslateOptions } from '../../src/translate/translator.js';
 import type { AnyTargetWriter } from '../../src/writer/index.js';
 import type { WriteUnit } from '../../src/writer/types.js';

@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { encodeCommand, type Arg } from '../../src/resp/encode.js';
 import { ReplicationStreamParser, type StreamCommand } from '../../src/resp/stream-parser.js';
-import { StreamBatcher, type StreamBatcherOptions, type StreamUnit } from '../../src/sync/stream-batcher.js';
+import { StreamBatcher, type StreamBatcherOptions, type StreamUnit } from '../../src/sync/relay/batcher.js';
 
 /** Parse `cmds` (from offset 0), push each through a batcher, then cut the rest. */
 function batch(cmds: Arg[][], opts: Partial<StreamBatcherOptions> = {}): { units: StreamUnit[]; batcher: StreamBatcher } {

@@ -15,14 +15,14 @@
  * that declares no keys while keys are filtered, FLUSHDB/FLUSHALL while keys are filtered by
  * name (the target may hold other keys), SWAPDB of a kept and a dropped db.
  */
-import { printableKey } from '../errors.js';
-import { encodeCommand, type Arg } from '../resp/encode.js';
-import type { StreamCommand } from '../resp/stream-parser.js';
-import { KEYLESS, KEY_AT_2 } from '../commands/keys.js';
-import type { KeyPositions } from '../commands/table.js';
-import type { PartialScope } from './partial.js';
-import { readCommand } from '../resp/request-decoder.js';
-import { StreamTypeFilter } from './stream-type-filter.js';
+import { printableKey } from '../../errors.js';
+import { encodeCommand, type Arg } from '../../resp/encode.js';
+import type { StreamCommand } from '../../resp/stream-parser.js';
+import { KEYLESS, KEY_AT_2 } from '../../commands/keys.js';
+import type { KeyPositions } from '../../commands/table.js';
+import type { PartialScope } from './selection.js';
+import { readCommand } from '../../resp/request-decoder.js';
+import { StreamTypeFilter } from './by-type.js';
 
 /** What to forward for one command: its bytes, several commands, or nothing. */
 export type FilterResult = Buffer | Buffer[] | null;
@@ -69,7 +69,7 @@ const SPECIAL = new Set([...INDEPENDENT.keys(), ...STORE_TO_END.keys(), ...STORE
 const SCRIPTS = new Set(['eval', 'evalsha', 'eval_ro', 'evalsha_ro', 'fcall', 'fcall_ro']);
 
 export class StreamFilter {
-  /** The --type stage, run on what the name stage forwards (see stream-type-filter.ts). */
+  /** The --type stage, run on what the name stage forwards (see by-type.ts). */
   private readonly types: StreamTypeFilter | null;
 
   constructor(

@@ -14,9 +14,9 @@
  * A unit's `offset` is the replication offset of its last byte: once the target has applied
  * it, that is the applied offset to ACK and to checkpoint.
  */
-import { RESERVED_PREFIX_BYTES } from '../checkpoint/store.js';
-import type { StreamCommand } from '../resp/stream-parser.js';
-import type { FilterResult, StreamFilter } from './stream-filter.js';
+import { RESERVED_PREFIX_BYTES } from '../../checkpoint/store.js';
+import type { StreamCommand } from '../../resp/stream-parser.js';
+import type { FilterResult, StreamFilter } from './by-name.js';
 
 export interface StreamUnit {
   commands: Buffer[];

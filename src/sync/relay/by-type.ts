@@ -19,9 +19,9 @@
  *
  * It runs after the name filter, on commands already in target names and dbs.
  */
-import { encodeCommand, type Arg } from '../resp/encode.js';
-import { valueTypeOf } from '../rdb/format.js';
-import type { ValueType } from '../rdb/types.js';
+import { encodeCommand, type Arg } from '../../resp/encode.js';
+import { valueTypeOf } from '../../rdb/format.js';
+import type { ValueType } from '../../rdb/types.js';
 
 /** What one command becomes: relayed as is, replaced, dropped, or a conflict (with the reason). */
 export type TypeVerdict = { kind: 'pass' } | { kind: 'replace'; commands: Buffer[] } | { kind: 'drop' } | { kind: 'conflict'; reason: string };

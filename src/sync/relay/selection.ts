@@ -11,10 +11,10 @@
  *   the old one (it would collide with a renamed key): the first is refused at start, the second
  *   is a conflict (see stream-filter) for that key.
  */
-import { UsageError } from '../errors.js';
-import { KeyMatcher, startsWith, type KeySelection } from '../export/key-filter.js';
-import type { RdbRecord, ValueType } from '../rdb/types.js';
-import { isReservedKey } from '../checkpoint/store.js';
+import { UsageError } from '../../errors.js';
+import { KeyMatcher, startsWith, type KeySelection } from '../../export/key-filter.js';
+import type { RdbRecord, ValueType } from '../../rdb/types.js';
+import { isReservedKey } from '../../checkpoint/store.js';
 
 export interface PartialSyncSpec extends KeySelection {
   /** Source dbs kept (default: every db). */

@@ -14,19 +14,19 @@
  *   anyway), a new master starts a new shard session.
  */
 import { EventEmitter } from 'node:events';
-import { ReplicantError, SourceError, TargetError } from '../errors.js';
-import { silentLogger, type Logger } from '../observe/logger.js';
-import { ClusterSource, ShardSource, slotRangesText, type ClusterShard } from '../replication/cluster-source.js';
-import { isRetryable } from '../replication/errors.js';
-import { endpointLabel, parseRedisUrl, type SourceEndpoint } from '../replication/url.js';
-import { ClusterTargetWriter, TargetWriter, type AnyTargetWriter } from '../writer/index.js';
-import { keyspaceTotal, parseInfo } from '../commands/info.js';
-import { REGISTRY_KEY, parseRegistry } from '../checkpoint/identity.js';
-import { RESERVED_PREFIX, type CheckpointSpec } from '../checkpoint/store.js';
-import { IncompleteCopyError } from './incomplete.js';
+import { ReplicantError, SourceError, TargetError } from '../../errors.js';
+import { silentLogger, type Logger } from '../../observe/logger.js';
+import { ClusterSource, ShardSource, slotRangesText, type ClusterShard } from '../../replication/cluster-source.js';
+import { isRetryable } from '../../replication/errors.js';
+import { endpointLabel, parseRedisUrl, type SourceEndpoint } from '../../replication/url.js';
+import { ClusterTargetWriter, TargetWriter, type AnyTargetWriter } from '../../writer/index.js';
+import { keyspaceTotal, parseInfo } from '../../commands/info.js';
+import { REGISTRY_KEY, parseRegistry } from '../../checkpoint/identity.js';
+import { RESERVED_PREFIX, type CheckpointSpec } from '../../checkpoint/store.js';
+import { IncompleteCopyError } from '../incomplete.js';
 import { MigrationGuard } from './migration-guard.js';
-import { PartialScope } from './partial.js';
-import { SyncSession, type Phase, type SyncEvents, type SyncOptions, type SyncResult, type SyncStatus } from './session.js';
+import { PartialScope } from '../relay/selection.js';
+import { SyncSession, type Phase, type SyncEvents, type SyncOptions, type SyncResult, type SyncStatus } from '../session.js';
 
 export interface ClusterSyncOptions extends SyncOptions {
   /** Replicate each shard from one of its replicas (its master when it has no usable replica). */

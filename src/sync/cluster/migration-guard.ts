@@ -58,11 +58,11 @@
  * (the copy that survives when the slot is handed over), so the old owner's commands on a copied
  * key before the handover are dropped. Keys are matched by name only: a cluster source has db 0.
  */
-import type { Logger } from '../observe/logger.js';
-import { encodeCommand } from '../resp/encode.js';
-import type { StreamCommand } from '../resp/stream-parser.js';
-import { KEYLESS, KEY_AT_2 } from '../commands/keys.js';
-import { storeOptionIndex } from './stream-filter.js';
+import type { Logger } from '../../observe/logger.js';
+import { encodeCommand } from '../../resp/encode.js';
+import type { StreamCommand } from '../../resp/stream-parser.js';
+import { KEYLESS, KEY_AT_2 } from '../../commands/keys.js';
+import { storeOptionIndex } from '../relay/by-name.js';
 
 export interface MigrationGuardOptions {
   /** Most tracked keys before the oldest are released (default 1,000,000). */

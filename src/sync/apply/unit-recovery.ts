@@ -3,9 +3,9 @@
  * the commands rejected at queue time, and a bounded description of commands for the log when a
  * whole unit has to be given up.
  */
-import { printableKey } from '../errors.js';
-import { commandName, firstKeyIndex } from '../commands/keys.js';
-import { splitCommands } from '../resp/request-decoder.js';
+import { printableKey } from '../../errors.js';
+import { commandName, firstKeyIndex } from '../../commands/keys.js';
+import { splitCommands } from '../../resp/request-decoder.js';
 
 /** The commands of `payload` except those at the indexes in `drop`; null when the payload cannot be read back. */
 export function withoutCommands(payload: Buffer | readonly Buffer[], drop: ReadonlySet<number>): { payload: Buffer[]; count: number } | null {

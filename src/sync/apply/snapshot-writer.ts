@@ -8,12 +8,12 @@
  * unit until submit made every scavenge copy them). Only the pairs of the MSET being gathered
  * are held, until it closes.
  */
-import type { Logger } from '../observe/logger.js';
-import type { RdbRecord } from '../rdb/types.js';
-import { bulkLength, encodedLength, multibulkHeaderLength, writeBulk, writeCommand, writeMultibulkHeader, type Arg } from '../resp/encode.js';
-import type { AnyTargetWriter } from '../writer/index.js';
-import type { WriteUnit } from '../writer/types.js';
-import { Translator, type CommandSink, type TranslateOptions } from '../translate/translator.js';
+import type { Logger } from '../../observe/logger.js';
+import type { RdbRecord } from '../../rdb/types.js';
+import { bulkLength, encodedLength, multibulkHeaderLength, writeBulk, writeCommand, writeMultibulkHeader, type Arg } from '../../resp/encode.js';
+import type { AnyTargetWriter } from '../../writer/index.js';
+import type { WriteUnit } from '../../writer/types.js';
+import { Translator, type CommandSink, type TranslateOptions } from '../../translate/translator.js';
 
 export interface SnapshotApplierOptions {
   writer: AnyTargetWriter;
