@@ -12,7 +12,7 @@
  * Replicant relays a source FLUSHALL too, which removes the markers: `suspendUntil` skips the
  * checks until that unit is applied, then the markers are placed again.
  */
-import { RESERVED_PREFIX } from './store.js';
+import { RESERVED_PREFIX } from './reserved.js';
 import { SLOT_COUNT, crc16 } from '../commands/slot.js';
 
 export type NodeCall = (args: readonly (string | number | Buffer)[]) => Promise<unknown>;

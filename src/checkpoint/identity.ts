@@ -10,7 +10,7 @@ import { createHash } from 'node:crypto';
 import { UsageError } from '../errors.js';
 import type { SourceSpec } from '../replication/source.js';
 import { endpointLabel } from '../replication/url.js';
-import { RESERVED_PREFIX } from './store.js';
+import { RESERVED_PREFIX } from './reserved.js';
 
 /** A hash on the target: sync id → JSON registration (source, its run_id, upstream run_ids). */
 export const REGISTRY_KEY = `${RESERVED_PREFIX}:syncs`;

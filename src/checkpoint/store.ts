@@ -13,6 +13,7 @@ import { dirname } from 'node:path';
 import { LocalIoError, UsageError } from '../errors.js';
 import type { Arg } from '../resp/encode.js';
 import { parseCheckpoint, serializeCheckpoint, type Checkpoint } from './checkpoint.js';
+import { RESERVED_PREFIX } from './reserved.js';
 
 /** The control-plane calls a store needs from the target (implemented by the sync session). */
 export interface CheckpointTargetAccess {
@@ -22,13 +23,19 @@ export interface CheckpointTargetAccess {
   get(db: number, key: string): Promise<Buffer | null>;
 }
 
+/** A checkpoint store is described by what it can do, not by what it is. */
 export interface CheckpointStore {
-  readonly kind: 'target' | 'file' | 'none';
   /** Human-readable location for logs. */
   readonly where: string;
-  /** The target key holding the checkpoint (target store only). */
-  readonly key?: string;
-  readonly db?: number;
+  /**
+   * The checkpoint is written in the same transaction as the batch it covers (exactly once): the
+   * target itself then says what it applied, and what it says overrides what this process believes.
+   */
+  readonly atomicWithData: boolean;
+  /** The target key holding the checkpoint, when it is on the target (listed in the registry). */
+  readonly key: string | null;
+  /** The target db holding Replicant's keys (the checkpoint key, lease, registry). */
+  readonly homeDb: number;
   load(): Promise<Checkpoint | null>;
   /**
    * Commands that store `cp`, to append to an atomic unit whose stream commands leave the
@@ -47,29 +54,19 @@ export interface CheckpointStore {
   flush(): Promise<void>;
 }
 
-/** Every key under this prefix belongs to Replicant: never copied, never verified. */
-export const RESERVED_PREFIX = '__replicant';
-/** RESERVED_PREFIX as bytes, for checks on binary keys and stream arguments. */
-export const RESERVED_PREFIX_BYTES = Buffer.from(RESERVED_PREFIX);
-
-/** Whether a key (binary) is one of Replicant's own. */
-export function isReservedKey(key: Buffer): boolean {
-  return key.length >= RESERVED_PREFIX_BYTES.length && key.compare(RESERVED_PREFIX_BYTES, 0, RESERVED_PREFIX_BYTES.length, 0, RESERVED_PREFIX_BYTES.length) === 0;
-}
-
 export class TargetCheckpointStore implements CheckpointStore {
-  readonly kind = 'target' as const;
+  readonly atomicWithData = true;
   readonly where: string;
   constructor(
     private readonly access: CheckpointTargetAccess,
     readonly key: string,
-    readonly db = 0,
+    readonly homeDb = 0,
   ) {
-    this.where = `target key "${key}" in db ${db}`;
+    this.where = `target key "${key}" in db ${homeDb}`;
   }
 
   async load(): Promise<Checkpoint | null> {
-    return parseCheckpoint(await this.access.get(this.db, this.key));
+    return parseCheckpoint(await this.access.get(this.homeDb, this.key));
   }
 
   /**
@@ -78,8 +75,8 @@ export class TargetCheckpointStore implements CheckpointStore {
    */
   inlineCommands(cp: Checkpoint, dbAfter: number): Arg[][] {
     const set: Arg[] = ['GETSET', this.key, serializeCheckpoint(cp)];
-    if (dbAfter === this.db) return [set];
-    return [['SELECT', this.db], set, ['SELECT', dbAfter]];
+    if (dbAfter === this.homeDb) return [set];
+    return [['SELECT', this.homeDb], set, ['SELECT', dbAfter]];
   }
 
   applied(): void {}
@@ -94,7 +91,9 @@ export class TargetCheckpointStore implements CheckpointStore {
 }
 
 export class FileCheckpointStore implements CheckpointStore {
-  readonly kind = 'file' as const;
+  readonly atomicWithData = false;
+  readonly key = null;
+  readonly homeDb = 0;
   readonly where: string;
   private pending: Checkpoint | null = null;
   private timer: NodeJS.Timeout | null = null;
@@ -164,7 +163,9 @@ export class FileCheckpointStore implements CheckpointStore {
 }
 
 export class NoCheckpointStore implements CheckpointStore {
-  readonly kind = 'none' as const;
+  readonly atomicWithData = false;
+  readonly key = null;
+  readonly homeDb = 0;
   readonly where = 'nowhere (--checkpoint none)';
   async load(): Promise<null> {
     return null;

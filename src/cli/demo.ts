@@ -8,7 +8,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Option, type Command } from 'commander';
 import { ExitCode, ReplicantError } from '../errors.js';
-import { RESERVED_PREFIX } from '../checkpoint/store.js';
+import { RESERVED_PREFIX } from '../checkpoint/reserved.js';
 import { startLocalServer, type LocalServer } from '../bench/local-servers.js';
 import { parseDuration, parseNonNegativeInt } from './options.js';
 

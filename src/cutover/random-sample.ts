@@ -5,7 +5,7 @@
  * SCAN and keeps a fraction, this costs the same whatever the size of the dataset: the pause it
  * is timed against does not grow with the data.
  */
-import { RESERVED_PREFIX } from '../checkpoint/store.js';
+import { RESERVED_PREFIX } from '../checkpoint/reserved.js';
 import type { Logger } from '../observe/logger.js';
 import { probeSide } from '../verify/capabilities.js';
 import { KeyChecker } from '../verify/check.js';

@@ -17,7 +17,8 @@ import type { RdbDecoderOptions, RdbRecord } from './types.js';
  * at once, and keeping them few lets them die young (a 1 MiB push of small keys makes ~100k
  * records that the GC would otherwise copy and promote, about 3x slower overall).
  */
-const SLICE = 64 * 1024;
+export const DECODE_SLICE_BYTES = 64 * 1024;
+const SLICE = DECODE_SLICE_BYTES;
 
 export async function* decodeRdbStream(input: AsyncIterable<Buffer>, opts?: RdbDecoderOptions): AsyncGenerator<RdbRecord> {
   const decoder = new RdbDecoder(opts);

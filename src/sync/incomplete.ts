@@ -35,7 +35,7 @@ export function describeShortfall(s: Shortfall): string {
     );
   }
   if (s.lostKeys > 0) parts.push(`${s.lostKeys} keys of the snapshot were not written to the target (${s.report === null ? 'the first ones are in the log' : `listed in ${s.report}`})`);
-  if (s.skippedCommands > 0) parts.push(`${s.skippedCommands} commands of the stream were rejected by the target and skipped (--on-error skip; see the log)`);
+  if (s.skippedCommands > 0) parts.push(`${s.skippedCommands} commands of the stream were left out (rejected by the target, or not applicable exactly: --on-error skip; see the log)`);
   return `the copy is incomplete: ${parts.join('; ')}`;
 }
 

@@ -15,7 +15,7 @@
  * different is checked again that long after, so replication lag on a live pair is not
  * reported as a difference; the queue holds only the keys found in the last `settleMs`.
  */
-import { isReservedKey } from '../checkpoint/store.js';
+import { isReservedKey } from '../checkpoint/reserved.js';
 import { LEGACY_CHECKPOINT_KEY, REGISTRY_KEY } from '../checkpoint/identity.js';
 import { UsageError } from '../errors.js';
 import { silentLogger, type Logger } from '../observe/logger.js';

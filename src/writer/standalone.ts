@@ -24,7 +24,7 @@ import { commandName, firstKeyIndex } from '../commands/keys.js';
 import { TargetCommandError, TargetError, TargetExecAbortError } from './errors.js';
 import { probeTarget } from './probe.js';
 import { commandAt } from '../resp/request-decoder.js';
-import type { ErrorPolicy, TargetEndpoint, TargetInfo, TargetWriterOptions, WriteUnit, WriterStats } from './types.js';
+import type { ErrorPolicy, TargetEndpoint, TargetInfo, TargetWriterEvents, TargetWriterOptions, UnitWriter, WriteUnit, WriterStats } from './types.js';
 import { GatheredOutput } from './socket-output.js';
 import { SimpleReplyScanner } from './simple-replies.js';
 import { PendingUnit, UnitKind, UnitQueue } from './unit-queue.js';
@@ -58,13 +58,7 @@ interface Waiter {
   reject: (e: Error) => void;
 }
 
-export interface TargetWriterEvents {
-  applied: [offset: number];
-  commandError: [err: TargetCommandError];
-  error: [err: TargetError];
-}
-
-export class TargetWriter extends EventEmitter<TargetWriterEvents> {
+export class TargetWriter extends EventEmitter<TargetWriterEvents> implements UnitWriter {
   /** Probed at connect. */
   info!: TargetInfo;
   readonly stats: WriterStats = { commands: 0, units: 0, errors: 0, bytes: 0 };
@@ -186,6 +180,19 @@ export class TargetWriter extends EventEmitter<TargetWriterEvents> {
   /** Units written and not yet fully answered. */
   get pendingUnits(): number {
     return this.queue.length;
+  }
+
+  get masters(): string[] {
+    return [this.address];
+  }
+
+  masterSlots(): [] {
+    return [];
+  }
+
+  /** A standalone server runs any transaction whole. */
+  atomicSlot(): number {
+    return 0;
   }
 
   /**

@@ -1,6 +1,8 @@
 /** Public types of the target writers (standalone and cluster). */
 import type { TlsSettings } from '../net/tls.js';
 import type { Logger } from '../observe/logger.js';
+import type { Arg } from '../resp/encode.js';
+import type { TargetCommandError, TargetError } from './errors.js';
 
 export interface TargetEndpoint {
   host: string;
@@ -75,4 +77,44 @@ export interface WriterStats {
   errors: number;
   /** Bytes written to the socket. */
   bytes: number;
+}
+
+export interface TargetWriterEvents {
+  applied: [offset: number];
+  commandError: [err: TargetCommandError];
+  error: [err: TargetError];
+}
+
+/** One command on one server (the cluster writer has one per master). */
+export type NodeCall = (args: readonly Arg[]) => Promise<unknown>;
+
+/**
+ * What the sync asks of a target writer, standalone or cluster: one interface, so that no
+ * caller narrows a union by `instanceof`. Topology questions have a standalone answer too
+ * (one master, every unit in one "slot").
+ */
+export interface UnitWriter {
+  readonly info: TargetInfo;
+  readonly stats: WriterStats;
+  /** "host:port" of each master (the server itself for a standalone target). */
+  readonly masters: string[];
+  /** Units submitted and not fully answered yet. */
+  readonly pendingUnits: number;
+  /** Queues a unit; false: over the in-flight budget, await waitDrain() before the next one. */
+  submit(unit: WriteUnit): boolean;
+  waitDrain(): Promise<void>;
+  /** Resolves once everything submitted is answered. */
+  flush(): Promise<void>;
+  /** One command outside the pipeline's units (its reply). */
+  call(args: readonly Arg[]): Promise<unknown>;
+  /** One caller per master. */
+  nodeCalls(): NodeCall[];
+  /** Each master with the first slot it serves (empty for a standalone target). */
+  masterSlots(): { addr: string; slot: number; call: NodeCall }[];
+  /** The slot an atomic unit runs in, or null when it spans several (never for a standalone target). */
+  atomicSlot(unit: Pick<WriteUnit, 'payload' | 'count'>): number | null;
+  setMaxInflight(bytes: number): void;
+  close(): Promise<void>;
+  destroy(): void;
+  on<E extends keyof TargetWriterEvents>(event: E, listener: (...args: TargetWriterEvents[E]) => void): this;
 }

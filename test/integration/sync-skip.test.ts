@@ -52,7 +52,7 @@ describe('--on-error skip while streaming (checkpoint on the target: atomic unit
     expect(logged?.['reply']).toMatch(/NOPERM/);
     expect(logged?.['offset']).toEqual(expect.any(Number));
     // Stopping a sync that skipped commands reports an incomplete copy (exit 9).
-    await expect(sync.stop()).rejects.toMatchObject({ exitCode: 9, message: expect.stringMatching(/1 commands of the stream were rejected/) });
+    await expect(sync.stop()).rejects.toMatchObject({ exitCode: 9, message: expect.stringMatching(/1 commands of the stream were left out/) });
     // The checkpoint moved past the aborted unit: the next run resumes and does not meet it again.
     const again = start();
     await src.set('a4', '4');

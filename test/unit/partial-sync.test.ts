@@ -6,6 +6,7 @@ import { StreamBatcher, type StreamUnit } from '../../src/sync/relay/batcher.js'
 import { StreamFilter } from '../../src/sync/relay/by-name.js';
 import type { RdbRecord } from '../../src/rdb/types.js';
 import { CommandTable } from '../../src/commands/table.js';
+import { testRelay } from '../helpers/relay.js';
 
 function parse(args: Arg[]): StreamCommand {
   const [c] = new ReplicationStreamParser(0).push(encodeCommand(args));
@@ -257,8 +258,7 @@ describe('StreamFilter with --type', () => {
 
 describe('StreamBatcher with a filter', () => {
   it('rewrites SELECT, drops commands of other dbs and keeps transactions whole', () => {
-    const scope = new PartialScope({ dbs: [3], dbMap: parseDbMap('3:0'), keys: ['a:*'] });
-    const batcher = new StreamBatcher({ db: 0, atomicUnits: false, filter: new StreamFilter(scope, { onConflict: () => {} }) });
+    const batcher = new StreamBatcher({ db: 0, atomicUnits: false, relay: testRelay({ partial: { dbs: [3], dbMap: parseDbMap('3:0'), keys: ['a:*'] } }).relay });
     const cmds: Arg[][] = [['SET', 'a:x', '0'], ['SELECT', '3'], ['SET', 'a:1', 'v'], ['MULTI'], ['SET', 'b:1', 'v'], ['DEL', 'a:1', 'b:2'], ['EXEC'], ['SELECT', '1'], ['SET', 'a:2', 'v']];
     const units: StreamUnit[] = [];
     for (const c of new ReplicationStreamParser(0).push(Buffer.concat(cmds.map((c) => encodeCommand(c))))) batcher.push(c, units);

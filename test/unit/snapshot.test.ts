@@ -10,7 +10,7 @@ import type { KeyHeader, RdbRecord, ValueType } from '../../src/rdb/types.js';
 import type { Arg } from '../../src/resp/encode.js';
 import { SnapshotApplier, type SnapshotApplierOptions } from '../../src/sync/apply/snapshot-writer.js';
 import { Translator, type TranslateOptions } from '../../src/translate/translator.js';
-import type { AnyTargetWriter } from '../../src/writer/index.js';
+import type { UnitWriter } from '../../src/writer/index.js';
 import type { WriteUnit } from '../../src/writer/types.js';
 
 const B = (s: string) => Buffer.from(s);
@@ -68,7 +68,7 @@ class RecordingWriter {
 const text = (a: Arg) => (Buffer.isBuffer(a) ? a.toString('latin1') : String(a));
 
 async function applyAll(records: RdbRecord[], slices: number[], opts: Partial<SnapshotApplierOptions>, translate: TranslateOptions, writer = new RecordingWriter()) {
-  const applier = new SnapshotApplier({ writer: writer as unknown as AnyTargetWriter, logger: silentLogger(), translate, ...opts });
+  const applier = new SnapshotApplier({ writer: writer as unknown as UnitWriter, logger: silentLogger(), translate, ...opts });
   let at = 0;
   for (const n of slices) {
     await applier.apply(records.slice(at, at + n));
@@ -234,7 +234,7 @@ describe('SnapshotApplier', () => {
       keyStart(B('after'), 'string', { expireMs: 9e12 }), { kind: 'string', value: B('a') }, keyEnd(null),
     ];
     const applier = new SnapshotApplier({
-      writer: writer as unknown as AnyTargetWriter,
+      writer: writer as unknown as UnitWriter,
       logger: silentLogger(),
       coalesceSets: false,
       unitBytes: 1024,
@@ -260,7 +260,7 @@ describe('SnapshotApplier', () => {
     }
     recs.push(keyEnd(null), keyStart(B('k'), 'string', { db: 3 }), { kind: 'string', value: B('v') }, keyEnd(null));
     const translate: TranslateOptions = { batchBytes: 1500 };
-    const applier = new SnapshotApplier({ writer: writer as unknown as AnyTargetWriter, logger: silentLogger(), unitBytes: 1024, translate });
+    const applier = new SnapshotApplier({ writer: writer as unknown as UnitWriter, logger: silentLogger(), unitBytes: 1024, translate });
     await applier.apply(recs);
     await applier.finish();
     const cmds = submitted.flatMap((u) => parseCommands(Buffer.concat(Array.isArray(u.payload) ? u.payload : [u.payload])));
@@ -280,7 +280,7 @@ describe('SnapshotApplier', () => {
     for (const [db, key] of [[0, 'a'], [0, 'b'], [2, 'c'], [2, 'd'], [5, 'e']] as const) {
       recs.push(keyStart(B(key), 'string', { db }), { kind: 'string', value: B('v') }, keyEnd(null));
     }
-    const applier = new SnapshotApplier({ writer: writer as unknown as AnyTargetWriter, logger: silentLogger(), translate: {} });
+    const applier = new SnapshotApplier({ writer: writer as unknown as UnitWriter, logger: silentLogger(), translate: {} });
     await applier.apply(recs);
     await applier.finish();
     const units = submitted.map((u) => ({ db: applier.dbOf(u.payload), cmds: parseCommands(u.payload as Buffer) }));

@@ -1,11 +1,13 @@
 import { describe, expect, it } from 'vitest';
 import { encodeCommand, type Arg } from '../../src/resp/encode.js';
-import { ReplicationStreamParser, type StreamCommand } from '../../src/resp/stream-parser.js';
+import { ReplicationStreamParser } from '../../src/resp/stream-parser.js';
 import { StreamBatcher, type StreamBatcherOptions, type StreamUnit } from '../../src/sync/relay/batcher.js';
+import { CommandTable } from '../../src/commands/table.js';
+import { testRelay } from '../helpers/relay.js';
 
 /** Parse `cmds` (from offset 0), push each through a batcher, then cut the rest. */
 function batch(cmds: Arg[][], opts: Partial<StreamBatcherOptions> = {}): { units: StreamUnit[]; batcher: StreamBatcher } {
-  const batcher = new StreamBatcher({ db: 0, atomicUnits: false, ...opts });
+  const batcher = new StreamBatcher({ db: 0, atomicUnits: false, relay: testRelay().relay, ...opts });
   const units: StreamUnit[] = [];
   const parsed = new ReplicationStreamParser(0).push(Buffer.concat(cmds.map((c) => encodeCommand(c))));
   expect(parsed).toHaveLength(cmds.length);
@@ -19,11 +21,10 @@ const text = (u: StreamUnit): string[] => u.commands.map((b) => b.toString('lati
 const len = (...cmds: Arg[][]): number => cmds.reduce((n, c) => n + encodeCommand(c).length, 0);
 
 describe('StreamBatcher', () => {
-  it('drops PING and REPLCONF but moves the offset, and cuts at GETACK', () => {
-    let acks = 0;
+  it('drops PING and REPLCONF but moves the offset, and cuts at GETACK (that unit asks for an ACK)', () => {
     const cmds: Arg[][] = [['SET', 'a', '1'], ['PING'], ['REPLCONF', 'getack', '*'], ['REPLCONF', 'ACK', '5'], ['INCR', 'b'], ['ping']];
-    const { units } = batch(cmds, { onGetAck: () => acks++ });
-    expect(acks).toBe(1);
+    const { units } = batch(cmds);
+    expect(units.map((u) => u.ackNow === true)).toEqual([true, false]);
     expect(units.map(text)).toEqual([['SET a 1'], ['INCR b']]);
     expect(units.map((u) => u.offset)).toEqual([len(...cmds.slice(0, 3)), len(...cmds)]);
     expect(units[1]!.bytes).toBe(len(['INCR', 'b']));
@@ -37,10 +38,8 @@ describe('StreamBatcher', () => {
   });
 
   it('drops commands whose first key is reserved, and only those', () => {
-    const dropped: string[] = [];
     const cmds: Arg[][] = [['SET', '__replicant:checkpoint', 'x'], ['SET', '__replican', 'y'], ['DEL', '__REPLICANT:a'], ['HSET', '__replicant', 'f', 'v'], ['FLUSHALL'], ['SET', 'k', '__replicant']];
-    const { units } = batch(cmds, { onReserved: (c: StreamCommand) => dropped.push(`${c.name} ${c.args[1]!.toString()}`) });
-    expect(dropped).toEqual(['set __replicant:checkpoint', 'hset __replicant']);
+    const { units } = batch(cmds);
     // FLUSHALL wipes Replicant's keys too: it ends its unit, flagged, so the session puts them back.
     expect(units.map(text)).toEqual([['SET __replican y', 'DEL __REPLICANT:a', 'FLUSHALL'], ['SET k __replicant']]);
     expect(units.map((u) => u.reservedReset)).toEqual([{ kind: 'flush' }, undefined]);
@@ -57,12 +56,27 @@ describe('StreamBatcher', () => {
     expect(atomic.map(text)).toEqual([['SET a 1', 'INCR b', 'LPUSH l x', 'SET c 3']]);
   });
 
-  it('drops commands in other dbs for a cluster target, except db-agnostic ones', () => {
-    const foreign: Array<[string, number, string | undefined]> = [];
+  it('drops commands in other dbs for a cluster target, except db-agnostic ones, each counted as skipped', () => {
     const cmds: Arg[][] = [['SET', 'a', '1'], ['SELECT', '2'], ['SET', 'b', '2'], ['FLUSHALL'], ['SELECT', '0'], ['SET', 'c', '3']];
-    const { units } = batch(cmds, { onForeignDb: (c, db) => foreign.push([c.name, db, c.arg(1)?.toString()]) });
-    expect(foreign).toEqual([['set', 2, 'b']]);
+    const { relay, figures } = testRelay({ cluster: true });
+    const { units } = batch(cmds, { relay });
+    expect(figures.skippedCommands).toBe(1);
+    expect(figures.errors).toBe(1);
     expect(units.map(text)).toEqual([['SET a 1', 'FLUSHALL'], ['SET c 3']]);
+    // Under --on-error fail the same command stops the sync, naming the key and the db.
+    expect(() => batch(cmds, { relay: testRelay({ cluster: true, onError: 'fail' }).relay })).toThrow(/SET key "b" in db 2: a cluster target has only db 0/);
+  });
+
+  it('a source FLUSH on a target shared with another sync: never relayed; skipped and counted (the copy is then incomplete)', () => {
+    const cmds: Arg[][] = [['SET', 'a', '1'], ['FLUSHALL'], ['SELECT', '1'], ['FLUSHDB'], ['SET', 'b', '2']];
+    const { relay, figures } = testRelay({ otherSyncs: ['other'] });
+    const { units } = batch(cmds, { relay });
+    expect(units.flatMap(text)).toEqual(['SET a 1', 'SELECT 1', 'SET b 2']);
+    expect(figures.skippedCommands).toBe(2);
+    expect(figures.shortfall().skippedCommands).toBe(2);
+    expect(() => batch(cmds, { relay: testRelay({ otherSyncs: ['other'], onError: 'fail' }).relay })).toThrow(/shared with other syncs \(other\)/);
+    // Alone on the target, a FLUSHALL is relayed.
+    expect(batch(cmds).units.flatMap(text)).toContain('FLUSHALL');
   });
 
   it('flags FLUSHDB of the reserved db and SWAPDB with it, in and out of transactions', () => {
@@ -80,18 +94,16 @@ describe('StreamBatcher', () => {
     expect(batch(cmds, { maxCommands: 3 }).units.map((u) => u.commands.length)).toEqual([3, 3, 1]);
     expect(batch(cmds, { maxBytes: 2 * len(cmds[0]!) }).units.map((u) => u.commands.length)).toEqual([2, 2, 2, 1]);
   });
-  it('admit: a refused command is left out, in and out of a transaction, and its bytes still move the offset', () => {
-    const seen: string[] = [];
+  it('a command the target does not know is left out, in and out of a transaction, and its bytes still move the offset', () => {
     const cmds: Arg[][] = [['SET', 'a', '1'], ['HSET', 'h', 'f', 'v'], ['MULTI'], ['SET', 'b', '2'], ['HSET', 'h2', 'f', 'v'], ['EXEC'], ['HSET', 'h3', 'f', 'v']];
-    const { units } = batch(cmds, {
-      atomicUnits: true,
-      admit: (c: StreamCommand) => {
-        seen.push(c.name);
-        return c.name !== 'hset';
-      },
-    });
-    expect(seen).toEqual(['set', 'hset', 'set', 'hset', 'hset']);
-    expect(units.map(text)).toEqual([['SET a 1', 'SET b 2']]);
+    // A target whose COMMAND reply lists SET and SELECT but not HSET (renamed or disabled there).
+    const table = CommandTable.parse([
+      ['set', -3, [], 1, 1, 1],
+      ['select', 2, [], 0, 0, 0],
+    ])!;
+    const { relay, figures } = testRelay({ table });
+    const { units } = batch(cmds, { atomicUnits: true, relay });
+    expect(figures.skippedCommands).toBe(3);
     expect(units[0]!.offset).toBe(len(...cmds));
   });
 });

@@ -11,12 +11,12 @@
 import type { Logger } from '../../observe/logger.js';
 import type { RdbRecord } from '../../rdb/types.js';
 import { bulkLength, encodedLength, multibulkHeaderLength, writeBulk, writeCommand, writeMultibulkHeader, type Arg } from '../../resp/encode.js';
-import type { AnyTargetWriter } from '../../writer/index.js';
+import type { UnitWriter } from '../../writer/index.js';
 import type { WriteUnit } from '../../writer/types.js';
 import { Translator, type CommandSink, type TranslateOptions } from '../../translate/translator.js';
 
 export interface SnapshotApplierOptions {
-  writer: AnyTargetWriter;
+  writer: UnitWriter;
   translate: TranslateOptions;
   logger: Logger;
   /** Bytes per unit submitted to the writer (a single bigger command makes a unit of its own). Default 512 KiB. */
@@ -60,7 +60,7 @@ export interface SnapshotStats {
 
 export class SnapshotApplier {
   private readonly translator: Translator;
-  private readonly writer: AnyTargetWriter;
+  private readonly writer: UnitWriter;
   private readonly unitBytes: number;
   private readonly unitCommands: number;
   private readonly coalesceSets: boolean;

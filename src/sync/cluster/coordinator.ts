@@ -14,19 +14,25 @@
  *   anyway), a new master starts a new shard session.
  */
 import { EventEmitter } from 'node:events';
-import { ReplicantError, SourceError, TargetError } from '../../errors.js';
+import { ReplicantError, SourceError } from '../../errors.js';
 import { silentLogger, type Logger } from '../../observe/logger.js';
 import { ClusterSource, ShardSource, slotRangesText, type ClusterShard } from '../../replication/cluster-source.js';
 import { isRetryable } from '../../replication/errors.js';
 import { endpointLabel, parseRedisUrl, type SourceEndpoint } from '../../replication/url.js';
-import { ClusterTargetWriter, TargetWriter, type AnyTargetWriter } from '../../writer/index.js';
-import { keyspaceTotal, parseInfo } from '../../commands/info.js';
+import type { UnitWriter } from '../../writer/index.js';
 import { REGISTRY_KEY, parseRegistry } from '../../checkpoint/identity.js';
-import { RESERVED_PREFIX, type CheckpointSpec } from '../../checkpoint/store.js';
+import type { CheckpointSpec } from '../../checkpoint/store.js';
+import { RESERVED_PREFIX } from '../../checkpoint/reserved.js';
 import { IncompleteCopyError } from '../incomplete.js';
 import { MigrationGuard } from './migration-guard.js';
+import { Gate } from './shard.js';
 import { PartialScope } from '../relay/selection.js';
-import { SyncSession, type Phase, type SyncEvents, type SyncOptions, type SyncResult, type SyncStatus } from '../session.js';
+import { openTargetWriter } from '../apply/target-connections.js';
+import { applyExistingPolicy, countForeignKeys } from '../ownership/existing.js';
+import { PHASES, type Phase } from '../phases.js';
+import { SYNC_DEFAULTS, type SyncOptions } from '../options.js';
+import type { SyncStatus } from '../figures.js';
+import { SyncSession, type SyncEvents, type SyncResult } from '../session.js';
 
 export interface ClusterSyncOptions extends SyncOptions {
   /** Replicate each shard from one of its replicas (its master when it has no usable replica). */
@@ -69,27 +75,8 @@ const SETTLE_MS = 10_000;
 const MAX_ROUNDS = 1000;
 
 /** Worst first, for the aggregated phase (/healthz is 200 only when every shard is healthy). */
-const PHASE_RANK: Record<Phase, number> = { stopped: 0, stopping: 1, reconnecting: 2, connecting: 3, 'full-sync': 4, streaming: 5 };
-
-/** At most `n` holders at once; a holder's release is idempotent. */
-class Gate {
-  private held = 0;
-  private readonly waiting: (() => void)[] = [];
-  constructor(private readonly n: number) {}
-
-  async acquire(): Promise<() => void> {
-    if (this.held >= this.n) await new Promise<void>((resolve) => this.waiting.push(resolve));
-    else this.held++;
-    let released = false;
-    return () => {
-      if (released) return;
-      released = true;
-      const next = this.waiting.shift();
-      if (next !== undefined) next();
-      else this.held--;
-    };
-  }
-}
+const WORST_FIRST: readonly Phase[] = ['stopped', 'stopping', 'reconnecting', 'connecting', 'full-sync', 'streaming'] satisfies readonly (typeof PHASES)[number][];
+const PHASE_RANK = new Map(WORST_FIRST.map((p, i) => [p, i]));
 
 export class ClusterSourceSync extends EventEmitter<Pick<SyncEvents, 'phase'>> {
   private readonly log: Logger;
@@ -133,7 +120,7 @@ export class ClusterSourceSync extends EventEmitter<Pick<SyncEvents, 'phase'>> {
       return { shard: s.source.key, slots: slotRangesText(s.source.slots()), node: at === null ? null : endpointLabel(at), ...s.session.status() };
     });
     const sum = (f: (s: SyncStatus) => number | null | undefined): number => shards.reduce((t, s) => t + (f(s) ?? 0), 0);
-    const phase = this.stopping ? (shards.every((s) => s.phase === 'stopped') && shards.length > 0 ? 'stopped' : 'stopping') : shards.length === 0 ? 'connecting' : shards.map((s) => s.phase).sort((a, b) => PHASE_RANK[a] - PHASE_RANK[b])[0]!;
+    const phase = this.stopping ? (shards.every((s) => s.phase === 'stopped') && shards.length > 0 ? 'stopped' : 'stopping') : shards.length === 0 ? 'connecting' : shards.map((s) => s.phase).sort((a, b) => PHASE_RANK.get(a)! - PHASE_RANK.get(b)!)[0]!;
     const inRdb = shards.filter((s) => s.rdb !== null);
     return {
       phase,
@@ -215,21 +202,11 @@ export class ClusterSourceSync extends EventEmitter<Pick<SyncEvents, 'phase'>> {
     }
   }
 
-  private async connectTarget(): Promise<AnyTargetWriter> {
-    const ep = { host: this.targetEp.host, port: this.targetEp.port, username: this.targetEp.username, password: this.targetEp.password, tls: this.targetEp.tls };
-    const opts = { onError: 'fail' as const, logger: this.log };
-    try {
-      const w = await TargetWriter.connect(ep, opts);
-      if (!w.info.cluster) return w;
-      w.destroy();
-      return await ClusterTargetWriter.connect(ep, opts);
-    } catch (e) {
-      if (e instanceof ReplicantError) throw e;
-      throw new TargetError(`target ${endpointLabel(this.targetEp)}: ${(e as Error).message}`, { cause: e });
-    }
+  private connectTarget(): Promise<UnitWriter> {
+    return openTargetWriter(this.targetEp, { onError: 'fail', logger: this.log });
   }
 
-  private async readShardList(w: AnyTargetWriter): Promise<{ cleanStart: boolean; shards: Map<string, string[]> } | null> {
+  private async readShardList(w: UnitWriter): Promise<{ cleanStart: boolean; shards: Map<string, string[]> } | null> {
     const reply = (await w.call(['HGETALL', this.shardsKey])) as unknown[];
     if (!Array.isArray(reply) || reply.length === 0) return null;
     const shards = new Map<string, string[]>();
@@ -247,7 +224,7 @@ export class ClusterSourceSync extends EventEmitter<Pick<SyncEvents, 'phase'>> {
     return { cleanStart, shards };
   }
 
-  private async saveShardList(w: AnyTargetWriter): Promise<void> {
+  private async saveShardList(w: UnitWriter): Promise<void> {
     const args: string[] = ['HSET', this.shardsKey, META_FIELD, JSON.stringify({ cleanStart: this.cleanStart })];
     for (const s of this.shards.values()) args.push(s.source.key, JSON.stringify({ nodes: s.source.nodeIds }));
     await w.call(args);
@@ -273,34 +250,17 @@ export class ClusterSourceSync extends EventEmitter<Pick<SyncEvents, 'phase'>> {
    * At the first start: does the target hold keys that are not Replicant's? Applies --existing
    * once for every shard (the shards' sessions then skip their own check). Returns cleanStart.
    */
-  private async checkExisting(w: AnyTargetWriter): Promise<boolean> {
-    let keys = 0;
-    let reserved = 0;
-    for (const call of w.nodeCalls()) {
-      keys += keyspaceTotal(parseInfo(String(await call(['INFO', 'keyspace']))));
-      let cursor = '0';
-      do {
-        const [next, batch] = (await call(['SCAN', cursor, 'MATCH', `${RESERVED_PREFIX}*`, 'COUNT', 1000])) as [unknown, unknown[]];
-        cursor = String(next);
-        reserved += batch.length;
-      } while (cursor !== '0');
-    }
-    const foreign = keys - reserved;
-    if (foreign <= 0) return true;
-    const existing = this.opts.existing ?? 'fail';
-    const where = `target ${endpointLabel(this.targetEp)}`;
-    if (existing === 'fail') {
-      throw new TargetError(`${where} already holds ${foreign} keys; refusing to write over them (use --existing replace to overwrite keys the source has, or --existing flush to empty the target first)`);
-    }
-    if (existing === 'replace') {
-      this.log.warn({ keys: foreign }, 'target holds keys: keys the source has will be replaced, others kept (--existing replace)');
-      return false;
-    }
-    const others = [...parseRegistry(await w.call(['HGETALL', REGISTRY_KEY])).keys()].filter((id) => !id.startsWith(`${this.name}@`));
-    if (others.length > 0) throw new TargetError(`--existing flush: other syncs write to the ${where} (${others.join(', ')}); flushing would delete their keys. Use --existing replace`);
-    this.log.warn({ keys: foreign }, 'target holds keys: flushing it first (--existing flush)');
-    await w.call(['FLUSHALL']);
-    return true;
+  private async checkExisting(w: UnitWriter): Promise<boolean> {
+    const { foreign } = await countForeignKeys(w, 0, w.info.cluster);
+    const others = foreign > 0 && this.opts.existing === 'flush' ? [...parseRegistry(await w.call(['HGETALL', REGISTRY_KEY])).keys()].filter((id) => !id.startsWith(`${this.name}@`)) : [];
+    return applyExistingPolicy({
+      policy: this.opts.existing ?? SYNC_DEFAULTS.existing,
+      foreign,
+      others,
+      where: `target ${endpointLabel(this.targetEp)}`,
+      log: this.log,
+      flush: async () => void (await w.call(['FLUSHALL'])),
+    });
   }
 
   private shardCheckpoint(key: string): CheckpointSpec | undefined {
@@ -348,7 +308,7 @@ export class ClusterSourceSync extends EventEmitter<Pick<SyncEvents, 'phase'>> {
   }
 
   /** Polls the topology until every shard's session has ended. */
-  private async follow(control: AnyTargetWriter): Promise<void> {
+  private async follow(control: UnitWriter): Promise<void> {
     const period = this.opts.topologyPollMs ?? 5000;
     for (;;) {
       const running = [...this.shards.values()].map((s) => s.done);
@@ -376,7 +336,7 @@ export class ClusterSourceSync extends EventEmitter<Pick<SyncEvents, 'phase'>> {
     }
   }
 
-  private async pollTopology(control: AnyTargetWriter): Promise<void> {
+  private async pollTopology(control: UnitWriter): Promise<void> {
     const shards = await this.cluster.refresh();
     let changed = false;
     for (const s of this.shards.values()) {
@@ -399,24 +359,35 @@ export class ClusterSourceSync extends EventEmitter<Pick<SyncEvents, 'phase'>> {
   /**
    * Waits (at most SETTLE_MS) until every other streaming shard has applied what it had received
    * when called: a shard's snapshot is applied after the migration DELs that preceded its fork.
+   * Woken by the shards' `applied` and `phase` events, not by polling.
    */
   private async othersSettled(self: string): Promise<void> {
     const want = new Map<string, number>();
     for (const s of this.shards.values()) {
-      const st = s.session.status();
-      if (s.source.key !== self && st.phase === 'streaming' && st.receivedOffset !== null) want.set(s.source.key, st.receivedOffset);
+      const p = s.session.progress();
+      if (s.source.key !== self && p.streaming && p.received !== null) want.set(s.source.key, p.received);
     }
-    const behind = () => [...want].filter(([k, offset]) => {
-      const st = this.shards.get(k)!.session.status();
-      return st.phase === 'streaming' && (st.appliedOffset ?? 0) < offset;
+    const behind = () =>
+      [...want].filter(([k, offset]) => {
+        const p = this.shards.get(k)!.session.progress();
+        return p.streaming && (p.applied ?? 0) < offset;
+      });
+    if (behind().length === 0) return;
+    const sessions = [...want.keys()].map((k) => this.shards.get(k)!.session);
+    let timer: NodeJS.Timeout | undefined;
+    let check = (): void => undefined;
+    const settled = new Promise<boolean>((resolve) => {
+      check = () => {
+        if (behind().length === 0 || this.stopping) resolve(true);
+      };
+      timer = setTimeout(() => resolve(false), SETTLE_MS);
     });
-    const deadline = Date.now() + SETTLE_MS;
-    while (behind().length > 0 && !this.stopping) {
-      if (Date.now() > deadline) {
-        this.log.warn({ shard: self, behind: behind().map(([k]) => k) }, 'other shards are slow to apply their stream: copying this shard\'s snapshot without waiting longer');
-        return;
-      }
-      await new Promise((r) => setTimeout(r, 20));
+    for (const session of sessions) session.on('applied', check).on('phase', check);
+    try {
+      if (!(await settled)) this.log.warn({ shard: self, behind: behind().map(([k]) => k) }, "other shards are slow to apply their stream: copying this shard's snapshot without waiting longer");
+    } finally {
+      clearTimeout(timer);
+      for (const session of sessions) session.off('applied', check).off('phase', check);
     }
   }
 
@@ -430,8 +401,8 @@ export class ClusterSourceSync extends EventEmitter<Pick<SyncEvents, 'phase'>> {
     const shards = [...this.shards.values()];
     const received = new Map<string, number>();
     for (const s of shards) {
-      const st = s.session.status();
-      if (st.receivedOffset !== null) received.set(s.source.key, st.receivedOffset);
+      const p = s.session.progress();
+      if (p.received !== null) received.set(s.source.key, p.received);
     }
     this.rounds.push({ mark: this.guard.mark(), received });
     // While a shard is down no round completes: keep the latest ones (dropping old marks only delays sweeps).
@@ -439,9 +410,9 @@ export class ClusterSourceSync extends EventEmitter<Pick<SyncEvents, 'phase'>> {
     let done = -1;
     for (const [i, r] of this.rounds.entries()) {
       const applied = shards.every((s) => {
-        const st = s.session.status();
+        const p = s.session.progress();
         const want = r.received.get(s.source.key);
-        return st.phase === 'streaming' && st.appliedOffset !== null && want !== undefined && st.appliedOffset >= want;
+        return p.streaming && p.applied !== null && want !== undefined && p.applied >= want;
       });
       if (applied) done = i;
     }

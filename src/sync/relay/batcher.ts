@@ -1,22 +1,20 @@
 /**
- * Groups replication-stream commands into write units for the target.
+ * Groups replication-stream commands into write units for the target. It only batches: what
+ * of each command is forwarded is the relay's answer (stages.ts).
  *
  * - PING and REPLCONF are not forwarded, but the bytes they occupy still advance the offset.
- * - SELECT is tracked (`db`) and forwarded.
+ * - SELECT is tracked (`db`) and forwarded as the relay says.
  * - A source MULTI ... EXEC stays whole: never split across units. When units are atomic
  *   (checkpoint on the target), the source's markers are dropped and its commands join the
  *   batch, because our own MULTI wraps the unit and transactions do not nest. Otherwise
  *   the transaction becomes an atomic unit of its own.
- * - Keys under the reserved prefix are never copied.
- * - With a partial sync's `filter`, each command (and SELECT) is replaced by what the filter
- *   says reaches the target (itself, a rewrite, several commands, or nothing).
+ * - REPLCONF GETACK ends the unit, flagged `ackNow`: the source is answered once it is applied.
  *
  * A unit's `offset` is the replication offset of its last byte: once the target has applied
  * it, that is the applied offset to ACK and to checkpoint.
  */
-import { RESERVED_PREFIX_BYTES } from '../../checkpoint/store.js';
 import type { StreamCommand } from '../../resp/stream-parser.js';
-import type { FilterResult, StreamFilter } from './by-name.js';
+import type { Relay } from './stages.js';
 
 export interface StreamUnit {
   commands: Buffer[];
@@ -31,6 +29,8 @@ export interface StreamUnit {
    * (FLUSHALL, FLUSHDB there, SWAPDB with it): the session puts those keys back.
    */
   reservedReset?: ReservedReset;
+  /** The unit ends with REPLCONF GETACK: ACK the source as soon as it is applied. */
+  ackNow?: boolean;
 }
 
 export type ReservedReset = { kind: 'flush' } | { kind: 'swap'; a: number; b: number };
@@ -41,38 +41,11 @@ export interface StreamBatcherOptions {
   atomicUnits: boolean;
   maxCommands?: number;
   maxBytes?: number;
-  /** Called for REPLCONF GETACK, after the units before it were returned. */
-  onGetAck?: () => void;
-  /**
-   * Called for FLUSHALL/FLUSHDB; returning true drops the command (a target shared with other
-   * syncs: relaying it would delete their keys).
-   */
-  dropFlush?: (cmd: StreamCommand, db: number) => boolean;
   /** The db holding Replicant's keys on the target (default 0). */
   reservedDb?: number;
-  /** Called for each dropped command touching a reserved key. */
-  onReserved?: (cmd: StreamCommand) => void;
-  /**
-   * Cluster targets have only db 0: SELECT is not forwarded, and each command the source
-   * runs in another db is passed here and dropped (the callback throws to stop instead).
-   */
-  onForeignDb?: (cmd: StreamCommand, db: number) => void;
-  /**
-   * Called for each command about to be forwarded (not SELECT, MULTI/EXEC, PING, REPLCONF):
-   * false drops it, its bytes still advancing the offset (the callback throws to stop instead).
-   */
-  admit?: (cmd: StreamCommand) => boolean;
-  /** Partial sync: what of each command reaches the target (absent: everything, unchanged). */
-  filter?: StreamFilter;
-  /**
-   * Applied first to each command the filter would see, on the source's key names: the command
-   * itself, a rewritten one, or null to drop it (a cluster source's slot migration guard).
-   */
-  rewrite?: (cmd: StreamCommand) => StreamCommand | null;
+  /** What of each command reaches the target. */
+  relay: Relay;
 }
-
-/** Commands whose effect does not depend on the selected db. */
-const DB_AGNOSTIC = new Set(['flushall', 'function', 'script', 'publish', 'spublish']);
 
 export class StreamBatcher {
   private db: number;
@@ -116,9 +89,9 @@ export class StreamBatcher {
       case 'replconf':
         this.batchOffset = cmd.offset;
         if (cmd.arg(1)?.toString('latin1').toLowerCase() === 'getack') {
-          const u = this.cut();
-          if (u !== null) out.push(u);
-          this.opts.onGetAck?.();
+          const u = this.cut()!;
+          u.ackNow = true;
+          out.push(u);
         }
         return;
       case 'multi':
@@ -134,7 +107,7 @@ export class StreamBatcher {
         return;
       case 'select': {
         this.db = parseDb(cmd);
-        const fwd = this.opts.onForeignDb !== undefined ? null : this.opts.filter === undefined ? cmd.raw : this.opts.filter.select(cmd, this.db);
+        const fwd = this.opts.relay.select(cmd, this.db);
         this.batchOffset = cmd.offset;
         if (fwd === null) return;
         this.add(fwd);
@@ -142,7 +115,7 @@ export class StreamBatcher {
       }
       default: {
         this.batchOffset = cmd.offset;
-        const fwd = this.forwarded(cmd, this.db);
+        const fwd = this.opts.relay.forward(cmd, this.db);
         if (fwd === null) return;
         this.add(fwd);
       }
@@ -183,35 +156,17 @@ export class StreamBatcher {
         return;
       case 'select': {
         this.txDb = parseDb(cmd);
-        const fwd = this.opts.onForeignDb !== undefined ? null : this.opts.filter === undefined ? cmd.raw : this.opts.filter.select(cmd, this.txDb);
+        const fwd = this.opts.relay.select(cmd, this.txDb);
         if (fwd !== null) this.addTx(tx, fwd);
         return;
       }
       default: {
-        const fwd = this.forwarded(cmd, this.txDb);
+        const fwd = this.opts.relay.forward(cmd, this.txDb);
         if (fwd === null) return;
         this.addTx(tx, fwd);
         this.noteReset(cmd, this.txDb);
       }
     }
-  }
-
-  /**
-   * What of `cmd` (run in source db `db`) is forwarded, or null when nothing is: a reserved key,
-   * outside the partial sync's filter, a db a cluster lacks, a command the target cannot run.
-   */
-  private forwarded(original: StreamCommand, db: number): FilterResult {
-    if (isReserved(original)) {
-      this.opts.onReserved?.(original);
-      return null;
-    }
-    const cmd = this.opts.rewrite === undefined ? original : this.opts.rewrite(original);
-    if (cmd === null) return null;
-    const f = this.opts.filter;
-    const fwd = f === undefined ? cmd.raw : f.apply(cmd, db);
-    if (fwd === null) return null;
-    if (this.foreign(cmd, f === undefined ? db : f.targetDb(db)) || !this.admits(cmd)) return null;
-    return fwd;
   }
 
   private add(fwd: Buffer | Buffer[]): void {
@@ -237,8 +192,7 @@ export class StreamBatcher {
   private noteReset(cmd: StreamCommand, db: number): boolean {
     const home = this.opts.reservedDb ?? 0;
     const name = cmd.name;
-    const f = this.opts.filter;
-    const map = (d: number) => (f === undefined ? d : f.targetDb(d));
+    const map = (d: number) => this.opts.relay.targetDb(d);
     if (name === 'flushall' || (name === 'flushdb' && map(db) === home)) {
       this.reset = { kind: 'flush' };
       return true;
@@ -252,20 +206,6 @@ export class StreamBatcher {
       }
     }
     return false;
-  }
-
-  /** True (and reported) when `cmd` must be dropped: a reserved key, or a db a cluster lacks. */
-  private foreign(cmd: StreamCommand, db: number): boolean {
-    if ((cmd.name === 'flushall' || cmd.name === 'flushdb') && this.opts.dropFlush?.(cmd, db) === true) return true;
-    if (db !== 0 && this.opts.onForeignDb !== undefined && !DB_AGNOSTIC.has(cmd.name)) {
-      this.opts.onForeignDb(cmd, db);
-      return true;
-    }
-    return false;
-  }
-
-  private admits(cmd: StreamCommand): boolean {
-    return this.opts.admit === undefined || this.opts.admit(cmd);
   }
 
   /**
@@ -293,7 +233,3 @@ function parseDb(cmd: StreamCommand): number {
   return Number.isInteger(n) && n >= 0 ? n : 0;
 }
 
-/** Checked on every forwarded command: reads the key's bytes in place (no view, no args array). */
-function isReserved(cmd: StreamCommand): boolean {
-  return cmd.argStartsWith(1, RESERVED_PREFIX_BYTES);
-}

@@ -14,7 +14,7 @@
 import { UsageError } from '../../errors.js';
 import { KeyMatcher, startsWith, type KeySelection } from '../../export/key-filter.js';
 import type { RdbRecord, ValueType } from '../../rdb/types.js';
-import { isReservedKey } from '../../checkpoint/store.js';
+import { isReservedKey } from '../../checkpoint/reserved.js';
 
 export interface PartialSyncSpec extends KeySelection {
   /** Source dbs kept (default: every db). */

@@ -23,8 +23,8 @@ import { ROUTE_ALL, ROUTE_ANY, routeOf, splitCrossSlot } from './routing.js';
 import { NO_NODE, parseClusterSlots, parseRedirect, splitAddress } from './topology.js';
 import { TargetCommandError, TargetError } from '../errors.js';
 import { splitCommands } from '../../resp/request-decoder.js';
-import type { TargetEndpoint, TargetInfo, TargetWriterOptions, WriteUnit, WriterStats } from '../types.js';
-import { TargetWriter, type TargetWriterEvents } from '../standalone.js';
+import type { TargetEndpoint, TargetInfo, TargetWriterEvents, TargetWriterOptions, UnitWriter, WriteUnit, WriterStats } from '../types.js';
+import { TargetWriter } from '../standalone.js';
 
 export interface ClusterWriterOptions extends TargetWriterOptions {
   /** Redirections (MOVED/ASK) one command may follow before the writer fails. Default 16. */
@@ -43,7 +43,7 @@ class ClusterNode {
   constructor(readonly index: number, readonly addr: string) {}
 }
 
-export class ClusterTargetWriter extends EventEmitter<TargetWriterEvents> {
+export class ClusterTargetWriter extends EventEmitter<TargetWriterEvents> implements UnitWriter {
   info!: TargetInfo;
   private readonly nodes: ClusterNode[] = [];
   private readonly byAddr = new Map<string, ClusterNode>();
@@ -107,6 +107,10 @@ export class ClusterTargetWriter extends EventEmitter<TargetWriterEvents> {
       s.bytes += n.writer.stats.bytes;
     }
     return s;
+  }
+
+  get pendingUnits(): number {
+    return this.nodes.reduce((n, node) => n + (node.writer?.pendingUnits ?? 0) + node.backlog.length, 0);
   }
 
   /** "host:port" of the masters, in discovery order. */
