@@ -43,7 +43,7 @@ async function counters(c: Redis): Promise<number[]> {
 }
 
 describe('exactly once across target connection cuts in the middle of a unit', () => {
-  it('cut mid-unit (up: EXEC never sent; down: replies cut before EXEC's) repeatedly: counters exact, digests equal', async () => {
+  it('cut mid-unit (up: EXEC never sent; down: replies cut before the EXEC reply) repeatedly: counters exact, digests equal', async () => {
     const source = await startRedis({ args: ['--repl-backlog-size', '64mb'] });
     const target = await startRedis();
     servers.push(source, target);
