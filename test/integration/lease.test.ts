@@ -18,7 +18,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { ExitCode, ReplicantError } from '../../src/index.js';
 import { LeaseError, SyncLease, type NodeCall } from '../../src/checkpoint/lease.js';
 import { FaultProxy } from '../helpers/fault-proxy.js';
-import { startRedis, waitFor, type RedisServer } from '../helpers/redis.js';
+import { startRedis, type RedisServer } from '../helpers/redis.js';
 import { caughtUp, streaming, trackSession, type TrackedSession } from '../helpers/tracked-session.js';
 
 const servers: RedisServer[] = [];
