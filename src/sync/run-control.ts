@@ -44,8 +44,9 @@ export class RunControl {
   }
 
   /**
-   * Enters `state`, logging the transition once with its cause; the phase event is emitted when
-   * the public phase changes (and for every reconnect). Once stopping, only the end is reported.
+   * Enters `state`, logging the transition once with its cause: `phase: X` when the public phase
+   * changes (the phase event is then emitted too, and for every reconnect), `state: X` when only
+   * the state does. Once stopping, only the end is reported.
    */
   enter(state: StateName, cause: string, info: Record<string, unknown> = {}): void {
     const from = this.state;
@@ -53,10 +54,20 @@ export class RunControl {
     if (this.halt !== null && phase !== 'stopping' && phase !== 'stopped') return;
     if (from === state && state !== 'reconnecting' && state !== 'bridging') return;
     this.state = state;
-    this.log.info({ phase, state, from, cause, ...info }, `phase: ${phase}`);
-    if (this.phase === phase && phase !== 'reconnecting') return;
+    if (this.phase === phase && phase !== 'reconnecting') {
+      this.log.info({ state, from, cause, ...info }, `state: ${state}`);
+      return;
+    }
     this.phase = phase;
+    this.log.info({ phase, state, from, cause, ...info }, `phase: ${phase}`);
     this.emitPhase(phase, info);
+  }
+
+  /** A transition that the public phase does not show (a failure's way to `stopped`): logged only. */
+  note(state: StateName, cause: string): void {
+    const from = this.state;
+    this.state = state;
+    this.log.info({ state, from, cause }, `state: ${state}`);
   }
 
   /**

@@ -238,7 +238,9 @@ export class SyncSession extends EventEmitter<SyncEvents> {
   private async stopping(halt: Halt): Promise<State> {
     const ctx = this.ctx;
     const why = halt.why === 'failed' || halt.why === 'lease-lost' ? (halt.error as Error).message : halt.why === 'done' ? 'the snapshot is applied (--exit-after-full-sync)' : 'stop requested';
-    ctx.run.enter('stopping', why);
+    // A failure goes to `stopped` without showing `stopping` (what the phase events have always said).
+    if (halt.why === 'stop') ctx.run.enter('stopping', why);
+    else ctx.run.note('stopping', why);
     if (halt.why === 'stop' || halt.why === 'done') await this.finishGracefully();
     else if (halt.why === 'failed' && !(halt.error instanceof LeaseError)) await ctx.lease.release((a) => ctx.target.controlCall(a)).catch(() => undefined);
     this.result = { appliedOffset: ctx.units.applied, replid: ctx.tracker.replid, status: this.status() };

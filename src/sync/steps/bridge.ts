@@ -37,6 +37,9 @@ export async function bridgeTargetOutage(ctx: SyncContext): Promise<void> {
       units.reset(null);
       throw new Reconnect('target', `target came back at ${cp ? `offset ${cp.offset}` : 'no checkpoint'}, behind the last applied offset ${from}`);
     }
+    // Units applied whose replies were lost with the connection: applied now (ACKed and
+    // counted), so that a source drop right after resumes from here, not from before them.
+    if (cp.offset > from) units.onApplied(cp.offset);
     from = cp.offset;
     db = cp.db;
     ctx.tracker.expect(cp.offset);
