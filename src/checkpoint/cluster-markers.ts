@@ -12,7 +12,7 @@
  * Replicant relays a source FLUSHALL too, which removes the markers: `suspendUntil` skips the
  * checks until that unit is applied, then the markers are placed again.
  */
-import { RESERVED_PREFIX } from './reserved.js';
+import { reservedKey } from './reserved.js';
 import { SLOT_COUNT, crc16 } from '../commands/slot.js';
 
 export type NodeCall = (args: readonly (string | number | Buffer)[]) => Promise<unknown>;
@@ -54,7 +54,7 @@ export class ClusterMarkers {
 
   key(slot: number): string {
     // A brace in the name would make the first {...} the hash tag: every marker in one slot.
-    return `${RESERVED_PREFIX}:marker:${this.syncId.replace(/[{}]/g, '_')}{${tagFor(slot)}}`;
+    return reservedKey(`marker:${this.syncId.replace(/[{}]/g, '_')}{${tagFor(slot)}}`);
   }
 
   /** Forget every marker (a full sync is starting: the target is being rewritten). */

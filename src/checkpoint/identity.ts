@@ -10,12 +10,12 @@ import { createHash } from 'node:crypto';
 import { UsageError } from '../errors.js';
 import type { SourceSpec } from '../replication/source.js';
 import { endpointLabel } from '../replication/url.js';
-import { RESERVED_PREFIX } from './reserved.js';
+import { reservedKey } from './reserved.js';
 
 /** A hash on the target: sync id → JSON registration (source, its run_id, upstream run_ids). */
-export const REGISTRY_KEY = `${RESERVED_PREFIX}:syncs`;
+export const REGISTRY_KEY = reservedKey('syncs');
 /** The key of the single-sync layout before identities (adopted once when it matches the source). */
-export const LEGACY_CHECKPOINT_KEY = `${RESERVED_PREFIX}:checkpoint`;
+export const LEGACY_CHECKPOINT_KEY = reservedKey('checkpoint');
 
 export interface SyncIdentity {
   id: string;
@@ -35,8 +35,8 @@ export function syncIdentity(source: SourceSpec, name?: string): SyncIdentity {
   const hash = createHash('sha1').update(id).digest('hex').slice(0, 12);
   return {
     id,
-    checkpointKey: `${RESERVED_PREFIX}:checkpoint:${id}`,
-    leaseKey: `${RESERVED_PREFIX}:lease:${id}`,
+    checkpointKey: reservedKey(`checkpoint:${id}`),
+    leaseKey: reservedKey(`lease:${id}`),
     clientPrefix: `replicant-${hash}-`,
   };
 }

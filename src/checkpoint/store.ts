@@ -13,7 +13,9 @@ import { dirname } from 'node:path';
 import { LocalIoError, UsageError } from '../errors.js';
 import type { Arg } from '../resp/encode.js';
 import { parseCheckpoint, serializeCheckpoint, type Checkpoint } from './checkpoint.js';
-import { RESERVED_PREFIX } from './reserved.js';
+import { isOwnKey, reservedKey } from './reserved.js';
+
+const LEGACY_KEY = reservedKey('checkpoint');
 
 /** The control-plane calls a store needs from the target (implemented by the sync session). */
 export interface CheckpointTargetAccess {
@@ -189,7 +191,7 @@ export function parseCheckpointSpec(text: string, db = 0): CheckpointSpec {
   if (text === 'target') return { kind: 'target', db };
   if (text.startsWith('target:')) {
     const k = text.slice(7);
-    if (!k.startsWith(RESERVED_PREFIX)) throw new UsageError(`--checkpoint ${text}: the key must start with "${RESERVED_PREFIX}" so it is never copied or verified`);
+    if (!isOwnKey(Buffer.from(k))) throw new UsageError(`--checkpoint ${text}: the key must be ${LEGACY_KEY} or start with "${LEGACY_KEY}:" (Replicant's namespace: never copied or verified)`);
     return { kind: 'target', key: k, db };
   }
   if (text.startsWith('file:') && text.length > 5) return { kind: 'file', path: text.slice(5) };

@@ -8,7 +8,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Option, type Command } from 'commander';
 import { ExitCode, ReplicantError } from '../errors.js';
-import { RESERVED_PREFIX } from '../checkpoint/reserved.js';
+import { isOwnKey } from '../checkpoint/reserved.js';
 import { startLocalServer, type LocalServer } from '../bench/local-servers.js';
 import { parseDuration, parseNonNegativeInt } from './options.js';
 
@@ -43,7 +43,7 @@ async function keysOutside(c: { scan(cursor: string, countToken: 'COUNT', count:
     const [next, keys] = await c.scan(cursor, 'COUNT', 1000);
     cursor = next;
     for (const k of keys) {
-      if (k.startsWith(RESERVED_PREFIX)) continue;
+      if (isOwnKey(Buffer.from(k, 'latin1'))) continue;
       total++;
       if (!m.matches(Buffer.from(k))) outside++;
     }

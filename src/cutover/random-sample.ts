@@ -5,7 +5,7 @@
  * SCAN and keeps a fraction, this costs the same whatever the size of the dataset: the pause it
  * is timed against does not grow with the data.
  */
-import { RESERVED_PREFIX } from '../checkpoint/reserved.js';
+import { isOwnKey } from '../checkpoint/reserved.js';
 import type { Logger } from '../observe/logger.js';
 import { probeSide } from '../verify/capabilities.js';
 import { KeyChecker } from '../verify/check.js';
@@ -30,7 +30,7 @@ async function randomKeys(side: VerifySide, db: number, n: number): Promise<Buff
     for (const r of replies) {
       if (r instanceof ServerReply) throw side.fail(new Error(r.message), 'RANDOMKEY');
       // Replicant's own keys exist on the target only.
-      if (Buffer.isBuffer(r) && !r.toString('latin1').startsWith(RESERVED_PREFIX)) out.set(r.toString('latin1'), r);
+      if (Buffer.isBuffer(r) && !isOwnKey(r)) out.set(r.toString('latin1'), r);
     }
   }
   return [...out.values()];

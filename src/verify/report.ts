@@ -111,7 +111,7 @@ export function formatReport(r: VerifyReport): string {
   ];
   if (s.vanished > 0) lines.push(row('vanished meanwhile', s.vanished));
   if (r.settleMs > 0) lines.push(row('settled on recheck', s.settled));
-  if (s.reserved > 0) lines.push(row('__replicant* skipped', s.reserved));
+  if (s.reserved > 0) lines.push(row("Replicant's own keys skipped", s.reserved));
   if (s.otherTypes > 0) lines.push(row('other types skipped', s.otherTypes));
   const total = differenceCount(s);
   if (r.differences.length > 0) {

@@ -15,7 +15,7 @@
  * different is checked again that long after, so replication lag on a live pair is not
  * reported as a difference; the queue holds only the keys found in the last `settleMs`.
  */
-import { isReservedKey } from '../checkpoint/reserved.js';
+import { isOwnKey } from '../checkpoint/reserved.js';
 import { LEGACY_CHECKPOINT_KEY, REGISTRY_KEY } from '../checkpoint/identity.js';
 import { UsageError } from '../errors.js';
 import { silentLogger, type Logger } from '../observe/logger.js';
@@ -261,7 +261,7 @@ export class Verifier {
         const [next, keys] = reply as [Buffer, Buffer[]];
         cursor = next.toString();
         for (const key of keys) {
-          if (isReservedKey(key)) continue;
+          if (isOwnKey(key)) continue;
           streams++;
           const diff = await compareStreamMeta(key, pair);
           this.record(db, key, diff === null ? { kind: 'equal' } : { kind: 'value', detail: diff }, false);
@@ -308,7 +308,8 @@ export class Verifier {
         pending.catch(() => {}); // awaited on the next turn; only a page we abandon goes unobserved
       }
       for (const raw of keys) {
-        if (isReservedKey(raw)) {
+        // Replicant's own keys are not data; user keys under the prefix are compared (and found missing).
+        if (isOwnKey(raw)) {
           this.summary.reserved++;
           continue;
         }

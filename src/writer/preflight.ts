@@ -13,6 +13,7 @@
  * command is tried in a harmless form on the `__replicant:preflight` key (a RESTORE of a bad
  * payload, a write of the wrong type...): only a NOPERM or unknown-command reply means denied.
  */
+import { reservedKey } from '../checkpoint/reserved.js';
 import { TargetError } from '../errors.js';
 import type { Logger } from '../observe/logger.js';
 import type { ServerInfo } from '../replication/server-info.js';
@@ -45,7 +46,7 @@ interface Probe {
   instead?: string;
 }
 
-const KEY = '__replicant:preflight';
+const KEY = reservedKey('preflight');
 /** Probes that cannot create the key whatever the user may do. */
 const NEVER_CREATES = new Set(['RESTORE', 'FUNCTION', 'EVAL', 'GET', 'HGETALL', 'SELECT']);
 

@@ -11,6 +11,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { ExitCode, IncompleteCopyError } from '../../src/index.js';
 import { startRedis, type RedisServer } from '../helpers/redis.js';
 import { caughtUp, streaming, trackSession, type TrackedSession } from '../helpers/tracked-session.js';
+import { runCli } from '../helpers/cli.js';
 
 const servers: RedisServer[] = [];
 const sessions: TrackedSession[] = [];
@@ -33,11 +34,10 @@ function track(...args: Parameters<typeof trackSession>): TrackedSession {
   return t;
 }
 
-// Enabled by the fix of sharedTargetFlush (src/sync/session.ts): a source FLUSHALL/FLUSHDB
-// dropped under --on-error skip because the target is shared must count as a skipped command,
-// so that the copy is reported incomplete (today it only counts an error: complete stays true and
-// run() resolves; the CLI exits 0 instead of 9).
-describe.skip('drift (a): a source FLUSHALL dropped on a shared target under onError skip makes the copy incomplete', () => {
+// A source FLUSHALL/FLUSHDB dropped under --on-error skip because the target is shared counts as
+// a skipped command (sync/policy.ts), so the copy is reported incomplete (the CLI exits 9). Before
+// the policy was decided in one place it only counted an error, and the copy was called complete.
+describe('drift (a): a source FLUSHALL dropped on a shared target under onError skip makes the copy incomplete', () => {
   it('counts it as skipped: status().complete false, skippedCommands >= 1, run() rejects with IncompleteCopyError (exit 9)', async () => {
     const a = await server();
     const b = await server();
@@ -72,11 +72,10 @@ describe.skip('drift (a): a source FLUSHALL dropped on a shared target under onE
   });
 });
 
-// Enabled by the fix of the reserved namespace (src/checkpoint/store.ts RESERVED_PREFIX
-// '__replicant', used by isReservedKey and the batcher's RESERVED_PREFIX_BYTES): it must be
-// exactly '__replicant:'. Today a user key '__replicantish' is silently not copied, from the
-// snapshot or the stream.
-describe.skip('drift (b): a user key named __replicantish (no colon) is copied', () => {
+// Replicant's namespace is exactly '__replicant:' (src/checkpoint/reserved.ts): a user key
+// '__replicantish' is user data, copied from the snapshot and the stream (it used to be
+// silently left out).
+describe('drift (b): a user key named __replicantish (no colon) is copied', () => {
   it('copies it from the snapshot and from the stream', async () => {
     const source = await server();
     const target = await server();
@@ -97,14 +96,11 @@ describe.skip('drift (b): a user key named __replicantish (no colon) is copied',
   });
 });
 
-// Enabled by the fix that reports user keys in the reserved namespace '__replicant:' of the
-// source's snapshot as lost keys (not copied, counted, listed in the report, copy incomplete).
-// Today they are left out with one warning ("the source's snapshot holds __replicant keys"),
-// lostKeys stays 0 and the copy is reported complete.
-// NOTE for the fix: a chained source (itself the target of another sync) holds Replicant's own
-// keys (__replicant:syncs, :checkpoint:*, :lease:*); test/integration/safety.test.ts "a chained
-// source's __replicant keys..." expects that sync to end with exit 0, so those must not count.
-describe.skip('drift (c): a user key __replicant:x on the source is not copied but counted as lost', () => {
+// User keys in the reserved namespace '__replicant:' of the source's snapshot are never copied
+// but counted as lost keys (listed in the report, copy incomplete). Replicant's own keys of a
+// chained source (__replicant:syncs, :checkpoint:*, :lease:*) are not data and do not count
+// (safety.test.ts, "a chained source's __replicant keys...").
+describe('drift (c): a user key __replicant:x on the source is not copied but counted as lost', () => {
   it('is not copied, counted in lostKeys, listed in the report file, and the copy is incomplete', async () => {
     const source = await server();
     const target = await server();
@@ -133,5 +129,10 @@ describe.skip('drift (c): a user key __replicant:x on the source is not copied b
       expect((out.error as IncompleteCopyError).exitCode).toBe(9);
       expect((out.error as IncompleteCopyError).shortfall.lostKeys).toBeGreaterThanOrEqual(1);
     }
+    // verify does not hide it: the key is missing on the target (exit 8, named), while Replicant's own keys are left out.
+    const v = await runCli(['verify', '--log-level', 'warn', '-s', source.url, '-t', target.url, '--no-digest', '--json']);
+    expect(v.code).toBe(ExitCode.DIFFERENT);
+    expect(v.stdout.toString()).toContain('__replicant:x');
+    expect(v.stdout.toString()).not.toContain('__replicant:syncs');
   });
 });

@@ -347,7 +347,7 @@ describe('safety: chained and replicated sources', () => {
     const registry = await c.client().hkeys('__replicant:syncs');
     expect(registry).toEqual([`127.0.0.1:${b.port}`]);
     expect(await c.client().exists(`__replicant:checkpoint:127.0.0.1:${a.port}`)).toBe(0);
-    expect(bc.stderr()).toMatch(/the source's snapshot holds __replicant keys/);
+    expect(bc.stderr()).toMatch(/the source's snapshot holds Replicant's own keys/);
     for (const r of [bc, ab]) {
       r.kill('SIGTERM');
       expect(await r.code).toBe(0);

@@ -37,11 +37,14 @@ describe('StreamBatcher', () => {
     expect(batcher.currentDb).toBe(12);
   });
 
-  it('drops commands whose first key is reserved, and only those', () => {
-    const cmds: Arg[][] = [['SET', '__replicant:checkpoint', 'x'], ['SET', '__replican', 'y'], ['DEL', '__REPLICANT:a'], ['HSET', '__replicant', 'f', 'v'], ['FLUSHALL'], ['SET', 'k', '__replicant']];
-    const { units } = batch(cmds);
+  it('drops commands whose first key is in the reserved namespace (exactly __replicant:), and only those', () => {
+    const cmds: Arg[][] = [['SET', '__replicant:checkpoint', 'x'], ['SET', '__replican', 'y'], ['DEL', '__REPLICANT:a'], ['HSET', '__replicant:syncs', 'f', 'v'], ['SET', '__replicant:user', 'u'], ['SET', '__replicantish', 'z'], ['FLUSHALL'], ['SET', 'k', '__replicant']];
+    const { relay, figures } = testRelay({ onError: 'fail' });
+    const { units } = batch(cmds, { relay });
+    // Replicant's own keys (a chained source's bookkeeping) go silently; user data under the prefix is counted as skipped, even under fail.
+    expect(figures.skippedCommands).toBe(1);
     // FLUSHALL wipes Replicant's keys too: it ends its unit, flagged, so the session puts them back.
-    expect(units.map(text)).toEqual([['SET __replican y', 'DEL __REPLICANT:a', 'FLUSHALL'], ['SET k __replicant']]);
+    expect(units.map(text)).toEqual([['SET __replican y', 'DEL __REPLICANT:a', 'SET __replicantish z', 'FLUSHALL'], ['SET k __replicant']]);
     expect(units.map((u) => u.reservedReset)).toEqual([{ kind: 'flush' }, undefined]);
     expect(units[1]!.offset).toBe(len(...cmds));
   });

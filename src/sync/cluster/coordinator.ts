@@ -22,7 +22,7 @@ import { endpointLabel, parseRedisUrl, type SourceEndpoint } from '../../replica
 import type { UnitWriter } from '../../writer/index.js';
 import { REGISTRY_KEY, parseRegistry } from '../../checkpoint/identity.js';
 import type { CheckpointSpec } from '../../checkpoint/store.js';
-import { RESERVED_PREFIX } from '../../checkpoint/reserved.js';
+import { reservedKey } from '../../checkpoint/reserved.js';
 import { IncompleteCopyError } from '../incomplete.js';
 import { MigrationGuard } from './migration-guard.js';
 import { Gate } from './shard.js';
@@ -103,7 +103,7 @@ export class ClusterSourceSync extends EventEmitter<Pick<SyncEvents, 'phase'>> {
     this.cluster = new ClusterSource(seed);
     this.targetEp = parseRedisUrl(opts.target, opts.tls?.target);
     this.name = opts.name ?? endpointLabel(seed);
-    this.shardsKey = `${RESERVED_PREFIX}:shards:${this.name}`;
+    this.shardsKey = reservedKey(`shards:${this.name}`);
     this.gate = new Gate(Math.max(1, opts.parallelSyncs ?? 1));
     // Bad filters are refused before anything connects.
     this.scope = new PartialScope(opts.partial);

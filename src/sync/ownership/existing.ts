@@ -6,7 +6,7 @@
 import { TargetError } from '../../errors.js';
 import { keyspaceTotal, parseInfo } from '../../commands/info.js';
 import { LEGACY_CHECKPOINT_KEY } from '../../checkpoint/identity.js';
-import { RESERVED_PREFIX } from '../../checkpoint/reserved.js';
+import { RESERVED_PREFIX, isOwnKey } from '../../checkpoint/reserved.js';
 import type { Logger } from '../../observe/logger.js';
 import type { UnitWriter } from '../../writer/index.js';
 import type { ExistingPolicy } from '../options.js';
@@ -27,8 +27,12 @@ export async function countForeignKeys(w: UnitWriter, homeDb: number, cluster: b
     do {
       const [next, batch] = (await call(['SCAN', cursor, 'MATCH', `${RESERVED_PREFIX}*`, 'COUNT', 1000])) as [unknown, unknown[]];
       cursor = String(next);
-      reserved += batch.length;
-      if (batch.some((k) => String(k) === LEGACY_CHECKPOINT_KEY)) legacy = true;
+      for (const k of batch) {
+        const key = Buffer.isBuffer(k) ? k : Buffer.from(String(k), 'latin1');
+        // User data under the prefix is the target's data like any other key.
+        if (isOwnKey(key)) reserved++;
+        if (key.toString('latin1') === LEGACY_CHECKPOINT_KEY) legacy = true;
+      }
     } while (cursor !== '0');
   }
   if (!cluster) await w.call(['SELECT', 0]);

@@ -14,7 +14,7 @@
 import { UsageError } from '../../errors.js';
 import { KeyMatcher, startsWith, type KeySelection } from '../../export/key-filter.js';
 import type { RdbRecord, ValueType } from '../../rdb/types.js';
-import { isReservedKey } from '../../checkpoint/reserved.js';
+import { isOwnKey, isReservedKey } from '../../checkpoint/reserved.js';
 
 export interface PartialSyncSpec extends KeySelection {
   /** Source dbs kept (default: every db). */
@@ -163,14 +163,15 @@ function describeSpec(s: PartialSyncSpec): string {
 /**
  * The snapshot side: drops the records of keys outside the scope and gives the kept ones their
  * target name and db. Keys whose new name would collide are handed to `onCollision` (then dropped).
- * Replicant's own keys in the source's RDB (a source that is itself a Replicant target) are never
- * copied: they would overwrite this sync's checkpoint, lease and registry on the target.
+ * Keys in Replicant's namespace are never copied (they would overwrite this sync's checkpoint, lease
+ * and registry on the target): the bookkeeping of a source that is itself a Replicant target is
+ * left out (`reserved`); user data under the prefix is handed to `onReservedUserKey` (a lost key).
  */
 export class SnapshotScope {
   private dropping = false;
   /** Keys left out by the filters. */
   filtered = 0;
-  /** `__replicant*` keys of the source left out. */
+  /** Replicant's own keys in the source's snapshot (it is itself the target of a sync), left out. */
   reserved = 0;
   /** Keys left out because `superseded` said the target holds a newer copy of them. */
   superseded = 0;
@@ -183,6 +184,7 @@ export class SnapshotScope {
     private readonly scope: PartialScope,
     private readonly onCollision: (db: number, key: Buffer) => void,
     private readonly isSuperseded?: (key: Buffer) => boolean,
+    private readonly onReservedUserKey: (db: number, key: Buffer) => void = () => {},
   ) {}
 
   /** `records` with the scope applied (the same array when nothing changes). */
@@ -194,7 +196,8 @@ export class SnapshotScope {
       if (rec.kind === 'keyStart') {
         const s = this.scope;
         if (isReservedKey(rec.key)) {
-          this.reserved++;
+          if (isOwnKey(rec.key)) this.reserved++;
+          else this.onReservedUserKey(rec.db, rec.key);
           this.dropping = true;
           continue;
         }

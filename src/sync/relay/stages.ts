@@ -9,7 +9,7 @@
  *   COMMAND table
  */
 import { TargetError, ExitCode, ReplicantError, printableKey } from '../../errors.js';
-import { RESERVED_PREFIX_BYTES } from '../../checkpoint/reserved.js';
+import { RESERVED_PREFIX, RESERVED_PREFIX_BYTES, isOwnKey } from '../../checkpoint/reserved.js';
 import { arityText, type CommandTable } from '../../commands/table.js';
 import type { Logger } from '../../observe/logger.js';
 import { ReplicationStreamParser, type StreamCommand } from '../../resp/stream-parser.js';
@@ -106,7 +106,7 @@ export interface RelaySetup {
 
 /** The stages, in order; the ones that cannot apply to this sync are left out. */
 export function buildRelay(s: RelaySetup): { chain: StageChain; shardStage: ShardStage | null } {
-  const stages: CommandStage[] = [reservedStage(s.log)];
+  const stages: CommandStage[] = [reservedStage(s.log, s.policy)];
   const shardStage = s.shard === null ? null : new ShardStage(s.shard);
   if (shardStage !== null) stages.push(shardStage);
   let filter: StreamFilter | null = null;
@@ -144,15 +144,24 @@ export function buildRelay(s: RelaySetup): { chain: StageChain; shardStage: Shar
   return { chain: new StageChain(stages, s.policy, s.scope, filter, s.cluster), shardStage };
 }
 
-/** Keys of Replicant's namespace are never copied: a chained source (itself the target of another sync) writes its checkpoint with every batch. */
-function reservedStage(log: Logger): CommandStage {
+/**
+ * Keys of Replicant's namespace are never copied. A chained source (itself the target of another
+ * sync) writes its own checkpoint with every batch: left out. A command on user data under the
+ * prefix is left out too, but counted as skipped (whatever --on-error says): the copy is short.
+ */
+function reservedStage(log: Logger, policy: ErrorPolicy): CommandStage {
   let seen = 0;
   return {
     name: 'reserved',
     apply(r) {
       // Reads the key's bytes in place (no view, no args array): this runs on every command.
       if (!r.cmd.argStartsWith(1, RESERVED_PREFIX_BYTES)) return PASS;
-      if (seen++ === 0) log.warn({ command: r.cmd.name, key: printableKey(r.cmd.args[1]!) }, 'the source writes __replicant keys (it is itself the target of another Replicant sync?): such commands are never copied (logged once)');
+      const key = r.cmd.args[1]!;
+      if (isOwnKey(key)) {
+        if (seen++ === 0) log.warn({ command: r.cmd.name, key: printableKey(key) }, "the source writes Replicant's own keys (it is itself the target of another Replicant sync): such commands are never copied (logged once)");
+        return DROP;
+      }
+      policy.skipped({ fields: { command: r.cmd.name.toUpperCase(), key: printableKey(key), db: r.db, offset: r.cmd.offset }, msg: `source command on a key in Replicant's reserved namespace "${RESERVED_PREFIX}": never copied (the copy is incomplete)` });
       return DROP;
     },
   };

@@ -11,6 +11,7 @@ import { EOF_MARK_LENGTH, RdbTrailer } from '../../replication/rdb-trailer.js';
 import { encodeCommand } from '../../resp/encode.js';
 import { keySlot } from '../../commands/slot.js';
 import { SnapshotApplier } from '../apply/snapshot-writer.js';
+import { RESERVED_PREFIX } from '../../checkpoint/reserved.js';
 import type { SyncContext } from '../context.js';
 import type { State } from '../phases.js';
 import { SnapshotScope } from '../relay/selection.js';
@@ -50,6 +51,8 @@ export async function fullSync(ctx: SyncContext, source: SourceConnection, outco
       ctx.policy.loseKey(() => new ReplicantError('FILTER', `source key "${printableKey(key)}" in db ${db}: ${why}; use --on-error skip to leave such keys out (listed in the report)`, ExitCode.DATA), db, key, why);
     },
     await supersededByMigration(ctx),
+    // Never copied whatever --on-error says (it would collide with Replicant's keys), but lost: the copy is short.
+    (db, key) => ctx.lost.add(db, key, `the key is in Replicant's reserved namespace "${RESERVED_PREFIX}" on the target: never copied`),
   );
   let applier: SnapshotApplier | null = null;
   let trailer: RdbTrailer | null = null;
@@ -195,7 +198,7 @@ function summarize(ctx: SyncContext, applier: SnapshotApplier, emptyKeysSkipped:
     'full sync applied',
   );
   if (scope.reserved > 0) {
-    ctx.log.warn({ reservedKeysSkipped: scope.reserved }, "the source's snapshot holds __replicant keys (it is itself the target of another Replicant sync?): they were not copied");
+    ctx.log.warn({ reservedKeysSkipped: scope.reserved }, "the source's snapshot holds Replicant's own keys (it is itself the target of another Replicant sync): they were not copied");
   }
   if (lost > 0) {
     ctx.log.warn(
