@@ -72,8 +72,8 @@ export class SyncLease {
   async acquire(call: NodeCall, nodes: NodeCall[], sleep: (ms: number) => Promise<void>, cancelled: () => boolean): Promise<boolean> {
     const { key, ttlMs } = this.opts;
     let seen: string | null = null;
+    let seenSince = 0;
     let announced = false;
-    const deadline = Date.now() + ttlMs * 2 + 1000;
     for (;;) {
       if ((await call(['SET', key, this.currentValue(), 'NX', 'PX', ttlMs])) !== null) break;
       const cur = await call(['GET', key]);
@@ -81,9 +81,19 @@ export class SyncLease {
       const text = String(cur);
       const holder = parseHolder(text);
       if (holder?.token === this.token) break;
+      // A live holder changes the value at every renewal (every third of the TTL).
       if (seen !== null && text !== seen) throw new LeaseError(this.refusal(holder, 'it renewed its lease just now'));
-      if (Date.now() > deadline) throw new LeaseError(this.refusal(holder, 'its lease does not expire'));
+      if (seen === null) seenSince = Date.now();
       seen = text;
+      // Unchanged for longer than a TTL, yet still there (something keeps the key alive without
+      // renewing it: a PEXPIRE, a restored backup): its holder is gone. Taken over only if it still is that value.
+      if (Date.now() - seenSince > ttlMs + STALE_MARGIN_MS) {
+        if (await this.takeOver(call, text)) {
+          this.opts.logger.warn({ sync: this.opts.id, holder: holder ? `${holder.host} pid ${holder.pid}` : text.slice(0, 100) }, 'the lease of this sync was kept alive without being renewed for longer than its time to live: its holder is gone; taken over');
+          break;
+        }
+        continue;
+      }
       if (!announced) {
         announced = true;
         const pttl = Number(await call(['PTTL', key]));
@@ -94,6 +104,12 @@ export class SyncLease {
     }
     await this.fence(nodes);
     return true;
+  }
+
+  /** SET the lease to ours only if it still holds `expected` (one script: nothing can slip in between). */
+  private async takeOver(call: NodeCall, expected: string): Promise<boolean> {
+    const r = await call(['EVAL', TAKE_OVER, 1, this.opts.key, expected, this.currentValue(), this.opts.ttlMs]);
+    return r !== null && r !== 0 && String(r) === 'OK';
   }
 
   private refusal(holder: Holder | null, why: string): string {
@@ -130,20 +146,15 @@ export class SyncLease {
    */
   async renew(call: NodeCall): Promise<boolean> {
     const { key, ttlMs } = this.opts;
-    const cur = await call(['GET', key]);
-    if (cur === null) {
-      if ((await call(['SET', key, this.currentValue(), 'NX', 'PX', ttlMs])) !== null) {
-        this.opts.logger.warn({ sync: this.opts.id }, 'the lease was gone (expired while the target was unreachable for longer than --lease-ttl, or the target lost its data): taken again');
-        return true;
-      }
-      return this.renew(call);
+    // One script: check that the lease is ours (or gone) and extend it, with nothing in between.
+    const r = await call(['EVAL', RENEW, 1, key, `"token":"${this.token}"`, this.currentValue(), ttlMs]);
+    if (Number(r) === 1) return false;
+    if (Number(r) === 2) {
+      this.opts.logger.warn({ sync: this.opts.id }, 'the lease was gone (expired while the target was unreachable for longer than --lease-ttl, or the target lost its data): taken again');
+      return true;
     }
-    const holder = parseHolder(String(cur));
-    if (holder?.token !== this.token) {
-      throw new LeaseError(`sync "${this.opts.id}": another instance (${holder ? `${holder.host} pid ${holder.pid}` : 'unknown'}) took over the target; this one stops without applying anything more`);
-    }
-    await call(['SET', key, this.currentValue(), 'XX', 'PX', ttlMs]);
-    return false;
+    const holder = parseHolder(String(r));
+    throw new LeaseError(`sync "${this.opts.id}": another instance (${holder ? `${holder.host} pid ${holder.pid}` : 'unknown'}) took over the target; this one stops without applying anything more`);
   }
 
   /**
@@ -182,6 +193,23 @@ export class SyncLease {
     if (cur !== null && parseHolder(String(cur))?.token === this.token) await call(['DEL', this.opts.key]);
   }
 }
+
+/** How much longer than its TTL an unchanged lease is given before it is taken as its holder's leftover. */
+const STALE_MARGIN_MS = 1000;
+
+/** KEYS[1]: the lease; ARGV: the value it must still hold, ours, the TTL. */
+const TAKE_OVER = "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3]) end return 0";
+
+/**
+ * KEYS[1]: the lease; ARGV: our token as it appears in the value, our new value, the TTL.
+ * 1: ours, extended; 2: it was gone, taken again; otherwise the other holder's value.
+ */
+const RENEW = [
+  "local cur = redis.call('GET', KEYS[1])",
+  "if not cur then redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3]) return 2 end",
+  "if string.find(cur, ARGV[1], 1, true) then redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3]) return 1 end",
+  'return cur',
+].join('\n');
 
 function parseHolder(text: string): Holder | null {
   try {
