@@ -11,6 +11,7 @@ import type { Readable, Writable } from 'node:stream';
 import { Option, type Command as CommanderCommand } from 'commander';
 import { LocalIoError, ReplicantError, UsageError, printableKey } from '../errors.js';
 import { RdbDecoder } from '../rdb/decoder.js';
+import { DECODE_SLICE_BYTES } from '../rdb/read.js';
 import type { RdbRecord } from '../rdb/types.js';
 import { JsonlWriter } from '../export/jsonl.js';
 import { KeyFilter, VALUE_TYPES, parseValueTypes } from '../export/key-filter.js';
@@ -200,9 +201,6 @@ function createSink(opts: RdbCommandOptions, v: Validated, out: OutputBuffer, st
   };
 }
 
-/** Bytes handed to the decoder per push. */
-const DECODE_SLICE = 64 * 1024;
-
 export async function runRdbCommand(file: string, opts: RdbCommandOptions, io: RdbCommandIo): Promise<void> {
   const v = validate(opts);
   const filter = v.filter;
@@ -217,9 +215,9 @@ export async function runRdbCommand(file: string, opts: RdbCommandOptions, io: R
   const input = await openInput(file, io);
   try {
     for await (const data of readChunks(input, file)) {
-      // Push at most 64 KiB at a time: fewer records alive at once keeps the GC cheap.
-      for (let at = 0; at < data.length && !decoder.done; at += DECODE_SLICE) {
-        const records = decoder.push(data.subarray(at, at + DECODE_SLICE));
+      // Push in small slices: fewer records alive at once keeps the GC cheap.
+      for (let at = 0; at < data.length && !decoder.done; at += DECODE_SLICE_BYTES) {
+        const records = decoder.push(data.subarray(at, at + DECODE_SLICE_BYTES));
         if (filter.passAll) for (const r of records) sink.push(r);
         else for (const r of records) if (filter.accept(r)) sink.push(r);
       }
