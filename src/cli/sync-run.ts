@@ -5,7 +5,8 @@
  * coordinator for a cluster source.
  */
 import { parseCheckpointSpec } from '../checkpoint/store.js';
-import { createLogger, redactUrl } from '../observe/logger.js';
+import { createLogger } from '../observe/logger.js';
+import { redactUrl } from '../observe/redact.js';
 import type { MetricsServer } from '../observe/metrics.js';
 import { ProgressReporter, formatBytes, formatCount, formatDuration } from '../observe/progress.js';
 import type { SyncOptions, SyncStatus } from '../sync/session.js';

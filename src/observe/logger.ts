@@ -5,9 +5,6 @@
  */
 import { pino, type Logger } from 'pino';
 
-// Kept here too for the modules that import it with the logger; without pino: ./redact.js.
-export { redactUrl } from './redact.js';
-
 export type { Logger };
 
 export interface LoggerOptions {

@@ -20,9 +20,6 @@ import { describeTlsError } from '../net/tls-errors.js';
 import { ReplicationSourceError } from './errors.js';
 import { DEFAULT_REDIS_PORT, endpointLabel, isSentinelUrl, parseRedisUrl, type SourceEndpoint } from './url.js';
 
-// Also here, where source URLs are parsed; ./url.ts has it without the connection code.
-export { isSentinelUrl };
-
 export interface SentinelSpec {
   sentinels: { host: string; port: number }[];
   masterName: string;
