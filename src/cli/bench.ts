@@ -8,7 +8,6 @@ import { writeFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { Option, type Command } from 'commander';
 import { UsageError } from '../errors.js';
-import { createLogger } from '../observe/logger.js';
 import { ProgressReporter } from '../observe/progress.js';
 import { parseNonNegativeInt, parsePositiveDuration, parsePositiveInt } from './options.js';
 import { resolvePasswords, addPasswordOptions, type PasswordFileOptions } from './secrets.js';
@@ -52,6 +51,7 @@ export function registerBenchCommand(program: Command): void {
       if (o.report !== undefined && !/\.(html?|svg)$/i.test(o.report)) throw new UsageError(`--report ${o.report}: the file name must end in .html or .svg`);
       const { Bench } = await import('../bench/run.js');
       const { formatSummary, renderHtml, renderSvg } = await import('../bench/report.js');
+      const { createLogger } = await import('../observe/logger.js');
       const logger = createLogger({ level: 'warn' });
       const urls = o.source !== undefined && o.target !== undefined ? resolvePasswords({ ...o, source: o.source, target: o.target }) : { source: o.source, target: o.target };
       const tls = urls.source !== undefined && urls.target !== undefined ? resolveTls({ ...o, source: urls.source, target: urls.target }, logger) : undefined;

@@ -4,7 +4,6 @@
  * the application switch. Exit 0 on success, 11 when it aborted (the source is unpaused).
  */
 import { Option, type Command } from 'commander';
-import { createLogger } from '../observe/logger.js';
 import { formatCount } from '../observe/progress.js';
 import { parseSample } from '../verify/sample.js';
 import type { CutoverProof } from '../cutover/cutover.js';
@@ -43,6 +42,7 @@ export function registerCutoverCommand(program: Command): void {
     .action(async (o: CutoverCliOptions) => {
       const { Cutover } = await import('../cutover/cutover.js');
       const { parseStatusUrl } = await import('../cutover/position.js');
+      const { createLogger } = await import('../observe/logger.js');
       const logger = createLogger({ level: o.logLevel });
       const { source, target } = resolvePasswords(o);
       const cutover = new Cutover({

@@ -5,7 +5,6 @@
  */
 import { Option, type Command } from 'commander';
 import { ExitCode } from '../errors.js';
-import { createLogger } from '../observe/logger.js';
 import { formatBytes, formatCount, formatDuration } from '../observe/progress.js';
 import type { PlanReport } from '../plan/plan.js';
 import { LOG_LEVELS, parseDuration, parsePositiveDuration, parsePositiveInt, parsePositiveNumber } from './options.js';
@@ -47,6 +46,7 @@ export function registerPlanCommand(program: Command): void {
     .action(async (o: PlanCliOptions, command: Command) => {
       const { runPlan } = await import('../plan/plan.js');
       const { readBenchRates } = await import('../plan/bench-rates.js');
+      const { createLogger } = await import('../observe/logger.js');
       const measured = o.fromBench !== undefined ? readBenchRates(o.fromBench) : null;
       const given = (name: string) => command.getOptionValueSource(name) === 'cli';
       const keysPerSec = measured && !given('keysPerSec') ? measured.keysPerSec : o.keysPerSec;

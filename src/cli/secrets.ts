@@ -11,7 +11,7 @@
 import { statSync, readFileSync } from 'node:fs';
 import type { Command } from 'commander';
 import { UsageError } from '../errors.js';
-import { isSentinelUrl } from '../replication/source.js';
+import { isSentinelUrl } from '../replication/url.js';
 
 export const PASSWORD_ENV = {
   source: 'REPLICANT_SOURCE_PASSWORD',

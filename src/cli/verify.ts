@@ -4,17 +4,12 @@
  * 4 / 5 when the source / target cannot be read, 2 for a bad command line.
  */
 import { Option, type Command } from 'commander';
-import { addPartialOptions, partialSpec, type PartialCliOptions } from './partial-options.js';
-import { ExitCode } from '../errors.js';
-import { createLogger, redactUrl } from '../observe/logger.js';
-import { ProgressReporter, formatCount } from '../observe/progress.js';
-import { formatReport, reportToJson, type VerifyReport } from '../verify/report.js';
-import { parseSample } from '../verify/sample.js';
+import { addPartialOptions, type PartialCliOptions } from './partial-options.js';
 import { LOG_LEVELS, parseDuration, parseNonNegativeInt, parsePositiveDuration, parsePositiveInt } from './options.js';
-import { addPasswordOptions, resolvePasswords, type PasswordFileOptions } from './secrets.js';
-import { addTlsOptions, resolveTls, type TlsCliOptions } from './tls.js';
+import { addPasswordOptions, type PasswordFileOptions } from './secrets.js';
+import { addTlsOptions, type TlsCliOptions } from './tls.js';
 
-interface VerifyCliOptions extends PasswordFileOptions, TlsCliOptions, PartialCliOptions {
+export interface VerifyCliOptions extends PasswordFileOptions, TlsCliOptions, PartialCliOptions {
   source: string;
   target: string;
   sample?: string;
@@ -49,47 +44,7 @@ export function registerVerifyCommand(program: Command): void {
     .option('--progress-interval <duration>', 'progress log period when stderr is not a TTY', parsePositiveDuration, 10_000)
     .addOption(new Option('--log-level <level>', 'log verbosity').choices(LOG_LEVELS).default('info'))
     .action(async (o: VerifyCliOptions) => {
-      // Loaded on use: the verifier pulls in ioredis, which other commands do not need.
-      const { Verifier } = await import('../verify/verifier.js');
-      const logger = createLogger({ level: o.logLevel });
-      const { source, target } = resolvePasswords(o);
-      const verifier = new Verifier({
-        source,
-        target,
-        tls: resolveTls({ ...o, source, target }, logger),
-        dbs: o.db,
-        // The same selection as the sync's (its --db is `dbs`): the filtered image is compared.
-        partial: partialSpec({ ...o, db: undefined }),
-        sample: o.sample !== undefined ? parseSample(o.sample) : null,
-        maxDiffs: o.maxDiffs,
-        settleMs: o.settle,
-        useDigest: o.digest,
-        digestMaxKeys: o.digestMaxKeys,
-        batchSize: o.batch,
-        logger,
-      });
-      logger.info({ source: redactUrl(o.source), target: redactUrl(o.target) }, 'replicant verify starting');
-      const progress = new ProgressReporter(
-        () => {
-          const s = verifier.status();
-          return {
-            phase: s.phase,
-            fields: { scanned: s.scanned, compared: s.compared, differences: s.differences, keysPerSec: Math.round(s.keysPerSec), rechecksPending: s.rechecksPending },
-            line: `keys ${formatCount(s.scanned)}  ${formatCount(s.keysPerSec)} keys/s  differences ${formatCount(s.differences)}${s.rechecksPending ? `  rechecks pending ${formatCount(s.rechecksPending)}` : ''}`,
-          };
-        },
-        logger,
-        o.progressInterval,
-      );
-      if (o.progress) progress.start();
-      let report: VerifyReport;
-      try {
-        report = await verifier.run();
-      } finally {
-        progress.stop();
-        await new Promise<void>((r) => logger.flush(() => r()));
-      }
-      process.stdout.write(o.json ? `${JSON.stringify(reportToJson(report), null, 2)}\n` : formatReport(report));
-      process.exitCode = report.equal ? ExitCode.OK : ExitCode.DIFFERENT;
+      const { runVerifyCommand } = await import('./verify-run.js');
+      await runVerifyCommand(o);
     });
 }

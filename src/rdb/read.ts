@@ -13,19 +13,19 @@ import { RdbDecoder } from './decoder.js';
 import type { RdbDecoderOptions, RdbRecord } from './types.js';
 
 /**
- * Large input chunks are fed in slices of this size: the records of one push() are all alive
- * at once, and keeping them few lets them die young (a 1 MiB push of small keys makes ~100k
- * records that the GC would otherwise copy and promote, about 3x slower overall).
+ * Bytes to hand RdbDecoder.push() at a time; every loop that feeds the decoder large chunks
+ * slices them to this size. The records of one push() are all alive at once, and keeping them
+ * few lets them die young (a 1 MiB push of small keys makes ~100k records that the GC would
+ * otherwise copy and promote, about 3x slower overall).
  */
 export const DECODE_SLICE_BYTES = 64 * 1024;
-const SLICE = DECODE_SLICE_BYTES;
 
 export async function* decodeRdbStream(input: AsyncIterable<Buffer>, opts?: RdbDecoderOptions): AsyncGenerator<RdbRecord> {
   const decoder = new RdbDecoder(opts);
   for await (const data of input) {
     const chunk = typeof data === 'string' ? Buffer.from(data) : data;
-    for (let off = 0; off < chunk.length; off += SLICE) {
-      const records = decoder.push(chunk.length <= SLICE ? chunk : chunk.subarray(off, off + SLICE));
+    for (let off = 0; off < chunk.length; off += DECODE_SLICE_BYTES) {
+      const records = decoder.push(chunk.length <= DECODE_SLICE_BYTES ? chunk : chunk.subarray(off, off + DECODE_SLICE_BYTES));
       for (let i = 0; i < records.length; i++) yield records[i]!;
       if (decoder.done) return;
     }

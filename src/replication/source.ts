@@ -13,11 +13,12 @@
  */
 import type { Redis } from 'ioredis';
 import { SourceError, UsageError } from '../errors.js';
-import { redactUrl, type Logger } from '../observe/logger.js';
+import type { Logger } from '../observe/logger.js';
+import { redactUrl } from '../observe/redact.js';
 import { tlsConnectOptions, type TlsSettings } from '../net/tls.js';
 import { describeTlsError } from '../net/tls-errors.js';
 import { ReplicationSourceError } from './errors.js';
-import { DEFAULT_REDIS_PORT, endpointLabel, parseRedisUrl, type SourceEndpoint } from './url.js';
+import { DEFAULT_REDIS_PORT, endpointLabel, isSentinelUrl, parseRedisUrl, type SourceEndpoint } from './url.js';
 
 export interface SentinelSpec {
   sentinels: { host: string; port: number }[];
@@ -37,11 +38,6 @@ export interface ShardSourceRef {
 }
 
 export type SourceSpec = { kind: 'direct'; endpoint: SourceEndpoint } | { kind: 'sentinel'; sentinel: SentinelSpec } | { kind: 'cluster-shard'; shard: ShardSourceRef };
-
-/** `sentinel://` or its TLS form `sentinels://`. */
-export function isSentinelUrl(url: string): boolean {
-  return /^sentinels?:\/\//.test(url);
-}
 
 /** `tls`: the settings for a `rediss://` or `sentinels://` URL (refused for a plain one). */
 export function parseSourceUrl(url: string, tls?: TlsSettings): SourceSpec {

@@ -5,7 +5,12 @@
  */
 import { UsageError } from '../errors.js';
 import type { TlsSettings } from '../net/tls.js';
-import { redactUrl } from '../observe/logger.js';
+import { redactUrl } from '../observe/redact.js';
+
+/** `sentinel://` or its TLS form `sentinels://`. */
+export function isSentinelUrl(url: string): boolean {
+  return /^sentinels?:\/\//.test(url);
+}
 
 export interface SourceEndpoint {
   host: string;

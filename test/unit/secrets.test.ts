@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { readPasswordFile, resolvePasswords, withPassword, withSentinelPassword, withoutPassword } from '../../src/cli/secrets.js';
 import { parsePositiveDuration } from '../../src/cli/options.js';
-import { redactUrl } from '../../src/observe/logger.js';
+import { redactUrl } from '../../src/observe/redact.js';
 import { parseSourceUrl } from '../../src/replication/source.js';
 import { parseRedisUrl } from '../../src/replication/url.js';
 
