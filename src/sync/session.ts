@@ -11,35 +11,21 @@
  * Deep failures are thrown as `Reconnect` or `Halted` and turned into states here, once.
  */
 import { EventEmitter } from 'node:events';
-import { silentLogger, type Logger } from '../observe/logger.js';
-import { parseRedisUrl, endpointLabel } from '../replication/url.js';
-import { parseSourceUrl, watchSentinel, type SourceSpec } from '../replication/source.js';
-import { ClusterMarkers } from '../checkpoint/cluster-markers.js';
-import { syncIdentity } from '../checkpoint/identity.js';
-import { LeaseError, SyncLease } from '../checkpoint/lease.js';
-import { NoCheckpointStore } from '../checkpoint/store.js';
-import { CheckpointTracker } from '../checkpoint/tracker.js';
-import { TargetCommandError } from '../writer/index.js';
-import { AppliedLog } from './apply/applied-log.js';
-import { TargetConnections } from './apply/target-connections.js';
-import { onUnitAborted } from './apply/unit-abort.js';
+import { endpointLabel } from '../replication/url.js';
+import { watchSentinel } from '../replication/source.js';
+import { LeaseError } from '../checkpoint/lease.js';
 import type { SyncContext } from './context.js';
-import { SyncFigures, type SyncStatus } from './figures.js';
+import type { SyncStatus } from './figures.js';
 import { IncompleteCopyError, describeShortfall, isShort } from './incomplete.js';
-import { LostKeys } from './lost-keys.js';
-import { resolveSyncOptions, type SyncOptions } from './options.js';
-import { loseCopy } from './ownership/checks.js';
-import { Ownership } from './ownership/registry.js';
+import type { SyncOptions } from './options.js';
 import type { Halt, Phase, State } from './phases.js';
-import { ErrorPolicy } from './policy.js';
-import { PartialScope } from './relay/selection.js';
-import { Halted, Reconnect, RunControl } from './run-control.js';
-import { bridgeTargetOutage, canBridge } from './steps/bridge.js';
+import { Halted, Reconnect } from './run-control.js';
 import { connect } from './steps/connect.js';
 import { fullSync } from './steps/full-sync.js';
 import { Backoff, closeSource, reconnect } from './steps/reconnect.js';
 import { start } from './steps/start.js';
 import { stream } from './steps/streaming.js';
+import { createSyncContext } from './wiring.js';
 
 export type { SyncOptions, WriteMode, FullResyncPolicy } from './options.js';
 export type { SyncStatus } from './figures.js';
@@ -69,61 +55,13 @@ export class SyncSession extends EventEmitter<SyncEvents> {
 
   constructor(options: SyncOptions) {
     super();
-    const opts = resolveSyncOptions(options);
-    const log: Logger = opts.logger ?? silentLogger();
-    const shard = opts.shard ?? null;
-    const sourceSpec: SourceSpec = shard !== null ? { kind: 'cluster-shard', shard: shard.source } : parseSourceUrl(opts.source, opts.tls?.source);
-    const targetEp = parseRedisUrl(opts.target, opts.tls?.target);
-    const identity = syncIdentity(sourceSpec, opts.name);
-    const scope = new PartialScope(opts.partial);
-    const lost = new LostKeys(log, opts.report, opts.spoolDir);
-    const figures = new SyncFigures(lost);
-    const lease = new SyncLease({ key: identity.leaseKey, id: identity.id, clientPrefix: identity.clientPrefix, ttlMs: opts.leaseTtlMs, logger: log });
-    const run = new RunControl(log, (phase, info) => this.emit('phase', phase, info));
-    const target = new TargetConnections(targetEp, { maxInflightBytes: opts.maxInflightBytes, onError: opts.onError, logger: log, clientName: lease.clientName }, {
-      applied: (offset) => ctx.units.onApplied(offset),
-      commandError: (e) => ctx.policy.targetRejected(e, ctx.snapshot === null ? null : (ctx.snapshot.dbOf(e.payload) ?? 0)),
-      failed: (e) => this.onWriterFailed(e),
-      onExecAbort: (e) => onUnitAborted(ctx, e),
+    this.ctx = createSyncContext(options, {
+      phase: (phase, info) => this.emit('phase', phase, info),
+      fullSyncDone: (info) => this.emit('fullSyncDone', info),
+      applied: (offset) => this.emit('applied', offset),
     });
-    const ctx: SyncContext = {
-      opts,
-      log,
-      identity,
-      sourceSpec,
-      shard,
-      scope,
-      run,
-      figures,
-      policy: new ErrorPolicy(opts.onError, figures, lost, log),
-      lost,
-      lease,
-      markers: new ClusterMarkers(identity.id),
-      target,
-      units: new AppliedLog(target, {
-        check: () => {
-          if (run.leaseLost !== null) throw run.leaseLost;
-        },
-        canBridge: (e) => canBridge(ctx, e),
-        bridge: () => bridgeTargetOutage(ctx),
-        applied: (offset, db, n, ack) => this.onApplied(offset, db, n, ack),
-      }),
-      tracker: new CheckpointTracker({ sync: identity.id, target: endpointLabel(targetEp), filter: scope.fingerprint }, (evidence, fields) => loseCopy(ctx, evidence, fields)),
-      owner: new Ownership(),
-      // Until the target is known (starting): nothing is stored.
-      store: new NoCheckpointStore(),
-      sourceInfo: null,
-      source: null,
-      snapshot: null,
-      emit: {
-        fullSyncDone: (info) => this.emit('fullSyncDone', info),
-        applied: (offset) => this.emit('applied', offset),
-      },
-    };
-    this.ctx = ctx;
-    // A halt or a lost copy stops reading the source: the running step then ends.
-    run.onInterrupt(() => ctx.source?.interrupt());
-    this.backoff = new Backoff(opts.reconnectMinMs, opts.reconnectMaxMs, opts.connectTimeoutMs);
+    const o = this.ctx.opts;
+    this.backoff = new Backoff(o.reconnectMinMs, o.reconnectMaxMs, o.connectTimeoutMs);
   }
 
   /** A partial sync's selection as stored with the checkpoint (JSON), or null for a full copy. */
@@ -273,27 +211,6 @@ export class SyncSession extends EventEmitter<SyncEvents> {
       throw new IncompleteCopyError(short, result);
     }
     return result;
-  }
-
-  /** The target applied `offset`: ACK it to the source, checkpoint it, count it. */
-  private onApplied(offset: number, db: number, commands: number, ack: boolean): void {
-    const { figures, source, store, tracker } = this.ctx;
-    figures.applied(commands);
-    source?.link.setAppliedOffset(offset);
-    if (ack) source?.link.ackNow();
-    store.applied(tracker.current('streaming', offset, db));
-    this.emit('applied', offset);
-  }
-
-  private onWriterFailed(e: Error): void {
-    const ctx = this.ctx;
-    if (e instanceof TargetCommandError) {
-      // A rejected write under --on-error fail (or an abort skip cannot recover): stop reading; the step reports it.
-      ctx.log.error({ err: (ctx.target.fatal ?? e).message }, 'target rejected a write: stopping');
-      ctx.source?.interrupt();
-    } else {
-      ctx.log.warn({ err: e.message }, 'target connection failed');
-    }
   }
 
   private onLeaseLost(e: Error): void {

@@ -113,7 +113,7 @@ async function clearShardOnFlush(ctx: SyncContext, cmd: StreamCommand, stage: Sh
 }
 
 /** One unit of the stream to the target, with its checkpoint (and Replicant's keys put back after a flush or swap in it). */
-async function submitStreamUnit(ctx: SyncContext, u: StreamUnit): Promise<void> {
+export async function submitStreamUnit(ctx: SyncContext, u: StreamUnit): Promise<void> {
   const units = ctx.units;
   const cluster = ctx.target.cluster;
   // The target connection is in the mapped db after the unit.
