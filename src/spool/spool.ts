@@ -55,41 +55,173 @@ export interface SpoolEvents {
   error: [LocalIoError];
 }
 
+/**
+ * A FIFO of chunks with their total size: the spool's memory tier, and the chunks queued for
+ * the disk. Consumed slots are cleared at once (the chunk can be collected) and the array is
+ * compacted from time to time, so taking the head is O(1) amortised.
+ */
+class ChunkQueue {
+  private chunks: Buffer[] = [];
+  private head = 0;
+  /** Bytes of the chunks in the queue. */
+  bytes = 0;
+
+  get isEmpty(): boolean {
+    return this.head === this.chunks.length;
+  }
+
+  push(chunk: Buffer): void {
+    this.chunks.push(chunk);
+    this.bytes += chunk.length;
+  }
+
+  /** The oldest chunk; the queue must not be empty. */
+  shift(): Buffer {
+    const chunk = this.chunks[this.head]!;
+    this.chunks[this.head++] = EMPTY;
+    if (this.head > 1024 && this.head * 2 > this.chunks.length) {
+      this.chunks = this.chunks.slice(this.head);
+      this.head = 0;
+    } else if (this.head === this.chunks.length) {
+      this.chunks.length = 0;
+      this.head = 0;
+    }
+    this.bytes -= chunk.length;
+    return chunk;
+  }
+
+  /** Moves up to `maxChunks` chunks or about `maxBytes` bytes into `into`; returns their bytes. */
+  shiftBatch(into: Buffer[], maxChunks: number, maxBytes: number): number {
+    let bytes = 0;
+    while (!this.isEmpty && into.length < maxChunks && bytes < maxBytes) {
+      const c = this.shift();
+      into.push(c);
+      bytes += c.length;
+    }
+    return bytes;
+  }
+
+  clear(): void {
+    this.chunks = [];
+    this.head = 0;
+    this.bytes = 0;
+  }
+}
+
+/**
+ * The disk tier: segment files in order (the last one is written while queued data exist) and
+ * what waits to be written to them. The single writer loop that moves the queue into the files
+ * is Spool.writeLoop(), which also wakes the reader and the producer.
+ */
+class DiskTier {
+  readonly segments: Segment[] = [];
+  /** Chunks accepted for disk, not yet handed to a write call. */
+  readonly queue = new ChunkQueue();
+  /** Bytes queued or in a write call. */
+  pendingBytes = 0;
+  /** Bytes in segment files that still exist. */
+  bytesHeld = 0;
+  writing = false;
+  /** The running writer loop, awaited by close(). */
+  writer: Promise<void> = Promise.resolve();
+  private nextNumber = 1;
+  private readonly directory: SpoolDirectory;
+  /** Size at which a segment is sealed and the next one started. */
+  readonly segmentBytes: number;
+
+  constructor(directory: SpoolDirectory, segmentBytes: number) {
+    this.directory = directory;
+    this.segmentBytes = segmentBytes;
+  }
+
+  /** True while bytes are waiting on disk or for a write: appends must follow them there. */
+  hasUnread(): boolean {
+    return this.pendingBytes > 0 || this.segments.some((s) => s.readPos < s.written);
+  }
+
+  enqueue(chunk: Buffer): void {
+    this.queue.push(chunk);
+    this.pendingBytes += chunk.length;
+  }
+
+  /** The segment to append to: the last one, or a new one once it is full or sealed. */
+  async writableSegment(): Promise<Segment> {
+    let seg = this.segments[this.segments.length - 1];
+    if (seg === undefined || seg.written >= this.segmentBytes || seg.sealed) {
+      if (seg !== undefined) seg.sealed = true;
+      seg = await Segment.create(this.directory, this.nextNumber++);
+      this.segments.push(seg);
+      this.directory.track(seg.path);
+    }
+    return seg;
+  }
+
+  /** `bytes` of the queue reached a segment file. */
+  wrote(bytes: number): void {
+    this.pendingBytes -= bytes;
+    this.bytesHeld += bytes;
+  }
+
+  /** Removes the first segment (fully written and read); its file is deleted. */
+  async dropFirst(): Promise<void> {
+    const seg = this.segments.shift()!;
+    this.bytesHeld -= seg.written;
+    await seg.destroy();
+  }
+
+  async destroyAll(): Promise<void> {
+    for (const seg of this.segments.splice(0)) await seg.destroy();
+    this.queue.clear();
+    this.bytesHeld = 0;
+  }
+}
+
+/**
+ * Who waits on the spool: the one reader (for data, the end or a failure) and the paused
+ * producers (for space). Kept apart from the data so that every wake-up goes through here.
+ */
+class SpoolWaiters {
+  private reader: (() => void) | null = null;
+  private space: Array<() => void> = [];
+
+  /** Resolves at the next wakeReader(). */
+  readerWait(): Promise<void> {
+    return new Promise<void>((resolve) => (this.reader = resolve));
+  }
+
+  wakeReader(): void {
+    const w = this.reader;
+    this.reader = null;
+    if (w) w();
+  }
+
+  /** Resolves at the next releaseSpace(). */
+  spaceWait(): Promise<void> {
+    return new Promise((resolve) => this.space.push(resolve));
+  }
+
+  releaseSpace(): void {
+    for (const w of this.space.splice(0)) w();
+  }
+}
+
 export class Spool extends EventEmitter<SpoolEvents> {
   private memoryBudget: number;
   private readonly diskBudget: number;
-  private readonly segmentSize: number;
   private readonly readChunkSize: number;
   private readonly log: Logger;
   private readonly directory: SpoolDirectory;
 
   /** In-memory chunks, read before anything on disk. */
-  private memory: Buffer[] = [];
-  private memoryHead = 0;
-  private memoryBytesHeld = 0;
-
-  /** Segment files in order; the last one is being written while `writing` or queued data exist. */
-  private segments: Segment[] = [];
-  private nextSegmentNumber = 1;
-  /** Chunks accepted for disk, not yet handed to a write call. */
-  private writeQueue: Buffer[] = [];
-  private writeQueueHead = 0;
-  /** Bytes queued or in a write call. */
-  private writePendingBytes = 0;
-  private writing = false;
-  /** The running writer loop, awaited by close(). */
-  private writer: Promise<void> = Promise.resolve();
-  /** Bytes in segment files that still exist. */
-  private diskBytesHeld = 0;
+  private readonly memory = new ChunkQueue();
+  private readonly disk: DiskTier;
+  private readonly waiters = new SpoolWaiters();
 
   private ended = false;
   private closed = false;
   private failure: LocalIoError | undefined;
   private reading = false;
-  /** Wakes a read() waiting for data, end, or failure. */
-  private wake: (() => void) | null = null;
   private full = false;
-  private spaceWaiters: Array<() => void> = [];
   private totalAppended = 0;
   private totalRead = 0;
 
@@ -97,10 +229,10 @@ export class Spool extends EventEmitter<SpoolEvents> {
     super();
     this.memoryBudget = opts.memoryBudget ?? SPOOL_DEFAULTS.memoryBudget;
     this.diskBudget = opts.diskBudget ?? SPOOL_DEFAULTS.diskBudget;
-    this.segmentSize = opts.segmentSize ?? SPOOL_DEFAULTS.segmentSize;
     this.readChunkSize = opts.readChunkSize ?? SPOOL_DEFAULTS.readChunkSize;
     this.log = opts.logger ?? silentLogger();
     this.directory = directory;
+    this.disk = new DiskTier(directory, opts.segmentSize ?? SPOOL_DEFAULTS.segmentSize);
   }
 
   /** Create a spool in its own new subdirectory of `opts.dir` (with a lock file). */
@@ -128,17 +260,17 @@ export class Spool extends EventEmitter<SpoolEvents> {
 
   /** Bytes held in memory, including chunks waiting to be written to disk. */
   get memoryBytes(): number {
-    return this.memoryBytesHeld + this.writePendingBytes;
+    return this.memory.bytes + this.disk.pendingBytes;
   }
 
   /** Bytes accepted for disk and not written yet (held in memory meanwhile). */
   get pendingWriteBytes(): number {
-    return this.writePendingBytes;
+    return this.disk.pendingBytes;
   }
 
   /** Bytes in segment files that exist now. */
   get diskBytes(): number {
-    return this.diskBytesHeld;
+    return this.disk.bytesHeld;
   }
 
   get appendedBytes(): number {
@@ -162,19 +294,18 @@ export class Spool extends EventEmitter<SpoolEvents> {
     if (this.failure) throw this.failure;
     if (chunk.length === 0) return !this.full;
     this.totalAppended += chunk.length;
-    if (this.onDisk() || this.memoryBytesHeld + chunk.length > this.memoryBudget) {
-      if (!this.onDisk()) this.log.info({ memoryBytes: this.memoryBytesHeld, memoryBudget: this.memoryBudget }, 'spool memory budget reached: spilling to disk');
-      this.writeQueue.push(chunk);
-      this.writePendingBytes += chunk.length;
+    const onDisk = this.disk.hasUnread();
+    if (onDisk || this.memory.bytes + chunk.length > this.memoryBudget) {
+      if (!onDisk) this.log.info({ memoryBytes: this.memory.bytes, memoryBudget: this.memoryBudget }, 'spool memory budget reached: spilling to disk');
+      this.disk.enqueue(chunk);
       this.pumpWrites();
     } else {
       this.memory.push(chunk);
-      this.memoryBytesHeld += chunk.length;
-      this.notifyReader();
+      this.waiters.wakeReader();
     }
     if (!this.full && this.overBudget()) {
       this.full = true;
-      this.log.warn({ diskBytes: this.diskBytesHeld, pendingWrites: this.writePendingBytes, diskBudget: this.diskBudget }, 'spool full: the producer should pause');
+      this.log.warn({ diskBytes: this.disk.bytesHeld, pendingWrites: this.disk.pendingBytes, diskBudget: this.diskBudget }, 'spool full: the producer should pause');
     }
     return !this.full;
   }
@@ -197,13 +328,13 @@ export class Spool extends EventEmitter<SpoolEvents> {
   /** Resolves when appends are welcome again (immediately if they are now). */
   waitForSpace(): Promise<void> {
     if (!this.full || this.closed) return Promise.resolve();
-    return new Promise((resolve) => this.spaceWaiters.push(resolve));
+    return this.waiters.spaceWait();
   }
 
   /** No more appends; read() returns null once everything is read. */
   end(): void {
     this.ended = true;
-    this.notifyReader();
+    this.waiters.wakeReader();
   }
 
   /**
@@ -217,19 +348,20 @@ export class Spool extends EventEmitter<SpoolEvents> {
       for (;;) {
         if (this.closed) throw new Error('spool: closed');
         if (this.failure) throw this.failure;
-        if (this.memoryHead < this.memory.length) return this.takeMemory();
-        const seg = this.segments[0];
+        if (!this.memory.isEmpty) return this.takeMemory();
+        const segments = this.disk.segments;
+        const seg = segments[0];
         if (seg !== undefined) {
           if (seg.readPos < seg.written) return await this.readSegment(seg);
           // Fully read. It may go if the writer moved on to a later segment, or if the
           // writer is idle (the next spill then starts a new segment).
-          if (this.segments.length > 1 || !this.writing) {
+          if (segments.length > 1 || !this.disk.writing) {
             await this.dropFirstSegment();
             continue;
           }
         }
         if (this.ended && this.bufferedBytes === 0) return null;
-        await new Promise<void>((resolve) => (this.wake = resolve));
+        await this.waiters.readerWait();
       }
     } finally {
       this.reading = false;
@@ -244,14 +376,12 @@ export class Spool extends EventEmitter<SpoolEvents> {
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
-    this.notifyReader();
-    this.releaseSpaceWaiters();
+    this.waiters.wakeReader();
+    this.waiters.releaseSpace();
     // Let a write in flight finish before closing its file.
-    await this.writer;
-    for (const seg of this.segments.splice(0)) await seg.destroy();
-    this.memory = [];
-    this.writeQueue = [];
-    this.diskBytesHeld = 0;
+    await this.disk.writer;
+    await this.disk.destroyAll();
+    this.memory.clear();
     try {
       await this.directory.remove();
       this.log.debug({ dir: this.directory.path }, 'spool closed');
@@ -263,13 +393,9 @@ export class Spool extends EventEmitter<SpoolEvents> {
 
   // ---------------------------------------------------------------------------
 
-  /** True while bytes are waiting on disk or for a write: appends must follow them there. */
-  private onDisk(): boolean {
-    return this.writePendingBytes > 0 || this.segments.some((s) => s.readPos < s.written);
-  }
-
   private overBudget(): boolean {
-    return this.diskBytesHeld + this.writePendingBytes > this.diskBudget || this.writePendingBytes > this.writeLagLimit();
+    const pending = this.disk.pendingBytes;
+    return this.disk.bytesHeld + pending > this.diskBudget || pending > this.writeLagLimit();
   }
 
   /**
@@ -279,7 +405,7 @@ export class Spool extends EventEmitter<SpoolEvents> {
    * faster; a shallower one would pause the producer on every write).
    */
   private writeLagLimit(): number {
-    return Math.max(this.memoryBudget - this.memoryBytesHeld, Math.min(this.segmentSize, MIN_WRITE_LAG_BYTES));
+    return Math.max(this.memoryBudget - this.memory.bytes, Math.min(this.disk.segmentBytes, MIN_WRITE_LAG_BYTES));
   }
 
   /**
@@ -290,34 +416,15 @@ export class Spool extends EventEmitter<SpoolEvents> {
    */
   private checkSpace(): void {
     if (!this.full || this.overBudget()) return;
-    if (this.writePendingBytes > this.writeLagLimit() / 2) return;
+    if (this.disk.pendingBytes > this.writeLagLimit() / 2) return;
     this.full = false;
-    this.log.info({ diskBytes: this.diskBytesHeld }, 'spool has room again');
-    this.releaseSpaceWaiters();
+    this.log.info({ diskBytes: this.disk.bytesHeld }, 'spool has room again');
+    this.waiters.releaseSpace();
     this.emit('drain');
   }
 
-  private releaseSpaceWaiters(): void {
-    for (const w of this.spaceWaiters.splice(0)) w();
-  }
-
-  private notifyReader(): void {
-    const w = this.wake;
-    this.wake = null;
-    if (w) w();
-  }
-
   private takeMemory(): Buffer {
-    const chunk = this.memory[this.memoryHead]!;
-    this.memory[this.memoryHead++] = EMPTY;
-    if (this.memoryHead > 1024 && this.memoryHead * 2 > this.memory.length) {
-      this.memory = this.memory.slice(this.memoryHead);
-      this.memoryHead = 0;
-    } else if (this.memoryHead === this.memory.length) {
-      this.memory.length = 0;
-      this.memoryHead = 0;
-    }
-    this.memoryBytesHeld -= chunk.length;
+    const chunk = this.memory.shift();
     this.totalRead += chunk.length;
     // Memory freed leaves more room for queued writes (writeLagLimit()).
     if (this.full) this.checkSpace();
@@ -337,59 +444,42 @@ export class Spool extends EventEmitter<SpoolEvents> {
   }
 
   private async dropFirstSegment(): Promise<void> {
-    const seg = this.segments.shift()!;
-    this.diskBytesHeld -= seg.written;
+    const path = this.disk.segments[0]!.path;
     try {
-      await seg.destroy();
+      await this.disk.dropFirst();
     } catch (e) {
-      throw this.fail(`removing spool segment ${seg.path}`, e);
+      throw this.fail(`removing spool segment ${path}`, e);
     }
-    if (!this.onDisk() && this.segments.length === 0) this.log.debug('spool caught up with the disk: back to memory');
+    if (!this.disk.hasUnread() && this.disk.segments.length === 0) this.log.debug('spool caught up with the disk: back to memory');
     this.checkSpace();
   }
 
   /** Start the single writer loop if it is idle. */
   private pumpWrites(): void {
-    if (this.writing || this.failure || this.closed) return;
-    this.writing = true;
-    this.writer = this.writeLoop();
+    if (this.disk.writing || this.failure || this.closed) return;
+    this.disk.writing = true;
+    this.disk.writer = this.writeLoop();
   }
 
   private async writeLoop(): Promise<void> {
+    const disk = this.disk;
     try {
-      while (this.writeQueueHead < this.writeQueue.length && !this.closed) {
-        let seg = this.segments[this.segments.length - 1];
-        if (seg === undefined || seg.written >= this.segmentSize || seg.sealed) {
-          if (seg !== undefined) seg.sealed = true;
-          seg = await Segment.create(this.directory, this.nextSegmentNumber++);
-          this.segments.push(seg);
-          this.directory.track(seg.path);
-        }
+      while (!disk.queue.isEmpty && !this.closed) {
+        const seg = await disk.writableSegment();
         const batch: Buffer[] = [];
-        let bytes = 0;
-        while (this.writeQueueHead < this.writeQueue.length && batch.length < MAX_WRITE_BATCH_CHUNKS && bytes < MAX_WRITE_BATCH_BYTES) {
-          const c = this.writeQueue[this.writeQueueHead]!;
-          this.writeQueue[this.writeQueueHead++] = EMPTY;
-          batch.push(c);
-          bytes += c.length;
-        }
-        if (this.writeQueueHead === this.writeQueue.length) {
-          this.writeQueue.length = 0;
-          this.writeQueueHead = 0;
-        }
+        const bytes = disk.queue.shiftBatch(batch, MAX_WRITE_BATCH_CHUNKS, MAX_WRITE_BATCH_BYTES);
         await seg.append(batch, bytes);
-        this.writePendingBytes -= bytes;
-        this.diskBytesHeld += bytes;
-        this.notifyReader();
+        disk.wrote(bytes);
+        this.waiters.wakeReader();
         this.checkSpace();
       }
     } catch (e) {
       this.fail('writing a spool segment', e);
     } finally {
-      this.writing = false;
+      disk.writing = false;
     }
     // Appends may have arrived during the last await of the loop's exit path.
-    if (this.writeQueueHead < this.writeQueue.length && !this.failure && !this.closed) this.pumpWrites();
+    if (!disk.queue.isEmpty && !this.failure && !this.closed) this.pumpWrites();
   }
 
   private fail(what: string, cause: unknown): LocalIoError {
@@ -397,8 +487,8 @@ export class Spool extends EventEmitter<SpoolEvents> {
       const msg = cause instanceof Error ? cause.message : String(cause);
       this.failure = new LocalIoError(`spool: ${what} in ${this.directory.path} failed: ${msg}`, { cause });
       this.log.error({ err: this.failure }, 'spool I/O failed');
-      this.notifyReader();
-      this.releaseSpaceWaiters();
+      this.waiters.wakeReader();
+      this.waiters.releaseSpace();
       if (this.listenerCount('error') > 0) this.emit('error', this.failure);
     }
     return this.failure;

@@ -116,52 +116,28 @@ export class UntranslatableKeyError extends ReplicantError {
 
 const NEWEST = 9999;
 
-export class Translator {
-  readonly stats: TranslateStats = {
-    keys: 0, restoredKeys: 0, commandKeys: 0, emptyKeys: 0, expiredSkipped: 0, corruptSkipped: 0,
-    untranslatable: 0, expiredFieldsSkipped: 0, functions: 0, scripts: 0, issues: 0,
-  };
+/**
+ * The options of a Translator, defaults applied and validated once: every option the
+ * translation reads, in one place, so that the translator's own fields are only its state.
+ * Immutable (the RDB version for payloads, which the header record may supply, is state).
+ */
+class TranslatorSettings {
+  readonly mode: 'commands' | 'restore' | 'auto';
+  readonly replace: boolean;
+  readonly includeExpired: boolean;
+  readonly now: () => number;
+  /** Target version as a number (7.0 -> 700, see parseTargetVersion). */
+  readonly target: number;
+  readonly batchElements: number;
+  readonly batchBytes: number;
+  readonly restoreBufferBytes: number;
+  readonly failUntranslatable: boolean;
+  readonly emitSelect: boolean;
+  readonly onIssue: ((issue: TranslateIssue) => void) | undefined;
+  /** transientCommands: commands are valid only until the next push (see TransientScratch). */
+  readonly transient: boolean;
 
-  private readonly mode: 'commands' | 'restore' | 'auto';
-  private readonly replace: boolean;
-  private readonly includeExpired: boolean;
-  private readonly now: () => number;
-  private readonly target: number;
-  private readonly batchElements: number;
-  private readonly batchBytes: number;
-  private readonly restoreBufferBytes: number;
-  private readonly failUntranslatable: boolean;
-  private readonly emitSelect: boolean;
-  private readonly onIssue: ((issue: TranslateIssue) => void) | undefined;
-  private payloadVersion: number | null;
-  private readonly transient: boolean;
-  /** transientCommands: the reused `SET key value` array, and payload buffer (grown up to PAYLOAD_SCRATCH_MAX). */
-  private readonly setScratch: Command = ['SET', EMPTY, EMPTY];
-  private payloadScratch: Buffer | null = null;
-
-  private currentDb = -1;
-  private out: CommandSink = [];
-
-  // State of the key being translated (null between keys).
-  private cur: KeyHeader | null = null;
-  private skipping = false;
-  private buffering = false;
-  private buffer: Command[] = [];
-  /** Records of the current key held back in restore/auto mode (see hold()). */
-  private holding = false;
-  private readonly held = new HeldRecords();
-  private bufferBytes = 0;
-  private emittedToOut = false;
-  private wroteData = false;
-  private expirySet = false;
-  private readonly batch: CommandBatcher;
-  private droppedFieldTtls = 0;
-  /** A long string's command being filled from its pieces (see stringPart()). */
-  private partial: Buffer | null = null;
-  private stream: StreamRebuilder | null = null;
-  private moduleName = '';
-
-  constructor(opts: TranslateOptions = {}) {
+  constructor(opts: TranslateOptions) {
     this.mode = opts.mode ?? 'commands';
     this.replace = opts.replace ?? false;
     this.includeExpired = opts.includeExpired ?? false;
@@ -173,9 +149,130 @@ export class Translator {
     this.failUntranslatable = (opts.onUntranslatable ?? 'fail') === 'fail';
     this.emitSelect = opts.emitSelect ?? true;
     this.onIssue = opts.onIssue;
-    this.payloadVersion = opts.payloadVersion ?? null;
     this.transient = opts.transientCommands ?? false;
-    this.batch = new CommandBatcher(this.batchElements, this.batchBytes, (c) => this.data(c));
+  }
+}
+
+/**
+ * What is known about the key being translated (between its keyStart and its keyEnd or
+ * keySkipped): one object reset per key rather than allocated per key.
+ */
+class KeyState {
+  /** The key's header; null between keys. */
+  header: KeyHeader | null = null;
+  /** Expired or untranslatable: its records are ignored. */
+  skipping = false;
+  /** Some command of the key went to `out` (a corrupt key must then be deleted). */
+  emittedToOut = false;
+  /** A command writing part of the value was produced (else the key is empty). */
+  wroteData = false;
+  /** The expiry went with the value (SET ... PXAT): no PEXPIREAT at the end. */
+  expirySet = false;
+  /** Hash field TTLs the target is too old for. */
+  droppedFieldTtls = 0;
+  /** A long string's command being filled from its pieces (see Translator.stringPart()). */
+  partial: Buffer | null = null;
+  stream: StreamRebuilder | null = null;
+  moduleName = '';
+
+  start(h: KeyHeader): void {
+    this.header = h;
+    this.skipping = false;
+    this.emittedToOut = false;
+    this.wroteData = false;
+    this.expirySet = false;
+    this.droppedFieldTtls = 0;
+    this.partial = null;
+    this.stream = null;
+    this.moduleName = '';
+  }
+}
+
+/**
+ * Restore/auto mode: what is held back for the current key until keyEnd says whether its raw
+ * bytes came (one RESTORE replaces it all) or not (it is sent after all). First the key's
+ * records (`holding`: translating a key that RESTORE will write is wasted work), then, once
+ * they were released, the commands made of them (`buffering`), up to restoreBufferBytes each.
+ */
+class RestoreHold {
+  /** Commands go to `commands` instead of `out`. */
+  buffering = false;
+  commands: Command[] = [];
+  /** Encoded size of `commands`. */
+  commandBytes = 0;
+  /** Records go to `records` untranslated. */
+  holding = false;
+  readonly records = new HeldRecords();
+
+  start(hold: boolean): void {
+    this.buffering = hold;
+    this.holding = hold;
+    this.records.clear();
+    // A fresh array only when the last key left something: no allocation per key.
+    if (this.commands.length !== 0) this.commands = [];
+    this.commandBytes = 0;
+  }
+
+  /** Drop everything held (the key is done, skipped, or written by RESTORE). */
+  drop(): void {
+    if (this.commands.length !== 0) this.commands = [];
+    this.records.clear();
+    this.holding = false;
+  }
+}
+
+/**
+ * transientCommands: a `SET key value` array and a DUMP payload buffer (grown up to
+ * PAYLOAD_SCRATCH_MAX) reused from key to key instead of allocated per key, for a consumer
+ * that is done with a command before the next push.
+ */
+class TransientScratch {
+  private readonly setCmd: Command = ['SET', EMPTY, EMPTY];
+  private payload: Buffer | null = null;
+
+  set(key: Buffer, value: Buffer): Command {
+    const cmd = this.setCmd;
+    cmd[1] = key;
+    cmd[2] = value;
+    return cmd;
+  }
+
+  dumpPayload(raw: Buffer, version: number): Buffer {
+    const size = raw.length + DUMP_TRAILER_BYTES;
+    if (size > PAYLOAD_SCRATCH_MAX) return buildDumpPayload(raw, version);
+    let buf = this.payload;
+    if (buf === null || buf.length < size) {
+      buf = Buffer.allocUnsafe(Math.min(PAYLOAD_SCRATCH_MAX, Math.max(size, 2 * (buf?.length ?? 32 * 1024))));
+      this.payload = buf;
+    }
+    return buf.subarray(0, writeDumpPayload(buf, 0, raw, version));
+  }
+}
+
+export class Translator {
+  readonly stats: TranslateStats = {
+    keys: 0, restoredKeys: 0, commandKeys: 0, emptyKeys: 0, expiredSkipped: 0, corruptSkipped: 0,
+    untranslatable: 0, expiredFieldsSkipped: 0, functions: 0, scripts: 0, issues: 0,
+  };
+
+  private readonly opts: TranslatorSettings;
+  /** RDB version written into DUMP payloads: the option, else the header record's. */
+  private payloadVersion: number | null;
+  private readonly scratch: TransientScratch | null;
+
+  private currentDb = -1;
+  private out: CommandSink = [];
+
+  private readonly key = new KeyState();
+  private readonly hold = new RestoreHold();
+  private readonly batch: CommandBatcher;
+
+  constructor(opts: TranslateOptions = {}) {
+    const o = new TranslatorSettings(opts);
+    this.opts = o;
+    this.payloadVersion = opts.payloadVersion ?? null;
+    this.scratch = o.transient ? new TransientScratch() : null;
+    this.batch = new CommandBatcher(o.batchElements, o.batchBytes, (c) => this.data(c));
   }
 
   /** The db of the last SELECT emitted, -1 before the first. */
@@ -204,7 +301,7 @@ export class Translator {
         }
         break;
       case 'function':
-        if (this.target >= 700) {
+        if (this.opts.target >= 700) {
           out.push(['FUNCTION', 'LOAD', 'REPLACE', rec.code]);
           this.stats.functions++;
         } else {
@@ -221,8 +318,8 @@ export class Translator {
         this.skipKey(rec.error);
         break;
       default:
-        if (this.cur === null || this.skipping) break;
-        if (this.holding) this.hold(rec);
+        if (this.key.header === null || this.key.skipping) break;
+        if (this.hold.holding) this.holdRecord(rec);
         else this.value(rec);
     }
   }
@@ -232,54 +329,44 @@ export class Translator {
    * will write is wasted work) until keyEnd says whether raw bytes exist. Past the buffer
    * limit the key is translated from here on.
    */
-  private hold(rec: RdbRecord): void {
-    this.held.push(rec);
-    if (this.held.bytes > this.restoreBufferBytes) this.release();
+  private holdRecord(rec: RdbRecord): void {
+    const records = this.hold.records;
+    records.push(rec);
+    if (records.bytes > this.opts.restoreBufferBytes) this.release();
   }
 
   /** Translate the held records now, and the rest of the key as it comes. */
   private release(): void {
-    const held = this.held.take();
-    this.holding = false;
+    const held = this.hold.records.take();
+    this.hold.holding = false;
     this.spill();
     for (const r of held) this.value(r);
   }
 
   private startKey(h: KeyHeader): void {
-    this.cur = h;
-    this.skipping = false;
-    this.buffering = this.mode === 'restore' || (this.mode === 'auto' && h.type !== 'string');
-    this.holding = this.buffering;
-    this.held.clear();
-    // A fresh array only when the last key left something: no allocation per key.
-    if (this.buffer.length !== 0) this.buffer = [];
-    this.bufferBytes = 0;
-    this.emittedToOut = false;
-    this.wroteData = false;
-    this.expirySet = false;
+    const o = this.opts;
+    const k = this.key;
+    k.start(h);
+    this.hold.start(o.mode === 'restore' || (o.mode === 'auto' && h.type !== 'string'));
     this.batch.reset(h.key);
-    this.droppedFieldTtls = 0;
-    this.partial = null;
-    this.stream = null;
-    this.moduleName = '';
-    if (!this.includeExpired && h.expireMs !== null && h.expireMs <= this.now()) {
-      this.skipping = true;
+    if (!o.includeExpired && h.expireMs !== null && h.expireMs <= o.now()) {
+      k.skipping = true;
       this.stats.expiredSkipped++;
       return;
     }
-    if (this.emitSelect && h.db !== this.currentDb) {
+    if (o.emitSelect && h.db !== this.currentDb) {
       this.out.push(['SELECT', h.db]);
       this.currentDb = h.db;
     }
     if (h.type === 'stream') {
-      if (this.target < 500) this.untranslatable('streams need a 5.0+ target');
-      else this.stream = new StreamRebuilder(h.key, (c) => this.data(c), { targetVersion: this.target, issue: (m) => this.issue(h.db, h.key, m) });
+      if (o.target < 500) this.untranslatable('streams need a 5.0+ target');
+      else k.stream = new StreamRebuilder(h.key, (c) => this.data(c), { targetVersion: o.target, issue: (m) => this.issue(h.db, h.key, m) });
     }
-    if (this.replace && h.type !== 'string' && h.type !== 'module' && h.type !== 'array' && !this.skipping) this.emit(['DEL', h.key]);
+    if (o.replace && h.type !== 'string' && h.type !== 'module' && h.type !== 'array' && !k.skipping) this.emit(['DEL', h.key]);
   }
 
   private value(rec: RdbRecord): void {
-    const h = this.cur!;
+    const h = this.key.header!;
     switch (rec.kind) {
       case 'string':
         this.writeString(h, rec.value);
@@ -299,13 +386,13 @@ export class Translator {
       case 'hashItems':
         for (const it of rec.items) {
           if (it.expireMs !== null) {
-            if (it.expireMs <= this.now() && !this.includeExpired) {
+            if (it.expireMs <= this.opts.now() && !this.opts.includeExpired) {
               this.stats.expiredFieldsSkipped++;
               continue;
             }
             // Queued before the HSET so the flush that sends the field sends its TTL right after.
-            if (this.target >= 704) this.batch.fieldTtl(it.field, it.expireMs);
-            else this.droppedFieldTtls++;
+            if (this.opts.target >= 704) this.batch.fieldTtl(it.field, it.expireMs);
+            else this.key.droppedFieldTtls++;
             this.batch.add('HSET', it.field, it.value);
           } else {
             this.batch.add('HSET', it.field, it.value);
@@ -313,22 +400,22 @@ export class Translator {
         }
         break;
       case 'streamEntries':
-        this.stream?.entries(rec.entries);
+        this.key.stream?.entries(rec.entries);
         break;
       case 'streamMeta':
-        this.stream?.meta(rec.meta);
+        this.key.stream?.meta(rec.meta);
         break;
       case 'streamGroup':
-        this.stream?.startGroup(rec.group);
+        this.key.stream?.startGroup(rec.group);
         break;
       case 'streamPel':
-        this.stream?.pel(rec.entries);
+        this.key.stream?.pel(rec.entries);
         break;
       case 'streamConsumer':
-        this.stream?.consumer(rec.consumer);
+        this.key.stream?.consumer(rec.consumer);
         break;
       case 'module':
-        this.moduleName = rec.moduleName; // only RESTORE can write it; decided at keyEnd
+        this.key.moduleName = rec.moduleName; // only RESTORE can write it; decided at keyEnd
         break;
       default:
         break; // top-level records (selectDb, resizeDb, ...) carry nothing to write
@@ -336,25 +423,23 @@ export class Translator {
   }
 
   private writeString(h: KeyHeader, value: Buffer): void {
-    if (value.length <= this.batchBytes) {
-      if (h.expireMs !== null && this.target >= 602) {
+    const batchBytes = this.opts.batchBytes;
+    if (value.length <= batchBytes) {
+      if (h.expireMs !== null && this.opts.target >= 602) {
         this.data(['SET', h.key, value, 'PXAT', h.expireMs]);
-        this.expirySet = true;
-      } else if (this.transient && !this.buffering) {
-        // Goes straight to `out`, which is done with the previous one (never into this.buffer).
-        const cmd = this.setScratch;
-        cmd[1] = h.key;
-        cmd[2] = value;
-        this.data(cmd);
+        this.key.expirySet = true;
+      } else if (this.scratch !== null && !this.hold.buffering) {
+        // Goes straight to `out`, which is done with the previous one (never into the hold).
+        this.data(this.scratch.set(h.key, value));
       } else {
         this.data(['SET', h.key, value]);
       }
       return;
     }
     // SET overwrites whatever was there; later pieces are APPENDed.
-    this.data(['SET', h.key, value.subarray(0, this.batchBytes)]);
-    for (let o = this.batchBytes; o < value.length; o += this.batchBytes) {
-      this.data(['APPEND', h.key, value.subarray(o, Math.min(value.length, o + this.batchBytes))]);
+    this.data(['SET', h.key, value.subarray(0, batchBytes)]);
+    for (let o = batchBytes; o < value.length; o += batchBytes) {
+      this.data(['APPEND', h.key, value.subarray(o, Math.min(value.length, o + batchBytes))]);
     }
   }
 
@@ -364,7 +449,8 @@ export class Translator {
    * with at most one command's bytes held here.
    */
   private stringPart(h: KeyHeader, piece: Buffer, offset: number, total: number): void {
-    const size = this.batchBytes;
+    const size = this.opts.batchBytes;
+    const k = this.key;
     let from = 0;
     while (from < piece.length) {
       const at = offset + from;
@@ -375,11 +461,11 @@ export class Translator {
       if (at === cmdStart && at + take === cmdEnd) {
         bytes = piece.subarray(from, from + take); // the piece holds the whole command: no copy
       } else {
-        if (at === cmdStart) this.partial = Buffer.allocUnsafe(cmdEnd - cmdStart);
-        piece.copy(this.partial!, at - cmdStart, from, from + take);
+        if (at === cmdStart) k.partial = Buffer.allocUnsafe(cmdEnd - cmdStart);
+        piece.copy(k.partial!, at - cmdStart, from, from + take);
         if (at + take === cmdEnd) {
-          bytes = this.partial;
-          this.partial = null;
+          bytes = k.partial;
+          k.partial = null;
         }
       }
       from += take;
@@ -390,42 +476,41 @@ export class Translator {
   }
 
   private endKey(raw: Buffer | null): void {
-    const h = this.cur;
+    const k = this.key;
+    const h = k.header;
     if (h === null) return;
     try {
-      if (!this.skipping) this.finishKey(h, raw);
+      if (!k.skipping) this.finishKey(h, raw);
     } finally {
-      this.cur = null;
-      if (this.buffer.length !== 0) this.buffer = [];
-      this.held.clear();
-      this.holding = false;
-      this.stream = null;
+      k.header = null;
+      k.stream = null;
+      this.hold.drop();
     }
   }
 
   private finishKey(h: KeyHeader, raw: Buffer | null): void {
+    const k = this.key;
     if (h.type === 'module' || h.type === 'array') {
       // No command rebuilds a module value; arrays (Redis 8.8) are written by RESTORE only too.
-      const what = h.type === 'module' ? `module value (${this.moduleName || `type ${h.rdbType}`})` : 'array value (type 28)';
+      const what = h.type === 'module' ? `module value (${k.moduleName || `type ${h.rdbType}`})` : 'array value (type 28)';
       if (raw !== null) this.restore(h, raw);
       else this.untranslatable(`${what} can only be written with RESTORE, and its raw bytes were not captured`);
       return;
     }
-    if (this.buffering && raw !== null) {
-      if (this.buffer.length !== 0) this.buffer = [];
-      this.held.clear();
+    if (this.hold.buffering && raw !== null) {
+      this.hold.drop();
       this.restore(h, raw);
       return;
     }
-    if (this.holding) this.release();
+    if (this.hold.holding) this.release();
     this.batch.flush();
-    this.stream?.finish();
-    if (this.droppedFieldTtls > 0) {
-      this.issue(h.db, h.key, `${this.droppedFieldTtls} hash field TTLs need a 7.4+ target (HPEXPIREAT): fields written without TTL`);
+    k.stream?.finish();
+    if (k.droppedFieldTtls > 0) {
+      this.issue(h.db, h.key, `${k.droppedFieldTtls} hash field TTLs need a 7.4+ target (HPEXPIREAT): fields written without TTL`);
     }
-    if (this.wroteData && h.expireMs !== null && !this.expirySet) this.data(['PEXPIREAT', h.key, h.expireMs]);
-    if (this.buffering) this.spill();
-    if (this.wroteData) {
+    if (k.wroteData && h.expireMs !== null && !k.expirySet) this.data(['PEXPIREAT', h.key, h.expireMs]);
+    if (this.hold.buffering) this.spill();
+    if (k.wroteData) {
       this.stats.keys++;
       this.stats.commandKeys++;
     } else {
@@ -434,9 +519,11 @@ export class Translator {
   }
 
   private restore(h: KeyHeader, raw: Buffer): void {
-    if (this.payloadVersion === null) throw new Error('RESTORE needs the RDB version: no header record seen and no payloadVersion option');
-    const cmd: Command = ['RESTORE', h.key, h.expireMs ?? 0, this.dumpPayload(raw, this.payloadVersion), 'ABSTTL'];
-    if (this.replace) cmd.push('REPLACE');
+    const version = this.payloadVersion;
+    if (version === null) throw new Error('RESTORE needs the RDB version: no header record seen and no payloadVersion option');
+    const payload = this.scratch !== null ? this.scratch.dumpPayload(raw, version) : buildDumpPayload(raw, version);
+    const cmd: Command = ['RESTORE', h.key, h.expireMs ?? 0, payload, 'ABSTTL'];
+    if (this.opts.replace) cmd.push('REPLACE');
     if (h.lruIdle !== null) cmd.push('IDLETIME', h.lruIdle);
     else if (h.lfuFreq !== null) cmd.push('FREQ', h.lfuFreq);
     this.out.push(cmd);
@@ -444,70 +531,61 @@ export class Translator {
     this.stats.restoredKeys++;
   }
 
-  private dumpPayload(raw: Buffer, version: number): Buffer {
-    const size = raw.length + DUMP_TRAILER_BYTES;
-    if (!this.transient || size > PAYLOAD_SCRATCH_MAX) return buildDumpPayload(raw, version);
-    let buf = this.payloadScratch;
-    if (buf === null || buf.length < size) {
-      buf = Buffer.allocUnsafe(Math.min(PAYLOAD_SCRATCH_MAX, Math.max(size, 2 * (buf?.length ?? 32 * 1024))));
-      this.payloadScratch = buf;
-    }
-    return buf.subarray(0, writeDumpPayload(buf, 0, raw, version));
-  }
-
   private skipKey(error: Error): void {
-    const h = this.cur;
+    const k = this.key;
+    const h = k.header;
     if (h === null) return;
-    this.cur = null;
-    if (this.buffer.length !== 0) this.buffer = [];
-    this.held.clear();
-    this.holding = false;
-    if (this.skipping) return;
+    k.header = null;
+    this.hold.drop();
+    if (k.skipping) return;
     // Commands already sent built part of the key: remove it rather than leave half a value.
-    if (this.emittedToOut) this.out.push(['DEL', h.key]);
+    if (k.emittedToOut) this.out.push(['DEL', h.key]);
     this.stats.corruptSkipped++;
     this.issue(h.db, h.key, `corrupt value skipped: ${error.message}`, true);
   }
 
   private untranslatable(message: string): void {
-    const h = this.cur;
+    const k = this.key;
+    const h = k.header;
     if (h === null) return;
-    this.skipping = true;
-    if (this.failUntranslatable) throw new UntranslatableKeyError(`${message} at byte ${h.offset}`, h.key);
+    k.skipping = true;
+    if (this.opts.failUntranslatable) throw new UntranslatableKeyError(`${message} at byte ${h.offset}`, h.key);
     this.stats.untranslatable++;
     this.issue(h.db, h.key, message, true);
   }
 
   /** A command that writes part of the value. */
   private data(cmd: Command): void {
-    this.wroteData = true;
+    this.key.wroteData = true;
     this.emit(cmd);
   }
 
   private emit(cmd: Command): void {
-    if (!this.buffering) {
+    const hold = this.hold;
+    if (!hold.buffering) {
       this.out.push(cmd);
-      this.emittedToOut = true;
+      this.key.emittedToOut = true;
       return;
     }
-    this.buffer.push(cmd);
-    this.bufferBytes += encodedLength(cmd);
-    if (this.bufferBytes > this.restoreBufferBytes) this.spill();
+    hold.commands.push(cmd);
+    hold.commandBytes += encodedLength(cmd);
+    if (hold.commandBytes > this.opts.restoreBufferBytes) this.spill();
   }
 
   /** Restore mode gives up on RESTORE for this key: send what was buffered, stream the rest. */
   private spill(): void {
-    for (const c of this.buffer) this.out.push(c);
-    if (this.buffer.length > 0) {
-      this.emittedToOut = true;
-      this.buffer = [];
+    const hold = this.hold;
+    for (const c of hold.commands) this.out.push(c);
+    if (hold.commands.length > 0) {
+      this.key.emittedToOut = true;
+      hold.commands = [];
     }
-    this.buffering = false;
+    hold.buffering = false;
   }
 
   private issue(db: number | null, key: Buffer | null, message: string, lost = false): void {
     this.stats.issues++;
-    this.onIssue?.(lost ? { db, key, message, lost } : { db, key, message });
+    this.opts.onIssue?.(lost ? { db, key, message, lost } : { db, key, message });
   }
 }
 

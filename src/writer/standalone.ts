@@ -58,6 +58,76 @@ interface Waiter {
   reject: (e: Error) => void;
 }
 
+/**
+ * The socket to the target, and what explaining its failures needs: the endpoint (TLS hints)
+ * and whether any reply came yet (an end before that, over TLS, is most likely a refused client
+ * certificate). Kept apart from the writer's bookkeeping of units and replies.
+ */
+class TargetSocket {
+  readonly socket: Socket;
+  /** Set once the connection can carry commands (for TLS: handshake and certificate checks passed). */
+  readonly ready: Promise<void>;
+  /** Any reply yet. */
+  gotData = false;
+  private readonly endpoint: TargetEndpoint;
+  /** "host:port", as in every message of the writer. */
+  private readonly address: string;
+
+  constructor(endpoint: TargetEndpoint, address: string) {
+    this.endpoint = endpoint;
+    this.address = address;
+    let onReady!: () => void;
+    this.ready = new Promise((resolve) => (onReady = resolve));
+    this.socket = connectSocket(endpoint, () => onReady());
+  }
+
+  /** Why a connect attempt may have timed out (TLS handshake details), or ''. */
+  timeoutHint(): string {
+    return handshakeTimeoutHint(this.socket, this.endpoint);
+  }
+
+  /** A TLS failure explained on its own line; other socket errors as `context: ECODE`. */
+  error(e: Error | null, context: string, suffix = ''): TargetError {
+    const who = `target ${this.address}`;
+    const tls = describeTlsError(e, who, this.endpoint) ?? (this.gotData ? null : describeEarlyTlsClose(e, who, this.endpoint));
+    if (tls !== null || e === null) return new TargetError(tls ?? `${context}${suffix}`, e === null ? undefined : { cause: e });
+    return new TargetError(`${context}: ${socketErrorText(e, this.address, this.endpoint)}${suffix}`, { cause: e });
+  }
+}
+
+/**
+ * Callers waiting on the writer's progress: flush() until every unit submitted before it is
+ * answered, waitDrain() until the in-flight bytes fall to half the budget. Settled as units
+ * complete, all rejected when the writer fails or closes.
+ */
+class WriterWaiters {
+  private flushWaiters: Waiter[] = [];
+  private drainWaiters: Waiter[] = [];
+
+  /** Resolves once the unit numbered `seq` (and every one before it) completed. */
+  flush(seq: number): Promise<void> {
+    return new Promise((resolve, reject) => this.flushWaiters.push({ seq, resolve, reject }));
+  }
+
+  /** Resolves at the first completion that leaves the in-flight bytes at or under half the budget. */
+  drain(): Promise<void> {
+    return new Promise((resolve, reject) => this.drainWaiters.push({ seq: 0, resolve, reject }));
+  }
+
+  /** Unit `seq` completed, leaving `inflight` bytes in flight. */
+  completed(seq: number, inflight: number, maxInflight: number): void {
+    while (this.flushWaiters.length > 0 && this.flushWaiters[0]!.seq <= seq) this.flushWaiters.shift()!.resolve();
+    if (this.drainWaiters.length > 0 && inflight <= maxInflight / 2) {
+      for (const w of this.drainWaiters.splice(0)) w.resolve();
+    }
+  }
+
+  rejectAll(err: Error): void {
+    for (const w of this.flushWaiters.splice(0)) w.reject(err);
+    for (const w of this.drainWaiters.splice(0)) w.reject(err);
+  }
+}
+
 export class TargetWriter extends EventEmitter<TargetWriterEvents> implements UnitWriter {
   /** Probed at connect. */
   info!: TargetInfo;
@@ -65,12 +135,8 @@ export class TargetWriter extends EventEmitter<TargetWriterEvents> implements Un
   /** "host:port", used in every message. */
   readonly address: string;
 
-  private readonly socket: Socket;
-  private readonly endpoint: TargetEndpoint;
-  /** Set once the connection can carry commands (for TLS: handshake and certificate checks passed). */
-  private readonly ready: Promise<void>;
-  private readonly parser: RedisParser;
-  /** Counts +OK/:n replies straight off the chunk; hands everything else to `parser`. */
+  private readonly conn: TargetSocket;
+  /** Counts +OK/:n replies straight off the chunk; hands everything else to a RedisParser. */
   private readonly replies: SimpleReplyScanner;
   private readonly queue = new UnitQueue();
   private maxInflight: number;
@@ -79,15 +145,12 @@ export class TargetWriter extends EventEmitter<TargetWriterEvents> implements Un
   private readonly hooks: WriterHooks;
   private readonly clientName: string | undefined;
   private state: State = 'connecting';
-  /** Any reply yet (an end before that, over TLS, is most likely a refused client certificate). */
-  private gotData = false;
   private failure: TargetError | undefined;
   private inflight = 0;
   private seq = 0;
   private applied: number | undefined;
   private readonly out: GatheredOutput;
-  private flushWaiters: Waiter[] = [];
-  private drainWaiters: Waiter[] = [];
+  private readonly waiters = new WriterWaiters();
 
   /** Connects, authenticates and probes the target. Rejects with TargetError. */
   static async connect(endpoint: TargetEndpoint, opts: TargetWriterOptions = {}, hooks: WriterHooks = {}): Promise<TargetWriter> {
@@ -95,7 +158,7 @@ export class TargetWriter extends EventEmitter<TargetWriterEvents> implements Un
     const timeoutMs = opts.connectTimeoutMs ?? 10_000;
     let timer: NodeJS.Timeout | undefined;
     const deadline = new Promise<never>((_, reject) => {
-      timer = setTimeout(() => reject(new TargetError(`target ${w.address}: no connection (connect, AUTH and probe) within ${timeoutMs} ms${handshakeTimeoutHint(w.socket, endpoint)}`)), timeoutMs);
+      timer = setTimeout(() => reject(new TargetError(`target ${w.address}: no connection (connect, AUTH and probe) within ${timeoutMs} ms${w.conn.timeoutHint()}`)), timeoutMs);
     });
     try {
       await Promise.race([w.open(endpoint), deadline]);
@@ -116,29 +179,26 @@ export class TargetWriter extends EventEmitter<TargetWriterEvents> implements Un
     this.log = (opts.logger ?? silentLogger()).child({ target: this.address });
     this.hooks = hooks;
     this.clientName = opts.clientName;
-    this.parser = new RedisParser({
+    const parser = new RedisParser({
       returnBuffers: false,
       returnReply: (reply: unknown) => this.onReply(reply),
       returnError: (err: Error) => this.onErrorReply(err.message),
       returnFatalError: (err: Error) => this.fail(new TargetError(`target ${this.address}: unparsable reply (${err.message})`, { cause: err })),
     });
-    this.replies = new SimpleReplyScanner(this.parser, {
+    this.replies = new SimpleReplyScanner(parser, {
       acceptsSimple: () => this.acceptsSimple(),
       simpleReply: () => this.simpleReply(),
     });
-    this.endpoint = endpoint;
-    let onReady!: () => void;
-    this.ready = new Promise((resolve) => (onReady = resolve));
-    this.socket = connectSocket(endpoint, () => onReady());
-    this.out = new GatheredOutput(this.socket);
+    this.conn = new TargetSocket(endpoint, this.address);
+    this.out = new GatheredOutput(this.conn.socket);
   }
 
   private async open(endpoint: TargetEndpoint): Promise<void> {
-    const s = this.socket;
+    const s = this.conn.socket;
     await new Promise<void>((resolve, reject) => {
-      const onError = (e: Error) => reject(this.socketError(e, `cannot connect to target ${this.address}`));
+      const onError = (e: Error) => reject(this.conn.error(e, `cannot connect to target ${this.address}`));
       s.once('error', onError);
-      void this.ready.then(() => {
+      void this.conn.ready.then(() => {
         s.off('error', onError);
         resolve();
       });
@@ -146,7 +206,7 @@ export class TargetWriter extends EventEmitter<TargetWriterEvents> implements Un
     s.setNoDelay(true);
     s.setKeepAlive(true, 30_000);
     s.on('data', (chunk: Buffer) => this.onData(chunk));
-    s.on('error', (e) => this.fail(this.socketError(e, `target ${this.address}: connection error`, this.pendingSummary())));
+    s.on('error', (e) => this.fail(this.conn.error(e, `target ${this.address}: connection error`, this.pendingSummary())));
     s.on('close', () => this.onClose());
     this.state = 'open';
     if (endpoint.password !== undefined && endpoint.password !== '') {
@@ -235,7 +295,7 @@ export class TargetWriter extends EventEmitter<TargetWriterEvents> implements Un
     if (this.failure) return Promise.reject(this.failure);
     if (this.inflight < this.maxInflight) return Promise.resolve();
     this.out.flush();
-    return new Promise((resolve, reject) => this.drainWaiters.push({ seq: 0, resolve, reject }));
+    return this.waiters.drain();
   }
 
   /** Resolves once every unit submitted so far got all its replies; rejects with TargetError if the writer failed. */
@@ -243,7 +303,7 @@ export class TargetWriter extends EventEmitter<TargetWriterEvents> implements Un
     if (this.failure) return Promise.reject(this.failure);
     if (this.queue.length === 0) return Promise.resolve();
     this.out.flush();
-    return new Promise((resolve, reject) => this.flushWaiters.push({ seq: this.seq, resolve, reject }));
+    return this.waiters.flush(this.seq);
   }
 
   /**
@@ -289,7 +349,7 @@ export class TargetWriter extends EventEmitter<TargetWriterEvents> implements Un
     const wasFailed = this.state === 'failed';
     this.state = 'closed';
     this.out.discard();
-    this.socket.destroy();
+    this.conn.socket.destroy();
     if (!wasFailed) this.rejectAll(this.failure ?? new TargetError(`target ${this.address}: writer closed with ${this.queue.length} unit(s) awaiting replies`));
   }
 
@@ -304,7 +364,7 @@ export class TargetWriter extends EventEmitter<TargetWriterEvents> implements Un
   // ---- replies ------------------------------------------------------------------------------
 
   private onData(chunk: Buffer): void {
-    this.gotData = true;
+    this.conn.gotData = true;
     try {
       this.replies.execute(chunk);
     } catch (e) {
@@ -476,10 +536,7 @@ export class TargetWriter extends EventEmitter<TargetWriterEvents> implements Un
   }
 
   private afterCompletion(u: PendingUnit): void {
-    while (this.flushWaiters.length > 0 && this.flushWaiters[0]!.seq <= u.seq) this.flushWaiters.shift()!.resolve();
-    if (this.drainWaiters.length > 0 && this.inflight <= this.maxInflight / 2) {
-      for (const w of this.drainWaiters.splice(0)) w.resolve();
-    }
+    this.waiters.completed(u.seq, this.inflight, this.maxInflight);
   }
 
   // ---- failure ------------------------------------------------------------------------------
@@ -487,14 +544,6 @@ export class TargetWriter extends EventEmitter<TargetWriterEvents> implements Un
   private assertOpen(allowConnecting = false): void {
     if (this.state === 'open' || (allowConnecting && this.state === 'connecting')) return;
     throw this.failure ?? new TargetError(`target ${this.address}: writer is ${this.state}`);
-  }
-
-  /** A TLS failure explained on its own line; other socket errors as `context: ECODE`. */
-  private socketError(e: Error | null, context: string, suffix = ''): TargetError {
-    const who = `target ${this.address}`;
-    const tls = describeTlsError(e, who, this.endpoint) ?? (this.gotData ? null : describeEarlyTlsClose(e, who, this.endpoint));
-    if (tls !== null || e === null) return new TargetError(tls ?? `${context}${suffix}`, e === null ? undefined : { cause: e });
-    return new TargetError(`${context}: ${socketErrorText(e, this.address, this.endpoint)}${suffix}`, { cause: e });
   }
 
   private pendingSummary(): string {
@@ -505,7 +554,7 @@ export class TargetWriter extends EventEmitter<TargetWriterEvents> implements Un
 
   private onClose(): void {
     if (this.state === 'open' || this.state === 'connecting') {
-      this.fail(this.socketError(null, `target ${this.address}: connection closed by the target`, this.pendingSummary()));
+      this.fail(this.conn.error(null, `target ${this.address}: connection closed by the target`, this.pendingSummary()));
     } else if (this.state === 'closing') {
       this.destroy();
     }
@@ -517,7 +566,7 @@ export class TargetWriter extends EventEmitter<TargetWriterEvents> implements Un
     this.state = 'failed';
     this.failure = err;
     this.out.discard();
-    this.socket.destroy();
+    this.conn.socket.destroy();
     this.rejectAll(err);
     this.log.error({ err: err.message }, 'target writer failed');
     if (this.listenerCount('error') > 0) this.emit('error', err);
@@ -525,8 +574,7 @@ export class TargetWriter extends EventEmitter<TargetWriterEvents> implements Un
 
   private rejectAll(err: TargetError): void {
     for (const u of this.queue.drain()) if (u.settle) u.settle(err, undefined);
-    for (const w of this.flushWaiters.splice(0)) w.reject(err);
-    for (const w of this.drainWaiters.splice(0)) w.reject(err);
+    this.waiters.rejectAll(err);
     this.inflight = 0;
   }
 }

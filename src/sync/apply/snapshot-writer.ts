@@ -58,6 +58,98 @@ export interface SnapshotStats {
   functions: number;
 }
 
+/**
+ * The key/value pairs of the MSET being gathered from consecutive plain SETs: the first `len`
+ * slots of one array reused for every MSET (no allocation per key), and their encoded size
+ * (without MSET's header and verb).
+ */
+class MsetGather {
+  readonly args: Arg[] = new Array<Arg>(MSET_PAIRS * 2).fill(NO_ARG);
+  len = 0;
+  bytes = 0;
+
+  /** Encoded size of the MSET with `pairBytes` more (one more pair). */
+  sizeWith(pairBytes: number): number {
+    return multibulkHeaderLength(this.len + 3) + MSET_VERB_BYTES + this.bytes + pairBytes;
+  }
+
+  /** Adds a pair of `pairBytes` encoded bytes; returns true when the MSET is full. */
+  add(key: Arg, value: Arg, pairBytes: number): boolean {
+    const n = this.len;
+    this.args[n] = key;
+    this.args[n + 1] = value;
+    this.len = n + 2;
+    this.bytes += pairBytes;
+    return this.len === MSET_PAIRS * 2;
+  }
+
+  /** Encoded size of the whole MSET. */
+  encodedLength(): number {
+    return multibulkHeaderLength(this.len + 1) + MSET_VERB_BYTES + this.bytes;
+  }
+
+  /** Writes the MSET into `buf` at `at` and empties the gather; returns where it ended. */
+  writeTo(buf: Buffer, at: number): number {
+    const args = this.args;
+    const n = this.len;
+    let o = writeMultibulkHeader(buf, at, n + 1);
+    o = writeBulk(buf, o, 'MSET');
+    for (let i = 0; i < n; i++) o = writeBulk(buf, o, args[i]!);
+    this.len = 0;
+    this.bytes = 0;
+    return o;
+  }
+}
+
+/**
+ * The unit being encoded: its buffer (null until its first command), the bytes used and the
+ * commands in it, and the db it writes to (a SELECT always starts a unit, so a unit never spans
+ * two dbs and a command the target rejects can be placed in its db, see SnapshotApplier.dbOf).
+ */
+class OpenUnit {
+  buf: Buffer | null = null;
+  used = 0;
+  count = 0;
+  db = 0;
+  /** Size of a fresh buffer (a bigger command gets a buffer of its own size). */
+  private readonly unitBytes: number;
+
+  constructor(unitBytes: number) {
+    this.unitBytes = unitBytes;
+  }
+
+  /** A fresh buffer with room for at least `size` bytes; the previous one must have been taken. */
+  open(size: number): Buffer {
+    const fresh = Buffer.allocUnsafe(Math.max(this.unitBytes, size));
+    this.buf = fresh;
+    return fresh;
+  }
+
+  /** One command was written, ending at `end`; `expected` is where its measured size said. */
+  wrote(end: number, expected: number): void {
+    // A wrong size would send a cut or garbled command to the target: never let it pass.
+    if (end !== expected) throw new Error(`snapshot command encoded to ${end - this.used} bytes, ${expected - this.used} measured`);
+    this.used = end;
+    this.count++;
+  }
+
+  /** The encoded commands as a payload (null if none), and the unit emptied. */
+  take(): Buffer | null {
+    const buf = this.buf;
+    let payload: Buffer | null = null;
+    if (buf !== null && this.count > 0) {
+      // A mostly empty buffer (cut by the command count or by a big command) is not kept
+      // whole while in flight: the writer's budget counts payload bytes only.
+      payload = buf.subarray(0, this.used);
+      if (this.used < buf.length / 2) payload = Buffer.from(payload);
+    }
+    this.buf = null;
+    this.used = 0;
+    this.count = 0;
+    return payload;
+  }
+}
+
 export class SnapshotApplier {
   private readonly translator: Translator;
   private readonly writer: UnitWriter;
@@ -71,27 +163,12 @@ export class SnapshotApplier {
   /** The translator hands each command straight to `add`. */
   private readonly sink: CommandSink = { push: (cmd) => this.add(cmd) };
 
-  /** The unit being encoded (null until its first command), bytes used and commands in it. */
-  private buf: Buffer | null = null;
-  private used = 0;
-  private count = 0;
+  private readonly unit: OpenUnit;
   /** Encoded units waiting for `apply` to submit them (the translator calls `add` synchronously). */
   private ready: WriteUnit[] = [];
-  /**
-   * Key/value pairs of the MSET being gathered: the first `msetLen` slots of one array reused
-   * for every MSET (no allocation per key), and their encoded size (without MSET's header).
-   */
-  private readonly msetArgs: Arg[] = new Array<Arg>(MSET_PAIRS * 2).fill(NO_ARG);
-  private msetLen = 0;
-  private msetBytes = 0;
-
-  /**
-   * The db each submitted unit writes to. A SELECT always starts a unit, so a unit never spans
-   * two dbs and a command the target rejects can be placed in its db (see dbOf).
-   */
+  private readonly mset = new MsetGather();
+  /** The db each submitted unit writes to (see OpenUnit.db and dbOf). */
   private readonly unitDbs = new WeakMap<object, number>();
-  /** The db of the unit being encoded. */
-  private unitDb = 0;
 
   /** Inside a key that is being dropped. */
   private dropping = false;
@@ -106,6 +183,7 @@ export class SnapshotApplier {
     // the next: the translator may reuse its arrays and payload buffer.
     this.translator = new Translator({ ...opts.translate, transientCommands: true });
     this.unitBytes = Math.max(1024, opts.unitBytes ?? 512 * 1024);
+    this.unit = new OpenUnit(this.unitBytes);
     this.unitCommands = Math.max(1, opts.unitCommands ?? 4096);
     this.coalesceSets = opts.coalesceSets ?? true;
     this.onForeignDb = opts.onForeignDb;
@@ -193,7 +271,7 @@ export class SnapshotApplier {
     if (cmd[0] === 'SELECT') {
       this.closeMset();
       this.cut();
-      this.unitDb = Number(cmd[1]);
+      this.unit.db = Number(cmd[1]);
     }
     if (this.longString && this.addByReference(cmd)) return;
     // Plain `SET key value` of consecutive keys becomes one MSET: far fewer command
@@ -202,26 +280,21 @@ export class SnapshotApplier {
       const key = cmd[1]!;
       const value = cmd[2]!;
       const pair = bulkLength(key) + bulkLength(value);
-      const n = this.msetLen;
       // The gathered MSET is written at the end of the unit when it closes: if it would not
       // fit there with this pair, it closes now, the unit is cut and the pair starts the next.
-      if (this.used + multibulkHeaderLength(n + 3) + MSET_VERB_BYTES + this.msetBytes + pair > this.unitBytes) {
+      if (this.unit.used + this.mset.sizeWith(pair) > this.unitBytes) {
         this.closeMset();
         this.cut();
       }
-      this.msetArgs[this.msetLen] = key;
-      this.msetArgs[this.msetLen + 1] = value;
-      this.msetLen += 2;
-      this.msetBytes += pair;
-      if (this.msetLen === MSET_PAIRS * 2) this.closeMset();
+      if (this.mset.add(key, value, pair)) this.closeMset();
     } else {
       this.closeMset();
       const size = encodedLength(cmd);
       const buf = this.reserveBuffer(size);
-      const at = this.used;
-      this.wrote(writeCommand(buf, at, cmd), at + size);
+      const at = this.unit.used;
+      this.unit.wrote(writeCommand(buf, at, cmd), at + size);
     }
-    if (this.count + (this.msetLen > 0 ? 1 : 0) >= this.unitCommands) {
+    if (this.unit.count + (this.mset.len > 0 ? 1 : 0) >= this.unitCommands) {
       this.closeMset();
       this.cut();
     }
@@ -249,59 +322,37 @@ export class SnapshotApplier {
     if (o !== size) throw new Error(`snapshot command head encoded to ${o} bytes, ${size} measured`);
     const payload = [head, value, CRLF];
     this.ready.push({ payload, count: 1 });
-    this.unitDbs.set(payload, this.unitDb);
+    this.unitDbs.set(payload, this.unit.db);
     return true;
   }
 
   /** Encode the MSET being gathered, if any. */
   private closeMset(): void {
-    const args = this.msetArgs;
-    const n = this.msetLen;
-    if (n === 0) return;
-    const size = multibulkHeaderLength(n + 1) + MSET_VERB_BYTES + this.msetBytes;
+    const mset = this.mset;
+    if (mset.len === 0) return;
+    const size = mset.encodedLength();
     const buf = this.reserveBuffer(size);
-    const at = this.used;
-    let o = writeMultibulkHeader(buf, at, n + 1);
-    o = writeBulk(buf, o, 'MSET');
-    for (let i = 0; i < n; i++) o = writeBulk(buf, o, args[i]!);
-    this.msetLen = 0;
-    this.msetBytes = 0;
-    this.wrote(o, at + size);
+    const at = this.unit.used;
+    this.unit.wrote(mset.writeTo(buf, at), at + size);
   }
 
   /** The unit's buffer, with room for `size` more bytes at `used` (the unit is cut first if they do not fit). */
   private reserveBuffer(size: number): Buffer {
-    const buf = this.buf;
-    if (buf !== null && this.used + size <= buf.length) return buf;
+    const unit = this.unit;
+    const buf = unit.buf;
+    if (buf !== null && unit.used + size <= buf.length) return buf;
     this.cut();
-    const fresh = Buffer.allocUnsafe(Math.max(this.unitBytes, size));
-    this.buf = fresh;
-    return fresh;
-  }
-
-  /** One command was written, ending at `end`; `expected` is where its measured size said. */
-  private wrote(end: number, expected: number): void {
-    // A wrong size would send a cut or garbled command to the target: never let it pass.
-    if (end !== expected) throw new Error(`snapshot command encoded to ${end - this.used} bytes, ${expected - this.used} measured`);
-    this.used = end;
-    this.count++;
+    return unit.open(size);
   }
 
   /** Close the unit being encoded and queue it for submission. */
   private cut(): void {
-    const buf = this.buf;
-    if (buf === null) return;
-    if (this.count > 0) {
-      // A mostly empty buffer (cut by the command count or by a big command) is not kept
-      // whole while in flight: the writer's budget counts payload bytes only.
-      let payload = buf.subarray(0, this.used);
-      if (this.used < buf.length / 2) payload = Buffer.from(payload);
-      this.ready.push({ payload, count: this.count });
-      this.unitDbs.set(payload, this.unitDb);
-    }
-    this.buf = null;
-    this.used = 0;
-    this.count = 0;
+    const unit = this.unit;
+    const count = unit.count;
+    const payload = unit.take();
+    if (payload === null) return;
+    this.ready.push({ payload, count });
+    this.unitDbs.set(payload, unit.db);
   }
 
   private async submitReady(): Promise<void> {
