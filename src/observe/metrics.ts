@@ -19,7 +19,8 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import type { AddressInfo } from 'node:net';
 import { Counter, Gauge, Registry, collectDefaultMetrics } from 'prom-client';
 import { UsageError } from '../errors.js';
-import type { Phase, SyncStatus } from '../sync/session.js';
+import type { SyncStatus } from '../sync/figures.js';
+import { PHASES, type Phase } from '../sync/phases.js';
 import type { ClusterSyncStatus, ShardStatus } from '../sync/cluster/coordinator.js';
 import { silentLogger, type Logger } from './logger.js';
 
@@ -41,9 +42,8 @@ export interface SyncMetrics {
   detach(): void;
 }
 
-/** Every phase, so the `replicant_phase` gauge has a 0 for each phase it is not in. */
-const PHASE_SET: Record<Phase, true> = { connecting: true, 'full-sync': true, streaming: true, reconnecting: true, stopping: true, stopped: true };
-export const PHASES = Object.keys(PHASE_SET) as readonly Phase[];
+/** Every phase (declared once, in sync/phases.ts), so the `replicant_phase` gauge has a 0 for each phase it is not in. */
+export { PHASES } from '../sync/phases.js';
 
 /** Phases in which the sync is doing its job (what /healthz reports as healthy). */
 const HEALTHY: ReadonlySet<Phase> = new Set<Phase>(['full-sync', 'streaming']);

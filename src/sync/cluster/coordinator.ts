@@ -29,7 +29,7 @@ import { Gate } from './shard.js';
 import { PartialScope } from '../relay/selection.js';
 import { openTargetWriter } from '../apply/target-connections.js';
 import { applyExistingPolicy, countForeignKeys } from '../ownership/existing.js';
-import { PHASES, type Phase } from '../phases.js';
+import type { Phase } from '../phases.js';
 import { SYNC_DEFAULTS, type SyncOptions } from '../options.js';
 import type { SyncStatus } from '../figures.js';
 import { SyncSession, type SyncEvents, type SyncResult } from '../session.js';
@@ -75,8 +75,7 @@ const SETTLE_MS = 10_000;
 const MAX_ROUNDS = 1000;
 
 /** Worst first, for the aggregated phase (/healthz is 200 only when every shard is healthy). */
-const WORST_FIRST: readonly Phase[] = ['stopped', 'stopping', 'reconnecting', 'connecting', 'full-sync', 'streaming'] satisfies readonly (typeof PHASES)[number][];
-const PHASE_RANK = new Map(WORST_FIRST.map((p, i) => [p, i]));
+const PHASE_RANK: Record<Phase, number> = { stopped: 0, stopping: 1, reconnecting: 2, connecting: 3, 'full-sync': 4, streaming: 5 };
 
 export class ClusterSourceSync extends EventEmitter<Pick<SyncEvents, 'phase'>> {
   private readonly log: Logger;
@@ -120,7 +119,7 @@ export class ClusterSourceSync extends EventEmitter<Pick<SyncEvents, 'phase'>> {
       return { shard: s.source.key, slots: slotRangesText(s.source.slots()), node: at === null ? null : endpointLabel(at), ...s.session.status() };
     });
     const sum = (f: (s: SyncStatus) => number | null | undefined): number => shards.reduce((t, s) => t + (f(s) ?? 0), 0);
-    const phase = this.stopping ? (shards.every((s) => s.phase === 'stopped') && shards.length > 0 ? 'stopped' : 'stopping') : shards.length === 0 ? 'connecting' : shards.map((s) => s.phase).sort((a, b) => PHASE_RANK.get(a)! - PHASE_RANK.get(b)!)[0]!;
+    const phase = this.stopping ? (shards.every((s) => s.phase === 'stopped') && shards.length > 0 ? 'stopped' : 'stopping') : shards.length === 0 ? 'connecting' : shards.map((s) => s.phase).sort((a, b) => PHASE_RANK[a] - PHASE_RANK[b])[0]!;
     const inRdb = shards.filter((s) => s.rdb !== null);
     return {
       phase,
