@@ -28,9 +28,9 @@ export function parseLogLines(text) {
  * One full sync with --exit-after-full-sync, timed from process start to exit, under
  * /usr/bin/time -v. Returns { wallMs, cpuMs, maxRssKb, fullSync: { keys, ms, ... } | null }.
  */
-export async function replicantFullSync(sourceUrl, targetUrl, extraArgs = []) {
+export async function replicantFullSync(sourceUrl, targetUrl, extraArgs = [], cli = CLI) {
   const r = await runMeasured(process.execPath, [
-    CLI, 'sync', '--source', sourceUrl, '--target', targetUrl, '--exit-after-full-sync',
+    cli, 'sync', '--source', sourceUrl, '--target', targetUrl, '--exit-after-full-sync',
     '--checkpoint', 'none', '--no-progress', '--log-level', 'info', ...extraArgs,
   ]);
   const logs = parseLogLines(r.stderr);
@@ -44,9 +44,9 @@ export async function replicantFullSync(sourceUrl, targetUrl, extraArgs = []) {
  * A long-running `replicant sync` child. `progress` collects the progress log lines
  * (every `progressMs`), `phases` the phase changes with their arrival time.
  */
-export function startReplicant(sourceUrl, targetUrl, { checkpoint = 'none', progressMs = 200, extraArgs = [] } = {}) {
+export function startReplicant(sourceUrl, targetUrl, { checkpoint = 'none', progressMs = 200, extraArgs = [], cli = CLI } = {}) {
   const child = spawnOwned(process.execPath, [
-    CLI, 'sync', '--source', sourceUrl, '--target', targetUrl, '--checkpoint', checkpoint,
+    cli, 'sync', '--source', sourceUrl, '--target', targetUrl, '--checkpoint', checkpoint,
     '--progress-interval', `${progressMs}ms`, '--log-level', 'info', ...extraArgs,
   ]);
   const state = { child, progress: [], phases: [], errors: [], tail: '' };

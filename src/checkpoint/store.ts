@@ -10,12 +10,10 @@
  */
 import { mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { dirname } from 'node:path';
-import { LocalIoError, UsageError } from '../errors.js';
+import { LocalIoError } from '../errors.js';
 import type { Arg } from '../resp/encode.js';
 import { parseCheckpoint, serializeCheckpoint, type Checkpoint } from './checkpoint.js';
-import { isOwnKey, reservedKey } from './reserved.js';
 
-const LEGACY_KEY = reservedKey('checkpoint');
 
 /** The control-plane calls a store needs from the target (implemented by the sync session). */
 export interface CheckpointTargetAccess {
@@ -181,19 +179,3 @@ export class NoCheckpointStore implements CheckpointStore {
 }
 
 export type CheckpointSpec = { kind: 'target'; key?: string; db: number } | { kind: 'file'; path: string } | { kind: 'none' };
-
-/**
- * Parse `--checkpoint target[:KEY]|file:PATH|none`. Plain `target` gives no key: the session
- * uses the sync's own key (see identity.ts).
- */
-export function parseCheckpointSpec(text: string, db = 0): CheckpointSpec {
-  if (text === 'none') return { kind: 'none' };
-  if (text === 'target') return { kind: 'target', db };
-  if (text.startsWith('target:')) {
-    const k = text.slice(7);
-    if (!isOwnKey(Buffer.from(k))) throw new UsageError(`--checkpoint ${text}: the key must be ${LEGACY_KEY} or start with "${LEGACY_KEY}:" (Replicant's namespace: never copied or verified)`);
-    return { kind: 'target', key: k, db };
-  }
-  if (text.startsWith('file:') && text.length > 5) return { kind: 'file', path: text.slice(5) };
-  throw new UsageError(`--checkpoint ${text}: expected target, target:KEY, file:PATH or none`);
-}

@@ -4,7 +4,7 @@
  * loaded on use: the metrics endpoint (prom-client) with --metrics-port, the cluster
  * coordinator for a cluster source.
  */
-import { parseCheckpointSpec } from '../checkpoint/store.js';
+import { parseCheckpointSpec } from '../sync/options.js';
 import { createLogger } from '../observe/logger.js';
 import { redactUrl } from '../observe/redact.js';
 import type { MetricsServer } from '../observe/metrics.js';

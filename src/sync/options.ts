@@ -5,6 +5,7 @@
  */
 import { UsageError } from '../errors.js';
 import type { CheckpointSpec } from '../checkpoint/store.js';
+import { reservedKey } from '../checkpoint/reserved.js';
 import type { TlsSettings } from '../net/tls.js';
 import type { Logger } from '../observe/logger.js';
 import type { PartialSyncSpec } from './relay/selection.js';
@@ -112,4 +113,23 @@ export function resolveSyncOptions(options: SyncOptions): ResolvedSyncOptions {
     throw new UsageError(`sync option listeningPort: expected a port 0-65535, got ${out.listeningPort}`);
   }
   return out;
+}
+
+const CHECKPOINT_KEY = reservedKey('checkpoint');
+
+/**
+ * `--checkpoint target[:KEY]|file:PATH|none`. Plain `target` gives no key: the sync uses its own
+ * (`__replicant:checkpoint:<name>`, see checkpoint/identity.ts); a KEY must be in that family, so
+ * that it is never copied or verified as data.
+ */
+export function parseCheckpointSpec(text: string, db = 0): CheckpointSpec {
+  if (text === 'none') return { kind: 'none' };
+  if (text === 'target') return { kind: 'target', db };
+  if (text.startsWith('target:')) {
+    const k = text.slice(7);
+    if (k !== CHECKPOINT_KEY && !k.startsWith(`${CHECKPOINT_KEY}:`)) throw new UsageError(`--checkpoint ${text}: the key must be ${CHECKPOINT_KEY} or start with "${CHECKPOINT_KEY}:" (Replicant's namespace: never copied or verified)`);
+    return { kind: 'target', key: k, db };
+  }
+  if (text.startsWith('file:') && text.length > 5) return { kind: 'file', path: text.slice(5) };
+  throw new UsageError(`--checkpoint ${text}: expected target, target:KEY, file:PATH or none`);
 }
