@@ -45,7 +45,7 @@ export function createSyncContext(options: SyncOptions, events: SessionEvents): 
   const run = new RunControl(log, events.phase);
   const target = new TargetConnections(targetEp, { maxInflightBytes: opts.maxInflightBytes, onError: opts.onError, logger: log, clientName: lease.clientName }, {
     applied: (offset) => ctx.units.onApplied(offset),
-    commandError: (e) => ctx.policy.targetRejected(e, ctx.snapshot === null ? null : (ctx.snapshot.dbOf(e.payload) ?? 0)),
+    commandError: (e) => commandRejected(ctx, e),
     failed: (e) => writerFailed(ctx, e),
     onExecAbort: (e) => onUnitAborted(ctx, e),
   });
@@ -93,6 +93,16 @@ function applied(ctx: SyncContext, offset: number, db: number, commands: number,
   if (ack) link?.ackNow();
   ctx.store.applied(ctx.tracker.current('streaming', offset, db));
   ctx.emit.applied(offset);
+}
+
+/** A command the target rejected under --on-error skip: a batch of snapshot keys is tried again key by key, anything else counted. */
+function commandRejected(ctx: SyncContext, e: TargetCommandError): void {
+  const snapshot = ctx.snapshot;
+  if (snapshot !== null && snapshot.retryRejected(e)) {
+    ctx.log.warn({ reply: e.reply }, 'the target rejected a batch of snapshot strings (MSET): its keys are sent again one by one, so that only the rejected ones are lost');
+    return;
+  }
+  ctx.policy.targetRejected(e, snapshot === null ? null : (snapshot.dbOf(e.payload) ?? 0));
 }
 
 function writerFailed(ctx: SyncContext, e: Error): void {

@@ -10,7 +10,8 @@
  */
 import type { Logger } from '../../observe/logger.js';
 import type { RdbRecord } from '../../rdb/types.js';
-import { bulkLength, encodedLength, multibulkHeaderLength, writeBulk, writeCommand, writeMultibulkHeader, type Arg } from '../../resp/encode.js';
+import { bulkLength, encodeCommands, encodedLength, multibulkHeaderLength, writeBulk, writeCommand, writeMultibulkHeader, type Arg } from '../../resp/encode.js';
+import type { TargetCommandError } from '../../writer/errors.js';
 import type { UnitWriter } from '../../writer/index.js';
 import type { WriteUnit } from '../../writer/types.js';
 import { Translator, type CommandSink, type TranslateOptions } from '../../translate/translator.js';
@@ -265,6 +266,29 @@ export class SnapshotApplier {
   /** The db a unit of this applier writes to (its payload, as submitted), or undefined if not one of its units. */
   dbOf(payload: Buffer | readonly Buffer[] | undefined): number | undefined {
     return payload === undefined ? undefined : this.unitDbs.get(payload);
+  }
+
+  /**
+   * A target that rejects an MSET this applier gathered (a key its ACL forbids, say) would lose
+   * every key of it: the pairs are sent again one SET each (in the MSET's db), so that only the
+   * keys rejected again are lost. Returns false when `e` is not such an MSET (the caller then
+   * counts the rejection). Safe in any order: a gathered key is written by nothing else.
+   */
+  retryRejected(e: TargetCommandError): boolean {
+    const args = e.args;
+    const db = this.dbOf(e.payload);
+    if (args === undefined || db === undefined || args.length < 5 || args[0]!.toString('latin1').toUpperCase() !== 'MSET') return false;
+    const cmds: Arg[][] = [['SELECT', db]];
+    for (let i = 1; i + 1 < args.length; i += 2) cmds.push(['SET', args[i]!, args[i + 1]!]);
+    cmds.push(['SELECT', this.currentDb]);
+    const payload = [encodeCommands(cmds)];
+    this.unitDbs.set(payload, db);
+    try {
+      this.writer.submit({ payload, count: cmds.length });
+    } catch {
+      return false;
+    }
+    return true;
   }
 
   private add(cmd: Arg[]): void {

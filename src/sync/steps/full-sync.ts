@@ -91,7 +91,9 @@ export async function fullSync(ctx: SyncContext, source: SourceConnection, outco
   }
   if (applier === null) throw new ReplicantError('RDB', 'RDB ended before its header', ExitCode.DATA);
   await applier.finish();
-  await units.flush();
+  // (Batches the target rejected are sent again key by key meanwhile: wait for those too.)
+  do await units.flush();
+  while ((ctx.target.writer?.pendingUnits ?? 0) > 0);
   ctx.snapshot = null;
   units.db = applier.replStreamDb;
   units.applied = outcome.offset;
