@@ -10,7 +10,7 @@ import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { UsageError, printableKey } from '../errors.js';
 import type { Logger } from '../observe/logger.js';
-import { argBuffer, commandName, firstKeyIndex } from '../commands/keys.js';
+import { commandKeys, commandName, keyIndexes } from '../commands/keys.js';
 import type { TargetCommandError } from '../writer/errors.js';
 
 /** Lost keys logged one by one; the rest are only in the report file. */
@@ -24,16 +24,9 @@ export function defaultReportPath(dir: string | undefined, now = new Date()): st
   return join(dir ?? tmpdir(), `replicant-lost-keys-${stamp}.txt`);
 }
 
-/** The keys a rejected snapshot command was writing: every key of an MSET, else its first key. */
+/** The keys a rejected snapshot command was writing (every key of an MSET). */
 export function keysOfCommand(args: readonly Buffer[]): Buffer[] {
-  const name = commandName(args);
-  if (name === 'MSET' || name === 'MSETNX') {
-    const keys: Buffer[] = [];
-    for (let i = 1; i < args.length; i += 2) keys.push(args[i]!);
-    return keys;
-  }
-  const k = firstKeyIndex(name, args);
-  return k < 0 ? [] : [argBuffer(args[k]!)];
+  return keyIndexes(commandKeys(commandName(args)), args, 'write').map((i) => args[i]!);
 }
 
 export class LostKeys {

@@ -5,7 +5,7 @@
  * read) refreshes the slot map and re-sends the command; -ASK (a slot being migrated) sends it
  * once to the named node after ASKING. Nothing here opens sockets: `NodeTransport` does.
  */
-import { argBuffer, firstKeyIndex, commandName } from '../commands/keys.js';
+import { argBuffer, commandName, slotKeyIndex } from '../commands/keys.js';
 import type { Arg } from '../resp/encode.js';
 import { NO_NODE, parseClusterSlots, parseRedirect, splitAddress, type Redirect, type SlotTable } from '../writer/cluster/topology.js';
 import { keySlot } from '../commands/slot.js';
@@ -18,11 +18,9 @@ export interface NodeTransport {
 /** Rounds of MOVED / ASK following for one command before its last reply is given back. */
 const MAX_REDIRECTS = 5;
 
-/** The key a command is routed by (DEBUG DIGEST-VALUE carries its keys after the subcommand). */
+/** The key a command is routed by. */
 export function routingKey(args: readonly Arg[]): Buffer | undefined {
-  const name = commandName(args);
-  if (name === 'DEBUG') return args.length > 2 && commandName([args[1]!]) === 'DIGEST-VALUE' ? argBuffer(args[2]!) : undefined;
-  const i = firstKeyIndex(name, args);
+  const i = slotKeyIndex(commandName(args), args);
   return i < 0 ? undefined : argBuffer(args[i]!);
 }
 

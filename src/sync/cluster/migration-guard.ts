@@ -61,8 +61,7 @@
 import type { Logger } from '../../observe/logger.js';
 import { encodeCommand } from '../../resp/encode.js';
 import type { StreamCommand } from '../../resp/stream-parser.js';
-import { KEYLESS, KEY_AT_2 } from '../../commands/keys.js';
-import { storeOptionIndex } from '../relay/by-name.js';
+import { commandKeys, keyIndexes } from '../../commands/keys.js';
 
 export interface MigrationGuardOptions {
   /** Most tracked keys before the oldest are released (default 1,000,000). */
@@ -76,17 +75,6 @@ interface Entry {
   /** mark() value when the key was last tracked (RESTORE-ASKING or snapshot). */
   seq: number;
 }
-
-const lower = (s: Set<string>) => new Set([...s].map((x) => x.toLowerCase()));
-const KEYLESS_LC = lower(KEYLESS);
-const KEY_AT_2_LC = lower(KEY_AT_2);
-/** Commands naming a second key at argument 2 (moved or copied into). */
-const TWO_KEYS = new Set(['rename', 'renamenx', 'smove', 'rpoplpush', 'brpoplpush', 'lmove', 'blmove', 'copy']);
-/** Every argument from 1 is a key (the store commands' destination and sources, TOUCH...). */
-const ALL_KEYS = new Set(['touch', 'exists', 'sunionstore', 'sinterstore', 'sdiffstore', 'pfmerge', 'pfcount']);
-const ZSTORE = new Set(['zunionstore', 'zinterstore', 'zdiffstore']);
-const STORE_OPTION = new Set(['sort', 'georadius', 'georadiusbymember']);
-const SCRIPTS = new Set(['eval', 'evalsha', 'fcall']);
 
 const RESTORE_ASKING = 'restore-asking';
 const REPLACE = Buffer.from('REPLACE');
@@ -103,6 +91,8 @@ export class MigrationGuard {
   droppedWrites = 0;
   /** Entries released by the cap, before any DEL or sweep could release them. */
   evicted = 0;
+  /** Key positions of the command being looked at, reused (apply sees every streamed command). */
+  private readonly keyAt: number[] = [];
 
   constructor(opts: MigrationGuardOptions = {}) {
     this.maxEntries = opts.maxEntries ?? 1_000_000;
@@ -135,14 +125,20 @@ export class MigrationGuard {
     if (name === RESTORE_ASKING) return this.restore(cmd, shard);
     if (this.entries.size === 0) return cmd.raw;
     if (name === 'del' || name === 'unlink') return this.del(cmd, shard);
-    for (const k of touchedKeys(cmd)) {
-      const e = this.entries.get(k.toString('latin1'));
-      if (e !== undefined && e.owner !== shard) {
-        this.droppedWrites++;
-        return null;
-      }
-    }
+    // Every key the command names, read or written (values are never taken for keys).
+    const keys = commandKeys(name);
+    if (keys.single) return this.staleWrite(cmd.arg(1), shard) ? null : cmd.raw;
+    this.keyAt.length = 0;
+    for (const i of keyIndexes(keys, cmd, 'all', this.keyAt)) if (this.staleWrite(cmd.arg(i), shard)) return null;
     return cmd.raw;
+  }
+
+  /** Whether `key` is tracked for another shard than `shard`: that shard's command on it is from before the migration (counted). */
+  private staleWrite(key: Buffer | undefined, shard: string): boolean {
+    const e = key === undefined ? undefined : this.entries.get(key.toString('latin1'));
+    if (e === undefined || e.owner === shard) return false;
+    this.droppedWrites++;
+    return true;
   }
 
   /** Tracks `key`, written by shard `shard`'s snapshot, as if restored by a migration (optional, see the module comment). */
@@ -211,29 +207,6 @@ export class MigrationGuard {
       this.log?.warn({ maxEntries: this.maxEntries, evicted: this.evicted }, 'migration guard: too many keys moved by slot migrations are waiting for their DEL; the oldest are no longer guarded (a late DEL of one would delete it on the target)');
     }
   }
-}
-
-/** The keys a command names (values are never taken for keys). */
-function touchedKeys(cmd: StreamCommand): Buffer[] {
-  const name = cmd.name;
-  const n = cmd.argCount;
-  if (n < 2 || KEYLESS_LC.has(name)) return [];
-  if (KEY_AT_2_LC.has(name)) return name === 'bitop' ? cmd.args.slice(2) : n > 2 ? [cmd.arg(2)!] : [];
-  if (ALL_KEYS.has(name)) return cmd.args.slice(1);
-  if (TWO_KEYS.has(name)) return cmd.args.slice(1, 3);
-  if (name === 'mset' || name === 'msetnx') return cmd.args.filter((_, i) => i % 2 === 1);
-  if (ZSTORE.has(name)) return [cmd.arg(1)!, ...cmd.args.slice(3, 3 + count(cmd.arg(2)))];
-  if (SCRIPTS.has(name)) return cmd.args.slice(3, 3 + count(cmd.arg(2)));
-  if (STORE_OPTION.has(name)) {
-    const dest = storeOptionIndex(cmd);
-    return dest < 0 ? [cmd.arg(1)!] : [cmd.arg(1)!, cmd.arg(dest)!];
-  }
-  return [cmd.arg(1)!];
-}
-
-function count(a: Buffer | undefined): number {
-  const v = a === undefined ? NaN : Number(a.toString('latin1'));
-  return Number.isInteger(v) && v > 0 ? v : 0;
 }
 
 /**

@@ -18,8 +18,7 @@
 import { printableKey } from '../../errors.js';
 import { encodeCommand, type Arg } from '../../resp/encode.js';
 import type { StreamCommand } from '../../resp/stream-parser.js';
-import { KEYLESS, KEY_AT_2 } from '../../commands/keys.js';
-import type { KeyPositions } from '../../commands/table.js';
+import { commandKeys, intAt, isWord, keyIndexes, readsKeysByPattern, type TargetKeyPositions } from '../../commands/keys.js';
 import type { PartialScope } from './selection.js';
 import { readCommand } from '../../resp/request-decoder.js';
 import { StreamTypeFilter } from './by-type.js';
@@ -36,41 +35,18 @@ export interface StreamFilterOptions {
    * Key positions by the target's COMMAND table, for commands without special handling here
    * (module commands...): one with several keys must have them all on one side.
    */
-  keyPositions?: (name: string) => KeyPositions | undefined;
+  keyPositions?: TargetKeyPositions;
 }
 
-const lower = (s: Set<string>) => new Set([...s].map((x) => x.toLowerCase()));
-const KEYLESS_LC = lower(KEYLESS);
-const KEY_AT_2_LC = lower(KEY_AT_2);
-
-/** Every argument from `first` on is a key (`step` 1) or a key/value pair (`step` 2). */
-const INDEPENDENT = new Map([['del', 1], ['unlink', 1], ['touch', 1], ['mset', 2], ['msetnx', 2]]);
-/** `CMD dest src...`: the written key and where its sources start (to the end of the command). */
-const STORE_TO_END = new Map<string, [dest: number, firstSource: number]>([
-  ['sunionstore', [1, 2]],
-  ['sinterstore', [1, 2]],
-  ['sdiffstore', [1, 2]],
-  ['pfmerge', [1, 2]],
-  ['bitop', [2, 3]],
-]);
-/** `CMD dest numkeys src...`. */
-const STORE_NUMKEYS = new Set(['zunionstore', 'zinterstore', 'zdiffstore']);
-/** `CMD dest src ...` with one source. */
-const STORE_ONE = new Set(['zrangestore', 'geosearchstore']);
-/** Read from arg 1, and write the key after a STORE (STOREDIST) option when there is one. */
-const STORE_OPTION = new Set(['sort', 'georadius', 'georadiusbymember']);
-/** `CMD numkeys key...` at 1 or 2: all keys on one side, or a conflict. */
-const NUMKEYS_AT = new Map([
-  ...['eval', 'evalsha', 'eval_ro', 'evalsha_ro', 'fcall', 'fcall_ro', 'blmpop', 'bzmpop'].map((n) => [n, 2] as const),
-  ...['lmpop', 'zmpop', 'sintercard', 'zintercard', 'zunion', 'zinter', 'zdiff'].map((n) => [n, 1] as const),
-]);
-/** Every command with special handling above: the others have one key (or none). */
-const SPECIAL = new Set([...INDEPENDENT.keys(), ...STORE_TO_END.keys(), ...STORE_NUMKEYS, ...STORE_ONE, ...STORE_OPTION, ...NUMKEYS_AT.keys(), 'rename', 'renamenx', 'smove', 'rpoplpush', 'brpoplpush', 'lmove', 'blmove']);
-const SCRIPTS = new Set(['eval', 'evalsha', 'eval_ro', 'evalsha_ro', 'fcall', 'fcall_ro']);
+/** The single key at argument 1 (the common case), as a position list. */
+const AT_1: readonly number[] = [1];
 
 export class StreamFilter {
   /** The --type stage, run on what the name stage forwards (see by-type.ts). */
   private readonly types: StreamTypeFilter | null;
+  /** Positions of the keys the command writes / only reads, reused: apply sees every streamed command. */
+  private readonly writes: number[] = [];
+  private readonly reads: number[] = [];
 
   constructor(
     private readonly scope: PartialScope,
@@ -103,14 +79,14 @@ export class StreamFilter {
   private applyTypes(cmd: StreamCommand, db: number, named: Buffer | Buffer[]): FilterResult {
     // The source command itself (most of the time): its interned name and lazy arguments, no copies.
     if (named === cmd.raw) {
-      const v = this.types!.apply(cmd.name, (i) => cmd.arg(i), cmd.argCount);
+      const v = this.types!.apply(cmd.name, cmd);
       return v.kind === 'pass' ? named : v.kind === 'replace' ? unwrap(v.commands) : v.kind === 'conflict' ? this.conflict(cmd, db, v.reason) : null;
     }
     const out: Buffer[] = [];
     for (const b of Buffer.isBuffer(named) ? [named] : named) {
       const args: Buffer[] = [];
       readCommand(b, 0, args);
-      const v = this.types!.apply(args[0]!.toString('latin1').toLowerCase(), (i) => args[i], args.length);
+      const v = this.types!.apply(args[0]!.toString('latin1').toLowerCase(), { argCount: args.length, arg: (i) => args[i] });
       if (v.kind === 'pass') out.push(b);
       else if (v.kind === 'replace') out.push(...v.commands);
       else if (v.kind === 'conflict') return this.conflict(cmd, db, v.reason);
@@ -141,30 +117,23 @@ export class StreamFilter {
     if (!s.keepsDb(db)) return null;
     if (name === 'flushdb') return s.keysLeftOut ? this.conflict(cmd, db, 'FLUSHDB while keys are filtered by name or type: the target may hold keys outside the filter') : cmd.raw;
     if (!s.keyFiltered && !s.renames) return cmd.raw;
-    const known = SPECIAL.has(name) || KEYLESS_LC.has(name) || KEY_AT_2_LC.has(name);
-    if (!known) {
-      const spec = this.opts.keyPositions?.(name);
-      if (spec !== undefined && (spec.movable || spec.last !== spec.first)) return this.byTable(cmd, db, spec);
-      // Keyless by the table (pub/sub to a shard channel is not a key either).
-      if ((spec !== undefined && spec.first === 0) || name === 'spublish') return cmd.raw;
+    // This filter's view of the key table: which keys the command writes and which it only reads.
+    const keys = commandKeys(name, this.opts.keyPositions);
+    if (keys.single) {
       // The common case (one key, first argument, no rename): no argument views, no arrays.
       if (!s.renames) {
         const k = cmd.arg(1);
         return k === undefined || s.keepsKey(k) ? cmd.raw : null;
       }
+      return cmd.argCount > 1 ? this.allOrNone(cmd, db, AT_1) : cmd.raw;
     }
-    const step = INDEPENDENT.get(name);
-    if (step !== undefined) return this.independent(cmd, db, step);
-    const store = STORE_TO_END.get(name);
-    if (store !== undefined) return this.store(cmd, db, store[0], range(store[1], cmd.argCount));
-    if (STORE_NUMKEYS.has(name)) return this.store(cmd, db, 1, range(3, Math.min(cmd.argCount, 3 + count(cmd.arg(2)))));
-    if (STORE_ONE.has(name)) return this.store(cmd, db, 1, [2]);
-    if (STORE_OPTION.has(name)) {
-      // SORT ... BY / GET read other keys through patterns (named as on the source).
-      if (name === 'sort' && readsByPattern(cmd)) return this.conflict(cmd, db, 'SORT with BY or GET reads keys through patterns: which of them are kept cannot be told');
-      const dest = storeOptionIndex(cmd);
-      return dest < 0 ? this.allOrNone(cmd, db, [1]) : this.store(cmd, db, dest, [1]);
-    }
+    if (keys.movable) return this.conflict(cmd, db, `${name.toUpperCase()} has keys at positions only the command knows (movablekeys): which of them are kept cannot be told`);
+    // Keyless (a sharded channel is not a key either).
+    if (keys.runs.length === 0) return cmd.raw;
+    // SORT ... BY / GET read other keys through patterns (named as on the source).
+    if (keys.patterns && readsKeysByPattern(cmd)) return this.conflict(cmd, db, `${name.toUpperCase()} with BY or GET reads keys through patterns: which of them are kept cannot be told`);
+    // The stream only carries an MSETNX that succeeded (every key was new): it splits like MSET.
+    if (keys.independent || name === 'msetnx') return this.independent(cmd, db, keys.runs[0]!.step);
     switch (name) {
       case 'rename':
       case 'renamenx':
@@ -176,28 +145,19 @@ export class StreamFilter {
         return this.moveOut(cmd, db, () => ['RPOP', cmd.arg(1)!]);
       case 'lmove':
       case 'blmove':
-        return this.moveOut(cmd, db, () => [cmd.arg(3)?.toString('latin1').toLowerCase() === 'right' ? 'RPOP' : 'LPOP', cmd.arg(1)!]);
+        return this.moveOut(cmd, db, () => [isWord(cmd, 3, 'right') ? 'RPOP' : 'LPOP', cmd.arg(1)!]);
       default:
         break;
     }
-    const at = NUMKEYS_AT.get(name);
-    if (at !== undefined) {
-      const keys = range(at + 1, Math.min(cmd.argCount, at + 1 + count(cmd.arg(at))));
-      if (keys.length === 0 && SCRIPTS.has(name)) return this.conflict(cmd, db, `${name.toUpperCase()} declares no keys: which keys it writes is unknown`);
-      return this.allOrNone(cmd, db, keys);
-    }
-    if (KEYLESS_LC.has(name)) return cmd.raw;
-    const i = KEY_AT_2_LC.has(name) ? 2 : 1;
-    return i < cmd.argCount ? this.allOrNone(cmd, db, [i]) : cmd.raw;
-  }
-
-  /** A command the target's table says has several keys (or keys only it can find). */
-  private byTable(cmd: StreamCommand, db: number, spec: KeyPositions): FilterResult {
-    if (spec.movable) return this.conflict(cmd, db, `${cmd.name.toUpperCase()} has keys at positions only the command knows (movablekeys): which of them are kept cannot be told`);
-    const last = spec.last < 0 ? cmd.argCount + spec.last : Math.min(spec.last, cmd.argCount - 1);
-    const keys: number[] = [];
-    for (let i = spec.first; i <= last; i += Math.max(1, spec.step)) keys.push(i);
-    return this.allOrNone(cmd, db, keys);
+    this.writes.length = 0;
+    this.reads.length = 0;
+    const writes = keyIndexes(keys, cmd, 'write', this.writes);
+    const reads = keyIndexes(keys, cmd, 'read', this.reads);
+    if (keys.script && writes.length + reads.length === 0) return this.conflict(cmd, db, `${name.toUpperCase()} declares no keys: which keys it writes is unknown`);
+    // One key written from keys only read (SUNIONSTORE, SORT ... STORE): exact when the sources are kept.
+    if (writes.length === 1) return this.store(cmd, db, writes[0]!, reads);
+    // Several keys written together (a script, a multi-key pop), or only read: all on one side.
+    return this.allOrNone(cmd, db, reads.length === 0 ? writes : writes.length === 0 ? reads : keyIndexes(keys, cmd));
   }
 
   private flushAll(cmd: StreamCommand, db: number): FilterResult {
@@ -214,8 +174,8 @@ export class StreamFilter {
 
   private swapDb(cmd: StreamCommand, db: number): FilterResult {
     const s = this.scope;
-    const a = count(cmd.arg(1), -1);
-    const b = count(cmd.arg(2), -1);
+    const a = intAt(cmd, 1, -1);
+    const b = intAt(cmd, 2, -1);
     const ka = s.keepsDb(a);
     const kb = s.keepsDb(b);
     if (!ka && !kb) return null;
@@ -228,7 +188,7 @@ export class StreamFilter {
   private move(cmd: StreamCommand, db: number): FilterResult {
     const s = this.scope;
     const key = cmd.arg(1);
-    const dest = count(cmd.arg(2), -1);
+    const dest = intAt(cmd, 2, -1);
     if (key === undefined || !s.keepsKey(key)) return null;
     const from = s.keepsDb(db);
     const to = s.keepsDb(dest);
@@ -248,9 +208,9 @@ export class StreamFilter {
     let destDb = db;
     let dbArg = -1;
     for (let i = 3; i + 1 < args.length; i++) {
-      if (args[i]!.toString('latin1').toLowerCase() === 'db') {
+      if (isWord(cmd, i, 'db')) {
         dbArg = i + 1;
-        destDb = count(args[i + 1], -1);
+        destDb = intAt(cmd, i + 1, -1);
       }
     }
     const src = args[1];
@@ -288,12 +248,12 @@ export class StreamFilter {
   }
 
   /** A command writing `dest` from `sources`: dropped with its destination, a conflict when it reads a dropped key. */
-  private store(cmd: StreamCommand, db: number, dest: number, sources: number[]): FilterResult {
+  private store(cmd: StreamCommand, db: number, dest: number, sources: readonly number[]): FilterResult {
     const d = cmd.arg(dest);
     if (d === undefined || !this.scope.keepsKey(d)) return null;
     const outside = sources.find((i) => !this.scope.keepsKey(cmd.arg(i)!));
     if (outside !== undefined) return this.conflict(cmd, db, `${cmd.name.toUpperCase()} writes kept key "${printableKey(d)}" from key "${printableKey(cmd.arg(outside)!)}", which is not kept`);
-    return this.renamed(cmd, db, [dest, ...sources]);
+    return this.scope.renames ? this.renamed(cmd, db, [dest, ...sources]) : cmd.raw;
   }
 
   /** RENAME-like `CMD src dst ...`: kept -> dropped is `removal()` on the source key. */
@@ -314,7 +274,7 @@ export class StreamFilter {
   }
 
   /** Keys that must all be kept or all dropped (a script, a multi-key pop). */
-  private allOrNone(cmd: StreamCommand, db: number, keys: number[]): FilterResult {
+  private allOrNone(cmd: StreamCommand, db: number, keys: readonly number[]): FilterResult {
     let kept = 0;
     for (const i of keys) if (this.scope.keepsKey(cmd.arg(i)!)) kept++;
     if (kept === 0 && keys.length > 0) return null;
@@ -323,7 +283,7 @@ export class StreamFilter {
   }
 
   /** `cmd` with the keys at `positions` renamed (its own bytes when no name changes). */
-  private renamed(cmd: StreamCommand, db: number, positions: number[]): FilterResult {
+  private renamed(cmd: StreamCommand, db: number, positions: readonly number[]): FilterResult {
     const s = this.scope;
     if (!s.renames) return cmd.raw;
     let out: Arg[] | null = null;
@@ -350,38 +310,3 @@ function unwrap(commands: Buffer[]): Buffer | Buffer[] {
   return commands.length === 1 ? commands[0]! : commands;
 }
 
-function range(from: number, to: number): number[] {
-  const out: number[] = [];
-  for (let i = from; i < to; i++) out.push(i);
-  return out;
-}
-
-/** A count or db number argument; `fallback` when it is not a non-negative integer. */
-function count(a: Buffer | undefined, fallback = 0): number {
-  const n = a === undefined ? NaN : Number(a.toString('latin1'));
-  return Number.isInteger(n) && n >= 0 ? n : fallback;
-}
-
-/** Whether a SORT has a BY or GET option with a pattern that names other keys (`#` is the element itself). */
-function readsByPattern(cmd: StreamCommand): boolean {
-  const args = cmd.args;
-  for (let i = 2; i + 1 < args.length; i++) {
-    const w = args[i]!.toString('latin1').toLowerCase();
-    if ((w === 'by' || w === 'get') && args[i + 1]!.toString('latin1') !== '#') {
-      // BY nosort is a constant: it reads nothing.
-      if (w === 'by' && args[i + 1]!.toString('latin1').toLowerCase() === 'nosort') continue;
-      return true;
-    }
-  }
-  return false;
-}
-
-/** Index of the key after STORE / STOREDIST, or -1. */
-export function storeOptionIndex(cmd: StreamCommand): number {
-  const args = cmd.args;
-  for (let i = 2; i + 1 < args.length; i++) {
-    const w = args[i]!.toString('latin1').toLowerCase();
-    if (w === 'store' || w === 'storedist') return i + 1;
-  }
-  return -1;
-}

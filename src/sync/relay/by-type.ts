@@ -22,44 +22,41 @@
 import { encodeCommand, type Arg } from '../../resp/encode.js';
 import { valueTypeOf } from '../../rdb/format.js';
 import type { ValueType } from '../../rdb/types.js';
+import { commandKeys, isWord, keyIndexes, type ArgView } from '../../commands/keys.js';
 
 /** What one command becomes: relayed as is, replaced, dropped, or a conflict (with the reason). */
 export type TypeVerdict = { kind: 'pass' } | { kind: 'replace'; commands: Buffer[] } | { kind: 'drop' } | { kind: 'conflict'; reason: string };
 
 interface TypedCommand {
   type: ValueType;
-  /** Positions of the keys it writes: first and step to the end (step 0: only `first`). */
-  first: number;
-  step: number;
-  /** It replaces a key of any type (SET over a hash): a dropped-type write must delete on the target. */
+  /** It replaces the keys it writes whatever their type (SET over a hash): a dropped-type write must delete them on the target. */
   overwrites: boolean;
 }
 
-const one = (type: ValueType, overwrites = false, first = 1): TypedCommand => ({ type, first, step: 0, overwrites });
+const one = (type: ValueType, overwrites = false): TypedCommand => ({ type, overwrites });
 
 /** Commands as the stream carries them (blocking and read-modify forms arrive rewritten: BLPOP as LPOP, SPOP as SREM...). */
 const TYPED = new Map<string, TypedCommand>([
-  ...['setnx', 'getset', 'append', 'incr', 'decr', 'incrby', 'decrby', 'incrbyfloat', 'setrange', 'setbit', 'bitfield', 'pfadd', 'pfcount', 'pfdebug'].map((n) => [n, one('string')] as const),
-  ...['set', 'setex', 'psetex'].map((n) => [n, one('string', true)] as const),
-  ['mset', { type: 'string', first: 1, step: 2, overwrites: true }],
-  ['msetnx', { type: 'string', first: 1, step: 2, overwrites: false }],
-  ...['lpush', 'rpush', 'lpushx', 'rpushx', 'linsert', 'lset', 'lrem', 'ltrim', 'lpop', 'rpop'].map((n) => [n, one('list')] as const),
-  ...['rpoplpush', 'lmove'].map((n) => [n, { type: 'list', first: 1, step: 1, overwrites: false }] as const),
-  ...['sadd', 'srem'].map((n) => [n, one('set')] as const),
-  ['smove', { type: 'set', first: 1, step: 1, overwrites: false }],
+  ...['setnx', 'getset', 'append', 'incr', 'decr', 'incrby', 'decrby', 'incrbyfloat', 'setrange', 'setbit', 'bitfield', 'pfadd', 'pfcount', 'pfdebug', 'msetnx'].map((n) => [n, one('string')] as const),
+  ...['set', 'setex', 'psetex', 'mset'].map((n) => [n, one('string', true)] as const),
+  ...['lpush', 'rpush', 'lpushx', 'rpushx', 'linsert', 'lset', 'lrem', 'ltrim', 'lpop', 'rpop', 'rpoplpush', 'lmove'].map((n) => [n, one('list')] as const),
+  ...['sadd', 'srem', 'smove'].map((n) => [n, one('set')] as const),
   ...['zadd', 'zincrby', 'zrem', 'zremrangebyscore', 'zremrangebyrank', 'zremrangebylex', 'zpopmin', 'zpopmax', 'geoadd'].map((n) => [n, one('zset')] as const),
   ...['hset', 'hsetnx', 'hmset', 'hdel', 'hincrby', 'hincrbyfloat', 'hexpire', 'hpexpire', 'hexpireat', 'hpexpireat', 'hpersist', 'hgetdel', 'hgetex', 'hsetex'].map((n) => [n, one('hash')] as const),
-  ...['xadd', 'xdel', 'xtrim', 'xsetid', 'xack', 'xclaim', 'xautoclaim', 'xackdel', 'xdelex'].map((n) => [n, one('stream')] as const),
-  ['xgroup', one('stream', false, 2)],
+  ...['xadd', 'xdel', 'xtrim', 'xsetid', 'xack', 'xclaim', 'xautoclaim', 'xackdel', 'xdelex', 'xgroup'].map((n) => [n, one('stream')] as const),
 ]);
 
-/** `CMD dest ...` writing `dest` (overwritten whatever its type) from sources of the given types. */
-const STORES = new Map<string, { dest: number; result: ValueType; reads: readonly ValueType[] }>([
-  ...['sunionstore', 'sinterstore', 'sdiffstore'].map((n) => [n, { dest: 1, result: 'set' as ValueType, reads: ['set'] as ValueType[] }] as const),
-  ...['zunionstore', 'zinterstore', 'zdiffstore'].map((n) => [n, { dest: 1, result: 'zset' as ValueType, reads: ['set', 'zset'] as ValueType[] }] as const),
-  ...['zrangestore', 'geosearchstore'].map((n) => [n, { dest: 1, result: 'zset' as ValueType, reads: ['zset'] as ValueType[] }] as const),
-  ['bitop', { dest: 2, result: 'string', reads: ['string'] }],
-  ['pfmerge', { dest: 1, result: 'string', reads: ['string'] }],
+/**
+ * Commands writing one key (overwritten whatever its type; where it is: the key table) of type
+ * `result` from sources of the `reads` types. SORT / GEORADIUS write only with STORE.
+ */
+const STORES = new Map<string, { result: ValueType; reads: readonly ValueType[] }>([
+  ...['sunionstore', 'sinterstore', 'sdiffstore'].map((n) => [n, { result: 'set' as ValueType, reads: ['set'] as ValueType[] }] as const),
+  ...['zunionstore', 'zinterstore', 'zdiffstore'].map((n) => [n, { result: 'zset' as ValueType, reads: ['set', 'zset'] as ValueType[] }] as const),
+  ...['zrangestore', 'geosearchstore', 'georadius', 'georadiusbymember'].map((n) => [n, { result: 'zset' as ValueType, reads: ['zset'] as ValueType[] }] as const),
+  ['sort', { result: 'list', reads: ['list', 'set', 'zset'] }],
+  ['bitop', { result: 'string', reads: ['string'] }],
+  ['pfmerge', { result: 'string', reads: ['string'] }],
 ]);
 
 /** Commands on keys of any type (or on none): what they do to a key the target lacks is nothing. */
@@ -67,8 +64,6 @@ const ANY_TYPE = new Set([
   'del', 'unlink', 'expire', 'pexpire', 'expireat', 'pexpireat', 'persist', 'touch', 'move',
   'select', 'multi', 'exec', 'ping', 'publish', 'spublish', 'swapdb', 'flushdb', 'flushall', 'function', 'script',
 ]);
-
-const SCRIPTS = new Set(['eval', 'evalsha', 'eval_ro', 'evalsha_ro', 'fcall', 'fcall_ro']);
 
 /** RENAME / RENAMENX on the target: it holds the source key only when its type is kept. */
 const RENAME_SCRIPT = "if redis.call('EXISTS', KEYS[1]) == 1 then return redis.call('RENAME', KEYS[1], KEYS[2]) end return redis.call('DEL', KEYS[2])";
@@ -82,63 +77,59 @@ export class StreamTypeFilter {
     this.kept = new Set(types);
   }
 
-  /**
-   * The verdict for a command in target names: its lower-case `name`, argument `i` by `arg(i)`
-   * (0 = the name; read only where the command needs it), `argCount` with the name.
-   */
-  apply(name: string, arg: (i: number) => Buffer | undefined, argCount: number): TypeVerdict {
+  /** The verdict for a command in target names: its lower-case `name` and its arguments (read only where needed). */
+  apply(name: string, args: ArgView): TypeVerdict {
     const typed = TYPED.get(name);
     if (typed !== undefined) {
       if (this.kept.has(typed.type)) return PASS;
-      return typed.overwrites ? deleteKeys(keysAt(arg, argCount, typed.first, typed.step)) : DROP;
+      return typed.overwrites ? deleteKeys(writtenKeys(name, args)) : DROP;
     }
     if (ANY_TYPE.has(name)) return PASS;
-    const args = (): Buffer[] => Array.from({ length: argCount }, (_, i) => arg(i)!);
-    const store = STORES.get(name) ?? (name === 'sort' || name === 'georadius' || name === 'georadiusbymember' ? storeOption(name, args()) : undefined);
+    const store = STORES.get(name);
     if (store !== undefined) {
-      const dest = arg(store.dest);
-      if (dest === undefined) return PASS;
-      if (!this.kept.has(store.result)) return deleteKeys([dest]);
+      const dest = writtenKeys(name, args);
+      // Nothing written (SORT without STORE).
+      if (dest.length === 0) return PASS;
+      if (!this.kept.has(store.result)) return deleteKeys(dest);
       const dropped = store.reads.find((t) => !this.kept.has(t));
       if (dropped === undefined) return PASS;
       return conflict(`${name.toUpperCase()} writes a kept ${store.result} from keys that may be ${dropped}s, which are not kept`);
     }
-    if (name === 'sort' || name === 'georadius' || name === 'georadiusbymember') return PASS; // without STORE: nothing written
     switch (name) {
       case 'rename':
       case 'renamenx':
-        return argCount < 3 ? PASS : replace(['EVAL', RENAME_SCRIPT, 2, arg(1)!, arg(2)!]);
+        return args.argCount < 3 ? PASS : replace(['EVAL', RENAME_SCRIPT, 2, args.arg(1)!, args.arg(2)!]);
       case 'copy':
-        return this.copy(args());
+        return this.copy(args);
       case 'restore':
       case 'restore-asking':
-        return this.restore(args());
+        return this.restore(args);
       default:
         break;
     }
-    if (SCRIPTS.has(name)) return conflict(`${name.toUpperCase()}: the types of the keys a script writes are unknown`);
+    if (commandKeys(name).script) return conflict(`${name.toUpperCase()}: the types of the keys a script writes are unknown`);
     return conflict(`${name.toUpperCase()}: the type of the keys it writes is unknown to the --type filter`);
   }
 
-  private copy(args: readonly Buffer[]): TypeVerdict {
+  private copy(args: ArgView): TypeVerdict {
     let replaceDest = false;
-    for (let i = 3; i < args.length; i++) {
-      const w = args[i]!.toString('latin1').toLowerCase();
-      if (w === 'db') return conflict('COPY ... DB: whether the source key has a kept type can only be told in its own db');
-      if (w === 'replace') replaceDest = true;
+    for (let i = 3; i < args.argCount; i++) {
+      if (isWord(args, i, 'db')) return conflict('COPY ... DB: whether the source key has a kept type can only be told in its own db');
+      if (isWord(args, i, 'replace')) replaceDest = true;
     }
-    if (args.length < 3) return PASS;
-    return replace(['EVAL', COPY_SCRIPT, 2, args[1]!, args[2]!, ...(replaceDest ? ['REPLACE'] : [])]);
+    if (args.argCount < 3) return PASS;
+    return replace(['EVAL', COPY_SCRIPT, 2, args.arg(1)!, args.arg(2)!, ...(replaceDest ? ['REPLACE'] : [])]);
   }
 
   /** RESTORE key ttl payload [REPLACE] ...: the payload's first byte is the RDB object type. */
-  private restore(args: readonly Buffer[]): TypeVerdict {
-    const payload = args[3];
+  private restore(args: ArgView): TypeVerdict {
+    const payload = args.arg(3);
     const type = payload === undefined || payload.length === 0 ? null : payload[0] === 0 ? 'string' : valueTypeOf(payload[0]!);
     if (type === null) return conflict('RESTORE of a payload whose type is unknown');
     if (this.kept.has(type)) return PASS;
-    const replacing = args.slice(4).some((a) => a.toString('latin1').toLowerCase() === 'replace');
-    return replacing ? deleteKeys([args[1]!]) : DROP;
+    let replacing = false;
+    for (let i = 4; i < args.argCount; i++) if (isWord(args, i, 'replace')) replacing = true;
+    return replacing ? deleteKeys([args.arg(1)!]) : DROP;
   }
 }
 
@@ -157,20 +148,7 @@ function deleteKeys(keys: Buffer[]): TypeVerdict {
   return keys.length === 0 ? DROP : replace(['DEL', ...keys]);
 }
 
-function keysAt(arg: (i: number) => Buffer | undefined, argCount: number, first: number, step: number): Buffer[] {
-  if (step === 0) return first < argCount ? [arg(first)!] : [];
-  const out: Buffer[] = [];
-  for (let i = first; i < argCount; i += step) out.push(arg(i)!);
-  return out;
-}
-
-/** SORT / GEORADIUS[BYMEMBER] with STORE or STOREDIST: the key after it is written. */
-function storeOption(name: string, args: readonly Buffer[]): { dest: number; result: ValueType; reads: readonly ValueType[] } | undefined {
-  for (let i = 2; i + 1 < args.length; i++) {
-    const w = args[i]!.toString('latin1').toLowerCase();
-    if (w === 'store' || w === 'storedist') {
-      return name === 'sort' ? { dest: i + 1, result: 'list', reads: ['list', 'set', 'zset'] } : { dest: i + 1, result: 'zset', reads: ['zset'] };
-    }
-  }
-  return undefined;
+/** The keys the command writes, by the key table. */
+function writtenKeys(name: string, args: ArgView): Buffer[] {
+  return keyIndexes(commandKeys(name), args, 'write').map((i) => args.arg(i)!);
 }

@@ -5,7 +5,7 @@
  * with the same effect; other cross-slot commands go to the first key's slot and the target
  * answers CROSSSLOT, which the error policy handles.
  */
-import { argBuffer, commandName, firstKeyIndex } from '../../commands/keys.js';
+import { argBuffer, commandKeys, commandName, slotKeyIndex } from '../../commands/keys.js';
 import type { Arg } from '../../resp/encode.js';
 import { keySlot } from '../../commands/slot.js';
 
@@ -18,15 +18,21 @@ const BROADCAST = new Set(['FLUSHALL', 'FLUSHDB', 'SCRIPT', 'FUNCTION']);
 export function routeOf(args: readonly Arg[]): number {
   const name = commandName(args);
   if (BROADCAST.has(name)) return ROUTE_ALL;
-  const k = firstKeyIndex(name, args);
+  const k = slotKeyIndex(name, args);
   return k < 0 ? ROUTE_ANY : keySlot(argBuffer(args[k]!));
 }
 
-/** For DEL/UNLINK/MSET with keys in several slots: one command per slot (keys kept in order); else undefined. */
+/**
+ * For a command whose keys are independent and all written (DEL, UNLINK, MSET) with keys in
+ * several slots: one command per slot (keys kept in order); else undefined.
+ */
 export function splitCrossSlot(args: readonly Arg[]): { slot: number; args: Arg[] }[] | undefined {
-  const name = commandName(args);
-  const step = name === 'MSET' ? 2 : name === 'DEL' || name === 'UNLINK' ? 1 : 0;
-  if (step === 0 || args.length <= 1 + step || (args.length - 1) % step !== 0) return undefined;
+  const keys = commandKeys(commandName(args));
+  const r = keys.runs[0];
+  // Read-only independent keys (EXISTS, TOUCH) never reach a writer: left to CROSSSLOT like others.
+  if (!keys.independent || r === undefined || !r.write || r.at !== 1) return undefined;
+  const step = r.step;
+  if (args.length <= 1 + step || (args.length - 1) % step !== 0) return undefined;
   const bySlot = new Map<number, Arg[]>();
   for (let i = 1; i < args.length; i += step) {
     const slot = keySlot(argBuffer(args[i]!));
