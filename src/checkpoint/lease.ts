@@ -3,8 +3,9 @@
  * (`SET NX PX`), renewed by its holder every third of its time to live.
  *
  * A second instance that finds the lease alive (its value changes as the holder renews it)
- * refuses at once (exit 10). One that finds it stale (not renewed: the holder died) waits for it
- * to expire, takes it, and then *fences* the previous holder: it kills every target connection
+ * refuses at once (exit 10). One whose holder is provably dead (this host, boot and pid namespace,
+ * its process gone: a restart after a crash) takes it over at once. One that finds it stale (not
+ * renewed: the holder died elsewhere) waits for it to expire, takes it. Either then *fences* the previous holder: it kills every target connection
  * carrying this sync's client name but another token. Ownership thus travels with the batches:
  * a batch reaches the target only on a connection that was opened and checked under a live
  * lease, and such connections are killed before the new holder reads the checkpoint, so the
@@ -12,6 +13,7 @@
  */
 import { hostname } from 'node:os';
 import { randomBytes } from 'node:crypto';
+import { readFileSync, readlinkSync } from 'node:fs';
 import { ExitCode, ReplicantError } from '../errors.js';
 import type { Logger } from '../observe/logger.js';
 import type { Arg } from '../resp/encode.js';
@@ -39,6 +41,8 @@ interface Holder {
   token: string;
   host: string;
   pid: number;
+  /** Where `pid` means something: this boot of the machine and this pid namespace (absent when unknown). */
+  pidSpace?: string;
   since: number;
   renewedAt: number;
 }
@@ -60,7 +64,8 @@ export class SyncLease {
 
   /** The lease value with a fresh renewal time (its change is what tells a live holder). */
   currentValue(): string {
-    const h: Holder = { token: this.token, host: hostname(), pid: process.pid, since: this.since, renewedAt: Date.now() };
+    const space = pidSpace();
+    const h: Holder = { token: this.token, host: hostname(), pid: process.pid, ...(space === null ? {} : { pidSpace: space }), since: this.since, renewedAt: Date.now() };
     return JSON.stringify(h);
   }
 
@@ -81,6 +86,14 @@ export class SyncLease {
       const text = String(cur);
       const holder = parseHolder(text);
       if (holder?.token === this.token) break;
+      // A holder that provably died (a restart after a crash, under a supervisor): no need to wait for its TTL.
+      if (holder !== null && provablyDead(holder)) {
+        if (await this.takeOver(call, text)) {
+          this.opts.logger.warn({ sync: this.opts.id, holder: `${holder.host} pid ${holder.pid}` }, 'the instance that held this sync is dead (this host and boot, its process is gone): lease taken over at once');
+          break;
+        }
+        continue;
+      }
       // A live holder changes the value at every renewal (every third of the TTL).
       if (seen !== null && text !== seen) throw new LeaseError(this.refusal(holder, 'it renewed its lease just now'));
       if (seen === null) seenSince = Date.now();
@@ -186,11 +199,57 @@ export class SyncLease {
     this.timer = null;
   }
 
+  /**
+   * FLUSHALL the target (a standalone server) with this lease, and the hash fields in `keep`,
+   * written again in the same script: no moment exists at which the lease is missing and a
+   * second instance could take it. Refused (LeaseError, nothing flushed) when another instance
+   * holds the lease. `db` is where Replicant's keys live.
+   */
+  async flushAll(call: NodeCall, db: number, keep: readonly (readonly [key: string, field: string, value: string])[]): Promise<void> {
+    const { key, ttlMs } = this.opts;
+    const r = await call(['EVAL', FLUSH_ALL, 1 + keep.length, key, ...keep.map((k) => k[0]), db, `"token":"${this.token}"`, this.currentValue(), ttlMs, ...keep.flatMap((k) => [k[1], k[2]])]);
+    if (Number(r) === 1) return;
+    const holder = parseHolder(String(r));
+    throw new LeaseError(`sync "${this.opts.id}": another instance (${holder ? `${holder.host} pid ${holder.pid}` : 'unknown'}) holds the lease; this one does not flush the target and stops`);
+  }
+
   /** Give the lease up (graceful stop), only if it is still ours. */
   async release(call: NodeCall): Promise<void> {
     this.stop();
     const cur = await call(['GET', this.opts.key]);
     if (cur !== null && parseHolder(String(cur))?.token === this.token) await call(['DEL', this.opts.key]);
+  }
+}
+
+/**
+ * This machine's boot and this process's pid namespace, or null when either cannot be read (not
+ * Linux, /proc hidden): a pid names the same process only within both.
+ */
+function pidSpace(): string | null {
+  if (cachedPidSpace !== undefined) return cachedPidSpace;
+  try {
+    cachedPidSpace = `${readFileSync('/proc/sys/kernel/random/boot_id', 'utf8').trim()} ${readlinkSync('/proc/self/ns/pid')}`;
+  } catch {
+    cachedPidSpace = null;
+  }
+  return cachedPidSpace;
+}
+let cachedPidSpace: string | null | undefined;
+
+/**
+ * The holder ran on this host, in this boot and pid namespace, and its process no longer exists:
+ * it cannot renew or write again. Anything less certain (another host, an unknown boot, a
+ * process that exists, even frozen) is not: the lease is then waited for as before.
+ */
+function provablyDead(h: Holder): boolean {
+  const space = pidSpace();
+  if (space === null || h.pidSpace !== space || h.host !== hostname() || !Number.isInteger(h.pid) || h.pid <= 0 || h.pid === process.pid) return false;
+  try {
+    process.kill(h.pid, 0);
+    return false;
+  } catch (e) {
+    // EPERM: it exists (another user's process).
+    return (e as NodeJS.ErrnoException).code === 'ESRCH';
   }
 }
 
@@ -211,10 +270,26 @@ const RENEW = [
   'return cur',
 ].join('\n');
 
+/**
+ * KEYS[1]: the lease, KEYS[2..]: hashes to write again; ARGV: the db of Replicant's keys, our
+ * token as it appears in the value, our new value, the TTL, then field/value per hash.
+ * 1: flushed with our keys written again; otherwise the other holder's value (nothing flushed).
+ */
+const FLUSH_ALL = [
+  "redis.call('SELECT', ARGV[1])",
+  "local cur = redis.call('GET', KEYS[1])",
+  'if cur and not string.find(cur, ARGV[2], 1, true) then return cur end',
+  "redis.call('FLUSHALL')",
+  "redis.call('SET', KEYS[1], ARGV[3], 'PX', ARGV[4])",
+  "for i = 2, #KEYS do redis.call('HSET', KEYS[i], ARGV[2 * i + 1], ARGV[2 * i + 2]) end",
+  'return 1',
+].join('\n');
+
 function parseHolder(text: string): Holder | null {
   try {
     const o = JSON.parse(text) as Partial<Holder>;
-    return typeof o.token === 'string' ? { token: o.token, host: String(o.host), pid: Number(o.pid), since: Number(o.since), renewedAt: Number(o.renewedAt) } : null;
+    if (typeof o.token !== 'string') return null;
+    return { token: o.token, host: String(o.host), pid: Number(o.pid), ...(typeof o.pidSpace === 'string' ? { pidSpace: o.pidSpace } : {}), since: Number(o.since), renewedAt: Number(o.renewedAt) };
   } catch {
     return null;
   }

@@ -22,6 +22,7 @@ import { partialSpec, type PartialCliOptions } from './partial-options.js';
 
 export interface SyncCliOptions extends PasswordFileOptions, TlsCliOptions, PartialCliOptions {
   acceptFilterChange: boolean;
+  allowOverlap: boolean;
   source: string;
   target: string;
   writeMode: 'auto' | 'restore' | 'commands';
@@ -82,6 +83,7 @@ export async function runSyncCommand(o: SyncCliOptions): Promise<void> {
     exitAfterFullSync: o.exitAfterFullSync,
     partial: partialSpec(o),
     acceptFilterChange: o.acceptFilterChange,
+    allowOverlap: o.allowOverlap,
     logger,
   };
   // Logged as soon as the options are known to be valid, before the sync machinery loads

@@ -21,6 +21,7 @@ export function registerSyncCommand(program: Command): void {
   addTlsOptions(cmd);
   addPartialOptions(addPasswordOptions(cmd), { stream: true, dbHelp: 'only these source databases (default: every db)' })
     .option('--accept-filter-change', "when the checkpoint was made with other filters: copy again (full sync) instead of refusing to start", false)
+    .option('--allow-overlap', 'run next to another partial sync of the same source whose selection is not provably disjoint from this one (default: refused, exit 2; a key in both gets every write twice)', false)
     .addOption(new Option('--write-mode <mode>', 'how the snapshot is written: auto (SET for strings, RESTORE for the rest when the target allows), restore, commands').choices(['auto', 'restore', 'commands']).default(D.writeMode))
     .option('--big-key-bytes <size>', 'keys above this size go as chunked commands, never RESTORE', parseSize, D.bigKeyBytes)
     .addOption(new Option('--existing <policy>', 'when the target already holds keys at the first full sync: fail, replace (overwrite the source keys, keep others), flush (empty the target first)').choices(['fail', 'replace', 'flush']).default(D.existing))

@@ -64,6 +64,12 @@ export interface SyncOptions {
    * when it holds only this sync's keys) instead of refusing to start.
    */
   acceptFilterChange?: boolean;
+  /**
+   * Another partial sync of the same source into this target may copy some of the same keys (its
+   * selection is not provably disjoint from this one's): run anyway, with a warning, instead of
+   * refusing (exit 2). Only when no key can really be in both.
+   */
+  allowOverlap?: boolean;
   /** Set by ClusterSourceSync: this session copies one shard of a cluster source (`source` is then only shown). */
   shard?: ShardRole;
   /** Reconnect delays: starts at `min`, doubles to `max`. */
@@ -90,6 +96,7 @@ export const SYNC_DEFAULTS = {
   reconnectMaxMs: 10_000,
   leaseTtlMs: 10_000,
   acceptFilterChange: false,
+  allowOverlap: false,
 } as const satisfies Partial<SyncOptions>;
 
 type Defaulted = keyof typeof SYNC_DEFAULTS;

@@ -88,10 +88,17 @@ export async function clearOwnKeys(ctx: SyncContext): Promise<void> {
   ctx.log.warn({ deleted, slots: ranges.map(([lo, hi]) => `${lo}-${hi}`).join(',') }, "deleted the keys of this shard's slots from the target");
 }
 
-/** FLUSHALL, then put back what makes this sync safe (its lease and registration). */
+/**
+ * FLUSHALL, keeping what makes this sync safe (its lease and registration) in the same script:
+ * flushed and written again as one step, so no second instance can take the lease in between.
+ * The checkpoint is not kept: it describes data the flush removes (the copy writes its own).
+ */
 export async function flushTarget(ctx: SyncContext): Promise<void> {
+  const r = ctx.owner.registration;
+  const keep = r === null ? [] : [[REGISTRY_KEY, ctx.identity.id, JSON.stringify(r)] as const];
+  if (!ctx.target.cluster) return ctx.lease.flushAll((a) => ctx.target.data.call(a), ctx.store.homeDb, keep);
+  // A cluster target: Replicant's keys live on other masters than the ones flushed; one script cannot span them.
   await ctx.target.data.call(['FLUSHALL']);
   await ctx.lease.renew((a) => ctx.target.controlCall(a));
-  const r = ctx.owner.registration;
-  if (r !== null) await ctx.target.controlCall(['HSET', REGISTRY_KEY, ctx.identity.id, JSON.stringify(r)]);
+  for (const [key, field, value] of keep) await ctx.target.controlCall(['HSET', key, field, value]);
 }

@@ -14,7 +14,7 @@ import { preflightTarget } from '../../writer/preflight.js';
 import type { SyncContext } from '../context.js';
 import type { State } from '../phases.js';
 import { checkFilterChange, checkOwner, checkTargetKept, checkpointOutlivedTarget } from '../ownership/checks.js';
-import { readRegistry } from '../ownership/registry.js';
+import { readRegistry, refuseSourceIsTarget, yieldToEarlierSync } from '../ownership/registry.js';
 
 export async function start(ctx: SyncContext, onLeaseLost: (e: Error) => void): Promise<State> {
   const writer = await ctx.target.open();
@@ -33,7 +33,7 @@ export async function start(ctx: SyncContext, onLeaseLost: (e: Error) => void): 
     onLeaseLost,
     (retaken) => {
       void checkTargetKept(ctx, retaken).catch(() => undefined);
-      void readRegistry(ctx).catch(() => undefined);
+      void readRegistry(ctx).then(() => yieldToEarlierSync(ctx, onLeaseLost)).catch(() => undefined);
     },
   );
   await readRegistry(ctx);
@@ -76,6 +76,9 @@ async function preflight(ctx: SyncContext): Promise<void> {
     if (ctx.run.stopping) return;
     throw e;
   }
+  // Before the first write (the target's probes, the lease): a source that is the target, or replicates it, is refused untouched.
+  const s = ctx.sourceInfo;
+  refuseSourceIsTarget(ctx, s && { runId: s.runId, replid: s.masterReplid, masterAddress: s.masterAddress });
   const cp = ctx.opts.checkpoint;
   await preflightTarget({
     target: ctx.target.ep,
