@@ -80,7 +80,7 @@ export class SyncSession extends EventEmitter<SyncEvents> {
     const figures = new SyncFigures(lost);
     const lease = new SyncLease({ key: identity.leaseKey, id: identity.id, clientPrefix: identity.clientPrefix, ttlMs: opts.leaseTtlMs, logger: log });
     const run = new RunControl(log, (phase, info) => this.emit('phase', phase, info));
-    const target = new TargetConnections(targetEp, { maxInflightBytes: opts.maxInflightBytes, onError: opts.onError, logger: log, clientName: lease.clientName }, {
+    const target = new TargetConnections(targetEp, { maxInflightBytes: opts.maxInflightBytes, onError: opts.onError, logger: log, clientName: lease.clientName, connectTimeoutMs: opts.connectTimeoutMs }, {
       applied: (offset) => ctx.units.onApplied(offset),
       commandError: (e) => ctx.policy.targetRejected(e, ctx.snapshot === null ? null : (ctx.snapshot.dbOf(e.payload) ?? 0)),
       failed: (e) => this.onWriterFailed(e),
@@ -242,7 +242,8 @@ export class SyncSession extends EventEmitter<SyncEvents> {
     if (halt.why === 'stop') ctx.run.enter('stopping', why);
     else ctx.run.note('stopping', why);
     if (halt.why === 'stop' || halt.why === 'done') await this.finishGracefully();
-    else if (halt.why === 'failed' && !(halt.error instanceof LeaseError)) await ctx.lease.release((a) => ctx.target.controlCall(a)).catch(() => undefined);
+    // Not when the target never answered: no lease was taken, and a new connection would only wait --connect-timeout again.
+    else if (halt.why === 'failed' && !(halt.error instanceof LeaseError) && ctx.target.writer !== null) await ctx.lease.release((a) => ctx.target.controlCall(a)).catch(() => undefined);
     this.result = { appliedOffset: ctx.units.applied, replid: ctx.tracker.replid, status: this.status() };
     return { at: 'stopped', halt };
   }
