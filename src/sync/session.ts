@@ -237,7 +237,7 @@ export class SyncSession extends EventEmitter<SyncEvents> {
   /** stopping: a graceful stop applies and checkpoints what it can; a failure releases the lease; a lost lease touches nothing. */
   private async stopping(halt: Halt): Promise<State> {
     const ctx = this.ctx;
-    const why = halt.why === 'failed' || halt.why === 'lease-lost' ? (halt.error as Error).message : halt.why === 'done' ? 'the snapshot is applied (--exit-after-full-sync)' : 'stop requested';
+    const why = halt.why === 'failed' || halt.why === 'lease-lost' ? (halt.error as Error).message : halt.why === 'done' ? (halt.what ?? 'the snapshot is applied (--exit-after-full-sync)') : 'stop requested';
     // A failure goes to `stopped` without showing `stopping` (what the phase events have always said).
     if (halt.why === 'stop') ctx.run.enter('stopping', why);
     else ctx.run.note('stopping', why);
@@ -284,6 +284,8 @@ export class SyncSession extends EventEmitter<SyncEvents> {
     if (ack) source?.link.ackNow();
     store.applied(tracker.current('streaming', offset, db));
     this.emit('applied', offset);
+    const exitAt = this.ctx.run.exitAtOffset;
+    if (exitAt !== null && offset >= exitAt) this.ctx.run.stop({ why: 'done', what: `caught up with the source at offset ${offset} (--exit-after-full-sync on a resumed sync)` });
   }
 
   private onWriterFailed(e: Error): void {
