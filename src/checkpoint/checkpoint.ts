@@ -25,6 +25,8 @@ export interface Checkpoint {
   target?: string;
 }
 
+import { UsageError } from '../errors.js';
+
 export function serializeCheckpoint(cp: Checkpoint): string {
   return JSON.stringify({ v: 1, replid: cp.replid, offset: cp.offset, db: cp.db, state: cp.state, cleanStart: cp.cleanStart, at: cp.at, sourceRunId: cp.sourceRunId, filter: cp.filter, sync: cp.sync, target: cp.target });
 }
@@ -49,4 +51,18 @@ export function parseCheckpoint(text: string | Buffer | null | undefined): Check
   if (typeof r['sync'] === 'string') cp.sync = r['sync'];
   if (typeof r['target'] === 'string') cp.target = r['target'];
   return cp;
+}
+
+/**
+ * A stored value that is not a checkpoint (truncated, overwritten, hand-edited): it must not be
+ * taken for "no checkpoint" (that would suggest --existing flush on a target this sync wrote, or
+ * copy again for nothing), so the sync stops and says where it is, what it holds, what to do.
+ */
+export function unreadableCheckpoint(where: string, text: string | Buffer, remedy: string): UsageError {
+  const shown = (typeof text === 'string' ? text : text.toString('utf8')).slice(0, 120);
+  const full = (typeof text === 'string' ? text.length : text.length) <= 120;
+  return new UsageError(
+    `the checkpoint in ${where} is not a Replicant checkpoint (truncated or overwritten?): it holds ${JSON.stringify(shown)}${full ? '' : '...'}. ` +
+      `If it was this sync's, the target's position is unknown: ${remedy}`,
+  );
 }

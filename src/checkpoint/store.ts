@@ -12,7 +12,7 @@ import { mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { LocalIoError } from '../errors.js';
 import type { Arg } from '../resp/encode.js';
-import { parseCheckpoint, serializeCheckpoint, type Checkpoint } from './checkpoint.js';
+import { parseCheckpoint, serializeCheckpoint, unreadableCheckpoint, type Checkpoint } from './checkpoint.js';
 
 
 /** The control-plane calls a store needs from the target (implemented by the sync session). */
@@ -66,7 +66,17 @@ export class TargetCheckpointStore implements CheckpointStore {
   }
 
   async load(): Promise<Checkpoint | null> {
-    return parseCheckpoint(await this.access.get(this.homeDb, this.key));
+    const raw = await this.access.get(this.homeDb, this.key);
+    if (raw === null) return null;
+    const cp = parseCheckpoint(raw);
+    if (cp === null) {
+      throw unreadableCheckpoint(
+        this.where,
+        raw,
+        `to copy everything again over the target's keys, delete it (DEL ${this.key} in db ${this.homeDb}) and run with --existing replace (or --existing flush to empty the target first); to resume, put back a checkpoint this sync wrote`,
+      );
+    }
+    return cp;
   }
 
   /**
@@ -116,7 +126,9 @@ export class FileCheckpointStore implements CheckpointStore {
       throw new LocalIoError(`checkpoint: cannot read ${this.path}: ${(e as Error).message}`);
     }
     const cp = parseCheckpoint(text);
-    if (cp === null) throw new LocalIoError(`checkpoint: ${this.path} is not a Replicant checkpoint (delete it to start over)`);
+    if (cp === null) {
+      throw unreadableCheckpoint(this.where, text, `to copy everything again, delete it (rm ${this.path}) and run with --existing replace (or --existing flush to empty the target first); to resume, restore the file from a backup`);
+    }
     return cp;
   }
 

@@ -80,11 +80,13 @@ export function describeSource(spec: SourceSpec): string {
 /** ioredis is loaded only for sentinel sources (it costs ~0.15 s of startup). */
 async function sentinelClient(s: SentinelSpec, at: { host: string; port: number }): Promise<Redis> {
   const { Redis } = await import('ioredis');
+  // No `password` here: ioredis turns a refused AUTH into "Connection is closed."; connectSentinel sends AUTH itself.
   const c = new Redis({
     host: at.host,
     port: at.port,
-    password: s.sentinelPassword,
     lazyConnect: true,
+    // Its INFO would be refused before AUTH and end the connection as "Connection is closed.".
+    enableReadyCheck: false,
     connectTimeout: 3000,
     maxRetriesPerRequest: 0,
     retryStrategy: () => null,
@@ -95,6 +97,37 @@ async function sentinelClient(s: SentinelSpec, at: { host: string; port: number 
   return c;
 }
 
+/** A sentinel's refusal of our credentials (or of their absence): retrying cannot fix it. */
+export class SentinelAuthError extends Error {}
+
+const SENTINEL_PASSWORD_HINT = 'give the sentinels\' password with ?sentinelPassword=... in the URL, --sentinel-password-file, or REPLICANT_SENTINEL_PASSWORD (the password in the URL\'s user part is the data nodes\')';
+
+/** Connects and authenticates to one sentinel; SentinelAuthError when it refuses the password or wants one. */
+async function connectSentinel(s: SentinelSpec, at: { host: string; port: number }): Promise<Redis> {
+  const c = await sentinelClient(s, at);
+  try {
+    await c.connect();
+    if (s.sentinelPassword !== undefined) {
+      try {
+        await c.call('AUTH', s.sentinelPassword);
+      } catch (e) {
+        throw new SentinelAuthError(`sentinel ${endpointLabel(at)}: authentication failed (${(e as Error).message}): check the sentinel password; ${SENTINEL_PASSWORD_HINT}`);
+      }
+    }
+    return c;
+  } catch (e) {
+    c.disconnect();
+    throw e;
+  }
+}
+
+/** A command's error from a sentinel, said as what it means: a missing password is an authentication failure. */
+function sentinelCommandError(e: unknown, at: { host: string; port: number }): Error {
+  const m = (e as Error).message;
+  if (/^NOAUTH/.test(m)) return new SentinelAuthError(`sentinel ${endpointLabel(at)}: authentication failed: it requires a password (${m}); ${SENTINEL_PASSWORD_HINT}`);
+  return e as Error;
+}
+
 /** The endpoint to connect to now: the fixed one, the master the sentinels name, or the cluster shard's node. */
 export async function resolveSource(spec: SourceSpec, logger: Logger): Promise<SourceEndpoint> {
   if (spec.kind === 'direct') return spec.endpoint;
@@ -102,11 +135,12 @@ export async function resolveSource(spec: SourceSpec, logger: Logger): Promise<S
   const s = spec.sentinel;
   const failures: string[] = [];
   let tlsFailures = 0;
+  let authFailures = 0;
   for (const at of s.sentinels) {
-    const c = await sentinelClient(s, at);
+    let c: Redis | null = null;
     try {
-      await c.connect();
-      const reply = (await c.call('SENTINEL', 'get-master-addr-by-name', s.masterName)) as [string, string] | null;
+      c = await connectSentinel(s, at);
+      const reply = (await c.call('SENTINEL', 'get-master-addr-by-name', s.masterName).catch((e: unknown) => Promise.reject(sentinelCommandError(e, at)))) as [string, string] | null;
       if (reply === null) throw new Error(`no master named "${s.masterName}"`);
       const endpoint: SourceEndpoint = { host: reply[0], port: Number(reply[1]) };
       if (s.username !== undefined) endpoint.username = s.username;
@@ -115,15 +149,20 @@ export async function resolveSource(spec: SourceSpec, logger: Logger): Promise<S
       logger.info({ sentinel: endpointLabel(at), master: s.masterName, address: endpointLabel(endpoint) }, 'sentinel named the source master');
       return endpoint;
     } catch (e) {
+      if (e instanceof SentinelAuthError) {
+        authFailures++;
+        failures.push(e.message);
+        continue;
+      }
       const tls = describeTlsError(e, `sentinel ${endpointLabel(at)}`, { ...at, tls: s.tls });
       if (tls !== null) tlsFailures++;
       failures.push(tls ?? `${endpointLabel(at)}: ${(e as Error).message}`);
     } finally {
-      c.disconnect();
+      c?.disconnect();
     }
   }
-  // Sentinels that all refuse the handshake will refuse it again.
-  throw new ReplicationSourceError(`no sentinel could name master "${s.masterName}" (${failures.join('; ')})`, tlsFailures < failures.length);
+  // Sentinels that all refuse the handshake or the credentials will refuse them again.
+  throw new ReplicationSourceError(`no sentinel could name master "${s.masterName}" (${failures.join('; ')})`, tlsFailures + authFailures < failures.length);
 }
 
 /**
@@ -132,9 +171,9 @@ export async function resolveSource(spec: SourceSpec, logger: Logger): Promise<S
  */
 export async function watchSentinel(spec: SentinelSpec, logger: Logger, onSwitch: (to: { host: string; port: number }) => void): Promise<() => void> {
   for (const at of spec.sentinels) {
-    const c = await sentinelClient(spec, at);
+    let c: Redis | null = null;
     try {
-      await c.connect();
+      c = await connectSentinel(spec, at);
       await c.subscribe('+switch-master');
       c.on('message', (_channel: string, message: string) => {
         // "<name> <old-ip> <old-port> <new-ip> <new-port>"
@@ -143,9 +182,9 @@ export async function watchSentinel(spec: SentinelSpec, logger: Logger, onSwitch
         logger.warn({ master: spec.masterName, from: `${parts[1]}:${parts[2]}`, to: `${parts[3]}:${parts[4]}` }, 'sentinel switched the master');
         onSwitch({ host: parts[3]!, port: Number(parts[4]) });
       });
-      return () => c.disconnect();
+      return () => c!.disconnect();
     } catch {
-      c.disconnect();
+      c?.disconnect();
     }
   }
   throw new SourceError(`could not subscribe to +switch-master on any sentinel of "${spec.masterName}"`);

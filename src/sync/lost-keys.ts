@@ -5,7 +5,7 @@
  * (`<db>\t<key>\t<reason>` per line, keys printable with \xNN escapes) so that the user can tell
  * exactly what is missing. Expired keys are not lost: they would not exist on the source either.
  */
-import { accessSync, appendFileSync, constants, writeFileSync } from 'node:fs';
+import { accessSync, constants, ftruncateSync, lstatSync, openSync, writeSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { UsageError, printableKey } from '../errors.js';
@@ -17,6 +17,11 @@ import type { TargetCommandError } from '../writer/errors.js';
 export const LOGGED_LOST_KEYS = 20;
 /** Report lines buffered before they are appended to the file. */
 const FLUSH_BYTES = 64 * 1024;
+/**
+ * A new file only (O_CREAT|O_EXCL: an existing path, even a symlink, is refused, so a planted
+ * link in a shared temp dir cannot redirect the report), never through a symlink, appended to.
+ */
+const CREATE_NEW = constants.O_CREAT | constants.O_EXCL | constants.O_WRONLY | constants.O_APPEND | constants.O_NOFOLLOW;
 
 /** The default report path: under `dir` (the spool dir) or the OS temp dir, named after the time. */
 export function defaultReportPath(dir: string | undefined, now = new Date()): string {
@@ -34,6 +39,8 @@ export class LostKeys {
   private readonly explicitPath: string | undefined;
   private readonly dir: string | undefined;
   private file: string | null = null;
+  /** The report's descriptor, held from its creation: written and emptied through it, never reopened by name. */
+  private fd: number | null = null;
   /** The report could not be written: keys are still counted and the first ones logged. */
   private broken = false;
   private lines: string[] = [];
@@ -56,6 +63,8 @@ export class LostKeys {
       } catch (e) {
         throw new UsageError(`--report ${path}: its directory is not writable: ${(e as Error).message}`);
       }
+      // The report is created new (see CREATE_NEW): say so now rather than when a key is lost.
+      if (pathExists(path)) throw new UsageError(`--report ${path}: it already exists (a file, a directory or a symlink); Replicant only creates a new report, readable by the owner only: remove it or choose another path`);
     }
   }
 
@@ -112,7 +121,7 @@ export class LostKeys {
     this.lines = [];
     this.lineBytes = 0;
     try {
-      appendFileSync(this.file, text, { mode: 0o600 });
+      writeSync(this.fd!, text);
     } catch (e) {
       this.fileFailed(e);
     }
@@ -123,6 +132,7 @@ export class LostKeys {
     this.log.error({ report: this.file, err: (e as Error).message }, 'cannot write the lost-keys report: lost keys are still counted, the first ones logged');
     this.broken = true;
     this.file = null;
+    this.fd = null;
     this.lines = [];
   }
 
@@ -134,21 +144,32 @@ export class LostKeys {
       this.first.push(key === null ? `(${reason})` : `${db}:${shown}`);
       this.log.warn({ db, key: key === null ? undefined : printableKey(key), reason, report: this.file }, 'key not written to the target');
     }
-    if (this.file === null) return;
+    if (this.fd === null) return;
     const line = `${db}\t${shown}\t${reason.replace(/[\r\n\t]/g, ' ')}\n`;
     this.lines.push(line);
     this.lineBytes += line.length;
     if (this.lineBytes >= FLUSH_BYTES) this.flush();
   }
 
-  /** Creates (or empties) the report file: the one in use, --report, or a new default one. */
+  /** Empties the report in use (through its descriptor), or creates --report or a new default one (0600). */
   private open(): void {
-    const file = this.file ?? this.explicitPath ?? defaultReportPath(this.dir);
-    this.file = file;
     try {
-      writeFileSync(file, '', { mode: 0o600 });
+      if (this.fd !== null) return ftruncateSync(this.fd, 0);
+      const file = this.explicitPath ?? defaultReportPath(this.dir);
+      this.file = file;
+      this.fd = openSync(file, CREATE_NEW, 0o600);
     } catch (e) {
       this.fileFailed(e);
     }
+  }
+}
+
+/** Whether anything is at `path`, a dangling symlink included. */
+function pathExists(path: string): boolean {
+  try {
+    lstatSync(path);
+    return true;
+  } catch {
+    return false;
   }
 }

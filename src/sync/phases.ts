@@ -19,7 +19,7 @@ export type Phase = (typeof PHASES)[number];
 /** Why a sync stops: the one stop reason (no flags). */
 export type Halt =
   | { why: 'stop' }
-  | { why: 'done' }
+  | { why: 'done'; what?: string }
   | { why: 'lease-lost'; error: Error }
   | { why: 'failed'; error: unknown };
 

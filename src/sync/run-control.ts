@@ -20,6 +20,8 @@ export class RunControl {
   state: StateName = 'starting';
   phase: Phase = 'connecting';
   halt: Halt | null = null;
+  /** --exit-after-full-sync on a resumed sync: stop once this source offset is applied (null: not waiting for one). */
+  exitAtOffset: number | null = null;
   /** Why the copy on the target is gone (flushed, restarted empty): the next connection copies again. */
   copyLost: string | null = null;
   /** Resolves at the first halt (cuts sleeps and waits short). */

@@ -175,12 +175,13 @@ export class SyncSession extends EventEmitter<SyncEvents> {
   /** stopping: a graceful stop applies and checkpoints what it can; a failure releases the lease; a lost lease touches nothing. */
   private async stopping(halt: Halt): Promise<State> {
     const ctx = this.ctx;
-    const why = halt.why === 'failed' || halt.why === 'lease-lost' ? (halt.error as Error).message : halt.why === 'done' ? 'the snapshot is applied (--exit-after-full-sync)' : 'stop requested';
+    const why = halt.why === 'failed' || halt.why === 'lease-lost' ? (halt.error as Error).message : halt.why === 'done' ? (halt.what ?? 'the snapshot is applied (--exit-after-full-sync)') : 'stop requested';
     // A failure goes to `stopped` without showing `stopping` (what the phase events have always said).
     if (halt.why === 'stop') ctx.run.enter('stopping', why);
     else ctx.run.note('stopping', why);
     if (halt.why === 'stop' || halt.why === 'done') await this.finishGracefully();
-    else if (halt.why === 'failed' && !(halt.error instanceof LeaseError)) await ctx.lease.release((a) => ctx.target.controlCall(a)).catch(() => undefined);
+    // Not when the target never answered: no lease was taken, and a new connection would only wait --connect-timeout again.
+    else if (halt.why === 'failed' && !(halt.error instanceof LeaseError) && ctx.target.writer !== null) await ctx.lease.release((a) => ctx.target.controlCall(a)).catch(() => undefined);
     this.result = { appliedOffset: ctx.units.applied, replid: ctx.tracker.replid, status: this.status() };
     return { at: 'stopped', halt };
   }

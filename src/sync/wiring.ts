@@ -43,7 +43,7 @@ export function createSyncContext(options: SyncOptions, events: SessionEvents): 
   const figures = new SyncFigures(lost);
   const lease = new SyncLease({ key: identity.leaseKey, id: identity.id, clientPrefix: identity.clientPrefix, ttlMs: opts.leaseTtlMs, logger: log });
   const run = new RunControl(log, events.phase);
-  const target = new TargetConnections(targetEp, { maxInflightBytes: opts.maxInflightBytes, onError: opts.onError, logger: log, clientName: lease.clientName }, {
+  const target = new TargetConnections(targetEp, { maxInflightBytes: opts.maxInflightBytes, onError: opts.onError, logger: log, clientName: lease.clientName, connectTimeoutMs: opts.connectTimeoutMs }, {
     applied: (offset) => ctx.units.onApplied(offset),
     commandError: (e) => commandRejected(ctx, e),
     failed: (e) => writerFailed(ctx, e),
@@ -93,6 +93,8 @@ function applied(ctx: SyncContext, offset: number, db: number, commands: number,
   if (ack) link?.ackNow();
   ctx.store.applied(ctx.tracker.current('streaming', offset, db));
   ctx.emit.applied(offset);
+  const exitAt = ctx.run.exitAtOffset;
+  if (exitAt !== null && offset >= exitAt) ctx.run.stop({ why: 'done', what: `caught up with the source at offset ${offset} (--exit-after-full-sync on a resumed sync)` });
 }
 
 /** A command the target rejected under --on-error skip: a batch of snapshot keys is tried again key by key, anything else counted. */

@@ -32,6 +32,31 @@ export interface PreflightOptions {
   /** The source's INFO; null when it refused INFO (the checks that need it are skipped). */
   source: ServerInfo | null;
   logger: Logger;
+  /**
+   * A standalone target's number of databases (when known) and the dbs the sync will write: each
+   * source db holding keys that the selection keeps, with the target db it maps to.
+   */
+  databases?: { count: number; writes: DbWrite[] };
+}
+
+export interface DbWrite {
+  source: number;
+  target: number;
+  keys: number;
+}
+
+/**
+ * Source dbs whose target db is beyond the target's databases: a SELECT of it is refused, and
+ * what follows would be written into the db selected before (exit 5 before the copy instead).
+ */
+export function missingTargetDbs(count: number, writes: readonly DbWrite[]): string | null {
+  const beyond = writes.filter((w) => w.target >= count).sort((a, b) => a.source - b.source);
+  if (beyond.length === 0) return null;
+  const list = beyond.map((w) => `source db ${w.source} (${w.keys} keys) → target db ${w.target}`).join(', ');
+  return (
+    `it has ${count} databases (0-${count - 1}) but the sync would write ${list}: ` +
+    `raise \`databases\` in the target's configuration (to at least ${Math.max(...beyond.map((w) => w.target)) + 1}; needs a restart), or map those dbs to dbs the target has with --db-map, or leave them out with --db`
+  );
 }
 
 /** How much a missing command matters. */
@@ -155,6 +180,9 @@ export class PreflightCheck {
     if (libraries > 0 && info.major < 7) {
       this.problems.push(`the source has ${libraries} function libraries, which Redis ${info.version} cannot hold: use a Redis 7+ target`);
     }
+    const dbs = this.o.databases;
+    const missing = dbs === undefined ? null : missingTargetDbs(dbs.count, dbs.writes);
+    if (missing !== null) this.problems.push(missing);
     await this.checkCommands();
     return { problems: [...this.problems], warnings: [...this.warnings], user: this.user ?? this.o.target.username ?? 'default' };
   }

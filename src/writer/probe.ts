@@ -66,6 +66,7 @@ export function buildTargetInfo(r: ProbeReplies): TargetInfo {
     cluster: parseInfo(r.cluster).get('cluster_enabled') === '1',
     dbsize: keyspaceTotal(parseInfo(r.keyspace)),
     databases: r.databases ?? 16,
+    databasesKnown: r.databases !== undefined,
     modules: moduleNames(r.modules),
   };
 }

@@ -80,7 +80,7 @@ export class TargetWriter extends EventEmitter<TargetWriterEvents> implements Un
     const timeoutMs = opts.connectTimeoutMs ?? 10_000;
     let timer: NodeJS.Timeout | undefined;
     const deadline = new Promise<never>((_, reject) => {
-      timer = setTimeout(() => reject(new TargetError(`target ${w.address}: no connection (connect, AUTH and probe) within ${timeoutMs} ms${w.conn.timeoutHint()}`)), timeoutMs);
+      timer = setTimeout(() => reject(new TargetError(`target ${w.address}: no connection (connect, AUTH and probe) within ${waitText(timeoutMs)}${opts.connectTimeoutMs === undefined ? '' : ' (--connect-timeout)'}${w.conn.timeoutHint()}`)), timeoutMs);
     });
     try {
       await Promise.race([w.open(endpoint), deadline]);
@@ -499,4 +499,9 @@ export class TargetWriter extends EventEmitter<TargetWriterEvents> implements Un
     this.waiters.rejectAll(err);
     this.inflight = 0;
   }
+}
+
+/** A wait as said to a person: "300 ms", "2 s", "2.5 s". */
+function waitText(ms: number): string {
+  return ms < 1000 ? `${ms} ms` : `${Math.round(ms / 100) / 10} s`;
 }

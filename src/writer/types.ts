@@ -50,6 +50,8 @@ export interface TargetInfo {
   dbsize: number;
   /** CONFIG GET databases; 16 when CONFIG is not allowed. */
   databases: number;
+  /** False when `databases` is the assumed 16 (CONFIG refused): no db may then be taken as missing. */
+  databasesKnown?: boolean;
   /** Loaded module names (INFO modules). */
   modules: string[];
 }

@@ -2,6 +2,7 @@
  * `replicant sync` checks the target before asking the source for its RDB (exit 5 with what is
  * missing and what to do), and gives up on a source that never answers (exit 4).
  */
+import { createServer, type AddressInfo } from 'node:net';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { ensureBuilt, runCli } from '../helpers/cli.js';
 import { freePort, infoField, startRedis, waitFor, type RedisServer } from '../helpers/redis.js';
@@ -165,6 +166,27 @@ describe('first connection to the source', () => {
     expect(r.code, r.stderr).toBe(4);
     expect(Date.now() - started).toBeLessThan(10_000);
     expect(r.stderr).toMatch(/WRONGPASS/);
+  });
+});
+
+describe('first connection to the target', () => {
+  it('a target that accepts but never answers: exit 5 after --connect-timeout (not 10 s, not twice), and the message states that wait', async () => {
+    const source = await startRedis();
+    servers.push(source);
+    // Accepts connections and says nothing: connect succeeds, AUTH/probe never answer.
+    const silent = createServer(() => {});
+    await new Promise<void>((r) => silent.listen(0, '127.0.0.1', () => r()));
+    const port = (silent.address() as AddressInfo).port;
+    try {
+      const started = Date.now();
+      const r = await runCli(['sync', '--source', source.url, '--target', `redis://127.0.0.1:${port}`, '--no-progress', '--connect-timeout', '2s'], { timeoutMs: 40_000 });
+      const took = Date.now() - started;
+      expect(r.code, r.stderr).toBe(5);
+      expect(took).toBeLessThan(4_500);
+      expect(r.stderr.trim().split('\n').at(-1)).toMatch(new RegExp(`target 127\\.0\\.0\\.1:${port}: no connection \\(connect, AUTH and probe\\) within 2 s \\(--connect-timeout\\)`));
+    } finally {
+      silent.close();
+    }
   });
 });
 

@@ -91,6 +91,27 @@ describe('passwords outside argv', () => {
   });
 });
 
+describe('sentinel authentication', () => {
+  it('a wrong or missing sentinel password says authentication failed, naming the sentinel (exit 4, at once)', async () => {
+    const master = await startRedis();
+    const target = await startRedis();
+    stoppable.push(master, target);
+    const sentinel = await startSentinel({ masterName: 'mymaster', masterPort: master.port, password: 'sentinel-Secret-6' });
+    stoppable.unshift(sentinel);
+    for (const query of ['?sentinelPassword=not-it', '']) {
+      const started = Date.now();
+      const r = await runCli(['sync', '--source', `sentinel://127.0.0.1:${sentinel.port}/mymaster${query}`, '--target', target.url, '--no-progress', '--connect-timeout', '20s'], { timeoutMs: 40_000 });
+      expect(r.code, r.stderr).toBe(4);
+      expect(Date.now() - started).toBeLessThan(10_000);
+      const last = r.stderr.trim().split('\n').at(-1)!;
+      expect(last).not.toContain('Connection is closed');
+      expect(last).toContain(`sentinel 127.0.0.1:${sentinel.port}: authentication failed`);
+      expect(last).toMatch(query === '' ? /requires a password.*sentinelPassword=.*--sentinel-password-file.*REPLICANT_SENTINEL_PASSWORD/ : /WRONGPASS.*sentinelPassword=.*--sentinel-password-file.*REPLICANT_SENTINEL_PASSWORD/);
+      expect(r.stderr).not.toContain('not-it');
+    }
+  });
+});
+
 describe('sentinel URLs in the logs', () => {
   it('neither the node password nor sentinelPassword appears in the output of sync or verify (debug level)', async () => {
     const master = await startRedis({ password: 'node-Secret-3' });

@@ -1,5 +1,5 @@
 /** LostKeys: every snapshot key not written is counted and written to the report, once. */
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
@@ -74,6 +74,43 @@ describe('LostKeys', () => {
     expect(lost.count).toBe(2);
     expect(lost.path).toBeNull();
     expect(errors).toHaveLength(1);
+  });
+
+  it('refuses an existing --report path at start (a symlink or a file: exit 2, naming it), leaving it untouched', () => {
+    const dir = tempDir();
+    const victim = join(dir, 'victim.txt');
+    writeFileSync(victim, 'precious\n', { mode: 0o644 });
+    const link = join(dir, 'link.txt');
+    symlinkSync(victim, link);
+    const dangling = join(dir, 'dangling.txt');
+    symlinkSync(join(dir, 'nowhere.txt'), dangling);
+    for (const p of [link, victim, dangling]) {
+      let err: unknown;
+      try {
+        new LostKeys(silentLogger(), p, undefined);
+      } catch (e) {
+        err = e;
+      }
+      expect((err as { exitCode?: number }).exitCode).toBe(2);
+      expect((err as Error).message).toContain(`--report ${p}: it already exists`);
+    }
+    expect(readFileSync(victim, 'utf8')).toBe('precious\n');
+    expect(statSync(victim).mode & 0o777).toBe(0o644);
+  });
+
+  it('creates the report new, readable by the owner only (0600)', () => {
+    const dir = tempDir();
+    const file = join(dir, 'report.txt');
+    const lost = new LostKeys(silentLogger(), file, undefined);
+    lost.add(0, B('k'), 'NOPERM');
+    lost.flush();
+    expect(statSync(file).mode & 0o777).toBe(0o600);
+    // reset() (a new full sync) empties the file it created, through its own descriptor.
+    lost.reset();
+    lost.add(1, B('again'), 'NOPERM');
+    lost.flush();
+    expect(readFileSync(file, 'utf8')).toBe('1\tagain\tNOPERM\n');
+    expect(statSync(file).mode & 0o777).toBe(0o600);
   });
 
   it('defaultReportPath is under the given dir, named after the time', () => {

@@ -91,6 +91,24 @@ describe('SnapshotScope', () => {
     expect(out).toHaveLength(6);
     expect([snap.superseded, snap.filtered]).toEqual([1, 0]);
   });
+  it('keys of a db the target lacks are handed over with their real names (lost keys), never written to another db; a stream SELECT of such a db goes to db 0', () => {
+    const header = (key: string, db: number) => ({ kind: 'keyStart', key: Buffer.from(key), db, type: 'string', expireMs: null, offset: 0 }) as unknown as RdbRecord;
+    const value = { kind: 'string', value: Buffer.from('v') } as unknown as RdbRecord;
+    const end = { kind: 'keyEnd' } as unknown as RdbRecord;
+    const scope = new PartialScope();
+    scope.limitTargetDbs(4);
+    const missing: string[] = [];
+    const snap = new SnapshotScope(scope, () => {}, undefined, undefined, (db, key) => missing.push(`${db}:${key.toString()}`));
+    const out = snap.apply([header('a', 0), value, end, header('b', 5), value, end, header('c', 15), value, end, header('d', 3), value, end]);
+    expect(out.filter((r) => r.kind === 'keyStart').map((r) => (r as unknown as { key: Buffer }).key.toString())).toEqual(['a', 'd']);
+    expect(out).toHaveLength(6);
+    expect(missing).toEqual(['5:b', '15:c']);
+    expect([scope.connectionDb(3), scope.connectionDb(5)]).toEqual([3, 0]);
+    // --db-map into a db the target has makes it writable.
+    const mapped = new PartialScope({ dbs: [0, 5], dbMap: parseDbMap('5:1') });
+    mapped.limitTargetDbs(4);
+    expect([mapped.targetHas(5), mapped.connectionDb(5)]).toEqual([true, 1]);
+  });
 });
 
 describe('StreamFilter', () => {

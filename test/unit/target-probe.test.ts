@@ -22,7 +22,7 @@ describe('target probe parsing', () => {
     const keyspace = '# Keyspace\r\ndb0:keys=10,expires=2,avg_ttl=0\r\ndb5:keys=7,expires=0,avg_ttl=0\r\n';
     const modules = '# Modules\r\nmodule:name=search,ver=20803,api=1,filters=0,usedby=[],using=[],options=[]\r\nmodule:name=ReJSON,ver=20609,api=1\r\n';
     const info = buildTargetInfo({ server, keyspace, modules, cluster: '# Cluster\r\ncluster_enabled:1\r\n', databases: undefined });
-    expect(info).toEqual({ runId: '', replid: '', version: '8.0.1', major: 8, minor: 0, rdbVersion: 11, valkey: true, cluster: true, dbsize: 17, databases: 16, modules: ['search', 'ReJSON'] });
+    expect(info).toEqual({ runId: '', replid: '', version: '8.0.1', major: 8, minor: 0, rdbVersion: 11, valkey: true, cluster: true, dbsize: 17, databases: 16, databasesKnown: false, modules: ['search', 'ReJSON'] });
     expect(parseInfo(server).get('redis_mode')).toBe('standalone');
   });
 

@@ -22,12 +22,14 @@ export interface OpenWriterOptions {
   onExecAbort?: (e: TargetExecAbortError) => boolean;
   /** Already known to be a cluster: no standalone probe first. */
   cluster?: boolean;
+  /** Connect + AUTH + probe deadline of each connection (--connect-timeout). */
+  connectTimeoutMs?: number;
 }
 
 /** Connects to the target, standalone or cluster (found by its probe); TargetError when it cannot. */
 export async function openTargetWriter(ep: SourceEndpoint, o: OpenWriterOptions): Promise<UnitWriter> {
   const at = { host: ep.host, port: ep.port, username: ep.username, password: ep.password, tls: ep.tls };
-  const opts = { maxInflightBytes: o.maxInflightBytes, onError: o.onError, logger: o.logger, clientName: o.clientName };
+  const opts = { maxInflightBytes: o.maxInflightBytes, onError: o.onError, logger: o.logger, clientName: o.clientName, connectTimeoutMs: o.connectTimeoutMs };
   try {
     if (o.cluster === true) return await ClusterTargetWriter.connect(at, opts);
     const w = await TargetWriter.connect(at, opts, o.onExecAbort === undefined ? {} : { onExecAbort: o.onExecAbort });
@@ -64,7 +66,7 @@ export class TargetConnections {
 
   constructor(
     readonly ep: SourceEndpoint,
-    private readonly opts: { maxInflightBytes: number; onError: OnErrorPolicy; logger: Logger; clientName: string },
+    private readonly opts: { maxInflightBytes: number; onError: OnErrorPolicy; logger: Logger; clientName: string; connectTimeoutMs: number },
     private readonly events: WriterEvents,
   ) {}
 
@@ -105,7 +107,7 @@ export class TargetConnections {
   /** The lease and registry connection (opened on first use, and again after it failed). */
   async controlWriter(): Promise<UnitWriter> {
     if (this.control !== null) return this.control;
-    const w = await openTargetWriter(this.ep, { onError: 'fail', logger: this.opts.logger, clientName: this.opts.clientName, cluster: this.cluster });
+    const w = await openTargetWriter(this.ep, { onError: 'fail', logger: this.opts.logger, clientName: this.opts.clientName, cluster: this.cluster, connectTimeoutMs: this.opts.connectTimeoutMs });
     w.on('error', () => {
       if (this.control === w) this.control = null;
       w.destroy();

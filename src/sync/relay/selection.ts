@@ -75,6 +75,29 @@ export class PartialScope {
     return this.dbs === null || this.dbs.has(db);
   }
 
+  /** The target's number of databases (standalone, when known); Infinity: no limit known. */
+  private targetDatabases = Infinity;
+
+  /** The target has `n` databases (0..n-1): a source db mapped to one beyond is written nowhere (see targetHas). */
+  limitTargetDbs(n: number): void {
+    this.targetDatabases = n;
+  }
+
+  /**
+   * Whether the target has the db source db `db` maps to. When it does not, nothing of that db
+   * may be sent: a refused SELECT would leave the connection in the previous db, and the db's
+   * commands and keys would land there.
+   */
+  targetHas(db: number): boolean {
+    return this.targetDb(db) < this.targetDatabases;
+  }
+
+  /** The target's databases as a phrase for messages ("4 databases (0-3)"). */
+  get targetDatabasesText(): string {
+    const n = this.targetDatabases;
+    return `${n} database${n === 1 ? '' : 's'} (${n === 1 ? '0' : `0-${n - 1}`})`;
+  }
+
   /** Target db of source db `db`. */
   targetDb(db: number): number {
     return this.dbMap.get(db) ?? db;
@@ -85,7 +108,7 @@ export class PartialScope {
    * or 0 for a dropped db (nothing of it is written; the target may not even have that db).
    */
   connectionDb(db: number): number {
-    return this.keepsDb(db) ? this.targetDb(db) : 0;
+    return this.keepsDb(db) && this.targetHas(db) ? this.targetDb(db) : 0;
   }
 
   /** The kept source dbs, when --db lists them (null: every db). */
@@ -179,18 +202,20 @@ export class SnapshotScope {
   /**
    * `isSuperseded`: a key (source name) whose copy on the target is newer than the snapshot's
    * (a cluster shard's key that migrated to another shard since: see migration-guard).
+   * `onMissingDb`: a kept key whose target db the target does not have (PartialScope.targetHas).
    */
   constructor(
     private readonly scope: PartialScope,
     private readonly onCollision: (db: number, key: Buffer) => void,
     private readonly isSuperseded?: (key: Buffer) => boolean,
     private readonly onReservedUserKey: (db: number, key: Buffer) => void = () => {},
+    private readonly onMissingDb: (db: number, key: Buffer) => void = () => {},
   ) {}
 
   /** `records` with the scope applied (the same array when nothing changes). */
   apply(records: readonly RdbRecord[]): RdbRecord[] {
     // Without filters (nor a cluster shard's superseded keys) the records pass as they are, unless a reserved key is among them.
-    if (this.scope.identity && this.isSuperseded === undefined && !this.dropping && !records.some((r) => r.kind === 'keyStart' && isReservedKey(r.key))) return records as RdbRecord[];
+    if (this.scope.identity && this.isSuperseded === undefined && !this.dropping && !records.some((r) => r.kind === 'keyStart' && (isReservedKey(r.key) || !this.scope.targetHas(r.db)))) return records as RdbRecord[];
     const out: RdbRecord[] = [];
     for (const rec of records) {
       if (rec.kind === 'keyStart') {
@@ -204,6 +229,11 @@ export class SnapshotScope {
         this.dropping = !s.keepsDb(rec.db) || !s.keepsKey(rec.key) || !s.keepsType(rec.type);
         if (this.dropping) {
           this.filtered++;
+          continue;
+        }
+        if (!s.targetHas(rec.db)) {
+          this.onMissingDb(rec.db, rec.key);
+          this.dropping = true;
           continue;
         }
         if (this.isSuperseded?.(rec.key) === true) {

@@ -5,13 +5,14 @@
  * which stops the sync or counts it as skipped). The batcher only groups what comes out.
  *
  *   reserved key → migration guard (cluster shard) → selection (--key/--db/--type/renames/
- *   --exclude-command) → FLUSH on a shared target → db 0 of a cluster target → the target's
- *   COMMAND table
+ *   --exclude-command) → FLUSH on a shared target → db 0 of a cluster target, or a db the
+ *   standalone target has → the target's COMMAND table
  */
 import { TargetError, ExitCode, ReplicantError, printableKey } from '../../errors.js';
 import { RESERVED_PREFIX, RESERVED_PREFIX_BYTES, isOwnKey } from '../../checkpoint/reserved.js';
 import { arityText, type CommandTable } from '../../commands/table.js';
 import type { Logger } from '../../observe/logger.js';
+import { encodeCommand } from '../../resp/encode.js';
 import { ReplicationStreamParser, type StreamCommand } from '../../resp/stream-parser.js';
 import type { ErrorPolicy, Skip } from '../policy.js';
 import type { ShardRole } from '../cluster/shard.js';
@@ -83,6 +84,9 @@ export class StageChain implements Relay {
 
   select(cmd: StreamCommand, db: number): Buffer | null {
     if (this.cluster) return null;
+    // A db the target lacks: its commands are dropped (targetDbStage); the connection goes to db 0
+    // (connectionDb), where the checkpoint commands expect it, rather than staying where it was.
+    if (!this.scope.targetHas(db)) return encodeCommand(['SELECT', this.scope.connectionDb(db)]);
     return this.filter === null ? cmd.raw : this.filter.select(cmd, db);
   }
 
@@ -140,6 +144,7 @@ export function buildRelay(s: RelaySetup): { chain: StageChain; shardStage: Shar
   }
   stages.push(flushStage(s));
   if (s.cluster) stages.push(clusterDbStage());
+  else stages.push(targetDbStage(s));
   stages.push(admissionStage(s));
   return { chain: new StageChain(stages, s.policy, s.scope, filter, s.cluster), shardStage };
 }
@@ -247,6 +252,24 @@ function clusterDbStage(): CommandStage {
       r.conflict = {
         fail: () => new TargetError(`source ${what}: a cluster target has only db 0 (use --on-error skip to leave other dbs out)`),
         skip: { fields: { db: r.targetDb, offset: r.cmd.offset }, msg: `skipped source ${what}: a cluster target has only db 0` },
+      };
+      return CONFLICT;
+    },
+  };
+}
+
+/** A command in a source db whose target db the standalone target does not have (--databases there is smaller). */
+function targetDbStage(s: RelaySetup): CommandStage {
+  return {
+    name: 'target-dbs',
+    apply(r) {
+      if (s.scope.targetHas(r.db) || DB_AGNOSTIC.has(r.cmd.name)) return PASS;
+      const k = r.cmd.argCount > 1 ? r.cmd.arg(1) : undefined;
+      const what = `source ${r.cmd.name.toUpperCase()} ${k ? `key "${printableKey(k)}" ` : ''}in db ${r.db} at offset ${r.cmd.offset}`;
+      const lacks = `the target ${s.targetLabel} has ${s.scope.targetDatabasesText}, no db ${r.targetDb}`;
+      r.conflict = {
+        fail: () => new TargetError(`${what}: ${lacks}; raise \`databases\` in the target's configuration (a restart), map the db with --db-map, leave it out with --db, or use --on-error skip to leave its commands out (counted)`),
+        skip: { fields: { db: r.db, targetDb: r.targetDb, offset: r.cmd.offset }, msg: `skipped ${what}: ${lacks} (--on-error skip)` },
       };
       return CONFLICT;
     },

@@ -7,6 +7,7 @@
 import { Spool } from '../../spool/spool.js';
 import { ReplicationLink } from '../../replication/link.js';
 import { isRetryable } from '../../replication/errors.js';
+import { readServerInfo } from '../../replication/server-info.js';
 import { describeSource, resolveSource } from '../../replication/source.js';
 import { endpointLabel } from '../../replication/url.js';
 import { encodeCommand } from '../../resp/encode.js';
@@ -104,6 +105,28 @@ async function resumed(ctx: SyncContext, source: SourceConnection, cp: Checkpoin
   }
   // Re-select the stream's db on the (possibly new) target connection.
   if (!ctx.target.cluster) await ctx.units.submit([encodeCommand(['SELECT', ctx.scope.connectionDb(cp.db)])], 1, false, undefined);
+  if (ctx.opts.exitAfterFullSync) return exitOnceCaughtUp(ctx, source, offset);
+  return { at: 'streaming', source, first: null };
+}
+
+/**
+ * --exit-after-full-sync when there was no full sync to do: bring the target up to the source's
+ * offset of now, then exit (what a scheduled "refresh the copy" run wants), rather than stream forever.
+ */
+async function exitOnceCaughtUp(ctx: SyncContext, source: SourceConnection, offset: number): Promise<State> {
+  const info = await readServerInfo(source.endpoint).catch(() => null);
+  if (info === null) {
+    const what = 'resumed (+CONTINUE), and the source does not tell its offset (INFO refused or failed): exiting at once (--exit-after-full-sync)';
+    ctx.log.warn({ offset }, what);
+    return { at: 'stopping', halt: { why: 'done', what } };
+  }
+  if (info.masterReplOffset <= offset) {
+    const what = `resumed (+CONTINUE) and already caught up with the source at offset ${offset}: nothing to copy (--exit-after-full-sync)`;
+    ctx.log.info({ offset }, what);
+    return { at: 'stopping', halt: { why: 'done', what } };
+  }
+  ctx.run.exitAtOffset = info.masterReplOffset;
+  ctx.log.info({ from: offset, to: info.masterReplOffset }, 'resumed (+CONTINUE): no full sync to do; applying the stream up to the source\'s current offset, then exiting (--exit-after-full-sync)');
   return { at: 'streaming', source, first: null };
 }
 

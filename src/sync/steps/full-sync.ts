@@ -53,6 +53,10 @@ export async function fullSync(ctx: SyncContext, source: SourceConnection, outco
     await supersededByMigration(ctx),
     // Never copied whatever --on-error says (it would collide with Replicant's keys), but lost: the copy is short.
     (db, key) => ctx.lost.add(db, key, `the key is in Replicant's reserved namespace "${RESERVED_PREFIX}" on the target: never copied`),
+    (db, key) => {
+      const why = `the target ${ctx.target.label} has ${ctx.scope.targetDatabasesText}, no db ${ctx.scope.targetDb(db)}`;
+      ctx.policy.loseKey(() => new TargetError(`source key "${printableKey(key)}" in db ${db}: ${why}; raise \`databases\` on the target, or use --db / --db-map (or --on-error skip to leave such keys out, listed in the report)`), db, key, why);
+    },
   );
   let applier: SnapshotApplier | null = null;
   let trailer: RdbTrailer | null = null;

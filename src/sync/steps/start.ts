@@ -10,7 +10,7 @@ import { FileCheckpointStore, NoCheckpointStore, TargetCheckpointStore, type Che
 import type { Checkpoint } from '../../checkpoint/checkpoint.js';
 import { encodeCommands, type Arg } from '../../resp/encode.js';
 import { readSourceInfoWithin } from '../../replication/server-info.js';
-import { preflightTarget } from '../../writer/preflight.js';
+import { preflightTarget, type DbWrite } from '../../writer/preflight.js';
 import type { SyncContext } from '../context.js';
 import type { State } from '../phases.js';
 import { checkFilterChange, checkOwner, checkTargetKept, checkpointOutlivedTarget } from '../ownership/checks.js';
@@ -80,6 +80,11 @@ async function preflight(ctx: SyncContext): Promise<void> {
   const s = ctx.sourceInfo;
   refuseSourceIsTarget(ctx, s && { runId: s.runId, replid: s.masterReplid, masterAddress: s.masterAddress });
   const cp = ctx.opts.checkpoint;
+  const i = ctx.target.data.info;
+  // A standalone target's db count, when it says: known missing dbs are refused now, and any
+  // met later (a db the source starts using) are left out of the snapshot and the stream.
+  const databases = ctx.target.cluster || i.databasesKnown === false ? undefined : { count: i.databases, writes: writtenDbs(ctx) };
+  if (databases !== undefined) ctx.scope.limitTargetDbs(databases.count);
   await preflightTarget({
     target: ctx.target.ep,
     cluster: ctx.target.cluster,
@@ -87,7 +92,15 @@ async function preflight(ctx: SyncContext): Promise<void> {
     checkpointInTarget: cp === undefined ? !ctx.target.cluster : cp.kind === 'target',
     source: ctx.sourceInfo,
     logger: ctx.log,
+    ...(databases === undefined ? {} : { databases }),
   });
+}
+
+/** The source dbs holding keys now that the selection keeps (--db), with their target db (--db-map). */
+function writtenDbs(ctx: SyncContext): DbWrite[] {
+  const out: DbWrite[] = [];
+  for (const [db, keys] of ctx.sourceInfo?.keys ?? []) if (keys > 0 && ctx.scope.keepsDb(db)) out.push({ source: db, target: ctx.scope.targetDb(db), keys });
+  return out;
 }
 
 /** The checkpoint store: on the target (standalone default), in a file (cluster default), or none. */
