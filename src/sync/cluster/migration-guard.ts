@@ -34,6 +34,12 @@
  * kept: a migration's DEL from elsewhere may still be on its way. A RESTORE-ASKING from another
  * shard (the slot moved on) makes that shard the owner.
  *
+ * The guard's order is the order in which it sees the shards' commands; the target's is each
+ * shard connection's own. So a RESTORE-ASKING is also held (restore-order.ts) until the other
+ * shards have applied what passed the guard before it: an exporting shard's DEL or write of the
+ * key that the guard let through (the key was not tracked yet) reaches the target first.
+ * Every dropped DEL and write is counted and logged (info, at most every LOG_EVERY_MS).
+ *
  * Entries whose DEL came first (or never comes, e.g. MIGRATE COPY) would live forever, so they
  * are released by `sweep(before)` once no command they could pair with can still arrive: when
  * every shard has applied what its source had run some time after the entry was made. The
@@ -63,6 +69,8 @@ import { encodeCommand } from '../../resp/encode.js';
 import type { StreamCommand } from '../../resp/stream-parser.js';
 import { KEYLESS, KEY_AT_2 } from '../../commands/keys.js';
 import { storeOptionIndex } from '../relay/by-name.js';
+import { printableKey } from '../../errors.js';
+import { RestoreOrder } from './restore-order.js';
 
 export interface MigrationGuardOptions {
   /** Most tracked keys before the oldest are released (default 1,000,000). */
@@ -89,6 +97,8 @@ const STORE_OPTION = new Set(['sort', 'georadius', 'georadiusbymember']);
 const SCRIPTS = new Set(['eval', 'evalsha', 'fcall']);
 
 const RESTORE_ASKING = 'restore-asking';
+/** Dropped DELs and writes are logged at most this often (a reshard drops thousands). */
+const LOG_EVERY_MS = 10_000;
 const REPLACE = Buffer.from('REPLACE');
 
 export class MigrationGuard {
@@ -103,10 +113,15 @@ export class MigrationGuard {
   droppedWrites = 0;
   /** Entries released by the cap, before any DEL or sweep could release them. */
   evicted = 0;
+  /** Holds a RESTORE-ASKING until the other shards applied what passed the guard before it. */
+  readonly order: RestoreOrder;
+  /** Drops not logged yet, and when the last log line was written. */
+  private unlogged = { deletes: 0, writes: 0, at: 0 };
 
   constructor(opts: MigrationGuardOptions = {}) {
     this.maxEntries = opts.maxEntries ?? 1_000_000;
     this.log = opts.logger;
+    this.order = new RestoreOrder(this.log);
   }
 
   /** Keys tracked now. */
@@ -132,6 +147,7 @@ export class MigrationGuard {
    */
   apply(cmd: StreamCommand, shard: string): Buffer | null {
     const name = cmd.name;
+    this.order.passed(shard, cmd.offset);
     if (name === RESTORE_ASKING) return this.restore(cmd, shard);
     if (this.entries.size === 0) return cmd.raw;
     if (name === 'del' || name === 'unlink') return this.del(cmd, shard);
@@ -139,6 +155,7 @@ export class MigrationGuard {
       const e = this.entries.get(k.toString('latin1'));
       if (e !== undefined && e.owner !== shard) {
         this.droppedWrites++;
+        this.noteDropped('writes', cmd, k, shard, e.owner);
         return null;
       }
     }
@@ -167,6 +184,7 @@ export class MigrationGuard {
     const key = cmd.arg(1);
     if (key === undefined) return cmd.raw;
     this.track(key.toString('latin1'), shard);
+    this.order.capture(shard);
     const args = cmd.args;
     // The target may still hold the source shard's copy (its DEL not applied yet): replace it.
     for (let i = 4; i < args.length; i++) if (args[i]!.length === 7 && args[i]!.toString('latin1').toUpperCase() === 'REPLACE') return cmd.raw;
@@ -190,12 +208,26 @@ export class MigrationGuard {
       if (e !== undefined) {
         this.entries.delete(id);
         this.droppedDeletes++;
+        this.noteDropped('deletes', cmd, k, shard, e.owner);
         (consumed ??= new Set()).add(id);
       }
       kept ??= args.slice(0, i);
     }
     if (kept === null) return cmd.raw;
     return kept.length > 1 ? encodeCommand(kept) : null;
+  }
+
+  /** A dropped DEL or write is never silent: the first is logged at once, then a count every LOG_EVERY_MS. */
+  private noteDropped(kind: 'deletes' | 'writes', cmd: StreamCommand, key: Buffer, shard: string, owner: string): void {
+    const u = this.unlogged;
+    u[kind]++;
+    const now = Date.now();
+    if (now - u.at < LOG_EVERY_MS) return;
+    this.log?.info(
+      { command: cmd.name.toUpperCase(), key: printableKey(key), from: shard, restoredBy: owner, offset: cmd.offset, droppedDeletes: u.deletes, droppedWrites: u.writes, totalDroppedDeletes: this.droppedDeletes, totalDroppedWrites: this.droppedWrites },
+      "slot migration: dropped another shard's DEL or write of a key the slot's new owner has restored since (it ran on the old owner before the MIGRATE, whose copy of the key already includes it; applying it would delete the migrated key or count the write twice)",
+    );
+    this.unlogged = { deletes: 0, writes: 0, at: now };
   }
 
   private track(id: string, shard: string): void {
