@@ -41,6 +41,7 @@ export interface SyncCliOptions extends PasswordFileOptions, TlsCliOptions, Part
   listeningPort?: number;
   readTimeout: number;
   connectTimeout: number;
+  maxFullSyncAttempts: number;
   verifyChecksum: boolean;
   exitAfterFullSync: boolean;
   progress: boolean;
@@ -78,6 +79,7 @@ export async function runSyncCommand(o: SyncCliOptions): Promise<void> {
     listeningPort: o.listeningPort,
     readTimeoutMs: o.readTimeout,
     connectTimeoutMs: o.connectTimeout,
+    maxFullSyncAttempts: o.maxFullSyncAttempts,
     verifyChecksum: o.verifyChecksum,
     exitAfterFullSync: o.exitAfterFullSync,
     partial: partialSpec(o),

@@ -123,7 +123,7 @@ export class SyncSession extends EventEmitter<SyncEvents> {
     this.ctx = ctx;
     // A halt or a lost copy stops reading the source: the running step then ends.
     run.onInterrupt(() => ctx.source?.interrupt());
-    this.backoff = new Backoff(opts.reconnectMinMs, opts.reconnectMaxMs, opts.connectTimeoutMs);
+    this.backoff = new Backoff(opts.reconnectMinMs, opts.reconnectMaxMs, opts.connectTimeoutMs, opts.maxFullSyncAttempts);
   }
 
   /** A partial sync's selection as stored with the checkpoint (JSON), or null for a full copy. */

@@ -23,7 +23,7 @@ import type { SourceConnection } from './source-connection.js';
 const PING = encodeCommand(['PING']);
 
 export async function stream(ctx: SyncContext, source: SourceConnection, first: Buffer | null, backoff: Backoff): Promise<State> {
-  backoff.linkEstablished = true;
+  backoff.streaming();
   const units = ctx.units;
   ctx.run.enter('streaming', first === null ? 'resumed (+CONTINUE)' : 'the snapshot is applied', { replid: ctx.tracker.replid, offset: units.applied, db: units.db });
   const { chain, shardStage } = buildRelay({
