@@ -42,6 +42,7 @@ export interface SyncCliOptions extends PasswordFileOptions, TlsCliOptions, Part
   listeningPort?: number;
   readTimeout: number;
   connectTimeout: number;
+  maxFullSyncAttempts: number;
   verifyChecksum: boolean;
   exitAfterFullSync: boolean;
   progress: boolean;
@@ -79,6 +80,7 @@ export async function runSyncCommand(o: SyncCliOptions): Promise<void> {
     listeningPort: o.listeningPort,
     readTimeoutMs: o.readTimeout,
     connectTimeoutMs: o.connectTimeout,
+    maxFullSyncAttempts: o.maxFullSyncAttempts,
     verifyChecksum: o.verifyChecksum,
     exitAfterFullSync: o.exitAfterFullSync,
     partial: partialSpec(o),

@@ -40,6 +40,7 @@ export function registerSyncCommand(program: Command): void {
     .option('--listening-port <port>', 'port announced with REPLCONF listening-port', parsePort)
     .option('--read-timeout <duration>', 'source silence after which the link is dropped and resumed', parsePositiveDuration, D.readTimeoutMs)
     .option('--connect-timeout <duration>', 'how long the first connection to the source is retried before giving up with exit 4 (later reconnects retry forever)', parsePositiveDuration, D.connectTimeoutMs)
+    .option('--max-full-sync-attempts <n>', 'full syncs in a row the source may cut before the snapshot is applied (each one forks the source); then exit 4 with the reason (e.g. its replica output-buffer limit) instead of asking for another', parsePositiveInt, D.maxFullSyncAttempts)
     .option('--no-verify-checksum', 'do not verify the RDB CRC64')
     .option('--exit-after-full-sync', 'exit once the snapshot is applied (for one-off copies and benchmarks)', false)
     .option('--no-progress', 'no progress display / progress log lines')

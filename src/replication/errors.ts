@@ -36,6 +36,8 @@ export function sourceSocketError(e: unknown, context: string, ep: NetEndpoint, 
   if (tls !== null) return new ReplicationSourceError(tls, false, cause);
   const guess = earlyClose === undefined ? null : describeEarlyTlsClose(e, who, ep);
   if (guess !== null) return new ReplicationSourceError(guess, earlyClose === 'retryable', cause);
-  const why = e === null ? 'closed the connection' : socketErrorText(e, endpointLabel(ep), ep);
+  // Once the server has answered (earlyClose undefined), a reset is no hint of a TLS-only port.
+  const answered = earlyClose === undefined && (e as NodeJS.ErrnoException | null)?.code === 'ECONNRESET';
+  const why = e === null ? 'closed the connection' : answered ? 'ECONNRESET (the source reset the connection)' : socketErrorText(e, endpointLabel(ep), ep);
   return new ReplicationSourceError(`${context}: ${why}`, true, cause);
 }

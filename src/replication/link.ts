@@ -363,7 +363,8 @@ export class ReplicationLink extends EventEmitter<LinkEvents> {
       this.shutdown();
       return;
     }
-    this.log.error({ err }, 'replication link failed');
+    // An expected event (the sync reconnects, or says why it stops): the message, never a stack.
+    this.log.warn({ err: err.message }, 'replication link failed');
     this.teardown();
     this.emit('error', err);
     this.shutdown();

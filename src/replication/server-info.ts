@@ -97,6 +97,16 @@ export async function readServerInfo(endpoint: SourceEndpoint, timeoutMs = INFO_
  * with an error; throws a ReplicationSourceError (retryable unless authentication failed).
  */
 export async function readServerText(endpoint: SourceEndpoint, command: Arg[], timeoutMs = INFO_TIMEOUT_MS): Promise<string | null> {
+  return readServerReply(endpoint, command, timeoutMs, 'bulk');
+}
+
+/** A config parameter's value (`CONFIG GET name`), or null when the server refuses CONFIG (a managed service, an ACL). */
+export async function readServerConfig(endpoint: SourceEndpoint, name: string, timeoutMs = INFO_TIMEOUT_MS): Promise<string | null> {
+  return readServerReply(endpoint, ['CONFIG', 'GET', name], timeoutMs, 'pair');
+}
+
+/** A bulk string made of lines, or the value of a `*2 name value` array (single-line strings). */
+async function readServerReply(endpoint: SourceEndpoint, command: Arg[], timeoutMs: number, shape: 'bulk' | 'pair'): Promise<string | null> {
   const label = endpointLabel(endpoint);
   const what = command.map(String).join(' ');
   const lines = new LineReader();
@@ -119,6 +129,14 @@ export async function readServerText(endpoint: SourceEndpoint, command: Arg[], t
     if (password !== undefined) checkAuthReply(await lines.line(), username, label);
     const head = await lines.line();
     if (head.startsWith('-')) return null;
+    if (shape === 'pair') {
+      // Empty (*0): no such parameter; else name, then value, each one line.
+      if (!/^\*2$/.test(head)) return null;
+      await lines.line();
+      await lines.line();
+      await lines.line();
+      return await lines.line();
+    }
     const m = /^\$(\d+)$/.exec(head);
     if (!m) throw new ProtocolError(`unexpected reply to ${what} from ${label}: ${JSON.stringify(head.slice(0, 100))}`);
     // The reply is made of CRLF-terminated lines: read lines until the announced length is covered.

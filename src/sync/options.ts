@@ -51,6 +51,11 @@ export interface SyncOptions {
   readTimeoutMs?: number;
   /** How long the first connection to the source is retried before failing with exit 4. Default 30 s. */
   connectTimeoutMs?: number;
+  /**
+   * Full syncs in a row the source may serve without one reaching streaming (each forks the
+   * source) before the sync stops with exit 4 instead of asking for another. Default 3.
+   */
+  maxFullSyncAttempts?: number;
   maxInflightBytes?: number;
   verifyChecksum?: boolean;
   /** Stop (resolve run()) once the snapshot is applied. */
@@ -89,6 +94,7 @@ export const SYNC_DEFAULTS = {
   spoolDiskBytes: 4 * 1024 * 1024 * 1024,
   readTimeoutMs: 60_000,
   connectTimeoutMs: 30_000,
+  maxFullSyncAttempts: 3,
   maxInflightBytes: 32 * 1024 * 1024,
   verifyChecksum: true,
   exitAfterFullSync: false,
@@ -105,7 +111,7 @@ type Widen<T> = T extends string ? T : T extends number ? number : T extends boo
 /** The options with every default filled in. */
 export type ResolvedSyncOptions = Omit<SyncOptions, Defaulted> & { [K in Defaulted]-?: Widen<NonNullable<SyncOptions[K]>> };
 
-const POSITIVE: readonly (keyof ResolvedSyncOptions)[] = ['bigKeyBytes', 'spoolMemoryBytes', 'spoolDiskBytes', 'readTimeoutMs', 'connectTimeoutMs', 'maxInflightBytes', 'reconnectMinMs', 'reconnectMaxMs', 'leaseTtlMs'];
+const POSITIVE: readonly (keyof ResolvedSyncOptions)[] = ['bigKeyBytes', 'spoolMemoryBytes', 'spoolDiskBytes', 'readTimeoutMs', 'connectTimeoutMs', 'maxInflightBytes', 'reconnectMinMs', 'reconnectMaxMs', 'leaseTtlMs', 'maxFullSyncAttempts'];
 
 /** Fills in the defaults and refuses values no sync can run with (UsageError, exit 2). */
 export function resolveSyncOptions(options: SyncOptions): ResolvedSyncOptions {
@@ -115,6 +121,7 @@ export function resolveSyncOptions(options: SyncOptions): ResolvedSyncOptions {
     const v = out[k];
     if (typeof v !== 'number' || !Number.isFinite(v) || v <= 0) throw new UsageError(`sync option ${k}: expected a number above zero, got ${String(v)}`);
   }
+  if (!Number.isInteger(out.maxFullSyncAttempts)) throw new UsageError(`sync option maxFullSyncAttempts: expected a whole number, got ${out.maxFullSyncAttempts}`);
   if (out.reconnectMaxMs < out.reconnectMinMs) throw new UsageError(`sync option reconnectMaxMs (${out.reconnectMaxMs}) is below reconnectMinMs (${out.reconnectMinMs})`);
   if (out.listeningPort !== undefined && !(Number.isInteger(out.listeningPort) && out.listeningPort >= 0 && out.listeningPort <= 65535)) {
     throw new UsageError(`sync option listeningPort: expected a port 0-65535, got ${out.listeningPort}`);

@@ -61,7 +61,7 @@ export class SyncSession extends EventEmitter<SyncEvents> {
       applied: (offset) => this.emit('applied', offset),
     });
     const o = this.ctx.opts;
-    this.backoff = new Backoff(o.reconnectMinMs, o.reconnectMaxMs, o.connectTimeoutMs);
+    this.backoff = new Backoff(o.reconnectMinMs, o.reconnectMaxMs, o.connectTimeoutMs, o.maxFullSyncAttempts);
   }
 
   /** A partial sync's selection as stored with the checkpoint (JSON), or null for a full copy. */

@@ -254,3 +254,56 @@ describe('MigrationGuard', () => {
     });
   });
 });
+
+describe('MigrationGuard: a RESTORE is ordered after what other shards sent before it (restore-order.ts)', () => {
+  /** A command ending at `offset` in its shard's stream. */
+  const at = (offset: number, ...args: Arg[]): StreamCommand => new ReplicationStreamParser(offset - encodeCommand(args).length).push(encodeCommand(args))[0]!;
+
+  it("the exporting shard's DEL seen first but not applied yet: the RESTORE waits until it is applied", async () => {
+    const g = new MigrationGuard();
+    g.order.begin('A', 100);
+    g.order.begin('B', 500);
+    const del = at(130, 'DEL', 'k');
+    expect(g.apply(del, 'A')).toBe(del.raw);
+    const r = restore('k');
+    expect(g.order.mustWait('B')).toBe(true);
+    expect(g.order.mustWait('A')).toBe(false);
+    g.apply(r, 'B');
+    let released = false;
+    const waiting = g.order.wait('B').then(() => (released = true));
+    await Promise.resolve();
+    g.order.applied('A', 120);
+    await Promise.resolve();
+    expect(released).toBe(false);
+    g.order.applied('A', 130);
+    await waiting;
+    expect(g.order.held).toBe(1);
+    // Nothing in flight any more: the next RESTORE does not wait.
+    expect(g.order.mustWait('B')).toBe(false);
+  });
+
+  it('a wait is released when the other shard\'s stream ends (what it sent is applied or will come again), and never taken twice', async () => {
+    const g = new MigrationGuard();
+    g.order.begin('A', 0);
+    g.order.begin('B', 0);
+    g.apply(at(50, 'INCR', 'k'), 'A');
+    g.apply(restore('k'), 'B');
+    const waiting = g.order.wait('B');
+    g.order.end('A');
+    await waiting;
+    await g.order.wait('B');
+    expect(g.order.held).toBe(1);
+  });
+
+  it('nothing sent by other shards, or no lanes (the guard used alone): no wait', async () => {
+    const g = new MigrationGuard();
+    g.apply(restore('k'), 'B');
+    await g.order.wait('B');
+    g.order.begin('A', 10);
+    g.order.begin('B', 10);
+    expect(g.order.mustWait('B')).toBe(false);
+    g.apply(restore('j'), 'B');
+    await g.order.wait('B');
+    expect(g.order.held).toBe(0);
+  });
+});

@@ -53,8 +53,11 @@ export interface ShardStatus extends SyncStatus {
 
 export interface ClusterSyncStatus extends SyncStatus {
   shards: ShardStatus[];
-  /** The slot migration guard: keys tracked now, deletions and stale writes it kept from the target. */
-  migrations: { trackedKeys: number; droppedDeletes: number; droppedWrites: number };
+  /**
+   * The slot migration guard: keys tracked now, deletions and stale writes it kept from the
+   * target, and RESTOREs held until the other shards had applied what they sent before them.
+   */
+  migrations: { trackedKeys: number; droppedDeletes: number; droppedWrites: number; heldRestores: number };
 }
 
 /** The shard list on the target: shard key → node ids, and the first start's --existing outcome. */
@@ -147,7 +150,7 @@ export class ClusterSourceSync extends EventEmitter<Pick<SyncEvents, 'phase'>> {
       skippedCommands: sum((s) => s.skippedCommands),
       complete: shards.every((s) => s.complete),
       shards,
-      migrations: { trackedKeys: this.guard.size, droppedDeletes: this.guard.droppedDeletes, droppedWrites: this.guard.droppedWrites },
+      migrations: { trackedKeys: this.guard.size, droppedDeletes: this.guard.droppedDeletes, droppedWrites: this.guard.droppedWrites, heldRestores: this.guard.order.held },
     };
   }
 
@@ -288,6 +291,8 @@ export class ClusterSourceSync extends EventEmitter<Pick<SyncEvents, 'phase'>> {
       },
     });
     session.on('phase', (phase, info) => this.emit('phase', phase, { ...info, shard: key }));
+    // The guard holds a migrated key's RESTORE until the other shards applied what they sent before it.
+    session.on('applied', (offset) => this.guard.order.applied(key, offset));
     const shard: Shard = { source, session, result: null, error: null, done: Promise.resolve() };
     shard.done = session.run().then(
       (r) => {

@@ -34,6 +34,12 @@
  * kept: a migration's DEL from elsewhere may still be on its way. A RESTORE-ASKING from another
  * shard (the slot moved on) makes that shard the owner.
  *
+ * The guard's order is the order in which it sees the shards' commands; the target's is each
+ * shard connection's own. So a RESTORE-ASKING is also held (restore-order.ts) until the other
+ * shards have applied what passed the guard before it: an exporting shard's DEL or write of the
+ * key that the guard let through (the key was not tracked yet) reaches the target first.
+ * Every dropped DEL and write is counted and logged (info, at most every LOG_EVERY_MS).
+ *
  * Entries whose DEL came first (or never comes, e.g. MIGRATE COPY) would live forever, so they
  * are released by `sweep(before)` once no command they could pair with can still arrive: when
  * every shard has applied what its source had run some time after the entry was made. The
@@ -62,6 +68,8 @@ import type { Logger } from '../../observe/logger.js';
 import { encodeCommand } from '../../resp/encode.js';
 import type { StreamCommand } from '../../resp/stream-parser.js';
 import { commandKeys, keyIndexes } from '../../commands/keys.js';
+import { printableKey } from '../../errors.js';
+import { RestoreOrder } from './restore-order.js';
 
 export interface MigrationGuardOptions {
   /** Most tracked keys before the oldest are released (default 1,000,000). */
@@ -77,6 +85,8 @@ interface Entry {
 }
 
 const RESTORE_ASKING = 'restore-asking';
+/** Dropped DELs and writes are logged at most this often (a reshard drops thousands). */
+const LOG_EVERY_MS = 10_000;
 const REPLACE = Buffer.from('REPLACE');
 
 export class MigrationGuard {
@@ -93,10 +103,15 @@ export class MigrationGuard {
   evicted = 0;
   /** Key positions of the command being looked at, reused (apply sees every streamed command). */
   private readonly keyAt: number[] = [];
+  /** Holds a RESTORE-ASKING until the other shards applied what passed the guard before it. */
+  readonly order: RestoreOrder;
+  /** Drops not logged yet, and when the last log line was written. */
+  private unlogged = { deletes: 0, writes: 0, at: 0 };
 
   constructor(opts: MigrationGuardOptions = {}) {
     this.maxEntries = opts.maxEntries ?? 1_000_000;
     this.log = opts.logger;
+    this.order = new RestoreOrder(this.log);
   }
 
   /** Keys tracked now. */
@@ -122,22 +137,24 @@ export class MigrationGuard {
    */
   apply(cmd: StreamCommand, shard: string): Buffer | null {
     const name = cmd.name;
+    this.order.passed(shard, cmd.offset);
     if (name === RESTORE_ASKING) return this.restore(cmd, shard);
     if (this.entries.size === 0) return cmd.raw;
     if (name === 'del' || name === 'unlink') return this.del(cmd, shard);
     // Every key the command names, read or written (values are never taken for keys).
     const keys = commandKeys(name);
-    if (keys.single) return this.staleWrite(cmd.arg(1), shard) ? null : cmd.raw;
+    if (keys.single) return this.staleWrite(cmd, cmd.arg(1), shard) ? null : cmd.raw;
     this.keyAt.length = 0;
-    for (const i of keyIndexes(keys, cmd, 'all', this.keyAt)) if (this.staleWrite(cmd.arg(i), shard)) return null;
+    for (const i of keyIndexes(keys, cmd, 'all', this.keyAt)) if (this.staleWrite(cmd, cmd.arg(i), shard)) return null;
     return cmd.raw;
   }
 
   /** Whether `key` is tracked for another shard than `shard`: that shard's command on it is from before the migration (counted). */
-  private staleWrite(key: Buffer | undefined, shard: string): boolean {
+  private staleWrite(cmd: StreamCommand, key: Buffer | undefined, shard: string): boolean {
     const e = key === undefined ? undefined : this.entries.get(key.toString('latin1'));
     if (e === undefined || e.owner === shard) return false;
     this.droppedWrites++;
+    this.noteDropped('writes', cmd, key!, shard, e.owner);
     return true;
   }
 
@@ -163,6 +180,7 @@ export class MigrationGuard {
     const key = cmd.arg(1);
     if (key === undefined) return cmd.raw;
     this.track(key.toString('latin1'), shard);
+    this.order.capture(shard);
     const args = cmd.args;
     // The target may still hold the source shard's copy (its DEL not applied yet): replace it.
     for (let i = 4; i < args.length; i++) if (args[i]!.length === 7 && args[i]!.toString('latin1').toUpperCase() === 'REPLACE') return cmd.raw;
@@ -186,12 +204,26 @@ export class MigrationGuard {
       if (e !== undefined) {
         this.entries.delete(id);
         this.droppedDeletes++;
+        this.noteDropped('deletes', cmd, k, shard, e.owner);
         (consumed ??= new Set()).add(id);
       }
       kept ??= args.slice(0, i);
     }
     if (kept === null) return cmd.raw;
     return kept.length > 1 ? encodeCommand(kept) : null;
+  }
+
+  /** A dropped DEL or write is never silent: the first is logged at once, then a count every LOG_EVERY_MS. */
+  private noteDropped(kind: 'deletes' | 'writes', cmd: StreamCommand, key: Buffer, shard: string, owner: string): void {
+    const u = this.unlogged;
+    u[kind]++;
+    const now = Date.now();
+    if (now - u.at < LOG_EVERY_MS) return;
+    this.log?.info(
+      { command: cmd.name.toUpperCase(), key: printableKey(key), from: shard, restoredBy: owner, offset: cmd.offset, droppedDeletes: u.deletes, droppedWrites: u.writes, totalDroppedDeletes: this.droppedDeletes, totalDroppedWrites: this.droppedWrites },
+      "slot migration: dropped another shard's DEL or write of a key the slot's new owner has restored since (it ran on the old owner before the MIGRATE, whose copy of the key already includes it; applying it would delete the migrated key or count the write twice)",
+    );
+    this.unlogged = { deletes: 0, writes: 0, at: now };
   }
 
   private track(id: string, shard: string): void {

@@ -183,6 +183,28 @@ export class ShardStage implements CommandStage {
 
   constructor(private readonly shard: ShardRole) {}
 
+  /** The shard's stream starts at `offset` / ended (the guard's order of RESTOREs follows each shard's lane). */
+  begin(offset: number): void {
+    this.shard.guard.order.begin(this.shard.source.key, offset);
+  }
+
+  end(): void {
+    this.shard.guard.order.end(this.shard.source.key);
+  }
+
+  /**
+   * Whether `cmd` is a RESTORE-ASKING that must reach the target after what other shards have
+   * sent and not applied yet: the session then starts a unit with it and awaits `ordered()`
+   * before submitting that unit (restore-order.ts).
+   */
+  mustOrder(cmd: StreamCommand): boolean {
+    return cmd.name === 'restore-asking' && this.shard.guard.order.mustWait(this.shard.source.key);
+  }
+
+  ordered(): Promise<void> {
+    return this.shard.guard.order.wait(this.shard.source.key);
+  }
+
   apply(r: Relayed): Verdict {
     const cmd = r.cmd;
     if (cmd.offset === this.flushCleared) return DROP;

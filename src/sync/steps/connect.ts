@@ -61,6 +61,7 @@ export async function connect(ctx: SyncContext, cp: Checkpoint | null, backoff: 
     backoff.sourceAnswered = true;
     if (outcome.mode === 'full') {
       ctx.figures.fullSyncs++;
+      backoff.fullSyncServed();
       const o = ctx.owner;
       if (resumable || (cp === null && o.wroteTarget)) {
         const reason = o.resyncReason ?? (resumable ? `the source refused to resume PSYNC ${cp.replid} ${cp.offset + 1}` : 'the target lost its checkpoint');

@@ -17,6 +17,7 @@ import type { State } from '../phases.js';
 import { SnapshotScope } from '../relay/selection.js';
 import { Halted, Reconnect } from '../run-control.js';
 import type { FullOutcome, SourceConnection } from './source-connection.js';
+import { explainRdbCut } from './rdb-cut.js';
 
 /** Spool memory budget and target in-flight budget while a long string streams (at most the configured ones). */
 const LONG_STRING_SPOOL_MEMORY = 4 * 1024 * 1024;
@@ -68,7 +69,7 @@ export async function fullSync(ctx: SyncContext, source: SourceConnection, outco
       const chunk = await source.read();
       if (chunk === null) {
         if (ctx.run.stopping) throw new Halted();
-        throw new Reconnect('source', `source link ended during the RDB transfer after ${figures.rdbBytes} bytes`);
+        throw await rdbCut(source, outcome, started, figures.rdbBytes, figures.rdbTotal);
       }
       if (trailer !== null) {
         afterRdb = trailer.push(chunk);
@@ -212,4 +213,12 @@ function summarize(ctx: SyncContext, applier: SnapshotApplier, emptyKeysSkipped:
       `the copy is incomplete: ${lost} keys of the snapshot were not written to the target; ${lostKeys.path === null ? 'the report could not be written (see above)' : `the full list is in ${lostKeys.path}`}`,
     );
   }
+}
+
+/** The source ended the link mid-RDB: the reconnection, with what the source shows of why (rdb-cut.ts). */
+async function rdbCut(source: SourceConnection, outcome: FullOutcome, startedAt: number, rdbBytes: number, rdbTotal: number | null): Promise<Reconnect> {
+  const of = rdbTotal === null ? '' : ` of ${rdbTotal}`;
+  const link = source.linkError === null ? 'the source closed the link' : source.linkError.message;
+  const why = await explainRdbCut({ endpoint: source.endpoint, forkOffset: outcome.offset, startedAt, rdbBytes, rdbTotal });
+  return new Reconnect('source', `source link ended during the RDB transfer after ${rdbBytes}${of} bytes (${link})${why === '' ? '' : `: ${why}`}`);
 }

@@ -2,7 +2,9 @@
  * reconnecting: one side failed. The source link is closed (its spool with it), the backoff
  * waited, the target reopened when it was the side that failed; then `connecting` again, with
  * PSYNC from what the target holds. Until the source has answered a PSYNC once, source failures
- * are bounded by --connect-timeout (the address may be wrong); after that, retried forever.
+ * are bounded by --connect-timeout (the address may be wrong); after that, retried forever, except
+ * full syncs: each one forks the source, so after --max-full-sync-attempts in a row that never
+ * reached streaming, the sync stops (exit 4) with the reason the full sync gave.
  */
 import { SourceError } from '../../errors.js';
 import { LeaseError } from '../../checkpoint/lease.js';
@@ -16,11 +18,34 @@ export class Backoff {
   sourceAnswered = false;
   /** The current connection reached streaming (a failure after that starts the backoff over). */
   linkEstablished = false;
+  /** Full syncs the source served since the sync last reached streaming (each one forked it). */
+  fullSyncsInARow = 0;
   private readonly firstConnectBy: number;
 
-  constructor(private readonly minMs: number, private readonly maxMs: number, connectTimeoutMs: number) {
+  constructor(
+    private readonly minMs: number,
+    private readonly maxMs: number,
+    connectTimeoutMs: number,
+    readonly maxFullSyncs = Infinity,
+  ) {
     this.delay = minMs;
     this.firstConnectBy = Date.now() + connectTimeoutMs;
+  }
+
+  /** The source answered +FULLRESYNC: it forked (or will) for this connection. */
+  fullSyncServed(): void {
+    this.fullSyncsInARow++;
+  }
+
+  /** The connection streams: its full sync, if any, completed. */
+  streaming(): void {
+    this.linkEstablished = true;
+    this.fullSyncsInARow = 0;
+  }
+
+  /** The source cut every one of the last --max-full-sync-attempts full syncs: do not ask for another. */
+  fullSyncsExhausted(side: 'source' | 'target'): boolean {
+    return side === 'source' && this.fullSyncsInARow >= this.maxFullSyncs;
   }
 
   /** The source failed before ever answering, past --connect-timeout. */
@@ -44,6 +69,10 @@ export class Backoff {
 export async function reconnect(ctx: SyncContext, s: Extract<State, { at: 'reconnecting' }>, backoff: Backoff): Promise<State> {
   if (backoff.gaveUp(s.side)) {
     throw new SourceError(`${s.cause}; gave up after --connect-timeout ${ctx.opts.connectTimeoutMs / 1000} s without a first replication link`, { cause: s.error });
+  }
+  if (backoff.fullSyncsExhausted(s.side)) {
+    const n = backoff.fullSyncsInARow;
+    throw new SourceError(`${s.cause}; the source served ${n} full sync${n === 1 ? '' : 's'} in a row and none reached streaming (--max-full-sync-attempts ${backoff.maxFullSyncs}): not asking for another, each one forks the source; fix the cause, then run the sync again`, { cause: s.error });
   }
   const delay = backoff.next();
   ctx.log.warn({ side: s.side, err: s.error instanceof Error ? s.error.message : undefined, retryInMs: delay }, `${s.cause}; reconnecting`);

@@ -23,7 +23,7 @@ import type { SourceConnection } from './source-connection.js';
 const PING = encodeCommand(['PING']);
 
 export async function stream(ctx: SyncContext, source: SourceConnection, first: Buffer | null, backoff: Backoff): Promise<State> {
-  backoff.linkEstablished = true;
+  backoff.streaming();
   const units = ctx.units;
   ctx.run.enter('streaming', first === null ? 'resumed (+CONTINUE)' : 'the snapshot is applied', { replid: ctx.tracker.replid, offset: units.applied, db: units.db });
   const { chain, shardStage } = buildRelay({
@@ -37,53 +37,68 @@ export async function stream(ctx: SyncContext, source: SourceConnection, first: 
     commandTable: () => ctx.target.commandTable,
     otherSyncs: () => [...ctx.owner.otherSyncs.keys()],
   });
-  const batcher = new StreamBatcher({ db: units.db, atomicUnits: ctx.store.atomicWithData, reservedDb: ctx.store.homeDb, relay: chain });
-  const parser = new ReplicationStreamParser(units.applied ?? 0);
-  const out: StreamUnit[] = [];
-  const submitAll = async (): Promise<void> => {
-    for (const u of out) await submitStreamUnit(ctx, u);
-    out.length = 0;
-  };
-  let chunk: Buffer | null = first;
-  let read: Promise<Buffer | null> | null = null;
-  for (;;) {
-    if (chunk === null) {
-      read ??= source.read();
-      const next = await ctx.target.untilDown(read);
-      if (next === undefined) {
-        // The target writer failed while the source is quiet: recover now (bridge, or stop
-        // on a fatal error), not at the next write, which may be a ping period away.
-        await units.flush();
-        continue;
+  // This shard's lane in the migration guard's order of RESTOREs: nothing of it is in flight yet.
+  shardStage?.begin(units.applied ?? 0);
+  try {
+    const batcher = new StreamBatcher({ db: units.db, atomicUnits: ctx.store.atomicWithData, reservedDb: ctx.store.homeDb, relay: chain });
+    const parser = new ReplicationStreamParser(units.applied ?? 0);
+    const out: StreamUnit[] = [];
+    const submitAll = async (): Promise<void> => {
+      for (const u of out) await submitStreamUnit(ctx, u);
+      out.length = 0;
+    };
+    let chunk: Buffer | null = first;
+    let read: Promise<Buffer | null> | null = null;
+    for (;;) {
+      if (chunk === null) {
+        read ??= source.read();
+        const next = await ctx.target.untilDown(read);
+        if (next === undefined) {
+          // The target writer failed while the source is quiet: recover now (bridge, or stop
+          // on a fatal error), not at the next write, which may be a ping period away.
+          await units.flush();
+          continue;
+        }
+        read = null;
+        chunk = next;
       }
-      read = null;
-      chunk = next;
-    }
-    if (chunk === null) break;
-    const cmds = parser.push(chunk);
-    chunk = null;
-    for (const c of cmds) {
-      if (shardStage !== null && isFlush(c) && !batcher.inTransaction && !ctx.scope.excludedCommands.has(c.name)) {
-        // Everything before it is applied first, then the shard's own keys are deleted.
-        const before = batcher.cut();
-        if (before !== null) out.push(before);
-        await submitAll();
-        await units.flush();
-        await clearShardOnFlush(ctx, c, shardStage);
+      if (chunk === null) break;
+      const cmds = parser.push(chunk);
+      chunk = null;
+      for (const c of cmds) {
+        if (shardStage !== null && isFlush(c) && !batcher.inTransaction && !ctx.scope.excludedCommands.has(c.name)) {
+          // Everything before it is applied first, then the shard's own keys are deleted.
+          const before = batcher.cut();
+          if (before !== null) out.push(before);
+          await submitAll();
+          await units.flush();
+          await clearShardOnFlush(ctx, c, shardStage);
+        }
+        // A migrated key's RESTORE goes after what the other shards sent before it (restore-order.ts):
+        // what came before it goes out now, the unit starting with it waits.
+        const ordered = shardStage !== null && !batcher.inTransaction && shardStage.mustOrder(c);
+        if (ordered) {
+          const before = batcher.cut();
+          if (before !== null) out.push(before);
+          await submitAll();
+        }
+        batcher.push(c, out);
+        if (ordered) await shardStage.ordered();
       }
-      batcher.push(c, out);
+      if (source.spool.bufferedBytes === 0) {
+        const u = batcher.cut();
+        if (u !== null) out.push(u);
+      }
+      await submitAll();
     }
-    if (source.spool.bufferedBytes === 0) {
-      const u = batcher.cut();
-      if (u !== null) out.push(u);
-    }
-    await submitAll();
+    // The link ended: apply what was received up to the last complete command.
+    const u = batcher.cut();
+    if (u !== null) await submitStreamUnit(ctx, u);
+    await units.flush();
+    return ended(ctx, source);
+  } finally {
+    shardStage?.end();
   }
-  // The link ended: apply what was received up to the last complete command.
-  const u = batcher.cut();
-  if (u !== null) await submitStreamUnit(ctx, u);
-  await units.flush();
-  return ended(ctx, source);
 }
 
 /** Why the stream ended, as the next state. */
