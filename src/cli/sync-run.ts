@@ -130,7 +130,20 @@ export async function runSyncCommand(o: SyncCliOptions): Promise<void> {
     process.off('SIGINT', onSignal);
     process.off('SIGTERM', onSignal);
     await new Promise<void>((r) => logger.flush(() => r()));
+    exitIfStillOpen(logger);
   }
+}
+
+/**
+ * A stopped sync has closed everything it opened, so Node exits by itself. Should a connection
+ * or timer have been left open (a bug), the process must still end with its exit code rather
+ * than hang under a supervisor that waits for it: say what was left, then exit.
+ */
+function exitIfStillOpen(logger: Logger): void {
+  setTimeout(() => {
+    logger.warn({ open: process.getActiveResourcesInfo().filter((r) => r !== 'TTYWrap') }, 'resources still open 3 s after the sync stopped (please report this); exiting');
+    logger.flush(() => process.exit());
+  }, 3000).unref();
 }
 
 /**

@@ -45,7 +45,9 @@ describe('a target with fewer databases', () => {
     expect(mapped.code, mapped.stderr).toBe(0);
     expect(await target.client(1).get('k5')).toBe('v');
     expect(await target.client(2).get('k15')).toBe('v');
-    const only0 = await runCli([...base, '--db', '0', '--name', 'only0', '--existing', 'replace'], { timeoutMs: 30_000 });
+    // A second sync of the same source whose selection (db 0) overlaps the first one's is refused
+    // unless told otherwise; here only its preflight is in question.
+    const only0 = await runCli([...base, '--db', '0', '--name', 'only0', '--existing', 'replace', '--allow-overlap'], { timeoutMs: 30_000 });
     expect(only0.code, only0.stderr).toBe(0);
   });
 
