@@ -52,7 +52,11 @@ export class SyncLease {
   readonly clientName: string;
   private readonly since = Date.now();
   private timer: NodeJS.Timeout | null = null;
+  /** Renewal loops started: only the latest one goes on. */
+  private loops = 0;
   private fenceWarned = false;
+  /** The lease value claim() last saw held by another, and since when (an unchanged one is stale). */
+  private claimSeen = { value: '', since: 0 };
 
   constructor(private readonly opts: LeaseOptions) {
     this.clientName = `${opts.clientPrefix}${this.token}`;
@@ -119,6 +123,25 @@ export class SyncLease {
     return true;
   }
 
+  /**
+   * One try, without waiting (a process sharing a cluster source's shards claims a free one):
+   * true when the lease is now ours. A holder provably dead is taken over at once; a lease seen
+   * unchanged by earlier tries for longer than its TTL is taken as its holder's leftover. The
+   * previous holder is fenced when the session starts (acquire).
+   */
+  async claim(call: NodeCall): Promise<boolean> {
+    const { key, ttlMs } = this.opts;
+    if ((await call(['SET', key, this.currentValue(), 'NX', 'PX', ttlMs])) !== null) return true;
+    const cur = await call(['GET', key]);
+    if (cur === null) return false;
+    const text = String(cur);
+    const holder = parseHolder(text);
+    if (holder?.token === this.token) return true;
+    if (text !== this.claimSeen.value) this.claimSeen = { value: text, since: Date.now() };
+    const stale = Date.now() - this.claimSeen.since > ttlMs + STALE_MARGIN_MS;
+    return (holder !== null && provablyDead(holder)) || stale ? this.takeOver(call, text) : false;
+  }
+
   /** SET the lease to ours only if it still holds `expected` (one script: nothing can slip in between). */
   private async takeOver(call: NodeCall, expected: string): Promise<boolean> {
     const r = await call(['EVAL', TAKE_OVER, 1, this.opts.key, expected, this.currentValue(), this.opts.ttlMs]);
@@ -175,16 +198,22 @@ export class SyncLease {
    * `onRenewed` runs after each renewal.
    */
   startRenewing(call: () => NodeCall | null, onLost: (e: Error) => void, onRenewed?: (retaken: boolean) => void): void {
+    // One renewal loop: a lease claimed by the cluster coordinator is renewed by it until its session takes over.
+    this.stop();
+    const loop = ++this.loops;
+    const live = (): boolean => this.timer !== null && this.loops === loop;
     const tick = (): void => {
       const c = call();
       const next = (): void => {
-        if (this.timer !== null) this.timer = setTimeout(tick, this.opts.ttlMs / 3).unref();
+        if (live()) this.timer = setTimeout(tick, this.opts.ttlMs / 3).unref();
       };
       if (c === null) return next();
       this.renew(c).then((retaken) => {
+        if (!live()) return;
         onRenewed?.(retaken);
         next();
       }, (e: unknown) => {
+        if (!live()) return;
         if (e instanceof LeaseError) {
           this.stop();
           onLost(e);

@@ -1,6 +1,7 @@
 /**
  * Replicant's own keys on a target: the registry of syncs, each sync's checkpoint and lease,
- * a cluster source's shard list, a cluster target's marker keys. They all live under exactly
+ * a cluster source's shard list (with the processes sharing it, and the lock of its first start),
+ * a cluster target's marker keys. They all live under exactly
  * `__replicant:` (a key named `__replicantish` is user data), the one answer to "is this key
  * Replicant's?" for the sync, verify, cutover and plan.
  *
@@ -16,7 +17,7 @@ export const RESERVED_PREFIX = '__replicant:';
 export const RESERVED_PREFIX_BYTES = Buffer.from(RESERVED_PREFIX);
 
 /** The names Replicant itself writes under the prefix (exact names, or prefixes ending with ':'). */
-const OWN_NAMES = ['syncs', 'checkpoint', 'checkpoint:', 'lease:', 'shards:', 'marker:', 'preflight'].map((n) => Buffer.from(RESERVED_PREFIX + n));
+const OWN_NAMES = ['syncs', 'checkpoint', 'checkpoint:', 'lease:', 'shards:', 'members:', 'first-start:', 'marker:', 'preflight'].map((n) => Buffer.from(RESERVED_PREFIX + n));
 
 /** A key in Replicant's namespace: `name` under the prefix. */
 export function reservedKey(name: string): string {

@@ -23,6 +23,7 @@ import { partialSpec, type PartialCliOptions } from './partial-options.js';
 export interface SyncCliOptions extends PasswordFileOptions, TlsCliOptions, PartialCliOptions {
   acceptFilterChange: boolean;
   allowOverlap: boolean;
+  maxShards?: number;
   source: string;
   target: string;
   writeMode: 'auto' | 'restore' | 'commands';
@@ -96,9 +97,10 @@ export async function runSyncCommand(o: SyncCliOptions): Promise<void> {
   // Handled at once, so a failing cluster check does not leave this promise's rejection unhandled.
   sessionModule.catch(() => {});
   const cluster = await isClusterSource(source, tls.source, o.connectTimeout, logger);
+  if (!cluster && o.maxShards !== undefined) throw new UsageError('--max-shards: the source is not a Redis Cluster (only the shards of a cluster source are shared among processes)');
   if (!cluster && o.preferReplica) throw new UsageError('--prefer-replica: the source is not a Redis Cluster (for a sentinel-managed source, name a replica as --source)');
   const session = cluster
-    ? new (await import('../sync/cluster/coordinator.js')).ClusterSourceSync({ ...options, preferReplica: o.preferReplica, parallelSyncs: o.clusterParallelSyncs })
+    ? new (await import('../sync/cluster/coordinator.js')).ClusterSourceSync({ ...options, preferReplica: o.preferReplica, parallelSyncs: o.clusterParallelSyncs, ...(o.maxShards === undefined ? {} : { maxShards: o.maxShards }) })
     : new (await sessionModule).SyncSession(options);
   const selection = session.selection;
   if (selection !== null) logger.info({ selection }, 'partial sync');

@@ -29,6 +29,7 @@ export function registerSyncCommand(program: Command): void {
     .addOption(new Option('--on-full-resync <policy>', 'when the source or a target that lost its data requires copying again: flush (empty the target, only if it holds nothing this sync did not write; else exit 7), flush-all (empty it anyway), replace (copy over it without flushing), fail (exit 7)').choices(['flush', 'flush-all', 'replace', 'fail']).default(D.onFullResync))
     .option('--name <name>', "this sync's identity on the target (checkpoint, lease); default: the source address (a cluster source: each shard is <name>@<shard>)")
     .option('--prefer-replica', 'cluster source: replicate each shard from one of its replicas (its master when it has none that is up)', false)
+    .option('--max-shards <n>', 'cluster source: most shards this process syncs when several processes with the same source, target and --name share them (default: its fair share)', parsePositiveInt)
     .option('--cluster-parallel-syncs <n>', 'cluster source: shards whose snapshot is taken at the same time (each one forks its node)', parsePositiveInt, 1)
     .option('--lease-ttl <duration>', 'how long a dead instance keeps a restarted one waiting; a live one renews it every third', parsePositiveDuration, D.leaseTtlMs)
     .option('--checkpoint <where>', 'where the applied offset is stored: target[:KEY] (atomically with each batch; the default), file:PATH (at-least-once; the default on a cluster target, in --spool-dir or the home directory), none')

@@ -169,6 +169,21 @@ export function createSyncMetrics(source: MetricsSource, options: SyncMetricsOpt
       },
     });
   };
+  // Shards shared among processes: what this one holds, and how many processes are alive.
+  const sharingGauge = (name: string, help: string, read: (s: ClusterSyncStatus['sharing'], shards: number) => number): void => {
+    new Gauge({
+      name,
+      help,
+      registers,
+      collect() {
+        const s = snap() as Partial<ClusterSyncStatus>;
+        if (s.sharing !== undefined) this.set(read(s.sharing, s.shards?.length ?? 0));
+      },
+    });
+  };
+  sharingGauge('replicant_shards_held', 'Cluster source: shards this process syncs now.', (_, held) => held);
+  sharingGauge('replicant_shards_waiting', 'Cluster source: shards no live process syncs (every process holds its --max-shards).', (s) => s.waiting.length);
+  sharingGauge('replicant_sync_processes', 'Cluster source: live processes sharing this sync (this one included).', (s) => s.members.length);
   shardGauge('replicant_shard_healthy', 'Cluster source: 1 while the shard is full-syncing or streaming, else 0.', (s) => (isHealthy(s) ? 1 : 0));
   shardGauge('replicant_shard_applied_offset', "Cluster source: the shard's replication offset applied on the target.", (s) => s.appliedOffset);
   shardGauge('replicant_shard_lag_bytes', "Cluster source: bytes of the shard's stream received but not yet applied.", (s) => s.lagBytes);

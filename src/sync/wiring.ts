@@ -41,7 +41,7 @@ export function createSyncContext(options: SyncOptions, events: SessionEvents): 
   const scope = new PartialScope(opts.partial);
   const lost = new LostKeys(log, opts.report, opts.spoolDir);
   const figures = new SyncFigures(lost);
-  const lease = new SyncLease({ key: identity.leaseKey, id: identity.id, clientPrefix: identity.clientPrefix, ttlMs: opts.leaseTtlMs, logger: log });
+  const lease = shard?.lease ?? new SyncLease({ key: identity.leaseKey, id: identity.id, clientPrefix: identity.clientPrefix, ttlMs: opts.leaseTtlMs, logger: log });
   const run = new RunControl(log, events.phase);
   const target = new TargetConnections(targetEp, { maxInflightBytes: opts.maxInflightBytes, onError: opts.onError, logger: log, clientName: lease.clientName, connectTimeoutMs: opts.connectTimeoutMs }, {
     applied: (offset) => ctx.units.onApplied(offset),

@@ -567,16 +567,20 @@ describe('a cluster source changing under the sync', () => {
     expect(run.sync.status().shards.map((s) => s.fullSyncs)).toEqual([1, 1]);
   }, 120_000);
 
-  it('a second instance of the same cluster sync is refused (exit 10); a FLUSHALL of one master deletes only its shard\'s keys; inside a transaction it stops every shard (exit 5)', async () => {
+  it('a second instance of the same cluster sync shares the shards (one handed over and back, no full sync); a FLUSHALL of one master deletes only its shard\'s keys; inside a transaction it stops every shard (exit 5)', async () => {
     const { cluster, target, client } = await clusterAndTarget(600);
-    const opts: ClusterSyncOptions = { source: `redis://${cluster.seed.host}:${cluster.seed.port}`, target: target.url, spoolDir: tempDir(), name: 'safe' };
+    const opts: ClusterSyncOptions = { source: `redis://${cluster.seed.host}:${cluster.seed.port}`, target: target.url, spoolDir: tempDir(), name: 'safe', claimEveryMs: 200 };
     const first = runClusterSync(opts);
     await waitAllCaughtUp(first.sync, cluster);
+    // A second process of the same sync (same source, target, --name) takes its share: one shard, handed over at a checkpoint.
     const second = runClusterSync(opts);
-    await expect(second.done).rejects.toMatchObject({ exitCode: 10 });
-    // The first one is untouched by the refused second one.
+    await waitFor(() => second.sync.status().shards.length === 1 && first.sync.status().shards.length === 2, 'the second instance to take one shard', 20_000);
     await client.set('still', 'here');
-    await waitFor(async () => (await target.client().get('still')) === 'here', 'the first sync to go on', 10_000);
+    await waitFor(async () => (await target.client().get('still')) === 'here', 'both to go on', 10_000);
+    // Stopped, it hands the shard back: the first holds all three again, none copied twice.
+    await second.stop();
+    await waitAllCaughtUp(first.sync, cluster);
+    expect(first.sync.status().shards.map((s) => s.fullSyncs).reduce((a, b) => a + b, 0)).toBe(2);
 
     const tc = target.client();
     const victim = cluster.nodes[2]!.client();

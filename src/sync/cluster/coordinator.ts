@@ -12,6 +12,10 @@
  *   sessions are siblings, never "other syncs" to each other.
  * - The topology is polled: a shard whose master changed is moved at once (the link would drop
  *   anyway), a new master starts a new shard session.
+ * - Several processes started with the same source, target and --name share the shards
+ *   (sharing.ts): each runs the sessions of the shards whose lease it claimed, up to its share of
+ *   the live processes; one that stops hands its shards over at a checkpoint, one that dies has
+ *   them taken over when their leases expire. Alone, a process runs every shard.
  */
 import { EventEmitter } from 'node:events';
 import { ReplicantError, SourceError } from '../../errors.js';
@@ -20,12 +24,14 @@ import { ClusterSource, ShardSource, slotRangesText, type ClusterShard } from '.
 import { isRetryable } from '../../replication/errors.js';
 import { endpointLabel, parseRedisUrl, type SourceEndpoint } from '../../replication/url.js';
 import type { UnitWriter } from '../../writer/index.js';
-import { REGISTRY_KEY, parseRegistry } from '../../checkpoint/identity.js';
+import { REGISTRY_KEY, parseRegistry, syncIdentity } from '../../checkpoint/identity.js';
 import type { CheckpointSpec } from '../../checkpoint/store.js';
-import { reservedKey } from '../../checkpoint/reserved.js';
+import { LeaseError, type NodeCall, type SyncLease } from '../../checkpoint/lease.js';
 import { IncompleteCopyError } from '../incomplete.js';
 import { MigrationGuard } from './migration-guard.js';
 import { Gate } from './shard.js';
+import { ShardList, shardSourceFor } from './shard-list.js';
+import { ShardSharing, type SharingStatus } from './sharing.js';
 import { PartialScope } from '../relay/selection.js';
 import { openTargetWriter } from '../apply/target-connections.js';
 import { applyExistingPolicy, countForeignKeys } from '../ownership/existing.js';
@@ -41,6 +47,10 @@ export interface ClusterSyncOptions extends SyncOptions {
   parallelSyncs?: number;
   /** How often the source topology is read again (failovers, shards added). Default 5 s. */
   topologyPollMs?: number;
+  /** Most shards this process holds when several processes share the sync (default: no cap). */
+  maxShards?: number;
+  /** How often this process looks for shards to claim or give back. Default 1 s. */
+  claimEveryMs?: number;
 }
 
 export interface ShardStatus extends SyncStatus {
@@ -58,17 +68,20 @@ export interface ClusterSyncStatus extends SyncStatus {
    * target, and RESTOREs held until the other shards had applied what they sent before them.
    */
   migrations: { trackedKeys: number; droppedDeletes: number; droppedWrites: number; heldRestores: number };
+  /** The processes sharing this sync's shards, and this one's part (`shards` lists only the shards it holds). */
+  sharing: SharingStatus;
 }
 
-/** The shard list on the target: shard key → node ids, and the first start's --existing outcome. */
-const META_FIELD = '~meta';
-
+/** A shard whose session runs in this process. */
 interface Shard {
   source: ShardSource;
   session: SyncSession;
+  lease: SyncLease;
   done: Promise<void>;
   result: SyncResult | null;
   error: unknown;
+  /** Being stopped to hand it to another process: its end is not the sync's. */
+  giving: boolean;
 }
 
 /** Longest wait for the other shards before a snapshot is applied. */
@@ -84,13 +97,19 @@ export class ClusterSourceSync extends EventEmitter<Pick<SyncEvents, 'phase'>> {
   private readonly log: Logger;
   private readonly cluster: ClusterSource;
   private readonly name: string;
-  private readonly shardsKey: string;
+  private readonly list: ShardList;
   private readonly gate: Gate;
+  /** Every shard of the source cluster, by key. */
+  private readonly known = new Map<string, ShardSource>();
+  /** The shards whose session runs in this process. */
   private readonly shards = new Map<string, Shard>();
+  private readonly sharing: ShardSharing;
   private readonly targetEp: SourceEndpoint;
   private readonly scope: PartialScope;
   private cleanStart = false;
   private stopping = false;
+  /** A sharing round ran: an empty `shards` then means "every shard is held by another process". */
+  private shared = false;
   private failure: unknown = null;
   private wake: (() => void) | null = null;
   private readonly guard: MigrationGuard;
@@ -105,11 +124,18 @@ export class ClusterSourceSync extends EventEmitter<Pick<SyncEvents, 'phase'>> {
     this.cluster = new ClusterSource(seed);
     this.targetEp = parseRedisUrl(opts.target, opts.tls?.target);
     this.name = opts.name ?? endpointLabel(seed);
-    this.shardsKey = reservedKey(`shards:${this.name}`);
+    this.list = new ShardList(this.name, this.log);
     this.gate = new Gate(Math.max(1, opts.parallelSyncs ?? 1));
     // Bad filters are refused before anything connects.
     this.scope = new PartialScope(opts.partial);
     this.guard = new MigrationGuard({ logger: this.log });
+    this.sharing = new ShardSharing({
+      name: this.name,
+      ttlMs: opts.leaseTtlMs ?? SYNC_DEFAULTS.leaseTtlMs,
+      maxShards: opts.maxShards ?? null,
+      log: this.log,
+      identity: (key) => syncIdentity({ kind: 'cluster-shard', shard: this.known.get(key)! }, this.shardName(key)),
+    });
   }
 
   get selection(): string | null {
@@ -122,10 +148,10 @@ export class ClusterSourceSync extends EventEmitter<Pick<SyncEvents, 'phase'>> {
       return { shard: s.source.key, slots: slotRangesText(s.source.slots()), node: at === null ? null : endpointLabel(at), ...s.session.status() };
     });
     const sum = (f: (s: SyncStatus) => number | null | undefined): number => shards.reduce((t, s) => t + (f(s) ?? 0), 0);
-    const phase = this.stopping ? (shards.every((s) => s.phase === 'stopped') && shards.length > 0 ? 'stopped' : 'stopping') : shards.length === 0 ? 'connecting' : shards.map((s) => s.phase).sort((a, b) => PHASE_RANK[a] - PHASE_RANK[b])[0]!;
     const inRdb = shards.filter((s) => s.rdb !== null);
+    const sharing = this.sharing.status();
     return {
-      phase,
+      phase: this.phase(shards, sharing),
       replid: null,
       receivedOffset: null,
       appliedOffset: null,
@@ -151,10 +177,21 @@ export class ClusterSourceSync extends EventEmitter<Pick<SyncEvents, 'phase'>> {
       complete: shards.every((s) => s.complete),
       shards,
       migrations: { trackedKeys: this.guard.size, droppedDeletes: this.guard.droppedDeletes, droppedWrites: this.guard.droppedWrites, heldRestores: this.guard.order.held },
+      sharing,
     };
   }
 
-  /** Stops every shard gracefully; run() then resolves (or rejects with the worst shard's error). */
+  /**
+   * The worst phase of the shards held here. A process holding none is a healthy standby
+   * (`streaming`) once every shard is held by another live process, else still `connecting`.
+   */
+  private phase(shards: ShardStatus[], sharing: SharingStatus): Phase {
+    if (this.stopping) return shards.every((s) => s.phase === 'stopped') ? 'stopped' : 'stopping';
+    if (shards.length === 0) return this.shared && this.known.size > 0 && sharing.waiting.length === 0 ? 'streaming' : 'connecting';
+    return shards.map((s) => s.phase).sort((a, b) => PHASE_RANK[a] - PHASE_RANK[b])[0]!;
+  }
+
+  /** Stops every shard gracefully (handing them to the other processes, if any); run() then resolves (or rejects with the worst shard's error). */
   stop(): void {
     if (this.stopping) return;
     this.stopping = true;
@@ -166,22 +203,28 @@ export class ClusterSourceSync extends EventEmitter<Pick<SyncEvents, 'phase'>> {
   async run(): Promise<SyncResult> {
     const shards = await this.discover();
     const control = await this.connectTarget();
+    const call: NodeCall = (a) => control.call(a);
     try {
-      const known = await this.readShardList(control);
-      const firstStart = known === null || this.opts.checkpoint?.kind === 'none';
-      if (firstStart) {
+      let known = new Map<string, string[]>();
+      if (this.opts.checkpoint?.kind === 'none') {
         this.cleanStart = await this.checkExisting(control);
       } else {
-        this.cleanStart = known.cleanStart;
+        const r = await this.list.readOrDecide(call, this.sharing.members.id, () => this.checkExisting(control), () => this.stopping);
+        this.cleanStart = r.known.cleanStart;
+        known = r.known.shards;
       }
-      const entries = known?.shards ?? new Map<string, string[]>();
       // Stopped while discovering: no shard is started.
       if (this.stopping) return this.finish();
-      for (const s of shards) this.addShard(this.sourceFor(s, entries));
-      await this.saveShardList(control);
-      this.log.info({ sync: this.name, shards: [...this.shards.values()].map((s) => ({ shard: s.source.key, slots: slotRangesText(s.source.slots()) })), parallelSyncs: this.opts.parallelSyncs ?? 1, preferReplica: this.opts.preferReplica ?? false }, 'cluster source: one sync per shard');
-      await this.follow(control);
+      for (const s of shards) {
+        const source = shardSourceFor(s, known, (k) => this.known.has(k), this.cluster, this.opts.preferReplica ?? false);
+        this.known.set(source.key, source);
+      }
+      await this.list.save(call, this.cleanStart, this.known.values());
+      this.log.info({ sync: this.name, shards: [...this.known.values()].map((s) => ({ shard: s.key, slots: slotRangesText(s.slots()) })), parallelSyncs: this.opts.parallelSyncs ?? 1, preferReplica: this.opts.preferReplica ?? false }, 'cluster source: one sync per shard');
+      await this.share(call);
+      await this.follow(control, call);
     } finally {
+      if (this.stopping || this.failure !== null) await this.sharing.leave(call).catch(() => undefined);
       control.destroy();
     }
     return this.finish();
@@ -208,46 +251,6 @@ export class ClusterSourceSync extends EventEmitter<Pick<SyncEvents, 'phase'>> {
     return openTargetWriter(this.targetEp, { onError: 'fail', logger: this.log });
   }
 
-  private async readShardList(w: UnitWriter): Promise<{ cleanStart: boolean; shards: Map<string, string[]> } | null> {
-    const reply = (await w.call(['HGETALL', this.shardsKey])) as unknown[];
-    if (!Array.isArray(reply) || reply.length === 0) return null;
-    const shards = new Map<string, string[]>();
-    let cleanStart = false;
-    for (let i = 0; i + 1 < reply.length; i += 2) {
-      const field = String(reply[i]);
-      try {
-        const v = JSON.parse(String(reply[i + 1])) as { nodes?: unknown; cleanStart?: unknown };
-        if (field === META_FIELD) cleanStart = v.cleanStart === true;
-        else if (Array.isArray(v.nodes)) shards.set(field, v.nodes.map(String));
-      } catch {
-        this.log.warn({ key: this.shardsKey, field }, 'unreadable entry in the shard list on the target: ignored');
-      }
-    }
-    return { cleanStart, shards };
-  }
-
-  private async saveShardList(w: UnitWriter): Promise<void> {
-    const args: string[] = ['HSET', this.shardsKey, META_FIELD, JSON.stringify({ cleanStart: this.cleanStart })];
-    for (const s of this.shards.values()) args.push(s.source.key, JSON.stringify({ nodes: s.source.nodeIds }));
-    await w.call(args);
-  }
-
-  /** The tracked shard for `s`: the known entry sharing a node with it, or a new one keyed by its master. */
-  private sourceFor(s: ClusterShard, known: Map<string, string[]>): ShardSource {
-    const ids = [s.master.id, ...s.replicas.map((r) => r.id)];
-    let key = s.master.id;
-    let nodes: string[] = ids;
-    let best = 0;
-    for (const [k, list] of known) {
-      // A known shard already matched by another current one (nodes moved between shards) is not taken twice.
-      if (this.shards.has(k)) continue;
-      const score = (list.includes(s.master.id) ? 1000 : 0) + ids.filter((id) => list.includes(id)).length;
-      if (score > best) [best, key, nodes] = [score, k, [...new Set([...list, ...ids])]];
-    }
-    if (this.shards.has(key)) key = `${key}-${Date.now().toString(36)}`;
-    return new ShardSource(key, nodes, this.cluster, this.opts.preferReplica ?? false);
-  }
-
   /**
    * At the first start: does the target hold keys that are not Replicant's? Applies --existing
    * once for every shard (the shards' sessions then skip their own check). Returns cleanStart.
@@ -265,6 +268,10 @@ export class ClusterSourceSync extends EventEmitter<Pick<SyncEvents, 'phase'>> {
     });
   }
 
+  private shardName(key: string): string {
+    return `${this.name}@${key}`;
+  }
+
   private shardCheckpoint(key: string): CheckpointSpec | undefined {
     const cp = this.opts.checkpoint;
     if (cp === undefined || cp.kind === 'none') return cp;
@@ -272,12 +279,38 @@ export class ClusterSourceSync extends EventEmitter<Pick<SyncEvents, 'phase'>> {
     return cp.key === undefined ? cp : { ...cp, key: `${cp.key}@${key}` };
   }
 
-  private addShard(source: ShardSource): void {
+  /**
+   * One sharing round: claim free shards up to this process's share and start their sessions;
+   * give back (stop at a checkpoint, lease released) the shards over it. Alone, a process
+   * claims every shard at its first round.
+   */
+  private async share(call: NodeCall): Promise<void> {
+    const states = [...this.known.values()].map((source) => {
+      const s = this.shards.get(source.key);
+      return { key: source.key, mine: s !== undefined && !s.giving, streaming: s !== undefined && s.session.progress().streaming };
+    });
+    const { claimed, give } = await this.sharing.round(call, states);
+    this.shared = true;
+    for (const key of give) {
+      const s = this.shards.get(key)!;
+      s.giving = true;
+      this.log.info({ shard: key, quota: this.sharing.status().quota }, 'handing this shard to another process of this sync: stopping it at a checkpoint');
+      s.session.stop();
+    }
+    for (const [key, lease] of claimed) {
+      if (this.stopping) break;
+      this.startShard(this.known.get(key)!, lease, call);
+    }
+  }
+
+  private startShard(source: ShardSource, lease: SyncLease, call: NodeCall): void {
     const key = source.key;
     const prefix = `${this.name}@`;
+    // Renewed from here until the session takes it over (its start renews it on its own connection).
+    lease.startRenewing(() => call, () => shard.session.stop());
     const session = new SyncSession({
       ...this.opts,
-      name: `${this.name}@${key}`,
+      name: this.shardName(key),
       checkpoint: this.shardCheckpoint(key),
       ...(this.opts.report === undefined ? {} : { report: `${this.opts.report}.${key}` }),
       logger: this.log.child({ shard: key }),
@@ -288,53 +321,80 @@ export class ClusterSourceSync extends EventEmitter<Pick<SyncEvents, 'phase'>> {
         gate: () => this.gate.acquire(),
         guard: this.guard,
         othersSettled: () => this.othersSettled(key),
+        lease,
       },
     });
     session.on('phase', (phase, info) => this.emit('phase', phase, { ...info, shard: key }));
     // The guard holds a migrated key's RESTORE until the other shards applied what they sent before it.
     session.on('applied', (offset) => this.guard.order.applied(key, offset));
-    const shard: Shard = { source, session, result: null, error: null, done: Promise.resolve() };
-    shard.done = session.run().then(
-      (r) => {
-        shard.result = r;
-      },
-      (e: unknown) => {
-        shard.error = e;
-        // One shard failing stops them all (the first failure is the one reported).
-        if (!(e instanceof IncompleteCopyError) && this.failure === null) {
-          this.failure = e;
-          this.log.error({ shard: key, err: (e as Error).message }, 'a shard failed: stopping every shard');
-          this.stop();
-        }
-      },
-    ).finally(() => this.wake?.());
+    const shard: Shard = { source, session, lease, result: null, error: null, giving: false, done: Promise.resolve() };
+    this.log.info({ shard: key, slots: slotRangesText(source.slots()) }, 'shard claimed: this process syncs it');
+    shard.done = session
+      .run()
+      .then(
+        (r) => {
+          shard.result = r;
+        },
+        (e: unknown) => this.shardFailed(shard, e),
+      )
+      .finally(() => {
+        // Whatever ended the session, the lease is not left to expire (released only if still ours).
+        lease.stop();
+        void lease.release(call).catch(() => undefined);
+        if (shard.giving || (shard.error instanceof LeaseError && !this.stopping)) this.dropShard(shard);
+        this.wake?.();
+      });
     this.shards.set(key, shard);
   }
 
-  /** Polls the topology until every shard's session has ended. */
-  private async follow(control: UnitWriter): Promise<void> {
-    const period = this.opts.topologyPollMs ?? 5000;
+  /** A shard's session failed: another process took its lease (it goes on there), or the sync stops. */
+  private shardFailed(shard: Shard, e: unknown): void {
+    shard.error = e;
+    const key = shard.source.key;
+    if (e instanceof LeaseError && !this.stopping) {
+      this.log.warn({ shard: key, err: e.message }, 'another process of this sync holds this shard now: no longer synced here');
+      return;
+    }
+    // One shard failing stops them all (the first failure is the one reported).
+    if (!(e instanceof IncompleteCopyError) && this.failure === null) {
+      this.failure = e;
+      this.log.error({ shard: key, err: (e as Error).message }, 'a shard failed: stopping every shard');
+      this.stop();
+    }
+  }
+
+  private dropShard(shard: Shard): void {
+    if (this.shards.get(shard.source.key) === shard) this.shards.delete(shard.source.key);
+  }
+
+  /** Polls the topology and shares the shards until every shard's session held here has ended (or forever, sharing). */
+  private async follow(control: UnitWriter, call: NodeCall): Promise<void> {
+    const pollEvery = this.opts.topologyPollMs ?? 5000;
+    const claimEvery = Math.min(this.opts.claimEveryMs ?? 1000, pollEvery);
+    let nextPoll = Date.now() + pollEvery;
     for (;;) {
       const running = [...this.shards.values()].map((s) => s.done);
-      const ended = Promise.all(running).then(() => true);
+      const ended = running.length === 0 ? new Promise<boolean>(() => undefined) : Promise.all(running).then(() => true);
+      let timer: NodeJS.Timeout | undefined;
       const tick = new Promise<boolean>((resolve) => {
-        const t = setTimeout(() => resolve(false), period);
-        this.wake = () => {
-          clearTimeout(t);
-          resolve(false);
-        };
+        timer = setTimeout(() => resolve(false), claimEvery);
+        this.wake = () => resolve(false);
       });
-      if (await Promise.race([ended, tick])) {
-        // A shard added while the others ended is waited for too.
-        if ([...this.shards.values()].every((s) => s.result !== null || s.error !== null)) return;
-        continue;
-      }
+      const allEnded = await Promise.race([ended, tick]);
+      clearTimeout(timer);
       this.wake = null;
       if (this.stopping) {
         await Promise.all([...this.shards.values()].map((s) => s.done));
         return;
       }
-      if (this.opts.exitAfterFullSync) continue;
+      // --exit-after-full-sync: the shards claimed at the start, each until its snapshot is applied.
+      if (this.opts.exitAfterFullSync) {
+        if (allEnded || [...this.shards.values()].every((s) => s.result !== null || s.error !== null)) return;
+        continue;
+      }
+      await this.share(call).catch((e: unknown) => this.log.warn({ err: (e as Error).message }, 'cannot share the shards with the other processes of this sync now; trying again'));
+      if (Date.now() < nextPoll) continue;
+      nextPoll = Date.now() + pollEvery;
       this.sweepGuard();
       await this.pollTopology(control).catch((e: unknown) => this.log.warn({ err: (e as Error).message }, 'cannot read the cluster source topology; trying again later'));
     }
@@ -343,21 +403,21 @@ export class ClusterSourceSync extends EventEmitter<Pick<SyncEvents, 'phase'>> {
   private async pollTopology(control: UnitWriter): Promise<void> {
     const shards = await this.cluster.refresh();
     let changed = false;
+    for (const s of this.known.values()) if (s.track()) changed = true;
     for (const s of this.shards.values()) {
-      if (s.source.track()) changed = true;
       const to = s.source.endpointNow();
       if (to !== null) s.session.sourceMoved(to);
     }
     for (const c of shards) {
       const nodes = [c.master.id, ...c.replicas.map((r) => r.id)];
-      const tracked = [...this.shards.values()].some((s) => s.source.nodeIds.some((id) => nodes.includes(id)));
+      const tracked = [...this.known.values()].some((s) => s.nodeIds.some((id) => nodes.includes(id)));
       if (tracked || this.stopping) continue;
       const source = new ShardSource(c.master.id, nodes, this.cluster, this.opts.preferReplica ?? false);
       this.log.warn({ shard: source.key, address: endpointLabel(this.cluster.endpointOf(c.master)), slots: slotRangesText(c.master.slots) }, 'a shard was added to the cluster source: syncing it too');
-      this.addShard(source);
+      this.known.set(source.key, source);
       changed = true;
     }
-    if (changed) await this.saveShardList(control);
+    if (changed) await this.list.save((a) => control.call(a), this.cleanStart, this.known.values());
   }
 
   /**

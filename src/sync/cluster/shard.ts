@@ -5,6 +5,7 @@
  */
 import type { ShardSourceRef } from '../../replication/source.js';
 import type { MigrationGuard } from './migration-guard.js';
+import type { SyncLease } from '../../checkpoint/lease.js';
 
 /**
  * What makes a session one shard of a cluster source sync (README "Cluster source"). Its siblings
@@ -23,6 +24,8 @@ export interface ShardRole {
   guard: MigrationGuard;
   /** Resolves once the other shards have applied what they had received when called (bounded wait). */
   othersSettled(): Promise<void>;
+  /** The shard's lease, already claimed by the coordinator (the session takes it over and fences the previous holder). */
+  lease?: SyncLease;
 }
 
 /** Where a shard stands, as the coordinator needs it (not for display: see SyncStatus). */
