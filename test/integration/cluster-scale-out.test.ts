@@ -186,7 +186,7 @@ describe('one cluster sync shared by several processes', () => {
     await waitFor(async () => held(await p1.status()).length === 1 && held(await p2.status()).length === 1, 'one shard each', 60_000, 200);
     await waitFor(async () => (await p1.status())!.sharing.waiting.length === 1, 'the third shard to be reported waiting', 10_000, 100);
     const waiting = (await p1.status())!.sharing.waiting[0]!;
-    expect((await p2.status())!.sharing.waiting).toEqual([waiting]);
+    await waitFor(async () => (await p2.status())!.sharing.waiting.join() === waiting, 'the other process to report it too', 10_000, 100);
     expect(p1.cli.stderr() + p2.cli.stderr()).toMatch(/a shard waits for a process/);
     const metrics = await (await fetch(`http://127.0.0.1:${p1.port}/metrics`)).text();
     expect(metrics).toMatch(/replicant_shards_waiting 1/);

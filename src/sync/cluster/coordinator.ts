@@ -18,7 +18,7 @@
  *   them taken over when their leases expire. Alone, a process runs every shard.
  */
 import { EventEmitter } from 'node:events';
-import { ReplicantError, SourceError } from '../../errors.js';
+import { ReplicantError, SourceError, UsageError } from '../../errors.js';
 import { silentLogger, type Logger } from '../../observe/logger.js';
 import { ClusterSource, ShardSource, slotRangesText, type ClusterShard } from '../../replication/cluster-source.js';
 import { isRetryable } from '../../replication/errors.js';
@@ -76,7 +76,6 @@ export interface ClusterSyncStatus extends SyncStatus {
 interface Shard {
   source: ShardSource;
   session: SyncSession;
-  lease: SyncLease;
   done: Promise<void>;
   result: SyncResult | null;
   error: unknown;
@@ -110,6 +109,13 @@ export class ClusterSourceSync extends EventEmitter<Pick<SyncEvents, 'phase'>> {
   private stopping = false;
   /** A sharing round ran: an empty `shards` then means "every shard is held by another process". */
   private shared = false;
+  /**
+   * Whether the shards may be shared with other processes: only with the checkpoints in the target.
+   * A file checkpoint is one machine's: a shard coming back to a process would resume from its
+   * stale file and apply writes a second time. Without, this process takes every shard (a second
+   * one is refused by the leases, exit 10, as a second instance of any sync).
+   */
+  private sharable = false;
   private failure: unknown = null;
   private wake: (() => void) | null = null;
   private readonly guard: MigrationGuard;
@@ -215,10 +221,13 @@ export class ClusterSourceSync extends EventEmitter<Pick<SyncEvents, 'phase'>> {
       }
       // Stopped while discovering: no shard is started.
       if (this.stopping) return this.finish();
+      refuseOtherCluster(shards, known, this.list.key);
       for (const s of shards) {
         const source = shardSourceFor(s, known, (k) => this.known.has(k), this.cluster, this.opts.preferReplica ?? false);
         this.known.set(source.key, source);
       }
+      const cp = this.opts.checkpoint;
+      this.sharable = cp === undefined ? !control.info.cluster : cp.kind === 'target';
       await this.list.save(call, this.cleanStart, this.known.values());
       this.log.info({ sync: this.name, shards: [...this.known.values()].map((s) => ({ shard: s.key, slots: slotRangesText(s.slots()) })), parallelSyncs: this.opts.parallelSyncs ?? 1, preferReplica: this.opts.preferReplica ?? false }, 'cluster source: one sync per shard');
       await this.share(call);
@@ -285,6 +294,12 @@ export class ClusterSourceSync extends EventEmitter<Pick<SyncEvents, 'phase'>> {
    * claims every shard at its first round.
    */
   private async share(call: NodeCall): Promise<void> {
+    if (!this.sharable) {
+      // Not shared: every shard (new ones too), each session taking its own lease (refused while another instance holds it).
+      for (const source of this.known.values()) if (!this.shards.has(source.key) && !this.stopping) this.startShard(source, null, call);
+      this.shared = true;
+      return;
+    }
     const states = [...this.known.values()].map((source) => {
       const s = this.shards.get(source.key);
       return { key: source.key, mine: s !== undefined && !s.giving, streaming: s !== undefined && s.session.progress().streaming };
@@ -303,11 +318,11 @@ export class ClusterSourceSync extends EventEmitter<Pick<SyncEvents, 'phase'>> {
     }
   }
 
-  private startShard(source: ShardSource, lease: SyncLease, call: NodeCall): void {
+  private startShard(source: ShardSource, lease: SyncLease | null, call: NodeCall): void {
     const key = source.key;
     const prefix = `${this.name}@`;
     // Renewed from here until the session takes it over (its start renews it on its own connection).
-    lease.startRenewing(() => call, () => shard.session.stop());
+    lease?.startRenewing(() => call, () => shard.session.stop());
     const session = new SyncSession({
       ...this.opts,
       name: this.shardName(key),
@@ -321,14 +336,14 @@ export class ClusterSourceSync extends EventEmitter<Pick<SyncEvents, 'phase'>> {
         gate: () => this.gate.acquire(),
         guard: this.guard,
         othersSettled: () => this.othersSettled(key),
-        lease,
+        ...(lease === null ? {} : { lease }),
       },
     });
     session.on('phase', (phase, info) => this.emit('phase', phase, { ...info, shard: key }));
     // The guard holds a migrated key's RESTORE until the other shards applied what they sent before it.
     session.on('applied', (offset) => this.guard.order.applied(key, offset));
-    const shard: Shard = { source, session, lease, result: null, error: null, giving: false, done: Promise.resolve() };
-    this.log.info({ shard: key, slots: slotRangesText(source.slots()) }, 'shard claimed: this process syncs it');
+    const shard: Shard = { source, session, result: null, error: null, giving: false, done: Promise.resolve() };
+    if (lease !== null) this.log.info({ shard: key, slots: slotRangesText(source.slots()) }, 'shard claimed: this process syncs it');
     shard.done = session
       .run()
       .then(
@@ -338,10 +353,10 @@ export class ClusterSourceSync extends EventEmitter<Pick<SyncEvents, 'phase'>> {
         (e: unknown) => this.shardFailed(shard, e),
       )
       .finally(() => {
-        // Whatever ended the session, the lease is not left to expire (released only if still ours).
-        lease.stop();
-        void lease.release(call).catch(() => undefined);
-        if (shard.giving || (shard.error instanceof LeaseError && !this.stopping)) this.dropShard(shard);
+        // Whatever ended the session, a claimed lease is not left to expire (released only if still ours).
+        lease?.stop();
+        void lease?.release(call).catch(() => undefined);
+        if (shard.giving || (shard.error instanceof LeaseError && this.sharable && !this.stopping)) this.dropShard(shard);
         this.wake?.();
       });
     this.shards.set(key, shard);
@@ -351,7 +366,7 @@ export class ClusterSourceSync extends EventEmitter<Pick<SyncEvents, 'phase'>> {
   private shardFailed(shard: Shard, e: unknown): void {
     shard.error = e;
     const key = shard.source.key;
-    if (e instanceof LeaseError && !this.stopping) {
+    if (e instanceof LeaseError && this.sharable && !this.stopping) {
       this.log.warn({ shard: key, err: e.message }, 'another process of this sync holds this shard now: no longer synced here');
       return;
     }
@@ -494,4 +509,17 @@ export class ClusterSourceSync extends EventEmitter<Pick<SyncEvents, 'phase'>> {
     if (incomplete !== undefined) throw incomplete.error;
     return { appliedOffset: null, replid: null, status: this.status() };
   }
+}
+
+/**
+ * The shard list on the target names another cluster's nodes only: the same --name is used for
+ * another source (its shards would be counted with these, and its checkpoints read as theirs).
+ */
+function refuseOtherCluster(shards: ClusterShard[], known: Map<string, string[]>, listKey: string): void {
+  if (known.size === 0) return;
+  const seen = new Set([...known.values()].flat());
+  if (shards.some((s) => [s.master, ...s.replicas].some((n) => seen.has(n.id)))) return;
+  throw new UsageError(
+    `the shard list ${listKey} on the target names only nodes of another cluster: this --name is used by a sync of another source. Give this sync another --name, or, if that other sync is gone for good, delete ${listKey} and its checkpoints`,
+  );
 }
