@@ -314,6 +314,12 @@ const FLUSH_ALL = [
   'return 1',
 ].join('\n');
 
+/** Who holds a lease, from its value (for `replicant status`); null when it is not a lease value. */
+export function leaseHolder(text: string): { host: string; pid: number; since: number; renewedAt: number } | null {
+  const h = parseHolder(text);
+  return h === null ? null : { host: h.host, pid: h.pid, since: h.since, renewedAt: h.renewedAt };
+}
+
 function parseHolder(text: string): Holder | null {
   try {
     const o = JSON.parse(text) as Partial<Holder>;

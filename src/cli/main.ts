@@ -12,6 +12,7 @@ import { registerVerifyCommand } from './verify.js';
 import { registerCutoverCommand } from './cutover.js';
 import { registerPlanCommand } from './plan.js';
 import { registerBenchCommand } from './bench.js';
+import { registerStatusCommand } from './status.js';
 
 export function buildProgram(): Command {
   const program = new Command();
@@ -28,6 +29,7 @@ export function buildProgram(): Command {
   registerCutoverCommand(program);
   registerPlanCommand(program);
   registerBenchCommand(program);
+  registerStatusCommand(program);
   return program;
 }
 

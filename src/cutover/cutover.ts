@@ -13,20 +13,21 @@
  * CutoverAbortedError (exit 11): a cutover never leaves writes blocked because it failed.
  *
  * A Redis Cluster source is paused on every master, and each master's offset is waited for
- * in the shard of the sync that follows its replication history (the sync's /status lists
- * its shards: --status-url is required there).
+ * in the shard of the sync that follows its replication history: read from each shard's
+ * checkpoint on the target (wherever the process holding the shard runs), or from the sync's
+ * /status (--status-url; required when the target is a cluster, where checkpoints are files).
  */
 import { syncIdentity } from '../checkpoint/identity.js';
 import { CutoverAbortedError, SourceError, UsageError } from '../errors.js';
 import { silentLogger, type Logger } from '../observe/logger.js';
 import { parseServerInfo, type ServerInfo } from '../replication/server-info.js';
 import { parseSourceUrl, resolveSource } from '../replication/source.js';
-import { parseRedisUrl } from '../replication/url.js';
+import { endpointLabel, parseRedisUrl } from '../replication/url.js';
 import type { TlsSettings } from '../net/tls.js';
 import { readKeyspace } from '../verify/capabilities.js';
 import { describeSample, type SampleSpec } from '../verify/sample.js';
 import { ServerReply, VerifySide } from '../verify/side.js';
-import { checkpointReader, statusUrlReader, type PositionReader, type ShardPosition, type SyncPosition } from './position.js';
+import { checkpointReader, clusterCheckpointReader, statusUrlReader, type PositionReader, type ShardPosition, type SyncPosition } from './position.js';
 import { checkRandomSample } from './random-sample.js';
 import { reservedKeyCount } from './reserved.js';
 
@@ -116,10 +117,10 @@ export class Cutover {
     try {
       await this.source.open();
       const cluster = this.source.clusterMasters;
-      if (cluster !== null && this.o.statusUrl === undefined) {
-        throw new UsageError(`source ${this.source.label} is a Redis Cluster (${cluster.length} masters): give --status-url (the sync's /status lists the position of each shard)`);
-      }
       await this.target.open();
+      if (cluster !== null && this.o.statusUrl === undefined && this.target.clusterMasters !== null) {
+        throw new UsageError(`source ${this.source.label} is a Redis Cluster (${cluster.length} masters) and the target is one too (the shards' checkpoints are files there): give --status-url (the sync's /status lists the position of each shard)`);
+      }
       const before = await this.masters();
       for (const m of before) {
         const i = m.info;
@@ -128,7 +129,11 @@ export class Cutover {
         }
         if (i.role !== 'master') throw new SourceError(`source ${m.label} is a replica of ${i.masterAddress ?? 'another server'}: pause its master instead`);
       }
-      const read: PositionReader = this.o.statusUrl ? statusUrlReader(this.o.statusUrl) : checkpointReader(this.target, syncIdentity(spec, this.o.name).checkpointKey);
+      const read: PositionReader = this.o.statusUrl
+        ? statusUrlReader(this.o.statusUrl)
+        : cluster !== null
+          ? clusterCheckpointReader(this.target, this.o.name ?? endpointLabel(sourceEndpoint))
+          : checkpointReader(this.target, syncIdentity(spec, this.o.name).checkpointKey);
       const pos = await read();
       const tracks = this.checkFollows(pos, before);
       const behind = before.reduce((t, m, i) => t + m.info.masterReplOffset - (tracks[i]!.appliedOffset ?? 0), 0);

@@ -4,6 +4,7 @@
  * history (replid) and which byte of it the target has applied.
  */
 import { parseCheckpoint } from '../checkpoint/checkpoint.js';
+import { REGISTRY_KEY, parseRegistry } from '../checkpoint/identity.js';
 import { TargetError, UsageError } from '../errors.js';
 import { fetchSyncStatus } from '../observe/status-client.js';
 import { ServerReply, type VerifySide } from '../verify/side.js';
@@ -78,4 +79,30 @@ export function checkpointReader(target: VerifySide, key: string): PositionReade
     if (cp === null) return { phase: 'none', replid: null, appliedOffset: null, from };
     return { phase: cp.state === 'streaming' ? 'streaming' : 'full-sync', replid: cp.replid, appliedOffset: cp.offset, from };
   };
+}
+
+/**
+ * A cluster source's sync, from the target alone: each shard's checkpoint (`<name>@<shard>` in
+ * the registry), wherever the process that holds the shard runs (shards shared among processes).
+ */
+export function clusterCheckpointReader(target: VerifySide, name: string): PositionReader {
+  return async () => {
+    const from = `the shard checkpoints of sync "${name}" on the target`;
+    const registry = parseRegistry(await target.call(0, ['HGETALL', REGISTRY_KEY]));
+    const shards: ShardPosition[] = [];
+    for (const [id, r] of registry) {
+      if (!id.startsWith(`${name}@`)) continue;
+      const cp = parseCheckpoint(await readKey(target, r.checkpointKey));
+      shards.push(cp === null ? { phase: 'none', replid: null, appliedOffset: null, node: null } : { phase: cp.state === 'streaming' ? 'streaming' : 'full-sync', replid: cp.replid, appliedOffset: cp.offset, node: null });
+    }
+    if (shards.length === 0) throw new UsageError(`no shard of a sync named "${name}" in the registry ${REGISTRY_KEY} of the target: give the sync's --name (or its seed address host:port when it has none), or --status-url`);
+    return { phase: shards.every((x) => x.phase === 'streaming') ? 'streaming' : 'full-sync', replid: null, appliedOffset: null, from, shards };
+  };
+}
+
+async function readKey(target: VerifySide, key: string): Promise<Buffer | null> {
+  const raw = await target.call(0, ['GET', key]).catch((e: unknown) => {
+    throw e instanceof ServerReply ? new TargetError(`target ${target.label}: GET ${key} refused (${e.message}); give --status-url instead`) : e;
+  });
+  return Buffer.isBuffer(raw) ? raw : null;
 }

@@ -12,7 +12,7 @@ import { join } from 'node:path';
 import type { Redis } from 'ioredis';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { freePort, infoField, startRedis, waitFor, type RedisServer } from '../helpers/redis.js';
-import { ensureBuilt, startCli, type BackgroundCli } from '../helpers/cli.js';
+import { ensureBuilt, runCli, startCli, type BackgroundCli } from '../helpers/cli.js';
 import { masters, startCluster, type RedisCluster } from '../helpers/cluster.js';
 import { masterOffset } from '../helpers/sync.js';
 
@@ -144,6 +144,28 @@ describe('one cluster sync shared by several processes', () => {
     expect(held(await fourth.status())).toEqual([]);
     expect((await fetch(`http://127.0.0.1:${fourth.port}/healthz`)).status).toBe(200);
     for (const [i, p] of procs.entries()) expect(held(await p.status())).toEqual(owners[i]);
+
+    // From the target alone: who holds which shard, and the processes.
+    const st = await runCli(['status', '-t', target.url, '--name', 'shared', '--json'], { timeoutMs: 20_000 });
+    expect(st.code, st.stderr).toBe(0);
+    const view = JSON.parse(st.stdout.toString()) as { clusters: { name: string; members: { id: string; pid: number }[]; shards: { shard: string; heldBy: { pid: number; member: string } | null; checkpoint: { state: string } | null }[] }[] };
+    expect(view.clusters).toHaveLength(1);
+    expect(view.clusters[0]!.members).toHaveLength(4);
+    for (const [i, p] of procs.entries()) {
+      const member = (await p.status())!.sharing.member;
+      const shard = view.clusters[0]!.shards.find((x) => x.shard === owners[i]![0])!;
+      expect(shard.heldBy?.member).toBe(member);
+      expect(shard.checkpoint?.state).toBe('streaming');
+    }
+    const text = await runCli(['status', '-t', target.url], { timeoutMs: 20_000 });
+    expect(text.stdout.toString()).toMatch(/sync "shared" \(cluster source\): 3 shards, 3 running, 4 processes/);
+
+    // A cutover finds every shard's applied offset in the target, the shards spread over three processes.
+    const cut = await runCli(['cutover', '-s', seed, '-t', target.url, '--name', 'shared', '--unpause', '--sample', '50', '--max-pause', '10s', '--json'], { timeoutMs: 40_000 });
+    expect(cut.code, cut.stderr).toBe(0);
+    const proof = JSON.parse(cut.stdout.toString()) as { shards: { sourceOffset: number; appliedOffset: number }[] };
+    expect(proof.shards).toHaveLength(3);
+    for (const x of proof.shards) expect(x.appliedOffset).toBe(x.sourceOffset);
 
     // SIGKILL the first: its shard is resumed by another process within TTL + 2 s, with a partial resync.
     const before = await fullAndPartial(cluster);

@@ -377,9 +377,12 @@ describe('sync from a cluster source', () => {
     for (const x of proof.shards) expect(x.appliedOffset).toBe(x.sourceOffset);
     expect(proof.verify.differences).toBe(0);
     expect(proof.verify.compared).toBeGreaterThan(50);
-    const noStatus = await runCli(['cutover', '-s', seed, '-t', target.url], { timeoutMs: 30_000 });
-    expect(noStatus.code).toBe(2);
-    expect(noStatus.stderr).toMatch(/is a Redis Cluster \(3 masters\): give --status-url/);
+    // Without --status-url: each shard's position is read from its checkpoint on the target.
+    const fromTarget = await runCli(['cutover', '-s', seed, '-t', target.url, '--unpause', '--sample', '50', '--max-pause', '5s', '--json'], { timeoutMs: 30_000 });
+    expect(fromTarget.code, fromTarget.stderr).toBe(0);
+    const proof2 = JSON.parse(fromTarget.stdout.toString()) as { shards: { master: string; sourceOffset: number; appliedOffset: number }[] };
+    expect(proof2.shards).toHaveLength(3);
+    for (const x of proof2.shards) expect(x.appliedOffset).toBe(x.sourceOffset);
     // verify reads every master of the source against the merged target.
     await waitFor(async () => (await read())?.shards.every((x) => x.phase === 'streaming') === true, 'streaming', 10_000);
     await client.set('last', '1');

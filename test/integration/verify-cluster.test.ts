@@ -190,10 +190,10 @@ async function ownerOf(cluster: RedisCluster, slot: number): Promise<number> {
 }
 
 describe('cutover and plan with a cluster side', () => {
-  it('cutover of a cluster source needs the sync\'s /status (exit 2), and pauses nothing without it', async () => {
+  it('cutover of a cluster source with no sync of it on the target (no shard checkpoints, no --status-url) is refused (exit 2), and pauses nothing', async () => {
     const r = await runCli(['cutover', '--log-level', 'warn', '-s', url(three), '-t', source.url]);
     expect(r.code).toBe(2);
-    expect(r.stderr).toMatch(/is a Redis Cluster \(3 masters\): give --status-url/);
+    expect(r.stderr).toMatch(/no shard of a sync named ".*" in the registry .* or --status-url/);
     // Writes on every master go through at once: none was paused.
     const c = three.client();
     const writes = (async () => {
