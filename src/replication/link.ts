@@ -49,6 +49,8 @@ export interface LinkOptions {
    * with that error: the source is never asked for a snapshot the caller would refuse.
    */
   beforePsync?: (ctx: BeforePsync) => Promise<void>;
+  /** Every chunk as it arrives (before the spool), with the link bytes received so far: for what must be known at wire time. */
+  onArrival?: (chunk: Buffer, bytesReceived: number) => void;
 }
 
 export interface BeforePsync {
@@ -304,6 +306,7 @@ export class ReplicationLink extends EventEmitter<LinkEvents> {
 
   private toSpool(chunk: Buffer): void {
     this.received += chunk.length;
+    this.opts.onArrival?.(chunk, this.received);
     let ok: boolean;
     try {
       ok = this.opts.spool.append(chunk);

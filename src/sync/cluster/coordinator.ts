@@ -32,6 +32,7 @@ import { MigrationGuard } from './migration-guard.js';
 import { Gate } from './shard.js';
 import { ShardList, shardSourceFor } from './shard-list.js';
 import { ShardSharing, type SharingStatus } from './sharing.js';
+import { RemoteOrder, type RemoteShard } from './remote-order.js';
 import { PartialScope } from '../relay/selection.js';
 import { openTargetWriter } from '../apply/target-connections.js';
 import { applyExistingPolicy, countForeignKeys } from '../ownership/existing.js';
@@ -228,12 +229,15 @@ export class ClusterSourceSync extends EventEmitter<Pick<SyncEvents, 'phase'>> {
       }
       const cp = this.opts.checkpoint;
       this.sharable = cp === undefined ? !control.info.cluster : cp.kind === 'target';
+      // Shards held by other processes: a migrated key's RESTORE is ordered after them through the target.
+      if (this.sharable) this.guard.order.remote = new RemoteOrder({ remotes: () => this.remoteShards(), target: call, log: this.log });
       await this.list.save(call, this.cleanStart, this.known.values());
       this.log.info({ sync: this.name, shards: [...this.known.values()].map((s) => ({ shard: s.key, slots: slotRangesText(s.slots()) })), parallelSyncs: this.opts.parallelSyncs ?? 1, preferReplica: this.opts.preferReplica ?? false }, 'cluster source: one sync per shard');
       await this.share(call);
       await this.follow(control, call);
     } finally {
       if (this.stopping || this.failure !== null) await this.sharing.leave(call).catch(() => undefined);
+      this.guard.order.remote?.close();
       control.destroy();
     }
     return this.finish();
@@ -279,6 +283,20 @@ export class ClusterSourceSync extends EventEmitter<Pick<SyncEvents, 'phase'>> {
 
   private shardName(key: string): string {
     return `${this.name}@${key}`;
+  }
+
+  /** The shards this process does not sync now (another process does, or none yet), with their masters and checkpoint keys. */
+  private remoteShards(): RemoteShard[] {
+    const out: RemoteShard[] = [];
+    for (const [key, source] of this.known) {
+      const s = this.shards.get(key);
+      if (s !== undefined && !s.giving) continue;
+      const master = source.current()?.master;
+      const cp = this.shardCheckpoint(key);
+      const checkpointKey = cp?.kind === 'target' && cp.key !== undefined ? cp.key : syncIdentity({ kind: 'cluster-shard', shard: source }, this.shardName(key)).checkpointKey;
+      out.push({ key, master: master === undefined ? null : this.cluster.endpointOf(master), checkpointKey });
+    }
+    return out;
   }
 
   private shardCheckpoint(key: string): CheckpointSpec | undefined {

@@ -180,7 +180,8 @@ export class MigrationGuard {
     const key = cmd.arg(1);
     if (key === undefined) return cmd.raw;
     this.track(key.toString('latin1'), shard);
-    this.order.capture(shard);
+    // Where the RESTORE starts: any byte of it arriving means the exporting master has done the MIGRATE (remote-order.ts).
+    this.order.capture(shard, key, cmd.offset - cmd.raw.length + 1);
     const args = cmd.args;
     // The target may still hold the source shard's copy (its DEL not applied yet): replace it.
     for (let i = 4; i < args.length; i++) if (args[i]!.length === 7 && args[i]!.toString('latin1').toUpperCase() === 'REPLACE') return cmd.raw;

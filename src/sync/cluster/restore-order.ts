@@ -22,6 +22,7 @@
  * applied (or lost, to be received again) what it had passed, so waits on it are released.
  */
 import type { Logger } from '../../observe/logger.js';
+import type { RemoteOrder } from './remote-order.js';
 
 interface Lane {
   /** Offset of the last command this shard passed to its batcher. */
@@ -50,6 +51,10 @@ export class RestoreOrder {
   private readonly waiters = new Set<() => void>();
   /** RESTOREs held until other shards applied what they had sent before them. */
   held = 0;
+  /** The shards synced by other processes (shards shared among processes), when there are any. */
+  remote: RemoteOrder | null = null;
+  /** Per shard: the keys of its RESTOREs not yet ordered after the other processes' shards, and the offset of the last. */
+  private readonly remoteKeys = new Map<string, { keys: Buffer[]; offset: number }>();
 
   constructor(private readonly log: Logger | undefined) {}
 
@@ -68,6 +73,8 @@ export class RestoreOrder {
     lane.active = false;
     lane.epoch++;
     this.needs.delete(shard);
+    this.remoteKeys.delete(shard);
+    this.remote?.forget(shard);
     this.wake();
   }
 
@@ -85,14 +92,21 @@ export class RestoreOrder {
     if (lane !== undefined && lane.active) lane.passed = offset;
   }
 
-  /** Whether a RESTORE from `shard` seen now would have to wait (some other shard has sent commands not applied yet). */
+  /** Whether a RESTORE from `shard` seen now would have to wait (some other shard has sent commands not applied yet, or is synced by another process). */
   mustWait(shard: string): boolean {
+    if (this.remote?.active() === true) return true;
     for (const [s, lane] of this.lanes) if (s !== shard && lane.active && lane.passed > lane.applied) return true;
     return false;
   }
 
-  /** Records what a RESTORE from `shard`, seen now, waits for. */
-  capture(shard: string): void {
+  /** Records what a RESTORE of `key` (ending at `offset`) from `shard`, seen now, waits for. */
+  capture(shard: string, key: Buffer, offset: number): void {
+    if (this.remote !== null) {
+      const r = this.remoteKeys.get(shard) ?? { keys: [], offset };
+      r.keys.push(key);
+      r.offset = offset;
+      this.remoteKeys.set(shard, r);
+    }
     const need = this.needs.get(shard) ?? [];
     for (const [s, lane] of this.lanes) {
       if (s === shard || !lane.active || lane.passed <= lane.applied) continue;
@@ -105,8 +119,17 @@ export class RestoreOrder {
     if (need.length > 0) this.needs.set(shard, need);
   }
 
-  /** Resolves once what the shard's last RESTOREs captured is applied (at once when nothing was). */
+  /** Resolves once what the shard's last RESTOREs captured is applied (at once when nothing was), here and by the other processes. */
   async wait(shard: string): Promise<void> {
+    await this.waitLocal(shard);
+    const r = this.remoteKeys.get(shard);
+    this.remoteKeys.delete(shard);
+    if (r === undefined || this.remote === null) return;
+    this.held++;
+    await this.remote.settle(shard, r.keys, r.offset);
+  }
+
+  private async waitLocal(shard: string): Promise<void> {
     const need = this.needs.get(shard);
     this.needs.delete(shard);
     if (need === undefined) return;

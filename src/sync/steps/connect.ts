@@ -44,6 +44,8 @@ export async function connect(ctx: SyncContext, cp: Checkpoint | null, backoff: 
       logger: ctx.log,
       spool,
       beforePsync: (hs) => beforePsync(ctx, hs, resumable ? cp : null),
+      // A cluster shard whose siblings run in other processes: a migrated key's arrival is noted at wire time (remote-order.ts).
+      ...(ctx.shard?.guard.order.remote ? { onArrival: (chunk: Buffer, bytes: number) => noteArrival(ctx, chunk, bytes) } : {}),
     });
     const source = (ctx.source = new SourceConnection(link, spool, endpoint));
     if (turn !== null) source.holdTurn(turn);
@@ -141,4 +143,10 @@ async function takeTurn(ctx: SyncContext): Promise<(() => void) | null> {
     throw new Halted();
   }
   return got;
+}
+
+/** A stream chunk arrived: the shard's order of migrated keys notes it (offset of its last byte). */
+function noteArrival(ctx: SyncContext, chunk: Buffer, bytesReceived: number): void {
+  const offset = ctx.source?.offsetOfLinkBytes(bytesReceived) ?? null;
+  if (offset !== null && ctx.shard !== null) ctx.shard.guard.order.remote?.noteArrival(ctx.shard.source.key, chunk, offset);
 }

@@ -50,6 +50,12 @@ export class SourceConnection {
     return this.streamBase + Math.max(0, this.link.bytesReceived - this.bytesBefore);
   }
 
+  /** The replication offset of the link's `bytes`-th byte (null before the stream begins, or inside the snapshot). */
+  offsetOfLinkBytes(bytes: number): number | null {
+    if (!this.streaming || bytes <= this.bytesBefore) return null;
+    return this.streamBase + (bytes - this.bytesBefore);
+  }
+
   /** A cluster shard's snapshot turn, released once the snapshot is applied or the connection ends. */
   holdTurn(release: () => void): void {
     this.releaseTurn = release;

@@ -43,7 +43,14 @@ export async function stream(ctx: SyncContext, source: SourceConnection, first: 
     const batcher = new StreamBatcher({ db: units.db, atomicUnits: ctx.store.atomicWithData, reservedDb: ctx.store.homeDb, relay: chain });
     const parser = new ReplicationStreamParser(units.applied ?? 0);
     const out: StreamUnit[] = [];
+    // A unit starting with a migrated key's RESTORE is held until ordered (restore-order.ts); the
+    // RESTOREs that follow it join it, so a reshard's keys are ordered a batch at a time.
+    let orderPending = false;
     const submitAll = async (): Promise<void> => {
+      if (orderPending) {
+        orderPending = false;
+        await shardStage!.ordered();
+      }
       for (const u of out) await submitStreamUnit(ctx, u);
       out.length = 0;
     };
@@ -77,13 +84,13 @@ export async function stream(ctx: SyncContext, source: SourceConnection, first: 
         // A migrated key's RESTORE goes after what the other shards sent before it (restore-order.ts):
         // what came before it goes out now, the unit starting with it waits.
         const ordered = shardStage !== null && !batcher.inTransaction && shardStage.mustOrder(c);
-        if (ordered) {
+        if (ordered && !orderPending) {
           const before = batcher.cut();
           if (before !== null) out.push(before);
           await submitAll();
         }
         batcher.push(c, out);
-        if (ordered) await shardStage.ordered();
+        if (ordered) orderPending = true;
       }
       if (source.spool.bufferedBytes === 0) {
         const u = batcher.cut();
@@ -93,7 +100,8 @@ export async function stream(ctx: SyncContext, source: SourceConnection, first: 
     }
     // The link ended: apply what was received up to the last complete command.
     const u = batcher.cut();
-    if (u !== null) await submitStreamUnit(ctx, u);
+    if (u !== null) out.push(u);
+    await submitAll();
     await units.flush();
     return ended(ctx, source);
   } finally {
