@@ -6,73 +6,21 @@
  * until the exporting shard's checkpoint on the target has passed the key's removal from its
  * master (remote-order.ts). Every key of the target ends equal to the source cluster.
  */
-import { execFile } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { promisify } from 'node:util';
-import type { Redis } from 'ioredis';
 import { afterEach, describe, expect, it } from 'vitest';
 import { FaultProxy } from '../helpers/fault-proxy.js';
 import { startRedis, waitFor } from '../helpers/redis.js';
-import { masters, nodeId, startCluster, type RedisCluster } from '../helpers/cluster.js';
+import { masters, nodeId, startCluster } from '../helpers/cluster.js';
+import { image, reshard, startLoad } from '../helpers/reshard.js';
 import { ClusterSourceSync } from '../../src/sync/cluster/coordinator.js';
 import { captureLogger, masterOffset } from '../helpers/sync.js';
-
-const run = promisify(execFile);
 
 const cleanups: (() => Promise<void>)[] = [];
 afterEach(async () => {
   for (const c of cleanups.splice(0).reverse()) await c().catch(() => {});
 });
-
-/** Every string key of the given nodes with its value (pipelined: tens of thousands of keys). */
-async function image(clients: Redis[]): Promise<Map<string, string | null>> {
-  const out = new Map<string, string | null>();
-  for (const c of clients) {
-    const keys = (await c.keys('*')).filter((k) => !k.startsWith('__replicant'));
-    for (let i = 0; i < keys.length; i += 1000) {
-      const part = keys.slice(i, i + 1000);
-      const p = c.pipeline();
-      for (const k of part) p.get(k);
-      const replies = (await p.exec()) ?? [];
-      part.forEach((k, j) => out.set(k, (replies[j]?.[1] as string | null | undefined) ?? null));
-    }
-  }
-  return out;
-}
-
-/** INCR and SET over `keys` keys at about `opsPerSec`, until stopped (a refused write is not retried). */
-function startLoad(client: ReturnType<RedisCluster['client']>, keys: number, opsPerSec: number): { stop: () => Promise<number> } {
-  let running = true;
-  let n = 0;
-  const loop = (async () => {
-    while (running) {
-      const started = Date.now();
-      const writes: Promise<unknown>[] = [];
-      for (let i = 0; i < 10; i++, n++) {
-        const k = n % keys;
-        writes.push((n % 2 === 0 ? client.incr(`c:${k}`) : client.set(`s:${k}`, String(n))).catch(() => undefined));
-      }
-      await Promise.all(writes);
-      await new Promise((r) => setTimeout(r, Math.max(0, (10_000 / opsPerSec) - (Date.now() - started))));
-    }
-  })();
-  return {
-    async stop() {
-      running = false;
-      await loop;
-      return n;
-    },
-  };
-}
-
-/** `redis-cli --cluster reshard` of `slots` slots from one master to another, once the cluster agrees. */
-async function reshard(cluster: RedisCluster, from: string, to: string, slots: number): Promise<void> {
-  const seed = `127.0.0.1:${cluster.seed.port}`;
-  await waitFor(async () => run('redis-cli', ['--cluster', 'check', seed]).then(() => true, () => false), 'the cluster to agree before a reshard', 30_000, 200);
-  await run('redis-cli', ['--cluster', 'reshard', seed, '--cluster-from', from, '--cluster-to', to, '--cluster-slots', String(slots), '--cluster-yes'], { maxBuffer: 64 << 20 });
-}
 
 describe('a cluster source resharded under load, its shards spread over processes', () => {
   it('redis-cli --cluster reshard back and forth under ~1k writes/s, one shard per process: the target ends equal key by key', async () => {

@@ -33,6 +33,7 @@ import { Gate } from './shard.js';
 import { ShardList, shardSourceFor } from './shard-list.js';
 import { ShardSharing, type SharingStatus } from './sharing.js';
 import { RemoteOrder, type RemoteShard } from './remote-order.js';
+import { GuardSweep } from './guard-sweep.js';
 import { PartialScope } from '../relay/selection.js';
 import { openTargetWriter } from '../apply/target-connections.js';
 import { applyExistingPolicy, countForeignKeys } from '../ownership/existing.js';
@@ -87,9 +88,6 @@ interface Shard {
 /** Longest wait for the other shards before a snapshot is applied. */
 const SETTLE_MS = 10_000;
 
-/** Guard rounds kept while some shard does not stream. */
-const MAX_ROUNDS = 1000;
-
 /** Worst first, for the aggregated phase (/healthz is 200 only when every shard is healthy). */
 const PHASE_RANK: Record<Phase, number> = { stopped: 0, stopping: 1, reconnecting: 2, connecting: 3, 'full-sync': 4, streaming: 5 };
 
@@ -120,8 +118,7 @@ export class ClusterSourceSync extends EventEmitter<Pick<SyncEvents, 'phase'>> {
   private failure: unknown = null;
   private wake: (() => void) | null = null;
   private readonly guard: MigrationGuard;
-  /** Guard marks with each shard's received offset when taken (see sweepGuard). */
-  private rounds: { mark: number; received: Map<string, number> }[] = [];
+  private readonly sweep: GuardSweep;
 
   constructor(private readonly opts: ClusterSyncOptions) {
     super();
@@ -136,6 +133,7 @@ export class ClusterSourceSync extends EventEmitter<Pick<SyncEvents, 'phase'>> {
     // Bad filters are refused before anything connects.
     this.scope = new PartialScope(opts.partial);
     this.guard = new MigrationGuard({ logger: this.log });
+    this.sweep = new GuardSweep(this.guard, this.log);
     this.sharing = new ShardSharing({
       name: this.name,
       ttlMs: opts.leaseTtlMs ?? SYNC_DEFAULTS.leaseTtlMs,
@@ -428,7 +426,7 @@ export class ClusterSourceSync extends EventEmitter<Pick<SyncEvents, 'phase'>> {
       await this.share(call).catch((e: unknown) => this.log.warn({ err: (e as Error).message }, 'cannot share the shards with the other processes of this sync now; trying again'));
       if (Date.now() < nextPoll) continue;
       nextPoll = Date.now() + pollEvery;
-      this.sweepGuard();
+      this.sweep.round(new Map([...this.shards].map(([key, s]) => [key, () => s.session.progress()])));
       await this.pollTopology(control).catch((e: unknown) => this.log.warn({ err: (e as Error).message }, 'cannot read the cluster source topology; trying again later'));
     }
   }
@@ -486,37 +484,6 @@ export class ClusterSourceSync extends EventEmitter<Pick<SyncEvents, 'phase'>> {
       clearTimeout(timer);
       for (const session of sessions) session.off('applied', check).off('phase', check);
     }
-  }
-
-  /**
-   * Releases the guard's entries no migration DEL can still pair with. Each round records a mark
-   * and every shard's received offset; once every shard has applied what it had received at round
-   * k, a DEL issued by the source before round k-1 was marked has been applied, so the entries
-   * tracked before that mark are released (a whole round of margin for a DEL still in flight).
-   */
-  private sweepGuard(): void {
-    const shards = [...this.shards.values()];
-    const received = new Map<string, number>();
-    for (const s of shards) {
-      const p = s.session.progress();
-      if (p.received !== null) received.set(s.source.key, p.received);
-    }
-    this.rounds.push({ mark: this.guard.mark(), received });
-    // While a shard is down no round completes: keep the latest ones (dropping old marks only delays sweeps).
-    if (this.rounds.length > MAX_ROUNDS) this.rounds.shift();
-    let done = -1;
-    for (const [i, r] of this.rounds.entries()) {
-      const applied = shards.every((s) => {
-        const p = s.session.progress();
-        const want = r.received.get(s.source.key);
-        return p.streaming && p.applied !== null && want !== undefined && p.applied >= want;
-      });
-      if (applied) done = i;
-    }
-    if (done < 1) return;
-    const released = this.guard.sweep(this.rounds[done - 1]!.mark);
-    if (released > 0) this.log.debug({ released, tracked: this.guard.size }, 'migration guard: released keys no DEL can still arrive for');
-    this.rounds = this.rounds.slice(done);
   }
 
   /** The outcome once every shard ended: the first failure, else an incomplete copy (exit 9), else the results. */
