@@ -19,6 +19,10 @@
  * argument views are only cut from `raw` when `args` is first read.
  */
 import { ProtocolError } from '../errors.js';
+import { commandName } from './command-names.js';
+import { BodyState, MAX_HEADER_LINE, StreamBody } from './stream-body.js';
+
+export { StreamBody };
 
 /** One command of the replication stream. Its Buffers are views of the wire bytes: do not modify them. */
 export class StreamCommand {
@@ -36,9 +40,15 @@ export class StreamCommand {
   private readonly keyStart: number;
   private readonly keyLength: number;
   private materialized: Buffer[] | undefined;
+  /**
+   * Null for a whole command. Otherwise this is only the head of a command with a big argument
+   * (bigArgBytes): `raw` ends with that argument's header, `args` are the ones before it, and the
+   * rest of the wire bytes, the final offset and length arrive in `body`.
+   */
+  readonly body: StreamBody | null;
 
-  /** @internal built by ReplicationStreamParser from a complete, validated command. */
-  constructor(name: string, offset: number, length: number, raw: Buffer, argCount: number, keyStart: number, keyLength: number) {
+  /** @internal built by ReplicationStreamParser from a complete, validated command (or head). */
+  constructor(name: string, offset: number, length: number, raw: Buffer, argCount: number, keyStart: number, keyLength: number, body: StreamBody | null = null) {
     this.name = name;
     this.offset = offset;
     this.length = length;
@@ -47,11 +57,12 @@ export class StreamCommand {
     this.keyStart = keyStart;
     this.keyLength = keyLength;
     this.materialized = undefined;
+    this.body = body;
   }
 
-  /** Arguments, binary: views of `raw`, cut on first access (then cached). */
+  /** Arguments, binary: views of `raw`, cut on first access (then cached). A head has those before its big one. */
   get args(): Buffer[] {
-    return (this.materialized ??= splitArgs(this.raw, this.argCount));
+    return (this.materialized ??= splitArgs(this.raw, this.body === null ? this.argCount : this.body.argIndex));
   }
 
   /** Argument `i` (0 = the name) as a view of `raw`, or undefined past the end. Cheap for i = 1. */
@@ -81,8 +92,6 @@ const LF = 0x0a;
 const STAR = 0x2a;
 const DOLLAR = 0x24;
 
-/** Longest valid header line (`*`/`$`, sign, 15 digits) plus slack; bounds what is copied per header. */
-const MAX_HEADER_LINE = 24;
 /** Redis rejects multibulk lengths above INT_MAX for its master client; we do the same. */
 const MAX_ARGC = 0x7fffffff;
 /** Largest argument a Buffer can hold here. */
@@ -96,6 +105,8 @@ const Stage = {
   BULK_HEADER: 1,
   /** Expecting `<len>` argument bytes then CRLF. */
   BULK_DATA: 2,
+  /** Relaying the rest of a command with a big argument (`body`) as it arrives. */
+  BODY: 3,
 } as const;
 type Stage = (typeof Stage)[keyof typeof Stage];
 
@@ -131,16 +142,23 @@ export class ReplicationStreamParser {
   private accLen = 0;
 
   private readonly headerScratch: HeaderLine = { value: 0, next: -1 };
+  /** Arguments (after the key) at least this long are relayed in pieces (see StreamCommand.body). */
+  private readonly bigArgBytes: number;
+  /** The command being relayed in pieces, and where its rest stands. */
+  private readonly rest = new BodyState();
 
   /**
    * @param startOffset offset of the last byte before the stream: the +FULLRESYNC offset,
    *   or (after +CONTINUE) the PSYNC offset - 1.
+   * @param opts.bigArgBytes an argument after the key this long or longer is not assembled: the
+   *   command's head is returned with a `body` that receives the rest of its bytes (default: never).
    */
-  constructor(startOffset: number) {
+  constructor(startOffset: number, opts: { bigArgBytes?: number } = {}) {
     if (!Number.isSafeInteger(startOffset) || startOffset < -1) {
       throw new RangeError(`ReplicationStreamParser: bad start offset ${startOffset}`);
     }
     this.committed = startOffset;
+    this.bigArgBytes = opts.bigArgBytes ?? Infinity;
   }
 
   /** Offset of the last byte consumed into complete commands. */
@@ -165,8 +183,11 @@ export class ReplicationStreamParser {
     const out: StreamCommand[] = [];
     try {
       let from = 0;
-      if (this.acc !== null) from = this.feedAccumulator(chunk, out);
-      if (from < chunk.length) this.parseChunk(chunk, from, out);
+      while (from < chunk.length) {
+        if (this.stage === Stage.BODY) from = this.feedBody(chunk, from);
+        else if (this.acc !== null) from = this.feedAccumulator(chunk, from, out);
+        else from = this.parseChunk(chunk, from, out);
+      }
     } catch (e) {
       if (e instanceof ProtocolError) this.failure = e;
       throw e;
@@ -178,8 +199,8 @@ export class ReplicationStreamParser {
    * Complete the command held in the accumulator with as few bytes of `chunk` as it
    * needs. Returns the index in `chunk` where direct parsing resumes.
    */
-  private feedAccumulator(chunk: Buffer, out: StreamCommand[]): number {
-    let cpos = 0;
+  private feedAccumulator(chunk: Buffer, from: number, out: StreamCommand[]): number {
+    let cpos = from;
     while (this.acc !== null && cpos < chunk.length) {
       let want: number;
       if (this.stage === Stage.BULK_DATA) {
@@ -196,7 +217,7 @@ export class ReplicationStreamParser {
       this.accLen += n;
       cpos += n;
       this.run(this.acc!, this.accLen, out);
-      if (this.stage === Stage.COMMAND && this.pos === this.accLen) {
+      if ((this.stage === Stage.COMMAND && this.pos === this.accLen) || this.stage === Stage.BODY) {
         // The held command completed; its views stay valid, the buffer is never written again.
         this.acc = null;
         this.accLen = 0;
@@ -207,11 +228,13 @@ export class ReplicationStreamParser {
     return cpos;
   }
 
-  private parseChunk(chunk: Buffer, from: number, out: StreamCommand[]): void {
+  /** Parses from `from`; returns where a body starts, or the chunk's end (an incomplete command is held). */
+  private parseChunk(chunk: Buffer, from: number, out: StreamCommand[]): number {
     this.pos = from;
     this.cmdStart = from;
     this.run(chunk, chunk.length, out);
-    if (this.stage === Stage.COMMAND && this.pos === chunk.length) return;
+    if (this.stage === Stage.BODY) return this.pos;
+    if (this.stage === Stage.COMMAND && this.pos === chunk.length) return chunk.length;
     // Incomplete command at the end: move its bytes into a fresh accumulator, rebased to 0.
     const base = this.cmdStart;
     const have = chunk.length - base;
@@ -222,6 +245,7 @@ export class ReplicationStreamParser {
     this.cmdStart = 0;
     this.acc = acc;
     this.accLen = have;
+    return chunk.length;
   }
 
   private ensureCapacity(needed: number): void {
@@ -305,6 +329,11 @@ export class ReplicationStreamParser {
         if (line.value < 0 || line.value > MAX_ARG_LENGTH) {
           throw new ProtocolError(`invalid bulk length ${line.value} (expected 0..${MAX_ARG_LENGTH})`, this.offsetAt(pos));
         }
+        if (this.argsSeen >= 2 && line.value >= this.bigArgBytes) {
+          this.openBody(buf, line.next, line.value, out);
+          pos = line.next;
+          break;
+        }
         const rel = line.next - this.cmdStart;
         if (this.argsSeen === 0) {
           this.nameRel = rel;
@@ -347,6 +376,64 @@ export class ReplicationStreamParser {
     out.push(new StreamCommand(name, this.committed, length, buf.subarray(cmdStart, cmdEnd), this.argc, this.keyRel, this.keyLen));
     this.stage = Stage.COMMAND;
     this.cmdStart = cmdEnd;
+  }
+
+  /** A big argument's header ends at `next`: the head goes out, the rest will go to its body. */
+  private openBody(buf: Buffer, next: number, argLen: number, out: StreamCommand[]): void {
+    const headLen = next - this.cmdStart;
+    const body = new StreamBody(this.argsSeen);
+    const name = commandName(buf, this.cmdStart + this.nameRel, this.nameLen);
+    out.push(new StreamCommand(name, this.committed + headLen, headLen, buf.subarray(this.cmdStart, next), this.argc, this.keyRel, this.keyLen, body));
+    this.rest.open(body, argLen, this.argc - this.argsSeen - 1, headLen);
+    this.stage = Stage.BODY;
+  }
+
+  /**
+   * Hands the bytes of `chunk` from `from` to the open body, checking the rest of the command's
+   * framing as it goes (CRLF after each argument, `$<len>` headers); returns where the command
+   * ended, or the chunk's end.
+   */
+  private feedBody(chunk: Buffer, from: number): number {
+    const r = this.rest;
+    let p = from;
+    const at = (i: number) => this.committed + r.length + (i - from) + 1;
+    while (p < chunk.length && !r.complete) {
+      if (r.data > 0) {
+        const n = Math.min(r.data, chunk.length - p);
+        // The argument's CRLF may be cut by a chunk boundary too.
+        if (r.data - 2 >= 0 && r.data - 2 < n && chunk[p + r.data - 2] !== CR) throw new ProtocolError(`expected CR after a bulk string, got byte 0x${hex(chunk[p + r.data - 2]!)}`, at(p + r.data - 2));
+        if (r.data - 1 < n && chunk[p + r.data - 1] !== LF) throw new ProtocolError(`expected LF after a bulk string, got byte 0x${hex(chunk[p + r.data - 1]!)}`, at(p + r.data - 1));
+        p += n;
+        r.data -= n;
+        continue;
+      }
+      // A `$<len>\r\n` header, gathered (it may be cut) into the scratch line.
+      const lf = chunk.indexOf(LF, p);
+      const stop = lf === -1 ? chunk.length : lf + 1;
+      const hdrStart = r.length + (p - from) - r.lineLen;
+      if (r.lineLen + stop - p > MAX_HEADER_LINE + 2) throw new ProtocolError('bulk header line too long', at(p));
+      chunk.copy(r.line, r.lineLen, p, stop);
+      r.lineLen += stop - p;
+      p = stop;
+      if (lf === -1) break;
+      if (r.line[0] !== DOLLAR) throw new ProtocolError(`expected '$' (bulk string header), got byte 0x${hex(r.line[0]!)}`, this.committed + hdrStart + 1);
+      this.cmdStart = -hdrStart;
+      const line = this.headerScratch;
+      if (!this.readHeaderLine(r.line, 0, r.lineLen, line) || line.value < 0 || line.value > MAX_ARG_LENGTH) {
+        throw new ProtocolError(`invalid bulk header in a command with a big argument`, this.committed + hdrStart + 1);
+      }
+      r.nextArg(line.value);
+    }
+    r.body!.add(chunk.subarray(from, p));
+    r.length += p - from;
+    if (r.complete) {
+      this.committed += r.length;
+      r.body!.end(this.committed, r.length);
+      r.close();
+      this.stage = Stage.COMMAND;
+      this.cmdStart = p;
+    }
+    return p;
   }
 
   /**
@@ -404,88 +491,4 @@ function splitArgs(raw: Buffer, argc: number): Buffer[] {
     pos += len + 2;
   }
   return args;
-}
-
-// ------------------------------------------------------------------ command names
-
-/**
- * Names the replication stream carries most: what masters propagate (writes, with
- * expirations and blocking/random commands rewritten to their effects) and the link's
- * own PING / REPLCONF / SELECT / MULTI / EXEC. Names outside this list are added to the
- * table as they are met, up to a bound.
- */
-const COMMON_NAMES = [
-  'ping', 'replconf', 'select', 'multi', 'exec', 'discard',
-  'set', 'setex', 'psetex', 'setnx', 'setrange', 'append', 'getset', 'getdel', 'getex', 'mset', 'msetnx',
-  'incr', 'decr', 'incrby', 'decrby', 'incrbyfloat', 'setbit', 'bitop', 'bitfield',
-  'del', 'unlink', 'expire', 'pexpire', 'expireat', 'pexpireat', 'persist', 'rename', 'renamenx', 'move', 'copy', 'restore',
-  'lpush', 'rpush', 'lpushx', 'rpushx', 'lpop', 'rpop', 'linsert', 'lset', 'lrem', 'ltrim', 'lmove', 'rpoplpush',
-  'sadd', 'srem', 'spop', 'smove', 'sinterstore', 'sunionstore', 'sdiffstore',
-  'zadd', 'zincrby', 'zrem', 'zpopmin', 'zpopmax', 'zremrangebyscore', 'zremrangebyrank', 'zremrangebylex',
-  'zunionstore', 'zinterstore', 'zdiffstore', 'zrangestore',
-  'hset', 'hsetnx', 'hmset', 'hdel', 'hincrby', 'hincrbyfloat', 'hpexpireat', 'hpersist',
-  'xadd', 'xdel', 'xtrim', 'xgroup', 'xack', 'xclaim', 'xautoclaim', 'xsetid',
-  'pfadd', 'pfmerge', 'geoadd', 'flushdb', 'flushall', 'swapdb',
-  'eval', 'evalsha', 'script', 'function', 'fcall', 'publish', 'spublish',
-];
-
-/** Open-addressing table of lower-case ASCII names; a power of two, kept at most half full. */
-const NAME_SLOTS = 512;
-const NAME_MASK = NAME_SLOTS - 1;
-const MAX_NAMES = NAME_SLOTS / 2;
-/** Longer names are not interned (no real command is this long). */
-const MAX_INTERNED_LENGTH = 32;
-
-// Array.from keeps the arrays packed (no hole checks on lookup).
-const nameKeys: Array<Buffer | undefined> = Array.from({ length: NAME_SLOTS }, () => undefined);
-const nameValues: string[] = Array.from({ length: NAME_SLOTS }, () => '');
-let nameCount = 0;
-
-/** ASCII lower case of byte `b` (only A-Z change: `toLowerCase` agrees on bytes < 0x80). */
-function lowerAscii(b: number): number {
-  return b >= 0x41 && b <= 0x5a ? b + 0x20 : b;
-}
-
-function addName(name: string, hash: number): void {
-  let slot = hash & NAME_MASK;
-  while (nameKeys[slot] !== undefined) slot = (slot + 1) & NAME_MASK;
-  nameKeys[slot] = Buffer.from(name, 'latin1');
-  nameValues[slot] = name;
-  nameCount++;
-}
-
-/** FNV-1a over the lower-cased bytes; -1 when a byte is not ASCII (its lower case is not ours to define). */
-function nameHash(buf: Uint8Array, start: number, len: number): number {
-  let h = 0x811c9dc5;
-  for (let i = start; i < start + len; i++) {
-    const b = buf[i]!;
-    if (b >= 0x80) return -1;
-    h = Math.imul(h ^ lowerAscii(b), 0x01000193);
-  }
-  return h >>> 0;
-}
-
-for (const n of COMMON_NAMES) addName(n, nameHash(Buffer.from(n, 'latin1'), 0, n.length));
-
-/**
- * Lower-cased command name of `buf[start, start+len)` (sources keep the client's case: `set`,
- * `SET`, `Set`). Known names come from the table without building a string.
- */
-function commandName(buf: Buffer, start: number, len: number): string {
-  if (len > MAX_INTERNED_LENGTH) return buf.toString('latin1', start, start + len).toLowerCase();
-  const hash = nameHash(buf, start, len);
-  if (hash < 0) return buf.toString('latin1', start, start + len).toLowerCase();
-  let slot = hash & NAME_MASK;
-  for (let key = nameKeys[slot]; key !== undefined; key = nameKeys[slot]) {
-    if (key.length === len && sameLowered(buf, start, key)) return nameValues[slot]!;
-    slot = (slot + 1) & NAME_MASK;
-  }
-  const name = buf.toString('latin1', start, start + len).toLowerCase();
-  if (nameCount < MAX_NAMES) addName(name, hash);
-  return name;
-}
-
-function sameLowered(buf: Buffer, start: number, lower: Buffer): boolean {
-  for (let j = 0; j < lower.length; j++) if (lowerAscii(buf[start + j]!) !== lower[j]) return false;
-  return true;
 }

@@ -1,7 +1,8 @@
 /**
  * Classify a batch of keys of one database: one pipeline per side with TYPE, the expiry
- * (PEXPIRETIME, or PTTL) and a value fingerprint (DUMP per key, or one DEBUG DIGEST-VALUE for
- * the whole batch), then element-wise reads only for the keys the fingerprint cannot settle.
+ * (PEXPIRETIME, or PTTL) and a value fingerprint (one DEBUG DIGEST-VALUE for the whole batch;
+ * without DEBUG, MEMORY USAGE per key, then DUMP of the keys up to BIG_VALUE_BYTES), then
+ * element-wise reads (in ranges: values.ts) for the keys the fingerprint cannot settle.
  *
  * Verdict priority per key: missing / extra, then type, then value, then TTL (a key whose
  * value and TTL both differ counts as a value difference; the detail names both).
@@ -20,6 +21,10 @@ export const PTTL_TOLERANCE_MS = 2000;
 const COMPARE_CONCURRENCY = 16;
 /** Keys per DEBUG DIGEST-VALUE call. */
 const DIGEST_KEYS = 100;
+/** Values above this (MEMORY USAGE) are compared in ranges rather than by DUMP payloads. */
+export const BIG_VALUE_BYTES = 4 * 1024 * 1024;
+/** DUMPs per pipeline add up to about this much (by MEMORY USAGE). */
+const DUMP_PIPELINE_BYTES = 16 * 1024 * 1024;
 /** What DEBUG DIGEST-VALUE answers for a key the node does not hold. */
 const NO_KEY_DIGEST = /^0+$/;
 
@@ -137,7 +142,8 @@ export class KeyChecker {
     const cmds: Arg[][] = [];
     for (const k of keys) {
       cmds.push(['TYPE', k], [expiryCmd, k]);
-      if (fp === 'dump') cmds.push(['DUMP', k]);
+      // The size first: a big value is compared in ranges (values.ts), never DUMPed whole.
+      if (fp === 'dump') cmds.push(['MEMORY', 'USAGE', k]);
     }
     // DIGEST-VALUE gets slower than linear with many arguments: a few keys per call, and on a
     // cluster only keys of one master per call (DEBUG is not routed: it digests what the node holds).
@@ -173,6 +179,7 @@ export class KeyChecker {
         digests = byKey;
       }
     }
+    const dumps = fp === 'dump' ? await this.smallDumps(side, db, keys, (i) => replies[i * per + 2]) : null;
     const out: SideRead[] = new Array(keys.length);
     for (let i = 0; i < keys.length; i++) {
       const type = replies[i * per];
@@ -184,18 +191,44 @@ export class KeyChecker {
       // -2: the key went away between TYPE and the expiry read.
       if (expireAt === -2) typeName = 'none';
       else if (expireAt >= 0 && this.o.expiry === 'pttl') expireAt += readAt;
-      let dump: Buffer | null = null;
-      if (fp === 'dump') {
-        const d = replies[i * per + 2];
-        if (d instanceof ServerReply) this.switchTo('values', `DUMP failed on the ${side.kind} (${d.message})`);
-        else if (Buffer.isBuffer(d)) dump = d;
-      }
+      const dump = dumps?.[i] ?? null;
       let digest = digests !== null ? String(digests[i]) : null;
       // On a cluster, the digest of no key for a key TYPE found: it left the node in between
       // (a slot migration, or a delete). Unknown: the values are read (routed) instead.
       if (groups !== null && digest !== null && typeName !== 'none' && NO_KEY_DIGEST.test(digest)) digest = null;
       out[i] = { type: typeName, expireAt: typeName === 'none' ? -1 : expireAt, dump, digest };
     }
+    return out;
+  }
+
+  /**
+   * DUMP payloads of the keys whose value is small by MEMORY USAGE (`usage(i)`), in pipelines of
+   * bounded size; null for a big key (compared in ranges instead: a 256 MB DUMP held on both sides
+   * took a gigabyte) and for a key gone meanwhile. A side that refuses MEMORY USAGE is DUMPed as
+   * before; one that refuses DUMP switches the check to reading values.
+   */
+  private async smallDumps(side: VerifySide, db: number, keys: Buffer[], usage: (i: number) => unknown): Promise<(Buffer | null)[]> {
+    const out: (Buffer | null)[] = new Array(keys.length).fill(null);
+    let batch: number[] = [];
+    let bytes = 0;
+    const send = async () => {
+      const replies = await side.pipeline(db, batch.map((i) => ['DUMP', keys[i]!]));
+      replies.forEach((d, j) => {
+        if (d instanceof ServerReply) this.switchTo('values', `DUMP failed on the ${side.kind} (${d.message})`);
+        else if (Buffer.isBuffer(d)) out[batch[j]!] = d;
+      });
+      batch = [];
+      bytes = 0;
+    };
+    for (let i = 0; i < keys.length; i++) {
+      const u = usage(i);
+      const size = typeof u === 'number' ? u : u === null ? 0 : -1;
+      if (size > BIG_VALUE_BYTES) continue;
+      batch.push(i);
+      bytes += Math.max(size, 0);
+      if (bytes >= DUMP_PIPELINE_BYTES) await send();
+    }
+    if (batch.length > 0) await send();
     return out;
   }
 }

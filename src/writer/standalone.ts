@@ -21,11 +21,12 @@ import { commandName, firstKeyIndex } from '../commands/keys.js';
 import { TargetCommandError, TargetError, TargetExecAbortError } from './errors.js';
 import { probeTarget } from './probe.js';
 import { commandAt } from '../resp/request-decoder.js';
-import type { ErrorPolicy, TargetEndpoint, TargetInfo, TargetWriterEvents, TargetWriterOptions, UnitWriter, WriteUnit, WriterStats } from './types.js';
+import type { ErrorPolicy, StreamedUnit, TargetEndpoint, TargetInfo, TargetWriterEvents, TargetWriterOptions, UnitWriter, WriteUnit, WriterStats } from './types.js';
 import { GatheredOutput } from './socket-output.js';
 import { SimpleReplyScanner } from './simple-replies.js';
 import { TargetSocket, WriterWaiters } from './target-socket.js';
 import { PendingUnit, UnitKind, UnitQueue } from './unit-queue.js';
+import { WriterStreamedUnit, type StreamedUnitHost } from './streamed-unit.js';
 
 const MULTI = encodeCommand(['MULTI']);
 const EXEC = encodeCommand(['EXEC']);
@@ -170,6 +171,28 @@ export class TargetWriter extends EventEmitter<TargetWriterEvents> implements Un
 
   masterSlots(): [] {
     return [];
+  }
+
+  /** A unit whose command is written as its bytes arrive (see StreamedUnit). */
+  openStreamed(head: Buffer, atomic: boolean, described: Buffer): StreamedUnit {
+    this.assertOpen();
+    const u = new PendingUnit(atomic ? UnitKind.ATOMIC : UnitKind.PLAIN, [described], 1, Infinity, 0, undefined, ++this.seq);
+    this.queue.push(u);
+    const bytes = (atomic ? this.write(MULTI) : 0) + this.write(head);
+    const host: StreamedUnitHost = {
+      socket: this.conn.socket,
+      write: (b) => this.write(b),
+      flush: () => this.out.flush(),
+      assertOpen: () => this.assertOpen(),
+      failure: () => this.failure,
+      endBytes: (a) => (a ? this.write(EXEC) : 0),
+      completed: (unit, n) => {
+        this.inflight += n;
+        if (unit.replied >= unit.expected && this.queue.peek() === unit) this.completeHead(undefined);
+        return this.inflight < this.maxInflight;
+      },
+    };
+    return new WriterStreamedUnit(host, u, atomic, bytes);
   }
 
   /** A standalone server runs any transaction whole. */

@@ -87,6 +87,25 @@ export interface TargetWriterEvents {
   error: [err: TargetError];
 }
 
+/**
+ * A unit whose one big command is written as its bytes arrive (a stream command with a big
+ * argument), then ended with the commands after it (the checkpoint). Nothing else may be submitted
+ * to the writer until it is ended. Its bytes are not kept: it cannot be sent again.
+ */
+export interface StreamedUnit {
+  /** Writes the next bytes of the command; false: await drained() before writing more. */
+  write(piece: Buffer): boolean;
+  /** Resolves once the socket took most of what was written; rejects with TargetError if the writer failed. */
+  drained(): Promise<void>;
+  /**
+   * The command is complete. `payload` is the unit as error reports and recovery read it: its
+   * command as `described` at open (not written: its bytes went already), then the commands that
+   * end the unit, written now (`count` commands in all). The unit completes `offset`. Returns false
+   * like submit() over the in-flight budget.
+   */
+  end(e: { payload: Buffer[]; count: number; offset: number; onExecReply?: (replies: unknown[]) => void }): boolean;
+}
+
 /** One command on one server (the cluster writer has one per master). */
 export type NodeCall = (args: readonly Arg[]) => Promise<unknown>;
 
@@ -113,6 +132,11 @@ export interface UnitWriter {
   nodeCalls(): NodeCall[];
   /** Each master with the first slot it serves (empty for a standalone target). */
   masterSlots(): { addr: string; slot: number; call: NodeCall }[];
+  /**
+   * Starts a unit whose command is written in pieces, `head` first (a standalone target only: a
+   * cluster writer throws). `described` stands for the command in error reports (its name and key).
+   */
+  openStreamed(head: Buffer, atomic: boolean, described: Buffer): StreamedUnit;
   /** The slot an atomic unit runs in, or null when it spans several (never for a standalone target). */
   atomicSlot(unit: Pick<WriteUnit, 'payload' | 'count'>): number | null;
   setMaxInflight(bytes: number): void;

@@ -7,6 +7,7 @@
 export const UnitKind = { PLAIN: 0, ATOMIC: 1, CALL: 2 } as const;
 export type UnitKind = (typeof UnitKind)[keyof typeof UnitKind];
 
+/** A unit written to the target (a streamed one, see streamed-unit.ts, gets its payload, counts and offset at its end). */
 export class PendingUnit {
   /** Replies received so far (atomic: MULTI's +OK, one per queued command, then EXEC's). */
   replied = 0;
@@ -14,20 +15,20 @@ export class PendingUnit {
   queueErrors: { index: number; reply: string }[] | undefined = undefined;
   constructor(
     readonly kind: UnitKind,
-    readonly payload: Buffer | Buffer[],
+    public payload: Buffer | Buffer[],
     /** Commands in the payload. */
-    readonly count: number,
+    public count: number,
     /** Replies to expect: `count`, or `count + 2` for atomic units. */
-    readonly expected: number,
+    public expected: number,
     /** Bytes written for this unit (MULTI/EXEC included): released from the in-flight budget on completion. */
-    readonly bytes: number,
-    readonly offset: number | undefined,
+    public bytes: number,
+    public offset: number | undefined,
     /** Submission sequence number: flush() waits for a sequence number. */
     readonly seq: number,
     /** For CALL units. */
     readonly settle?: (err: Error | undefined, reply: unknown) => void,
     /** Atomic units: EXEC's replies. */
-    readonly onExecReply?: (replies: unknown[]) => void,
+    public onExecReply?: (replies: unknown[]) => void,
   ) {}
 }
 

@@ -109,6 +109,8 @@ export async function parallel<T, R>(items: readonly T[], limit: number, fn: (it
 /** A CLI process running in the background (for commands that run until stopped, like `sync`). */
 export interface BackgroundCli {
   code: Promise<number>;
+  /** The child's process id (for /proc/<pid>/status). */
+  pid: number;
   stderr: () => string;
   kill(sig: NodeJS.Signals): void;
 }
@@ -122,5 +124,5 @@ export function startCli(args: string[], timeoutMs = 60_000): BackgroundCli {
   const code = new Promise<number>((resolve) => child.on('exit', (c, sig) => resolve(c ?? (sig ? 128 : -1))));
   const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs);
   void code.then(() => clearTimeout(timer));
-  return { code, stderr: () => err, kill: (sig) => void child.kill(sig) };
+  return { code, pid: child.pid!, stderr: () => err, kill: (sig) => void child.kill(sig) };
 }

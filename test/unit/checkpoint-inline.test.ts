@@ -62,6 +62,9 @@ class RecordingWriter extends EventEmitter implements UnitWriter {
   masterSlots() {
     return [];
   }
+  openStreamed(): never {
+    throw new Error('not used here');
+  }
   atomicSlot(): number {
     return 0;
   }

@@ -16,6 +16,8 @@ export interface PendingUnit {
   inline: number;
   /** The source asked for an ACK (REPLCONF GETACK) that this unit answers once applied. */
   ack?: boolean;
+  /** Its command was streamed through (`payload` names it, without its big argument): it cannot be resent. */
+  streamed?: boolean;
 }
 
 export interface AppliedLogHooks {

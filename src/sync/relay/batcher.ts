@@ -208,6 +208,11 @@ export class StreamBatcher {
     return false;
   }
 
+  /** A command outside any transaction that forwards nothing (its bytes were relayed elsewhere or dropped) still moves the offset. */
+  advance(offset: number): void {
+    this.batchOffset = offset;
+  }
+
   /**
    * Close the current batch (e.g. at the end of the bytes available now) and return it, or
    * null when nothing has advanced. A unit may have no commands (only PINGs were seen): it

@@ -69,6 +69,17 @@ export class StreamFilter {
     return t === db ? cmd.raw : encodeCommand(['SELECT', t]);
   }
 
+  /**
+   * Whether apply() decides `cmd` by its name and first key alone, forwarding it unchanged or not at
+   * all: then a command whose big argument streams through (its later arguments not at hand) can
+   * be filtered. Renames and --type rewrite commands, and other commands have more keys.
+   */
+  decidesOnKey(cmd: StreamCommand): boolean {
+    const s = this.scope;
+    if (s.identity || s.excludedCommands.has(cmd.name)) return true;
+    return this.types === null && !s.renames && commandKeys(cmd.name, this.opts.keyPositions).single;
+  }
+
   /** What to forward for `cmd`, run by the source in db `db`. */
   apply(cmd: StreamCommand, db: number): FilterResult {
     const named = this.applyNames(cmd, db);

@@ -51,6 +51,9 @@ export interface Relay {
   targetDb(db: number): number;
 }
 
+/** forwardHead(): the command must be assembled whole and go through forward(). */
+export const ASSEMBLE = 'assemble';
+
 /** Commands whose effect does not depend on the selected db. */
 const DB_AGNOSTIC = new Set(['flushall', 'function', 'script', 'publish', 'spublish']);
 
@@ -80,6 +83,17 @@ export class StageChain implements Relay {
       return null;
     }
     return r.out;
+  }
+
+  /**
+   * For the head of a command with a big argument (StreamCommand.body): its bytes when the command
+   * goes to the target unchanged (its body then streams through), null when nothing of it does,
+   * or ASSEMBLE when a stage may rewrite it (or a cluster target must route it whole).
+   */
+  forwardHead(cmd: StreamCommand, db: number): Buffer | null | typeof ASSEMBLE {
+    if (this.cluster || this.stages.some((s) => s instanceof ShardStage) || (this.filter !== null && !this.filter.decidesOnKey(cmd))) return ASSEMBLE;
+    const out = this.forward(cmd, db);
+    return out === null || out === cmd.raw ? out : ASSEMBLE;
   }
 
   select(cmd: StreamCommand, db: number): Buffer | null {

@@ -45,6 +45,11 @@ export async function bridgeTargetOutage(ctx: SyncContext): Promise<void> {
     ctx.tracker.expect(cp.offset);
   }
   const resend = units.pending.filter((u) => u.offset > from);
+  if (resend.some((u) => u.streamed === true)) {
+    // Its big argument streamed through and is gone: the source sends it again from the checkpoint.
+    units.pending = [];
+    throw new Reconnect('target', `a command streamed through (a big argument) was not applied before the target connection was lost: resuming from the source at offset ${from}`);
+  }
   units.pending = [];
   if (resend.length > 0) ctx.tracker.expect(resend[resend.length - 1]!.offset);
   ctx.log.info({ from, db, units: resend.length }, 'target reconnected: resending what it does not have');

@@ -17,6 +17,7 @@ import { buildRelay, type ShardStage } from '../relay/stages.js';
 import { Reconnect } from '../run-control.js';
 import { clearOwnKeys } from '../ownership/resync.js';
 import { reservedFixup } from '../ownership/own-keys.js';
+import { BIG_ARG_BYTES, BigCommandRelay } from './big-command.js';
 import type { Backoff } from './reconnect.js';
 import type { SourceConnection } from './source-connection.js';
 
@@ -41,7 +42,9 @@ export async function stream(ctx: SyncContext, source: SourceConnection, first: 
   shardStage?.begin(units.applied ?? 0);
   try {
     const batcher = new StreamBatcher({ db: units.db, atomicUnits: ctx.store.atomicWithData, reservedDb: ctx.store.homeDb, relay: chain });
-    const parser = new ReplicationStreamParser(units.applied ?? 0);
+    // A big argument streams through (big-command.ts); a cluster shard's commands go through the migration guard whole.
+    const parser = new ReplicationStreamParser(units.applied ?? 0, shardStage === null ? { bigArgBytes: BIG_ARG_BYTES } : {});
+    const big = new BigCommandRelay(ctx, source.spool, batcher, chain);
     const out: StreamUnit[] = [];
     // A unit starting with a migrated key's RESTORE is held until ordered (restore-order.ts); the
     // RESTOREs that follow it join it, so a reshard's keys are ordered a batch at a time.
@@ -72,7 +75,12 @@ export async function stream(ctx: SyncContext, source: SourceConnection, first: 
       if (chunk === null) break;
       const cmds = parser.push(chunk);
       chunk = null;
+      if (big.open) await big.pump(out);
       for (const c of cmds) {
+        if (c.body !== null) {
+          await big.start(c, out, submitAll);
+          continue;
+        }
         if (shardStage !== null && isFlush(c) && !batcher.inTransaction && !ctx.scope.excludedCommands.has(c.name)) {
           // Everything before it is applied first, then the shard's own keys are deleted.
           const before = batcher.cut();
@@ -99,6 +107,7 @@ export async function stream(ctx: SyncContext, source: SourceConnection, first: 
       await submitAll();
     }
     // The link ended: apply what was received up to the last complete command.
+    big.abandon();
     const u = batcher.cut();
     if (u !== null) out.push(u);
     await submitAll();

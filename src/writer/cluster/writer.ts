@@ -23,7 +23,7 @@ import { ROUTE_ALL, ROUTE_ANY, routeOf, splitCrossSlot } from './routing.js';
 import { NO_NODE, parseClusterSlots, parseRedirect, splitAddress } from './topology.js';
 import { TargetCommandError, TargetError } from '../errors.js';
 import { splitCommands } from '../../resp/request-decoder.js';
-import type { TargetEndpoint, TargetInfo, TargetWriterEvents, TargetWriterOptions, UnitWriter, WriteUnit, WriterStats } from '../types.js';
+import type { StreamedUnit, TargetEndpoint, TargetInfo, TargetWriterEvents, TargetWriterOptions, UnitWriter, WriteUnit, WriterStats } from '../types.js';
 import { TargetWriter } from '../standalone.js';
 
 export interface ClusterWriterOptions extends TargetWriterOptions {
@@ -60,6 +60,11 @@ export class ClusterTargetWriter extends EventEmitter<TargetWriterEvents> implem
   private refreshing: Promise<void> | undefined;
   /** Incremented for every node unit sent: flush() loops until no re-send happened meanwhile. */
   private sent = 0;
+
+  /** A command cannot be streamed through to a cluster (its relay assembles big commands instead). */
+  openStreamed(): StreamedUnit {
+    throw new TargetError('a cluster target takes whole commands only: big stream commands are assembled for it');
+  }
 
   static async connect(seed: TargetEndpoint, opts: ClusterWriterOptions = {}): Promise<ClusterTargetWriter> {
     const probe = await TargetWriter.connect(seed, { ...opts, onError: 'fail' });
