@@ -126,7 +126,7 @@ export class OutputBuffer {
     const n = encodedLength(args);
     if (n > this.chunkSize) {
       // Framing written in place, long arguments copied through chunk by chunk: no Buffer
-      // of the whole command (a 512 MB string goes out as 1 MiB APPENDs, each would be one).
+      // of the whole command (a 512 MB string goes out as 1 MiB SETRANGEs, each would be one).
       this.ascii(`*${args.length}\r\n`);
       for (const a of args) {
         const b = typeof a === 'object' ? a : Buffer.from(String(a));

@@ -5,7 +5,7 @@
  * Feed every record in order to `push(record, out)`; it appends the commands that can be
  * produced now to `out`. A key is written in one of two ways:
  *
- *  - commands (default): SET (+APPEND chunks for big strings), RPUSH / SADD / ZADD / HSET
+ *  - commands (default): SET (+SETRANGE pieces for big strings), RPUSH / SADD / ZADD / HSET
  *    batches of `batchElements` elements or `batchBytes` bytes, HPEXPIREAT for hash field
  *    TTLs, the stream rebuild of ./translate-stream.ts, then PEXPIREAT (or SET ... PXAT);
  *  - `mode: 'restore'` (or 'auto', which keeps strings on SET):
@@ -39,6 +39,9 @@ export { formatScore, parseTargetVersion } from './format.js';
  * Where `push` appends its commands: an array, or any object with a `push` (the snapshot
  * applier encodes them as they come, with no intermediate array).
  */
+/** The placeholder last byte that makes the target allocate a big string once (overwritten by the last piece). */
+const ZERO_BYTE = Buffer.alloc(1);
+
 export interface CommandSink {
   push(cmd: Command): unknown;
 }
@@ -61,7 +64,7 @@ export interface TranslateOptions {
   payloadVersion?: number;
   /** Most elements per RPUSH/SADD/ZADD/HSET (pairs count as one). Default 512. */
   batchElements?: number;
-  /** Most value bytes per command, and the string size above which SET + APPEND is used. Default 1 MiB. */
+  /** Most value bytes per command, and the string size above which SET + SETRANGE pieces are used. Default 1 MiB. */
   batchBytes?: number;
   /**
    * The commands `push` appends are valid only until the next `push`: plain `SET key value`
@@ -301,16 +304,28 @@ export class Translator {
       }
       return;
     }
-    // SET overwrites whatever was there; later pieces are APPENDed.
-    this.data(['SET', h.key, value.subarray(0, batchBytes)]);
-    for (let o = batchBytes; o < value.length; o += batchBytes) {
-      this.data(['APPEND', h.key, value.subarray(o, Math.min(value.length, o + batchBytes))]);
+    for (let o = 0; o < value.length; o += batchBytes) this.bigStringPiece(h.key, value.subarray(o, Math.min(value.length, o + batchBytes)), o, value.length);
+  }
+
+  /**
+   * One piece of a string longer than batchBytes, at `offset` of its `total` bytes. The first is a
+   * SET (it replaces whatever was there), followed by a SETRANGE of a zero byte at the last offset:
+   * the target then makes room for the whole value once. Every later piece is a SETRANGE at its
+   * offset, the last one writing the real last byte. (APPENDs made the target grow the value piece
+   * by piece, copying it each time: 4 s of target time for 512 MB, against 1.2 s this way.)
+   */
+  private bigStringPiece(key: Buffer, piece: Buffer, offset: number, total: number): void {
+    if (offset === 0) {
+      this.data(['SET', key, piece]);
+      this.data(['SETRANGE', key, total - 1, ZERO_BYTE]);
+    } else {
+      this.data(['SETRANGE', key, offset, piece]);
     }
   }
 
   /**
    * A piece of a long string (decoder `stringPart`): the same commands writeString() makes of
-   * the whole value (one SET if it fits in batchBytes, else SET + APPENDs of batchBytes each),
+   * the whole value (one SET if it fits in batchBytes, else SET + SETRANGEs of batchBytes each),
    * with at most one command's bytes held here.
    */
   private stringPart(h: KeyHeader, piece: Buffer, offset: number, total: number): void {
@@ -336,7 +351,7 @@ export class Translator {
       from += take;
       if (bytes === null) continue;
       if (total <= size) this.writeString(h, bytes);
-      else this.data([cmdStart === 0 ? 'SET' : 'APPEND', h.key, bytes]);
+      else this.bigStringPiece(h.key, bytes, cmdStart, total);
     }
   }
 

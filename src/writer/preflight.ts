@@ -104,7 +104,7 @@ export function plannedProbes(o: Pick<PreflightOptions, 'cluster' | 'writeMode' 
   const typeWhy = o.writeMode === 'commands' ? '--write-mode commands writes each type with its commands' : 'keys above --big-key-bytes are written with commands';
   for (const args of [
     ['MSET', KEY, '1'],
-    ['APPEND', KEY, '1'],
+    ['SETRANGE', KEY, '0', '1'],
     ['PEXPIREAT', KEY, '9999999999999'],
     ['RPUSH', KEY, 'x'],
     ['SADD', KEY, 'x'],
@@ -272,7 +272,7 @@ export class PreflightCheck {
     for (const p of probes) {
       if (p === multi || p === exec || p === set || p.args[0] === 'DEL') continue;
       if (!keySafe && !NEVER_CREATES.has(p.args[0]!)) continue;
-      // MSET replaces the string, APPEND/PEXPIREAT keep it: the key stays a string throughout.
+      // MSET replaces the string, SETRANGE/PEXPIREAT keep it: the key stays a string throughout.
       note(p, await this.side.tryCall(0, p.args));
     }
     const del = byName.get('DEL')!;

@@ -155,7 +155,7 @@ describe('replicant rdb --format resp: round trip through redis-server', () => {
     const resp = (await runCli(['rdb', dump, '--format', 'resp', '--restore', '--restore-max-bytes', '200000'])).stdout.toString('latin1');
     expect(resp).toContain('\r\nRESTORE\r\n$11\r\nstream:pdel\r\n');
     expect(resp).toContain('\r\nRPUSH\r\n$13\r\nlist:bigitems\r\n');
-    expect(resp).toContain('\r\nAPPEND\r\n$10\r\nstr:random\r\n');
+    expect(resp).toContain('\r\nSETRANGE\r\n$10\r\nstr:random\r\n');
     const t = target.client();
     const s = src.client();
     expect(await digest(t)).toBe(srcDigest);

@@ -81,7 +81,7 @@ describe('long strings come as stringPart records', () => {
     const parts = ref.filter((r) => r.kind === 'stringPart');
     expect(parts.length).toBeGreaterThanOrEqual(9);
     for (const p of parts) expect(p.kind === 'stringPart' && p.value.length).toBeLessThanOrEqual(MiB);
-    // Pieces start at multiples of 1 MiB: aligned with the SET/APPEND commands, which then copy nothing.
+    // Pieces start at multiples of 1 MiB: aligned with the SET/SETRANGE commands, which then copy nothing.
     for (const p of parts) expect(p.kind === 'stringPart' && p.offset % MiB).toBe(0);
     expect(ref.at(-1)).toMatchObject({ kind: 'end', checksumVerified: true });
     const r = rng(5);
@@ -138,7 +138,7 @@ describe('long strings come as stringPart records', () => {
 describe('consumers of stringPart records', () => {
   const recs = decode(rdb, () => 64 * KiB);
 
-  it('commands: the same SET/APPEND/PEXPIREAT as for the whole value', () => {
+  it('commands: the same SET/SETRANGE/PEXPIREAT as for the whole value', () => {
     for (const batchBytes of [MiB, 64 * KiB, 8 * MiB]) {
       const opts = { batchBytes, now: () => 0 };
       const a = new Translator(opts);
@@ -146,7 +146,7 @@ describe('consumers of stringPart records', () => {
       const pieces = recs.flatMap((r) => a.push(r));
       const whole = joined(recs).flatMap((r) => b.push(r));
       expect(canon(pieces as unknown as RdbRecord[]), `${batchBytes}`).toEqual(canon(whole as unknown as RdbRecord[]));
-      expect(pieces.some((c: Command) => c[0] === 'APPEND')).toBe(batchBytes < 8 * MiB);
+      expect(pieces.some((c: Command) => c[0] === 'SETRANGE')).toBe(batchBytes < 8 * MiB);
     }
   });
 
@@ -157,7 +157,7 @@ describe('consumers of stringPart records', () => {
     const verbs = cmds.map((c) => String(c[0]));
     expect(verbs.filter((v) => v === 'RESTORE')).toHaveLength(2); // before, after
     expect(verbs.filter((v) => v === 'SET')).toHaveLength(2); // plain, lzf: first piece of each
-    expect(verbs.includes('APPEND')).toBe(true);
+    expect(verbs.includes('SETRANGE')).toBe(true);
   });
 
   it('JSON lines: identical output for text, late binary, early binary and cut-off UTF-8 values', async () => {

@@ -245,7 +245,7 @@ describe('SnapshotApplier', () => {
     await applier.finish();
     // On before the first piece is translated, off at the key's end, once each (a unit is
     // submitted when the next one starts, so the small key's SET goes out after 'on').
-    expect(events).toEqual(['long:on', 'unit:SET', 'unit:SET', 'unit:APPEND', 'long:off', 'unit:APPEND', 'unit:SET']);
+    expect(events).toEqual(['long:on', 'unit:SET', 'unit:SET', 'unit:SETRANGE', 'unit:SETRANGE', 'long:off', 'unit:SETRANGE', 'unit:SET']);
   });
 
   it('sends the pieces of a long string by reference, each in a unit of its own', async () => {

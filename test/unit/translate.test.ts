@@ -36,7 +36,7 @@ describe('formatScore', () => {
 });
 
 describe('Translator: commands per type', () => {
-  it('strings: SET with PXAT, and SET + APPEND chunks for big values', () => {
+  it('strings: SET with PXAT, and SET + SETRANGE pieces for big values (the target allocates the whole value once)', () => {
     const big = Buffer.alloc(25, 'x');
     const { cmds, t } = run(
       [
@@ -52,8 +52,9 @@ describe('Translator: commands per type', () => {
     expect(cmds).toEqual([
       ['SET', 's', 'v', 'PXAT', '2000000'],
       ['SET', 'big', 'x'.repeat(10)],
-      ['APPEND', 'big', 'x'.repeat(10)],
-      ['APPEND', 'big', 'x'.repeat(5)],
+      ['SETRANGE', 'big', '24', '\0'],
+      ['SETRANGE', 'big', '10', 'x'.repeat(10)],
+      ['SETRANGE', 'big', '20', 'x'.repeat(5)],
       ['PEXPIREAT', 'big', '3000000'],
     ]);
     expect(t.stats.keys).toBe(2);

@@ -11,7 +11,7 @@
  * it is decompressed into a window of WINDOW_PIECE bytes plus the 8 KiB before them (LZF
  * back-references reach at most 8 KiB back), and each piece goes out as a `stringPart`
  * record, a view of its window; the next window is a new Buffer. Pieces start at multiples
- * of WINDOW_PIECE (the same for any chunking, and aligned with 1 MiB SET/APPEND commands).
+ * of WINDOW_PIECE (the same for any chunking, and aligned with the 1 MiB SET/SETRANGE pieces).
  */
 import { MAX_STRING_LENGTH, type RdbInput } from '../input.js';
 import { BlobError } from '../structure/blob-error.js';

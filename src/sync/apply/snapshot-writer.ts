@@ -325,7 +325,7 @@ export class SnapshotApplier {
   }
 
   /**
-   * A piece of a long string (SET or APPEND of up to 1 MiB) goes out as a unit of its own,
+   * A piece of a long string (SET or SETRANGE of up to 1 MiB) goes out as a unit of its own,
    * [head, value, CRLF], the value not copied: one Buffer fewer per MiB that V8 must collect.
    * Safe because the decoder never writes to a piece it emitted (a plain piece is assembled in
    * a Buffer of its own, an LZF piece is a view of a window it then leaves) and the translator
