@@ -5,6 +5,7 @@
  */
 import type { KeyHeader, RdbRecord, ValueType } from '../rdb/types.js';
 import { printableKey } from '../errors.js';
+import { BlobItemsRecord } from '../rdb/values/blob-items.js';
 import { isJsonText } from './json-bytes.js';
 
 export interface StatsRow {
@@ -92,7 +93,8 @@ export class StatsCollector {
       case 'setItems':
       case 'zsetItems':
       case 'hashItems':
-        this.elements += rec.items.length;
+        // A blob's items are counted without making them.
+        this.elements += rec instanceof BlobItemsRecord ? rec.count : rec.items.length;
         return;
       case 'streamEntries':
         this.elements += rec.entries.length;

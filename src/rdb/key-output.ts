@@ -9,6 +9,7 @@ import { KeyStartRecord, StringKeyEndRecord, StringRecord } from './records.js';
 import type { RdbInput } from './input.js';
 import type { BlobError } from './structure/blob-error.js';
 import type { ArrayItem, HashItem, RdbRecord, StreamEntry, StreamPelEntry, ZsetItem } from './types.js';
+import type { BlobItemsRecord } from './values/blob-items.js';
 import type { ItemKind, ValueContext } from './values/context.js';
 
 const ONE_MB = 1 << 20;
@@ -120,6 +121,17 @@ export class KeyOutput implements ValueContext {
     this.items.push(item);
     this.batchBytes += bytes;
     if (this.items.length >= this.opts.batchSize || this.batchBytes >= ONE_MB) this.flushItems();
+  }
+
+  get batchSize(): number {
+    return this.opts.batchSize;
+  }
+
+  addBlobItems(rec: BlobItemsRecord): void {
+    if (this.corruptErr !== null) return;
+    this.flushItems();
+    // Its kind is one of the items record kinds; its `items` are made when read.
+    this.emit(rec as unknown as RdbRecord);
   }
 
   flushItems(): void {
