@@ -45,7 +45,8 @@ for await (const chunk of createReadStream(file, { highWaterMark: chunkBytes }))
       case 'zsetItems':
       case 'hashItems':
       case 'arrayItems':
-        elements += r.items.length;
+        // A compact blob's record knows its count without making its items (src/rdb/values/blob-items.ts).
+        elements += typeof r.count === 'number' ? r.count : r.items.length;
         break;
       case 'streamEntries':
         elements += r.entries.length;
