@@ -6,6 +6,7 @@
  *
  * Datasets (generated once with redis-server + SAVE, cached under bench/.data/):
  *   small  1,000,000 string keys × 16 B (DEBUG POPULATE)
+ *   small3m  the same with 3,000,000 keys (issue 15's figure)
  *   large  a few huge keys: list/set/zset/hash of 0.5–1M elements, a 200k-entry stream,
  *          two 32 MB random strings and a 64 MB zero-filled (LZF-compressed) one
  *   mixed  ≈200k keys of every type (the full-sync benchmark's dataset (b)): mostly small
@@ -28,13 +29,14 @@ import { runMeasured, tempDir, TIME_BIN } from './lib/processes.mjs';
 import { startRedis } from './lib/redis.mjs';
 import { BENCH_DIR, MB, ROOT_DIR, median, parseArgs, printTable, warnIfBusy, writeResults } from './lib/report.mjs';
 
-const opts = parseArgs(process.argv.slice(2), { runs: 3, regen: false, profile: false, only: 'small,large,mixed' });
+const opts = parseArgs(process.argv.slice(2), { runs: 3, regen: false, profile: false, only: 'small,small3m,large,mixed', baseline: '' });
 const DATA_DIR = join(BENCH_DIR, '.data');
 const CLI = join(ROOT_DIR, 'dist', 'cli', 'main.js');
 const CHILD = join(BENCH_DIR, 'lib', 'decode-child.mjs');
 // Bump when a generator changes, so cached files are rebuilt.
 const DATASETS = {
   small: { file: 'rdb-small-1m-v1.rdb', what: '1M keys × 16 B strings', fill: (c) => populateSmallKeys(c, 1_000_000, 16) },
+  small3m: { file: 'rdb-small-3m-v1.rdb', what: '3M keys × 16 B strings', fill: (c) => populateSmallKeys(c, 3_000_000, 16) },
   large: { file: 'rdb-large-collections-v1.rdb', what: '10 huge keys (≈ 5.2M elements, 128 MB strings)', fill: writeLargeCollections },
   mixed: { file: 'rdb-mixed-200k-v1.rdb', what: '≈200k keys of every type, mostly small encodings', fill: (c) => writeMixedDataset(c) },
 };
@@ -77,8 +79,8 @@ async function runLib(file, nodeArgs = [], childArgs = []) {
   return { ...r, keys: out.keys, elements: out.elements, innerMs: out.ms, maxRssKb: r.maxRssKb ?? out.maxRssKb };
 }
 
-async function runCli(file) {
-  const r = await runMeasured(process.execPath, [CLI, 'rdb', file, '--format', 'stats', '--json']);
+async function runCli(file, cli = CLI) {
+  const r = await runMeasured(process.execPath, [cli, 'rdb', file, '--format', 'stats', '--json']);
   if (r.code !== 0) fail('replicant rdb --format stats', r);
   const out = JSON.parse(r.stdout);
   return { ...r, keys: out.total.keys, elements: out.total.elements };
@@ -92,6 +94,12 @@ const TOOLS = [
   ['replicant-lib-64k', (f) => runLib(f, [], ['--chunk', '65536'])],
   ['replicant-cli', runCli],
 ];
+// --baseline DIR: another build's dist/ directory, run interleaved with this one (A/B).
+if (opts.baseline) {
+  const dir = opts.baseline;
+  TOOLS.push(['baseline-lib-64k', (f) => runLib(f, [], ['--chunk', '65536', '--dist', dir])]);
+  TOOLS.push(['baseline-cli', (f) => runCli(f, join(dir, 'cli', 'main.js'))]);
+}
 
 async function benchDataset(name) {
   const file = await ensureDataset(name);
@@ -183,7 +191,7 @@ async function main() {
   ], goals);
   const profiles = [];
   if (opts.profile) for (const n of names) profiles.push(await profile(n));
-  const out = writeResults('rdb-decode', { runs: opts.runs, loadavgBefore: loadBefore, rows, goals, profiles }, { custom: opts.given.some((g) => g === 'runs' || g === 'only') });
+  const out = writeResults('rdb-decode', { runs: opts.runs, loadavgBefore: loadBefore, rows, goals, profiles }, { custom: opts.given.some((g) => g === 'runs' || g === 'only' || g === 'baseline') });
   console.log(`\nresults: ${out}`);
   if (mismatched.length > 0) process.exitCode = 1;
 }

@@ -3,12 +3,18 @@
  * over a file stream, counts keys and elements, and prints one JSON line:
  * { bytes, keys, elements, records, ms, maxRssKb }.
  *
- *   node bench/lib/decode-child.mjs <file> [--capture-raw] [--no-verify-checksum] [--chunk BYTES]
+ *   node bench/lib/decode-child.mjs <file> [--capture-raw] [--no-verify-checksum] [--chunk BYTES] [--dist DIR]
  *
  * Run as a separate process so its peak RSS is the decoder's alone.
  */
 import { createReadStream, statSync } from 'node:fs';
-import { RdbDecoder } from '../../dist/rdb/decoder.js';
+import { resolve } from 'node:path';
+import { pathToFileURL } from 'node:url';
+
+// --dist DIR decodes with another build (A/B runs); default: this checkout's dist/.
+const distAt = process.argv.indexOf('--dist');
+const distUrl = distAt >= 0 ? pathToFileURL(`${resolve(process.argv[distAt + 1])}/`).href : new URL('../../dist/', import.meta.url).href;
+const { RdbDecoder } = await import(new URL('rdb/decoder.js', distUrl).href);
 
 const [file, ...flags] = process.argv.slice(2);
 if (!file) {
@@ -39,7 +45,8 @@ for await (const chunk of createReadStream(file, { highWaterMark: chunkBytes }))
       case 'zsetItems':
       case 'hashItems':
       case 'arrayItems':
-        elements += r.items.length;
+        // A compact blob's record knows its count without making its items (src/rdb/values/blob-items.ts).
+        elements += typeof r.count === 'number' ? r.count : r.items.length;
         break;
       case 'streamEntries':
         elements += r.entries.length;

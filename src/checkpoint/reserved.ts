@@ -29,6 +29,14 @@ export function isReservedKey(key: Buffer): boolean {
   return startsWith(key, RESERVED_PREFIX_BYTES);
 }
 
+/** isReservedKey() of the key src[at, at + len), without a view of it. */
+export function isReservedKeyAt(src: Uint8Array, at: number, len: number): boolean {
+  const prefix = RESERVED_PREFIX_BYTES;
+  if (len < prefix.length) return false;
+  for (let i = 0; i < prefix.length; i++) if (src[at + i] !== prefix[i]) return false;
+  return true;
+}
+
 /** Whether a key is one Replicant writes itself (registry, checkpoint, lease, shard list, marker), not user data under the prefix. */
 export function isOwnKey(key: Buffer): boolean {
   if (!isReservedKey(key)) return false;

@@ -5,6 +5,7 @@
  */
 import type { KeyHeader, RdbRecord, ValueType } from '../rdb/types.js';
 import { printableKey } from '../errors.js';
+import { BlobItemsRecord } from '../rdb/values/blob-items.js';
 import { isJsonText } from './json-bytes.js';
 
 export interface StatsRow {
@@ -48,6 +49,12 @@ function addTo(row: StatsRow, h: KeyHeader, expired: boolean, bytes: number, ele
   row.elements += elements;
 }
 
+function rowOf<K>(rows: Map<K, StatsRow>, k: K): StatsRow {
+  let row = rows.get(k);
+  if (!row) rows.set(k, (row = emptyRow()));
+  return row;
+}
+
 export class StatsCollector {
   private readonly topN: number;
   private readonly now: number;
@@ -56,6 +63,11 @@ export class StatsCollector {
   };
   private cur: KeyHeader | null = null;
   private elements = 0;
+  /** The rows of the last key's db and type. */
+  private lastDb = -1;
+  private dbRow: StatsRow = emptyRow();
+  private lastType: ValueType | null = null;
+  private typeRow: StatsRow = emptyRow();
 
   constructor(opts: { top?: number; now?: number } = {}) {
     this.topN = Math.max(0, opts.top ?? 10);
@@ -63,15 +75,10 @@ export class StatsCollector {
   }
 
   push(rec: RdbRecord): void {
+    // The three records of every small string key first.
     switch (rec.kind) {
-      case 'header':
-        this.result.rdbVersion = rec.version;
-        return;
-      case 'aux':
-        this.result.auxFields++;
-        return;
-      case 'function':
-        this.result.functions++;
+      case 'keyEnd':
+        this.endKey(rec.valueBytes);
         return;
       case 'keyStart':
         this.cur = rec;
@@ -86,7 +93,8 @@ export class StatsCollector {
       case 'setItems':
       case 'zsetItems':
       case 'hashItems':
-        this.elements += rec.items.length;
+        // A blob's items are counted without making them.
+        this.elements += rec instanceof BlobItemsRecord ? rec.count : rec.items.length;
         return;
       case 'streamEntries':
         this.elements += rec.entries.length;
@@ -98,8 +106,14 @@ export class StatsCollector {
         this.cur = null;
         this.result.corruptSkipped++;
         return;
-      case 'keyEnd':
-        this.endKey(rec.valueBytes);
+      case 'header':
+        this.result.rdbVersion = rec.version;
+        return;
+      case 'aux':
+        this.result.auxFields++;
+        return;
+      case 'function':
+        this.result.functions++;
         return;
       default:
         return;
@@ -113,13 +127,18 @@ export class StatsCollector {
     const r = this.result;
     const expired = h.expireMs !== null && h.expireMs <= this.now;
     addTo(r.total, h, expired, bytes, this.elements);
-    let d = r.dbs.get(h.db);
-    if (!d) r.dbs.set(h.db, (d = emptyRow()));
-    addTo(d, h, expired, bytes, this.elements);
-    let t = r.types.get(h.type);
-    if (!t) r.types.set(h.type, (t = emptyRow()));
-    addTo(t, h, expired, bytes, this.elements);
-    this.considerTop(h, bytes);
+    // Consecutive keys mostly share their db and type: look the rows up only when they change.
+    if (h.db !== this.lastDb) {
+      this.lastDb = h.db;
+      this.dbRow = rowOf(r.dbs, h.db);
+    }
+    addTo(this.dbRow, h, expired, bytes, this.elements);
+    if (h.type !== this.lastType) {
+      this.lastType = h.type;
+      this.typeRow = rowOf(r.types, h.type);
+    }
+    addTo(this.typeRow, h, expired, bytes, this.elements);
+    if (this.topN > 0 && (this.result.top.length < this.topN || bytes > this.result.top[this.result.top.length - 1]!.bytes)) this.considerTop(h, bytes);
   }
 
   private considerTop(h: KeyHeader, bytes: number): void {

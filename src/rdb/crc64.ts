@@ -7,6 +7,7 @@
  * through a Uint32Array view on little-endian hosts (every host Node runs on in practice).
  */
 import { endianness } from 'node:os';
+import { DATA, DATA_MAX, loadCrcKernel } from './crc64-wasm.js';
 
 const POLY_LO = 0xac4bc9b5;
 const POLY_HI = 0x95ac9329;
@@ -44,6 +45,10 @@ const LITTLE_ENDIAN = endianness() === 'LE';
   }
 })();
 
+/** The WebAssembly loop (./crc64-wasm.ts), for ranges of KERNEL_MIN bytes or more; null where it cannot run. */
+const KERNEL = LITTLE_ENDIAN ? loadCrcKernel(TABLE_LO, TABLE_HI) : null;
+const KERNEL_MIN = 512;
+
 /** Running CRC-64 state: feed byte ranges with `update`, read the value with `value()`. */
 export class Crc64 {
   lo = 0;
@@ -56,6 +61,20 @@ export class Crc64 {
 
   /** Fold buf[start, end) into the state. */
   update(buf: Uint8Array, start = 0, end = buf.length): void {
+    if (KERNEL !== null && end - start >= KERNEL_MIN) {
+      // Copied into the module's memory (a memcpy) in pieces, each folded there.
+      const k = KERNEL;
+      k.state[0] = this.lo;
+      k.state[1] = this.hi;
+      for (let i = start; i < end; i += DATA_MAX) {
+        const n = Math.min(DATA_MAX, end - i);
+        k.mem.set(buf.subarray(i, i + n), DATA);
+        k.fold(DATA + n);
+      }
+      this.lo = k.state[0]!;
+      this.hi = k.state[1]!;
+      return;
+    }
     let lo = this.lo;
     let hi = this.hi;
     let i = start;

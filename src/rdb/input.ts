@@ -40,10 +40,19 @@ export class RdbInput {
   need = 0;
   /** RDB version: changes how 10xxxxxx length bytes are read. */
   version = 0;
-  /** The key being decoded, for error messages. */
-  key: Buffer | undefined = undefined;
+  /** The header of the key being decoded: its name for error messages, made only when one is needed. */
+  keyHeader: { readonly key: Buffer } | undefined = undefined;
   /** Where LZF failures go; set by the decoder. */
   onBlobError: BlobErrorHandler | null = null;
+  /** Where strRange() found its string: rangeBuf[rangeAt, rangeAt + rangeLen). */
+  rangeBuf: Buffer = EMPTY;
+  rangeAt = 0;
+  rangeLen = 0;
+
+  /** The name of the key being decoded, for error messages. */
+  get key(): Buffer | undefined {
+    return this.keyHeader?.key;
+  }
 
   /** Absolute offset of the read cursor. */
   get offset(): number {
@@ -187,25 +196,54 @@ export class RdbInput {
 
   /** An RDB string (§2.4): raw, int-encoded (as decimal text) or LZF-compressed. */
   str(what: string): Buffer {
+    const start = this.p;
+    if (start >= this.buf.length) this.short(1);
+    const b = this.buf[start]!;
+    if (b >= 0xc0) return this.encodedStr(what, start, b);
+    this.strRange(what);
+    return this.buf.subarray(this.rangeAt, this.rangeAt + this.rangeLen);
+  }
+
+  /**
+   * Like str(), without making a Buffer for a raw string: its place is left in rangeBuf,
+   * rangeAt and rangeLen (a view of the working buffer, which is never written to). Integer
+   * and LZF strings are decoded as by str() and the range covers the result.
+   */
+  strRange(what: string): void {
     const buf = this.buf;
     const start = this.p;
     if (start >= buf.length) this.short(1);
     const b = buf[start]!;
+    let at: number;
+    let n: number;
     if (b < 0x40) {
       // Fast path: 6-bit length, the common case for keys and small values.
-      const end = start + 1 + b;
-      if (end > buf.length) this.short(1 + b);
-      this.p = end;
-      return buf.subarray(start + 1, end);
-    }
-    if (b < 0xc0) {
-      const n = this.len(what);
+      at = start + 1;
+      n = b;
+    } else if (b < 0xc0) {
+      n = this.len(what);
       if (n > MAX_STRING_LENGTH) throw this.error(`${what}: string length ${n} is too large`, this.base + start);
-      const p = this.p;
-      if (p + n > buf.length) this.short(n);
-      this.p = p + n;
-      return buf.subarray(p, p + n);
+      at = this.p;
+    } else {
+      const v = this.encodedStr(what, start, b);
+      this.rangeBuf = v;
+      this.rangeAt = 0;
+      this.rangeLen = v.length;
+      return;
     }
+    if (at + n > buf.length) {
+      this.p = start;
+      this.short(at + n - start);
+    }
+    this.p = at + n;
+    this.rangeBuf = buf;
+    this.rangeAt = at;
+    this.rangeLen = n;
+  }
+
+  /** A string stored as an integer or LZF-compressed (encoding byte `b` at `start`). */
+  private encodedStr(what: string, start: number, b: number): Buffer {
+    const buf = this.buf;
     switch (b) {
       case 0xc0: {
         if (start + 2 > buf.length) this.short(2);

@@ -5,14 +5,16 @@
  */
 import { RdbError } from '../errors.js';
 import { Capture } from './capture.js';
+import { KeyStartRecord, StringKeyEndRecord, StringRecord } from './records.js';
 import type { RdbInput } from './input.js';
 import type { BlobError } from './structure/blob-error.js';
-import type { ArrayItem, HashItem, KeyHeader, RdbRecord, StreamEntry, StreamPelEntry, ZsetItem } from './types.js';
+import type { ArrayItem, HashItem, RdbRecord, StreamEntry, StreamPelEntry, ZsetItem } from './types.js';
+import type { BlobItemsRecord } from './values/blob-items.js';
 import type { ItemKind, ValueContext } from './values/context.js';
 
 const ONE_MB = 1 << 20;
 
-export type KeyStartRecord = { kind: 'keyStart' } & KeyHeader;
+export type { KeyStartRecord };
 
 export interface KeyOutputOptions {
   captureRaw: boolean;
@@ -48,21 +50,13 @@ export class KeyOutput implements ValueContext {
     return this.corruptErr;
   }
 
-  /** A plain string key read in one unit: keyStart, string and keyEnd at once. */
-  stringKey(start: KeyStartRecord, value: Buffer, valueStart: number): void {
+  /** A plain string key read in one unit: keyStart, string (input.range*) and keyEnd at once. */
+  stringKey(start: KeyStartRecord, valueStart: number): void {
     const input = this.input;
     const valueBytes = input.base + input.p - valueStart;
-    let raw: Buffer | null = null;
-    if (this.opts.captureRaw && 1 + valueBytes <= this.opts.rawLimit) {
-      raw = Buffer.allocUnsafe(1 + valueBytes);
-      raw[0] = 0;
-      const src = input.buf;
-      const from = valueStart - input.base;
-      // A byte loop beats Buffer.copy()'s call overhead for the typical few-byte value.
-      if (valueBytes <= 64) for (let i = 0; i < valueBytes; i++) raw[1 + i] = src[from + i]!;
-      else src.copy(raw, 1, from, input.p);
-    }
-    this.out.push(start, { kind: 'string', value }, { kind: 'keyEnd', raw, valueBytes });
+    const captured = this.opts.captureRaw && 1 + valueBytes <= this.opts.rawLimit;
+    const end = new StringKeyEndRecord(valueBytes, captured, input.buf, valueStart - input.base);
+    this.out.push(start, new StringRecord(input.rangeBuf, input.rangeAt, input.rangeLen), end);
   }
 
   /** Start a key whose value the readers will parse; `valueStart` is its absolute offset. */
@@ -73,7 +67,7 @@ export class KeyOutput implements ValueContext {
     this.corruptErr = null;
     this.items = [];
     this.batchBytes = 0;
-    this.input.key = start.key;
+    this.input.keyHeader = start;
     const t = start.rdbType;
     // Module values always need their bytes (the payload); raw capture needs everyone's.
     if (this.opts.captureRaw || t === 7) this.capture.begin(valueStart, t === 7 ? Infinity : this.opts.rawLimit, t);
@@ -102,7 +96,7 @@ export class KeyOutput implements ValueContext {
     this.pendingStart = null;
     if (this.capture.active) this.capture.stop();
     this.inKey = false;
-    input.key = undefined;
+    input.keyHeader = undefined;
   }
 
   emit(rec: RdbRecord): void {
@@ -127,6 +121,17 @@ export class KeyOutput implements ValueContext {
     this.items.push(item);
     this.batchBytes += bytes;
     if (this.items.length >= this.opts.batchSize || this.batchBytes >= ONE_MB) this.flushItems();
+  }
+
+  get batchSize(): number {
+    return this.opts.batchSize;
+  }
+
+  addBlobItems(rec: BlobItemsRecord): void {
+    if (this.corruptErr !== null) return;
+    this.flushItems();
+    // Its kind is one of the items record kinds; its `items` are made when read.
+    this.emit(rec as unknown as RdbRecord);
   }
 
   flushItems(): void {

@@ -8,7 +8,8 @@ import { RdbError, printableKey } from '../errors.js';
 import type { Crc64 } from './crc64.js';
 import * as F from './format.js';
 import { NEED_MORE, type RdbInput, hex2 } from './input.js';
-import type { KeyOutput, KeyStartRecord } from './key-output.js';
+import type { KeyOutput } from './key-output.js';
+import { KeyStartRecord } from './records.js';
 import type { ValueReader } from './values/context.js';
 import { skipModuleOpcode } from './values/module.js';
 import { ValueReaders } from './values/readers.js';
@@ -67,7 +68,7 @@ export class RecordParser {
         input.p = input.pos;
         switch (this.state) {
           case State.Top:
-            input.key = undefined;
+            input.keyHeader = undefined;
             this.topUnit();
             break;
           case State.Value:
@@ -293,36 +294,30 @@ export class RecordParser {
     const input = this.input;
     const type = t === 0 ? 'string' : F.valueTypeOf(t);
     if (type === null || (t >= 23 && this.keys.valkey)) throw input.error(F.unsupportedTypeMessage(t, this.keys.valkey), at);
-    const key = input.str('key');
+    input.strRange('key');
     const valueStart = input.base + input.p;
-    // Plain strings, by far the most common keys, are read in the same unit as their header.
-    // LZF ones take the general path, which can skip them under onCorruptValue 'skip', and
-    // so do long ones, which go out in pieces (values/plain.ts).
-    // (The choice depends only on the data, never on where a chunk ended.)
-    let value: Buffer | null = null;
+    const offset = this.recordStart >= 0 ? this.recordStart : at;
+    const start = new KeyStartRecord(this.db, t, type, this.expireMs, this.lruIdle, this.lfuFreq, offset, input.rangeBuf, input.rangeAt, input.rangeLen);
+    // Plain strings, by far the most common keys, are read in the same unit as their header
+    // (the value's range is left in input.range*). LZF ones take the general path, which can
+    // skip them under onCorruptValue 'skip', and so do long ones, which go out in pieces
+    // (values/plain.ts). (The choice depends only on the data, never on where a chunk ended.)
+    let inline = false;
     if (t === 0) {
-      input.key = key;
+      input.keyHeader = start;
       if (input.p >= input.buf.length) input.short(1);
-      if (input.buf[input.p] !== LZF_ENCODING && !isLongPlainString(input)) value = input.str('string value');
+      if (input.buf[input.p] !== LZF_ENCODING && !isLongPlainString(input)) {
+        input.strRange('string value');
+        inline = true;
+      }
     }
-    const start: KeyStartRecord = {
-      kind: 'keyStart',
-      db: this.db,
-      key,
-      rdbType: t,
-      type,
-      expireMs: this.expireMs,
-      lruIdle: this.lruIdle,
-      lfuFreq: this.lfuFreq,
-      offset: this.recordStart >= 0 ? this.recordStart : at,
-    };
     this.recordStart = -1;
     this.expireMs = null;
     this.lruIdle = null;
     this.lfuFreq = null;
-    if (value !== null) {
-      this.keys.stringKey(start, value, valueStart);
-      input.key = undefined;
+    if (inline) {
+      this.keys.stringKey(start, valueStart);
+      input.keyHeader = undefined;
       return;
     }
     this.keys.begin(start, valueStart);

@@ -14,6 +14,8 @@ export type Arg = Buffer | string | number;
 const SHORT_STRING = 64;
 /** Buffers up to this length are copied by a loop; longer ones by TypedArray#set (a fast builtin, unlike Buffer#copy). */
 const SHORT_BUFFER = 8;
+/** Part of a Buffer up to this length is copied by a loop too: TypedArray#set would need a view of it. */
+const SHORT_RANGE = 64;
 
 /** Decimal digits of a non-negative safe integer. */
 function uintDigits(n: number): number {
@@ -152,7 +154,16 @@ export function writeBulk(out: Buffer, offset: number, a: Arg): number {
 
 /** `writeBulk` for a Buffer (most arguments of a snapshot: keys, values, payloads). */
 export function writeBufferBulk(out: Buffer, offset: number, a: Buffer): number {
-  const n = a.length;
+  return writeRangeBulk(out, offset, a, 0, a.length);
+}
+
+/** Bytes of a bulk string of `len` bytes: `$<len>\r\n<bytes>\r\n`. */
+export function bulkLengthOf(len: number): number {
+  return 5 + uintDigits(len) + len;
+}
+
+/** Writes src[at, at + n) as a bulk string at `offset` (no view of it made); returns the offset after it. */
+export function writeRangeBulk(out: Buffer, offset: number, src: Uint8Array, at: number, n: number): number {
   let o = offset;
   out[o] = 0x24; // '$'
   if (n < 10) {
@@ -169,10 +180,11 @@ export function writeBufferBulk(out: Buffer, offset: number, a: Buffer): number 
   out[o] = 0x0d;
   out[o + 1] = 0x0a;
   o += 2;
-  if (n <= SHORT_BUFFER) {
-    for (let i = 0; i < n; i++) out[o + i] = a[i]!;
+  const whole = at === 0 && n === src.length;
+  if (n <= SHORT_BUFFER || (!whole && n <= SHORT_RANGE)) {
+    for (let i = 0; i < n; i++) out[o + i] = src[at + i]!;
   } else {
-    out.set(a, o);
+    out.set(whole ? src : src.subarray(at, at + n), o);
   }
   o += n;
   out[o] = 0x0d;

@@ -8,11 +8,14 @@ import type { Arg } from '../resp/encode.js';
 import { ARG_OVERHEAD, argBytes } from './format.js';
 import type { Command } from './command.js';
 
+const NO_KEY = { key: Buffer.alloc(0) };
+
 export class CommandBatcher {
   private readonly maxElements: number;
   private readonly maxBytes: number;
   private readonly emit: (cmd: Command) => void;
-  private key: Buffer = Buffer.alloc(0);
+  /** The key's header: its name is read when a command needs it (a string key never does). */
+  private header: { readonly key: Buffer } = NO_KEY;
   private pending: Command | null = null;
   private items = 0;
   private bytes = 0;
@@ -26,8 +29,8 @@ export class CommandBatcher {
   }
 
   /** Start a key: drops anything pending from the previous one. */
-  reset(key: Buffer): void {
-    this.key = key;
+  reset(header: { readonly key: Buffer }): void {
+    this.header = header;
     this.pending = null;
     this.ttls = null;
   }
@@ -35,7 +38,7 @@ export class CommandBatcher {
   /** Add one element (`b` null) or pair to the open `verb` command; sends it when full. */
   add(verb: string, a: Arg, b: Arg | null): void {
     if (this.pending === null) {
-      this.pending = [verb, this.key];
+      this.pending = [verb, this.header.key];
       this.items = 0;
       this.bytes = 0;
     }
@@ -67,7 +70,7 @@ export class CommandBatcher {
     for (const [ms, fields] of ttls) {
       for (let i = 0; i < fields.length; i += this.maxElements) {
         const part = fields.slice(i, i + this.maxElements);
-        this.emit(['HPEXPIREAT', this.key, ms, 'FIELDS', part.length, ...part]);
+        this.emit(['HPEXPIREAT', this.header.key, ms, 'FIELDS', part.length, ...part]);
       }
     }
     ttls.clear();

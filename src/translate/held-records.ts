@@ -15,6 +15,7 @@
  * the restore buffer limit cuts in at the same place either way.
  */
 import type { HashItem, RdbRecord, StreamEntry, ZsetItem } from '../rdb/types.js';
+import { BlobItemsRecord } from '../rdb/values/blob-items.js';
 
 /** Elements held loose before a key's item records are packed. */
 const PACK_AFTER_ELEMENTS = 4096;
@@ -83,6 +84,8 @@ export class HeldRecords {
 
 /** Approximate payload bytes of a value record (what its commands would carry). */
 export function recordBytes(rec: RdbRecord): number {
+  // A blob's items, not made yet: the decoder counted the same estimate.
+  if (rec instanceof BlobItemsRecord) return RECORD_OVERHEAD + rec.itemBytes;
   let n = RECORD_OVERHEAD;
   switch (rec.kind) {
     case 'listItems':
@@ -112,6 +115,7 @@ export function recordBytes(rec: RdbRecord): number {
 }
 
 function elementCount(rec: RdbRecord): number {
+  if (rec instanceof BlobItemsRecord) return rec.count;
   switch (rec.kind) {
     case 'listItems':
     case 'setItems':
@@ -141,6 +145,8 @@ function gather(bufs: readonly Buffer[], lens: Uint32Array, at: number, out: Buf
 
 /** The packed form of an item record, or null for a record kind that is kept as is. */
 function pack(rec: RdbRecord): PackedRecord | null {
+  // A blob's items not made yet are one Buffer already (a view of the blob): kept as they are.
+  if (rec instanceof BlobItemsRecord) return null;
   switch (rec.kind) {
     case 'listItems':
     case 'setItems': {

@@ -23,6 +23,7 @@
  * overwritten by SET anyway) and RESTORE gets REPLACE.
  */
 import { buildDumpPayload } from '../rdb/dump.js';
+import { KeyStartRecord, StringRecord } from '../rdb/records.js';
 import type { KeyHeader, RdbRecord } from '../rdb/types.js';
 import { encodedLength } from '../resp/encode.js';
 import { ExitCode, ReplicantError, printableKey } from '../errors.js';
@@ -44,6 +45,12 @@ const ZERO_BYTE = Buffer.alloc(1);
 
 export interface CommandSink {
   push(cmd: Command): unknown;
+  /**
+   * Optional, with transientCommands: a plain `SET key value` given as the decoder's records,
+   * whose bytes are ranges of the RDB (key.keySrc, value.src), for a sink that encodes them
+   * straight from there. Both stay valid after the push (the decoder never rewrites its bytes).
+   */
+  setRange?(key: KeyStartRecord, value: StringRecord): unknown;
 }
 
 export interface TranslateOptions {
@@ -180,7 +187,7 @@ export class Translator {
         this.startKey(rec);
         break;
       case 'keyEnd':
-        this.endKey(rec.raw);
+        this.endKey(rec);
         break;
       case 'keySkipped':
         this.skipKey(rec.error);
@@ -216,7 +223,7 @@ export class Translator {
     const k = this.key;
     k.start(h);
     this.hold.start(o.mode === 'restore' || (o.mode === 'auto' && h.type !== 'string'));
-    this.batch.reset(h.key);
+    this.batch.reset(h);
     if (!o.includeExpired && h.expireMs !== null && h.expireMs <= o.now()) {
       k.skipping = true;
       this.stats.expiredSkipped++;
@@ -237,6 +244,7 @@ export class Translator {
     const h = this.key.header!;
     switch (rec.kind) {
       case 'string':
+        if (rec instanceof StringRecord && h instanceof KeyStartRecord && this.setRange(h, rec)) break;
         this.writeString(h, rec.value);
         break;
       case 'stringPart':
@@ -355,12 +363,27 @@ export class Translator {
     }
   }
 
-  private endKey(raw: Buffer | null): void {
+  /**
+   * A plain `SET key value` straight from the RDB bytes (no Buffer made of either), when the
+   * sink takes one (see CommandSink.setRange): false when this key needs anything else.
+   */
+  private setRange(h: KeyStartRecord, rec: StringRecord): boolean {
+    const out = this.out;
+    if (out.setRange === undefined || this.scratch === null || this.hold.buffering || h.expireMs !== null) return false;
+    if (rec.len > this.opts.batchBytes) return false;
+    out.setRange(h, rec);
+    this.key.wroteData = true;
+    this.key.emittedToOut = true;
+    return true;
+  }
+
+  /** keyEnd: `raw` is read only when a RESTORE may use it (a string key's is made on demand). */
+  private endKey(rec: Extract<RdbRecord, { kind: 'keyEnd' }>): void {
     const k = this.key;
     const h = k.header;
     if (h === null) return;
     try {
-      if (!k.skipping) this.finishKey(h, raw);
+      if (!k.skipping) this.finishKey(h, rec);
     } finally {
       k.header = null;
       k.stream = null;
@@ -368,16 +391,18 @@ export class Translator {
     }
   }
 
-  private finishKey(h: KeyHeader, raw: Buffer | null): void {
+  private finishKey(h: KeyHeader, end: Extract<RdbRecord, { kind: 'keyEnd' }>): void {
     const k = this.key;
     if (h.type === 'module' || h.type === 'array') {
+      const raw = end.raw;
       // No command rebuilds a module value; arrays (Redis 8.8) are written by RESTORE only too.
       const what = h.type === 'module' ? `module value (${k.moduleName || `type ${h.rdbType}`})` : 'array value (type 28)';
       if (raw !== null) this.restore(h, raw);
       else this.untranslatable(`${what} can only be written with RESTORE, and its raw bytes were not captured`);
       return;
     }
-    if (this.hold.buffering && raw !== null) {
+    const raw = this.hold.buffering ? end.raw : null;
+    if (raw !== null) {
       this.hold.drop();
       this.restore(h, raw);
       return;

@@ -36,3 +36,10 @@ export function intText(v: number): Buffer {
   used = end;
   return s.subarray(start, end);
 }
+
+/** Length of intText(v) (|v| < 2^53), without making it. */
+export function intTextLength(v: number): number {
+  let n = v < 0 ? 2 : 1;
+  for (let d = Math.abs(v); d >= 10; d = Math.floor(d / 10)) n++;
+  return n;
+}

@@ -1,8 +1,18 @@
 /** Intset decoding (redis-internals §2.11.3): sorted, unique, 16/32/64-bit integers. */
 import { BlobError } from './blob-error.js';
-import { intText } from './int-text.js';
+import { intText, intTextLength } from './int-text.js';
 
 export function intsetValues(blob: Buffer, absOffset: number): Buffer[] {
+  const out: Buffer[] = [];
+  walkIntset(blob, absOffset, out);
+  return out;
+}
+
+/**
+ * Checks an intset and appends its values' text to `out` (null: only checked). Returns the
+ * total length of that text.
+ */
+export function walkIntset(blob: Buffer, absOffset: number, out: Buffer[] | null): number {
   if (blob.length < 8) throw new BlobError(`intset of ${blob.length} bytes is shorter than its 8-byte header`, absOffset);
   const enc = blob.readUInt32LE(0);
   const n = blob.readUInt32LE(4);
@@ -11,23 +21,26 @@ export function intsetValues(blob: Buffer, absOffset: number): Buffer[] {
   if (blob.length !== 8 + n * enc) {
     throw new BlobError(`intset of ${n} x ${enc}-byte values needs ${8 + n * enc} bytes, its string holds ${blob.length}`, absOffset);
   }
-  const out: Buffer[] = new Array<Buffer>(n);
+  let textBytes = 0;
   if (enc === 8) {
     let prev: bigint | null = null;
     for (let i = 0; i < n; i++) {
       const v = blob.readBigInt64LE(8 + i * 8);
       if (prev !== null && v <= prev) throw new BlobError('intset values are not sorted and unique', absOffset + 8 + i * 8);
       prev = v;
-      out[i] = Buffer.from(v.toString(), 'latin1');
+      const text = v.toString();
+      textBytes += text.length;
+      out?.push(Buffer.from(text, 'latin1'));
     }
-    return out;
+    return textBytes;
   }
   let prev = -Infinity;
   for (let i = 0; i < n; i++) {
     const v = enc === 2 ? blob.readInt16LE(8 + i * 2) : blob.readInt32LE(8 + i * 4);
     if (v <= prev) throw new BlobError('intset values are not sorted and unique', absOffset + 8 + i * enc);
     prev = v;
-    out[i] = intText(v);
+    if (out !== null) out.push(intText(v));
+    textBytes += intTextLength(v);
   }
-  return out;
+  return textBytes;
 }

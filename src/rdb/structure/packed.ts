@@ -3,7 +3,7 @@
  * blob or an integer, and callers read it as bytes, as an integer or as a sorted-set score.
  */
 import { BlobError } from './blob-error.js';
-import { intText } from './int-text.js';
+import { intText, intTextLength } from './int-text.js';
 
 const TWO_POW_53 = 9007199254740992;
 
@@ -41,6 +41,12 @@ export abstract class PackedCursor {
   value(): Buffer {
     if (!this.isInt) return this.blob.subarray(this.strStart, this.strEnd);
     return this.bigVal === null ? intText(this.intVal) : Buffer.from(this.bigVal.toString(), 'latin1');
+  }
+
+  /** Length of value(), without making it. */
+  valueLength(): number {
+    if (!this.isInt) return this.strEnd - this.strStart;
+    return this.bigVal === null ? intTextLength(this.intVal) : this.bigVal.toString().length;
   }
 
   /** The current element as a sorted-set score (integer entry or double text). */

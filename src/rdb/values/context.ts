@@ -7,6 +7,7 @@
 import type { RdbInput } from '../input.js';
 import type { BlobError } from '../structure/blob-error.js';
 import type { RdbRecord } from '../types.js';
+import type { BlobItemsRecord } from './blob-items.js';
 
 /** Record kinds that carry a batch of elements. */
 export type ItemKind = 'listItems' | 'setItems' | 'zsetItems' | 'hashItems' | 'streamEntries' | 'streamPel' | 'arrayItems';
@@ -25,6 +26,13 @@ export interface ValueContext {
   itemKind(kind: ItemKind): void;
   /** Add one element to the current batch; `bytes` is its payload size, to cap batches near 1 MB. */
   addItem(item: unknown, bytes: number): void;
+  /**
+   * The elements of one blob as one record whose items are made when read (./blob-items.ts):
+   * the batch being gathered goes out first.
+   */
+  addBlobItems(rec: BlobItemsRecord): void;
+  /** Most elements per items record. */
+  readonly batchSize: number;
   /** Emit the current batch now (e.g. before a stream's metadata). */
   flushItems(): void;
   /** Report corruption inside a blob: throws (fail mode) or records it (skip mode). */

@@ -1,20 +1,18 @@
 /**
  * Values whose elements sit in compact blobs (one RDB string each): zipmap, ziplist,
  * listpack and intset encodings of lists, sets, sorted sets and hashes, and quicklists
- * (a sequence of such blobs). A blob is read whole, validated, then turned into items.
+ * (a sequence of such blobs). A blob is read whole and checked; its items are made when a
+ * consumer reads them (./blob-items.ts), except for zipmaps and blobs of more than a batch.
  */
 import type { HashItem, ZsetItem } from '../types.js';
 import { BlobError } from '../structure/blob-error.js';
-import { intsetValues } from '../structure/intset.js';
-import { ListpackCursor, listpackValues } from '../structure/listpack.js';
-import type { PackedCursor } from '../structure/packed.js';
-import { ZiplistCursor, ziplistValues } from '../structure/ziplist.js';
 import { zipmapValues } from '../structure/zipmap.js';
-import type { ItemKind, ValueContext, ValueReader } from './context.js';
+import { BlobItemsRecord, walkBlob, type BlobItemKind, type BlobLayout, type BlobWalk } from './blob-items.js';
+import type { ValueContext, ValueReader } from './context.js';
 import { LzfStream } from './lzf-stream.js';
 
 /** Item kind per compact type. */
-function kindOf(rdbType: number): ItemKind {
+function kindOf(rdbType: number): BlobItemKind {
   switch (rdbType) {
     case 10:
     case 14:
@@ -31,16 +29,6 @@ function kindOf(rdbType: number): ItemKind {
   }
 }
 
-function zsetPairs(c: PackedCursor): ZsetItem[] {
-  const out: ZsetItem[] = [];
-  while (c.next()) {
-    const member = c.value();
-    if (!c.next()) throw c.error('sorted set blob has a member without a score');
-    out.push({ member, score: c.score() });
-  }
-  return out;
-}
-
 function hashPairs(values: Buffer[], absOffset: number, what: string): HashItem[] {
   if (values.length % 2 !== 0) throw new BlobError(`${what} hash has an odd number of entries (${values.length})`, absOffset);
   const out: HashItem[] = new Array<HashItem>(values.length / 2);
@@ -48,44 +36,9 @@ function hashPairs(values: Buffer[], absOffset: number, what: string): HashItem[
   return out;
 }
 
-/** Listpack of (field, value, expireAt) triplets; expireAt 0 means no TTL (types 23, 25). */
-function hashTriplets(blob: Buffer, absOffset: number): HashItem[] {
-  const c = new ListpackCursor(blob, absOffset);
-  const out: HashItem[] = [];
-  while (c.next()) {
-    const field = c.value();
-    if (!c.next()) throw c.error('hash listpack has a field without a value');
-    const value = c.value();
-    if (!c.next()) throw c.error('hash listpack has a field without an expire time');
-    const t = c.integer();
-    if (typeof t !== 'number' || t < 0) throw c.error(`hash field expire time ${String(t)} is invalid`);
-    out.push({ field, value, expireMs: t === 0 ? null : t });
-  }
-  return out;
-}
-
-/** Decode one compact blob into items; throws BlobError. */
-function decodeBlob(rdbType: number, blob: Buffer, abs: number): unknown[] {
-  switch (rdbType) {
-    case 9:
-      return hashPairs(zipmapValues(blob, abs), abs, 'zipmap');
-    case 10:
-      return ziplistValues(blob, abs);
-    case 11:
-      return intsetValues(blob, abs);
-    case 12:
-      return zsetPairs(new ZiplistCursor(blob, abs));
-    case 13:
-      return hashPairs(ziplistValues(blob, abs), abs, 'ziplist');
-    case 16:
-      return hashPairs(listpackValues(blob, abs), abs, 'listpack');
-    case 17:
-      return zsetPairs(new ListpackCursor(blob, abs));
-    case 20:
-      return listpackValues(blob, abs);
-    default: // 23, 25
-      return hashTriplets(blob, abs);
-  }
+/** A zipmap (type 9, Redis <= 2.4 hashes) decoded into items; throws BlobError. */
+function zipmapItems(blob: Buffer, abs: number): HashItem[] {
+  return hashPairs(zipmapValues(blob, abs), abs, 'zipmap');
 }
 
 function itemBytes(item: unknown): number {
@@ -95,9 +48,36 @@ function itemBytes(item: unknown): number {
   return (h.field?.length ?? 0) + (h.value?.length ?? 0);
 }
 
+/** Items of an eagerly decoded blob into the batch. */
+function addAll(ctx: ValueContext, items: unknown[]): void {
+  for (let i = 0; i < items.length; i++) ctx.addItem(items[i], itemBytes(items[i]));
+}
+
+/** Blobs up to this size become one lazy record (./blob-items.ts); bigger ones go into batches as before. */
+const LAZY_BLOB_MAX = 1024 * 1024;
+
+/**
+ * A blob's elements, checked: one record whose items are made when read, or (more than a
+ * batch of them, or a blob over LAZY_BLOB_MAX) the items themselves into batches. Throws BlobError.
+ */
+function addBlob(ctx: ValueContext, kind: BlobItemKind, layout: BlobLayout, blob: Buffer, abs: number, walk: BlobWalk): void {
+  if (blob.length <= LAZY_BLOB_MAX) {
+    walkBlob(layout, blob, abs, null, walk);
+    if (walk.count === 0) return;
+    if (walk.count <= ctx.batchSize) {
+      ctx.addBlobItems(new BlobItemsRecord(kind, walk.count, walk.bytes, layout, blob, abs));
+      return;
+    }
+  }
+  const items: unknown[] = [];
+  walkBlob(layout, blob, abs, items, walk);
+  addAll(ctx, items);
+}
+
 /** Types 9, 10, 11, 12, 13, 16, 17, 20, 23, 25: one blob (25 has a minExpire before it). */
 export class BlobReader implements ValueReader {
   private rdbType = 0;
+  private readonly walk: BlobWalk = { count: 0, bytes: 0 };
   constructor(private readonly ctx: ValueContext) {}
 
   begin(rdbType: number): void {
@@ -112,15 +92,13 @@ export class BlobReader implements ValueReader {
     const abs = input.offset;
     const blob = input.str('encoded value');
     if (this.ctx.corrupt !== null) return true;
-    let items: unknown[];
     try {
-      items = decodeBlob(this.rdbType, blob, abs);
+      if (this.rdbType === 9) addAll(this.ctx, zipmapItems(blob, abs));
+      else addBlob(this.ctx, kindOf(this.rdbType), this.rdbType as BlobLayout, blob, abs, this.walk);
     } catch (e) {
       if (!(e instanceof BlobError)) throw e;
       this.ctx.blobError(e);
-      return true;
     }
-    for (let i = 0; i < items.length; i++) this.ctx.addItem(items[i], itemBytes(items[i]));
     return true;
   }
 
@@ -131,6 +109,7 @@ export class BlobReader implements ValueReader {
 
 /** Types 14 (ziplist nodes) and 18 (PLAIN / PACKED listpack nodes; a long LZF PLAIN one streamed). */
 export class QuicklistReader implements ValueReader {
+  private readonly walk: BlobWalk = { count: 0, bytes: 0 };
   private remaining = -1;
   private total = 0;
   private v2 = false;
@@ -177,16 +156,13 @@ export class QuicklistReader implements ValueReader {
       this.ctx.addItem(blob, blob.length);
       return this.remaining === 0;
     }
-    let items: Buffer[];
     try {
-      items = this.v2 ? listpackValues(blob, abs) : ziplistValues(blob, abs);
+      // Empty nodes are skipped, as Redis does; a list of only empty nodes is an empty key.
+      addBlob(this.ctx, 'listItems', this.v2 ? 18 : 14, blob, abs, this.walk);
     } catch (e) {
       if (!(e instanceof BlobError)) throw e;
       this.ctx.blobError(e);
-      return this.remaining === 0;
     }
-    // Empty nodes are skipped, as Redis does; a list of only empty nodes is an empty key.
-    for (let i = 0; i < items.length; i++) this.ctx.addItem(items[i], items[i]!.length);
     return this.remaining === 0;
   }
 

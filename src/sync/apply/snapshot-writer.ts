@@ -10,7 +10,10 @@
  */
 import type { Logger } from '../../observe/logger.js';
 import type { RdbRecord } from '../../rdb/types.js';
-import { bulkLength, encodeCommands, encodedLength, multibulkHeaderLength, writeBulk, writeCommand, writeMultibulkHeader, type Arg } from '../../resp/encode.js';
+import type { KeyStartRecord, StringRecord } from '../../rdb/records.js';
+import {
+  bulkLength, bulkLengthOf, encodeCommands, encodedLength, multibulkHeaderLength, writeBulk, writeCommand, writeMultibulkHeader, writeRangeBulk, type Arg,
+} from '../../resp/encode.js';
 import type { TargetCommandError } from '../../writer/errors.js';
 import type { UnitWriter } from '../../writer/index.js';
 import type { WriteUnit } from '../../writer/types.js';
@@ -60,12 +63,16 @@ export interface SnapshotStats {
 }
 
 /**
- * The key/value pairs of the MSET being gathered from consecutive plain SETs: the first `len`
- * slots of one array reused for every MSET (no allocation per key), and their encoded size
- * (without MSET's header and verb).
+ * The key/value pairs of the MSET being gathered from consecutive plain SETs, each argument a
+ * byte range srcs[i][ats[i], ats[i] + lens[i]) (a Buffer argument is its own whole range, a
+ * key or value from the decoder a range of the RDB bytes, so no Buffer is made of it): the
+ * first `len` slots of arrays reused for every MSET, and their encoded size (without MSET's
+ * header and verb).
  */
 class MsetGather {
-  readonly args: Arg[] = new Array<Arg>(MSET_PAIRS * 2).fill(NO_ARG);
+  private readonly srcs: Buffer[] = new Array<Buffer>(MSET_PAIRS * 2).fill(NO_ARG);
+  private readonly ats: number[] = new Array<number>(MSET_PAIRS * 2).fill(0);
+  private readonly lens: number[] = new Array<number>(MSET_PAIRS * 2).fill(0);
   len = 0;
   bytes = 0;
 
@@ -76,9 +83,20 @@ class MsetGather {
 
   /** Adds a pair of `pairBytes` encoded bytes; returns true when the MSET is full. */
   add(key: Arg, value: Arg, pairBytes: number): boolean {
+    const k = argBuffer(key);
+    const v = argBuffer(value);
+    return this.addRanges(k, 0, k.length, v, 0, v.length, pairBytes);
+  }
+
+  /** add() of a key and a value given as ranges. */
+  addRanges(ks: Buffer, ka: number, kl: number, vs: Buffer, va: number, vl: number, pairBytes: number): boolean {
     const n = this.len;
-    this.args[n] = key;
-    this.args[n + 1] = value;
+    this.srcs[n] = ks;
+    this.ats[n] = ka;
+    this.lens[n] = kl;
+    this.srcs[n + 1] = vs;
+    this.ats[n + 1] = va;
+    this.lens[n + 1] = vl;
     this.len = n + 2;
     this.bytes += pairBytes;
     return this.len === MSET_PAIRS * 2;
@@ -91,15 +109,20 @@ class MsetGather {
 
   /** Writes the MSET into `buf` at `at` and empties the gather; returns where it ended. */
   writeTo(buf: Buffer, at: number): number {
-    const args = this.args;
+    const { srcs, ats, lens } = this;
     const n = this.len;
     let o = writeMultibulkHeader(buf, at, n + 1);
     o = writeBulk(buf, o, 'MSET');
-    for (let i = 0; i < n; i++) o = writeBulk(buf, o, args[i]!);
+    for (let i = 0; i < n; i++) o = writeRangeBulk(buf, o, srcs[i]!, ats[i]!, lens[i]!);
     this.len = 0;
     this.bytes = 0;
     return o;
   }
+}
+
+/** An argument as bytes, as writeBulk() would encode it (a gathered SET's are Buffers in practice). */
+function argBuffer(a: Arg): Buffer {
+  return typeof a === 'object' ? a : Buffer.from(String(a), 'utf8');
 }
 
 /**
@@ -161,8 +184,8 @@ export class SnapshotApplier {
   private readonly onLongString: ((streaming: boolean) => void) | undefined;
   /** Inside a string that arrives as `stringPart` records. */
   private longString = false;
-  /** The translator hands each command straight to `add`. */
-  private readonly sink: CommandSink = { push: (cmd) => this.add(cmd) };
+  /** The translator hands each command straight to `add`, a plain string key's SET to `addSet`. */
+  private readonly sink: CommandSink = { push: (cmd) => this.add(cmd), setRange: (k, v) => this.addSet(k, v) };
 
   private readonly unit: OpenUnit;
   /** Encoded units waiting for `apply` to submit them (the translator calls `add` synchronously). */
@@ -318,6 +341,27 @@ export class SnapshotApplier {
       const at = this.unit.used;
       this.unit.wrote(writeCommand(buf, at, cmd), at + size);
     }
+    if (this.unit.count + (this.mset.len > 0 ? 1 : 0) >= this.unitCommands) {
+      this.closeMset();
+      this.cut();
+    }
+  }
+
+  /**
+   * `SET key value` of a plain string key, both still ranges of the RDB bytes: gathered into
+   * the MSET as ranges and copied from there into the unit, never made a Buffer of their own.
+   */
+  private addSet(k: KeyStartRecord, v: StringRecord): void {
+    if (!this.coalesceSets || this.longString) {
+      this.add(['SET', k.key, v.value]);
+      return;
+    }
+    const pair = bulkLengthOf(k.keyLen) + bulkLengthOf(v.len);
+    if (this.unit.used + this.mset.sizeWith(pair) > this.unitBytes) {
+      this.closeMset();
+      this.cut();
+    }
+    if (this.mset.addRanges(k.keySrc, k.keyAt, k.keyLen, v.src, v.at, v.len, pair)) this.closeMset();
     if (this.unit.count + (this.mset.len > 0 ? 1 : 0) >= this.unitCommands) {
       this.closeMset();
       this.cut();

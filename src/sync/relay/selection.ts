@@ -13,8 +13,9 @@
  */
 import { UsageError } from '../../errors.js';
 import { KeyMatcher, startsWith, type KeySelection } from '../../export/key-filter.js';
-import type { RdbRecord, ValueType } from '../../rdb/types.js';
-import { isOwnKey, isReservedKey } from '../../checkpoint/reserved.js';
+import { KeyStartRecord } from '../../rdb/records.js';
+import type { KeyHeader, RdbRecord, ValueType } from '../../rdb/types.js';
+import { isOwnKey, isReservedKey, isReservedKeyAt } from '../../checkpoint/reserved.js';
 
 export interface PartialSyncSpec extends KeySelection {
   /** Source dbs kept (default: every db). */
@@ -215,7 +216,7 @@ export class SnapshotScope {
   /** `records` with the scope applied (the same array when nothing changes). */
   apply(records: readonly RdbRecord[]): RdbRecord[] {
     // Without filters (nor a cluster shard's superseded keys) the records pass as they are, unless a reserved key is among them.
-    if (this.scope.identity && this.isSuperseded === undefined && !this.dropping && !records.some((r) => r.kind === 'keyStart' && (isReservedKey(r.key) || !this.scope.targetHas(r.db)))) return records as RdbRecord[];
+    if (this.scope.identity && this.isSuperseded === undefined && !this.dropping && !records.some((r) => r.kind === 'keyStart' && (reservedName(r) || !this.scope.targetHas(r.db)))) return records as RdbRecord[];
     const out: RdbRecord[] = [];
     for (const rec of records) {
       if (rec.kind === 'keyStart') {
@@ -280,4 +281,9 @@ export function parseRenamePrefix(text: string): [string, string] {
   if (!m) throw new UsageError(`--rename-prefix: expected old:new (a \\: for a colon inside old), got "${text}"`);
   // An empty old prefix prefixes every key; an empty new one strips the old prefix.
   return [m[1]!.replace(/\\(.)/g, '$1'), m[2]!];
+}
+
+/** Whether a key's name is under the reserved prefix; a decoder's keyStart is checked on its bytes (no Buffer made). */
+function reservedName(h: KeyHeader): boolean {
+  return h instanceof KeyStartRecord ? isReservedKeyAt(h.keySrc, h.keyAt, h.keyLen) : isReservedKey(h.key);
 }
