@@ -1,5 +1,5 @@
 /**
- * Replicant's own keys on a target: the registry of syncs, each sync's checkpoint and lease,
+ * Replicant's own keys on a target: the registry of syncs, each sync's checkpoint, lease and ledger,
  * a cluster source's shard list, a cluster target's marker keys. They all live under exactly
  * `__replicant:` (a key named `__replicantish` is user data), the one answer to "is this key
  * Replicant's?" for the sync, verify, cutover and plan.
@@ -16,7 +16,7 @@ export const RESERVED_PREFIX = '__replicant:';
 export const RESERVED_PREFIX_BYTES = Buffer.from(RESERVED_PREFIX);
 
 /** The names Replicant itself writes under the prefix (exact names, or prefixes ending with ':'). */
-const OWN_NAMES = ['syncs', 'checkpoint', 'checkpoint:', 'lease:', 'shards:', 'marker:', 'preflight'].map((n) => Buffer.from(RESERVED_PREFIX + n));
+const OWN_NAMES = ['syncs', 'checkpoint', 'checkpoint:', 'lease:', 'shards:', 'marker:', 'ledger:', 'preflight'].map((n) => Buffer.from(RESERVED_PREFIX + n));
 
 /** A key in Replicant's namespace: `name` under the prefix. */
 export function reservedKey(name: string): string {
@@ -28,7 +28,7 @@ export function isReservedKey(key: Buffer): boolean {
   return startsWith(key, RESERVED_PREFIX_BYTES);
 }
 
-/** Whether a key is one Replicant writes itself (registry, checkpoint, lease, shard list, marker), not user data under the prefix. */
+/** Whether a key is one Replicant writes itself (registry, checkpoint, lease, shard list, marker, ledger), not user data under the prefix. */
 export function isOwnKey(key: Buffer): boolean {
   if (!isReservedKey(key)) return false;
   for (const n of OWN_NAMES) {

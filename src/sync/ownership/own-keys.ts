@@ -7,11 +7,12 @@ import { LEGACY_CHECKPOINT_KEY, REGISTRY_KEY } from '../../checkpoint/identity.j
 import type { Arg } from '../../resp/encode.js';
 import type { ReservedReset } from '../relay/batcher.js';
 import type { SyncContext } from '../context.js';
+import { ledgerKey } from './foreign-writes.js';
 
 /** Every key of every sync known to write to this target. */
 export function knownReservedKeys(ctx: SyncContext): string[] {
   const keys = new Set([REGISTRY_KEY, LEGACY_CHECKPOINT_KEY, ctx.identity.leaseKey]);
-  if (ctx.store.key !== null) keys.add(ctx.store.key);
+  if (ctx.store.key !== null) keys.add(ctx.store.key).add(ledgerKey(ctx));
   for (const r of ctx.owner.otherSyncs.values()) keys.add(r.checkpointKey).add(r.leaseKey);
   return [...keys];
 }
