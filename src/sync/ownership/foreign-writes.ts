@@ -100,14 +100,9 @@ export function keepsLedger(ctx: SyncContext): boolean {
   return ctx.shard === null && !ctx.target.cluster && ctx.store.atomicWithData && ctx.store.key !== null && ctx.tracker.cleanStart;
 }
 
-/** The ledger key of this sync (one of Replicant's own keys). */
-export function ledgerKey(ctx: SyncContext): string {
-  return reservedKey(`ledger:${ctx.identity.id}`);
-}
-
 /** The ledger script in `mode`, as one command (it selects the home db itself; the caller's db is kept). `begin` takes the lease's lapses. */
 export function ledgerCommand(ctx: SyncContext, mode: LedgerMode): Arg[] {
-  const keys = [ctx.identity.leaseKey, REGISTRY_KEY, ctx.store.key!, reservedKey('preflight'), ledgerKey(ctx)];
+  const keys = [ctx.identity.leaseKey, REGISTRY_KEY, ctx.store.key!, reservedKey('preflight'), ctx.identity.ledgerKey];
   const lapses = ctx.lease.lapses;
   if (mode === 'begin' || mode === 'reset') ctx.lease.lapses = 0;
   return ['EVAL', LEDGER_BYTES, keys.length, ...keys, mode, ctx.store.homeDb, mode === 'reset' ? 0 : lapses, ctx.target.data.info.runId];
