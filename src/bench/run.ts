@@ -398,7 +398,7 @@ export class Bench {
       } while (cursor !== '0');
     }
     const id = syncIdentity(spec, BENCH_NAME);
-    await tgt.del(id.checkpointKey, id.leaseKey);
+    await tgt.del(id.checkpointKey, id.leaseKey, id.ledgerKey);
     await tgt.hdel(REGISTRY_KEY, id.id);
   }
 }

@@ -21,6 +21,8 @@ export interface SyncIdentity {
   id: string;
   checkpointKey: string;
   leaseKey: string;
+  /** The keys other clients created on the target, as the target counted them (sync/ownership/foreign-writes.ts). */
+  ledgerKey: string;
   /** Prefix of the client names this sync's target connections carry (fencing finds them by it). */
   clientPrefix: string;
 }
@@ -37,8 +39,14 @@ export function syncIdentity(source: SourceSpec, name?: string): SyncIdentity {
     id,
     checkpointKey: reservedKey(`checkpoint:${id}`),
     leaseKey: reservedKey(`lease:${id}`),
+    ledgerKey: ledgerKeyOf(id),
     clientPrefix: `replicant-${hash}-`,
   };
+}
+
+/** The foreign-writes ledger of the sync `id` (a registry entry names its checkpoint and lease, not this). */
+export function ledgerKeyOf(id: string): string {
+  return reservedKey(`ledger:${id}`);
 }
 
 /** What a sync records about itself in the target's registry. */

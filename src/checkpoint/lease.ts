@@ -57,6 +57,14 @@ export class SyncLease {
   private fenceWarned = false;
   /** The lease value claim() last saw held by another, and since when (an unchanged one is stale). */
   private claimSeen = { value: '', since: 0 };
+  /**
+   * Times this instance found the lease gone and set it again when it may have expired: an
+   * expiry the target counts in its expired_keys (the foreign-writes ledger forgives them; it
+   * resets this). Gone sooner than its TTL after we set it, it was deleted (a flush), not expired.
+   */
+  lapses = 0;
+  /** When the lease was last set by this instance (the request's send time), 0 before. */
+  private setAt = 0;
 
   constructor(private readonly opts: LeaseOptions) {
     this.clientName = `${opts.clientPrefix}${this.token}`;
@@ -84,7 +92,12 @@ export class SyncLease {
     let seenSince = 0;
     let announced = false;
     for (;;) {
-      if ((await call(['SET', key, this.currentValue(), 'NX', 'PX', ttlMs])) !== null) break;
+      const sent = Date.now();
+      if ((await call(['SET', key, this.currentValue(), 'NX', 'PX', ttlMs])) !== null) {
+        this.setAt = sent;
+        this.lapses++;
+        break;
+      }
       const cur = await call(['GET', key]);
       if (cur === null) continue;
       const text = String(cur);
@@ -131,7 +144,13 @@ export class SyncLease {
    */
   async claim(call: NodeCall): Promise<boolean> {
     const { key, ttlMs } = this.opts;
-    if ((await call(['SET', key, this.currentValue(), 'NX', 'PX', ttlMs])) !== null) return true;
+    const sent = Date.now();
+    if ((await call(['SET', key, this.currentValue(), 'NX', 'PX', ttlMs])) !== null) {
+      // As in acquire(): the previous holder's lease may have expired (the ledger forgives it).
+      this.setAt = sent;
+      this.lapses++;
+      return true;
+    }
     const cur = await call(['GET', key]);
     if (cur === null) return false;
     const text = String(cur);
@@ -144,8 +163,11 @@ export class SyncLease {
 
   /** SET the lease to ours only if it still holds `expected` (one script: nothing can slip in between). */
   private async takeOver(call: NodeCall, expected: string): Promise<boolean> {
+    const sent = Date.now();
     const r = await call(['EVAL', TAKE_OVER, 1, this.opts.key, expected, this.currentValue(), this.opts.ttlMs]);
-    return r !== null && r !== 0 && String(r) === 'OK';
+    const taken = r !== null && r !== 0 && String(r) === 'OK';
+    if (taken) this.setAt = sent;
+    return taken;
   }
 
   private refusal(holder: Holder | null, why: string): string {
@@ -183,9 +205,13 @@ export class SyncLease {
   async renew(call: NodeCall): Promise<boolean> {
     const { key, ttlMs } = this.opts;
     // One script: check that the lease is ours (or gone) and extend it, with nothing in between.
+    const sent = Date.now();
     const r = await call(['EVAL', RENEW, 1, key, `"token":"${this.token}"`, this.currentValue(), ttlMs]);
+    const mayHaveExpired = sent >= this.setAt + ttlMs;
+    if (Number(r) === 1 || Number(r) === 2) this.setAt = sent;
     if (Number(r) === 1) return false;
     if (Number(r) === 2) {
+      if (mayHaveExpired) this.lapses++;
       this.opts.logger.warn({ sync: this.opts.id }, 'the lease was gone (expired while the target was unreachable for longer than --lease-ttl, or the target lost its data): taken again');
       return true;
     }
@@ -236,8 +262,12 @@ export class SyncLease {
    */
   async flushAll(call: NodeCall, db: number, keep: readonly (readonly [key: string, field: string, value: string])[]): Promise<void> {
     const { key, ttlMs } = this.opts;
+    const sent = Date.now();
     const r = await call(['EVAL', FLUSH_ALL, 1 + keep.length, key, ...keep.map((k) => k[0]), db, `"token":"${this.token}"`, this.currentValue(), ttlMs, ...keep.flatMap((k) => [k[1], k[2]])]);
-    if (Number(r) === 1) return;
+    if (Number(r) === 1) {
+      this.setAt = sent;
+      return;
+    }
     const holder = parseHolder(String(r));
     throw new LeaseError(`sync "${this.opts.id}": another instance (${holder ? `${holder.host} pid ${holder.pid}` : 'unknown'}) holds the lease; this one does not flush the target and stops`);
   }

@@ -1,5 +1,5 @@
 /**
- * Replicant's own keys on a target: the registry of syncs, each sync's checkpoint and lease,
+ * Replicant's own keys on a target: the registry of syncs, each sync's checkpoint, lease and ledger,
  * a cluster source's shard list (with the processes sharing it, and the lock of its first start),
  * a cluster target's marker keys. They all live under exactly
  * `__replicant:` (a key named `__replicantish` is user data), the one answer to "is this key
@@ -17,7 +17,7 @@ export const RESERVED_PREFIX = '__replicant:';
 export const RESERVED_PREFIX_BYTES = Buffer.from(RESERVED_PREFIX);
 
 /** The names Replicant itself writes under the prefix (exact names, or prefixes ending with ':'). */
-const OWN_NAMES = ['syncs', 'checkpoint', 'checkpoint:', 'lease:', 'shards:', 'members:', 'first-start:', 'marker:', 'preflight'].map((n) => Buffer.from(RESERVED_PREFIX + n));
+const OWN_NAMES = ['syncs', 'checkpoint', 'checkpoint:', 'lease:', 'shards:', 'members:', 'first-start:', 'marker:', 'ledger:', 'preflight'].map((n) => Buffer.from(RESERVED_PREFIX + n));
 
 /** A key in Replicant's namespace: `name` under the prefix. */
 export function reservedKey(name: string): string {
@@ -37,7 +37,7 @@ export function isReservedKeyAt(src: Uint8Array, at: number, len: number): boole
   return true;
 }
 
-/** Whether a key is one Replicant writes itself (registry, checkpoint, lease, shard list, marker), not user data under the prefix. */
+/** Whether a key is one Replicant writes itself (registry, checkpoint, lease, shard list, marker, ledger), not user data under the prefix. */
 export function isOwnKey(key: Buffer): boolean {
   if (!isReservedKey(key)) return false;
   for (const n of OWN_NAMES) {

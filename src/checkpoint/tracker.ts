@@ -54,12 +54,13 @@ export class CheckpointTracker {
 
   /**
    * The checkpoint commands for the unit completing `offset` (leaving the connection in
-   * `dbAfter`), after `fixup` (Replicant's keys put back after a flush or swap in the unit).
-   * After a flush the GETSET finds nothing, so it is not checked then.
+   * `dbAfter`), after `before` (our own commands: Replicant's keys put back after a flush or
+   * swap in the unit, the foreign-writes ledger). After a flush the GETSET finds nothing, so it
+   * is not checked then.
    */
-  inline(store: CheckpointStore, cp: Checkpoint, dbAfter: number, fixup: Arg[][] | null, flushed: boolean): InlineCheckpoint {
+  inline(store: CheckpointStore, cp: Checkpoint, dbAfter: number, before: Arg[][] | null, flushed: boolean): InlineCheckpoint {
     const ckpt = store.inlineCommands(cp, dbAfter);
-    const commands = fixup !== null ? [...fixup, ...(ckpt ?? [])] : ckpt;
+    const commands = before !== null ? [...before, ...(ckpt ?? [])] : ckpt;
     if (ckpt === null) return { commands };
     const expected = flushed ? null : this.expected;
     this.expected = cp.offset;

@@ -1,18 +1,18 @@
 /**
  * How many of the target's keys are Replicant's own (the keys `isOwnKey` names, checkpoint/
- * reserved.ts: the registry of syncs, each sync's checkpoint and lease, a cluster source's shard
+ * reserved.ts: the registry of syncs, each sync's checkpoint, lease and ledger, a cluster source's shard
  * list; on a cluster, its marker keys), so key counts can be compared with the source's. Listed by
  * name from the registry rather than found by SCAN, which would walk the whole keyspace during
  * the pause.
  */
 import { ClusterMarkers } from '../checkpoint/cluster-markers.js';
-import { REGISTRY_KEY, parseRegistry } from '../checkpoint/identity.js';
+import { REGISTRY_KEY, ledgerKeyOf, parseRegistry } from '../checkpoint/identity.js';
 import { reservedKey } from '../checkpoint/reserved.js';
 import type { VerifySide } from '../verify/side.js';
 
 export async function reservedKeyCount(target: VerifySide): Promise<number> {
   const registry = parseRegistry(await target.call(0, ['HGETALL', REGISTRY_KEY]));
-  const keys = [REGISTRY_KEY, ...[...registry.values()].flatMap((r) => [r.checkpointKey, r.leaseKey])];
+  const keys = [REGISTRY_KEY, ...[...registry].flatMap(([id, r]) => [r.checkpointKey, r.leaseKey, ledgerKeyOf(id)])];
   // A cluster source's shards register as <name>@<shard>; their shard list is kept under <name>.
   for (const id of registry.keys()) if (id.includes('@')) keys.push(reservedKey(`shards:${id.slice(0, id.lastIndexOf('@'))}`));
   // On a cluster target each sync also keeps a marker key per master, in the first slot it serves.

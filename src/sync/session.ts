@@ -26,6 +26,7 @@ import { Backoff, closeSource, reconnect } from './steps/reconnect.js';
 import { start } from './steps/start.js';
 import { stream } from './steps/streaming.js';
 import { createSyncContext } from './wiring.js';
+import { releaseLease } from './ownership/foreign-writes.js';
 
 export type { SyncOptions, WriteMode, FullResyncPolicy } from './options.js';
 export type { SyncStatus } from './figures.js';
@@ -181,19 +182,19 @@ export class SyncSession extends EventEmitter<SyncEvents> {
     else ctx.run.note('stopping', why);
     if (halt.why === 'stop' || halt.why === 'done') await this.finishGracefully();
     // Not when the target never answered: no lease was taken, and a new connection would only wait --connect-timeout again.
-    else if (halt.why === 'failed' && !(halt.error instanceof LeaseError) && ctx.target.writer !== null) await ctx.lease.release((a) => ctx.target.controlCall(a)).catch(() => undefined);
+    else if (halt.why === 'failed' && !(halt.error instanceof LeaseError) && ctx.target.writer !== null) await releaseLease(ctx).catch(() => undefined);
     this.result = { appliedOffset: ctx.units.applied, replid: ctx.tracker.replid, status: this.status() };
     return { at: 'stopped', halt };
   }
 
   private async finishGracefully(): Promise<void> {
-    const { target, store, lease, log, units, tracker, figures } = this.ctx;
+    const { target, store, log, units, tracker, figures } = this.ctx;
     const w = target.writer;
     if (w !== null && target.failure === null && !figures.snapshotUnfinished) {
       try {
         await w.flush();
         await store.flush();
-        await lease.release((a) => target.controlCall(a));
+        await releaseLease(this.ctx);
       } catch (e) {
         log.warn({ err: (e as Error).message }, 'could not flush the target on stop');
       }

@@ -32,7 +32,7 @@ interface Recorded {
 class RecordingWriter extends EventEmitter implements UnitWriter {
   readonly units: Recorded[] = [];
   readonly keys = new Map<string, string>();
-  readonly info = { cluster: false, databases: 16 } as TargetInfo;
+  readonly info = { cluster: false, databases: 16, runId: 'recording' } as TargetInfo;
   readonly stats = { commands: 0, units: 0, errors: 0, bytes: 0 };
   readonly masters = ['recording:0'];
   pendingUnits = 0;
@@ -90,7 +90,7 @@ function targetStore(ctx: SyncContext): TargetCheckpointStore {
     {
       runAtomic: async (commands: Arg[][]) => {
         let replies: unknown[] = [];
-        await ctx.units.submit([encodeCommands(commands)], commands.length, true, undefined, ctx.units.db, 0, (r) => (replies = r));
+        await ctx.units.submit([encodeCommands(commands)], commands.length, true, undefined, ctx.units.db, undefined, (r) => (replies = r));
         return replies;
       },
       get: async () => null,
@@ -158,6 +158,26 @@ describe('the checkpoint of each unit (recording writer)', () => {
     expect(names).toEqual(['SET a', 'FLUSHALL', 'SELECT 0', 'SET __replicant:lease:rec', 'HSET __replicant:syncs', 'SELECT 0', 'GETSET __replicant:checkpoint:rec']);
     // A flush empties the key the GETSET reads: no false alarm.
     expect(ctx.run.copyLost).toBeNull();
+  });
+
+  it('a copy that began clean: the foreign-writes ledger opens the transaction and closes it before the checkpoint; a FLUSHALL starts a new one', async () => {
+    const { ctx, writer } = context();
+    ctx.store = targetStore(ctx);
+    ctx.tracker.cleanStart = true;
+    ctx.tracker.expect(100);
+    ctx.lease.lapses = 1;
+    await submitStreamUnit(ctx, unit(130, ['SET', 'a', '1']));
+    const u = unit(170, ['SET', 'b', '1'], ['FLUSHALL']);
+    u.reservedReset = { kind: 'flush', all: true };
+    await submitStreamUnit(ctx, u);
+    const shape = (c: string[]) => (c[0] === 'EVAL' ? `EVAL ${c[c.length - 4]} ${c[c.length - 2]}` : `${c[0]} ${c[1] ?? ''}`.trim());
+    expect(writer.units[0]!.commands.map(shape)).toEqual(['EVAL begin 1', 'SET a', 'EVAL end 0', 'GETSET __replicant:checkpoint:rec']);
+    // The lease's lapse went with the first unit's opening script only.
+    expect(ctx.lease.lapses).toBe(0);
+    expect(writer.units[1]!.commands.map(shape)).toEqual(['EVAL begin 0', 'SET b', 'FLUSHALL', 'SELECT 0', 'SET __replicant:lease:rec', 'SELECT 0', 'EVAL reset 0', 'GETSET __replicant:checkpoint:rec']);
+    // Its own keys include the ledger, last.
+    expect(writer.units[0]!.commands[0]!.slice(3, 8)).toEqual(['__replicant:lease:rec', '__replicant:syncs', '__replicant:checkpoint:rec', '__replicant:preflight', '__replicant:ledger:rec']);
+    expect(ctx.units.pending).toEqual([]);
   });
 
   it('with the checkpoint in a file, units are not wrapped and carry no checkpoint write (at-least-once)', async () => {

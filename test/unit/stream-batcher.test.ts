@@ -45,7 +45,7 @@ describe('StreamBatcher', () => {
     expect(figures.skippedCommands).toBe(1);
     // FLUSHALL wipes Replicant's keys too: it ends its unit, flagged, so the session puts them back.
     expect(units.map(text)).toEqual([['SET __replican y', 'DEL __REPLICANT:a', 'SET __replicantish z', 'FLUSHALL'], ['SET k __replicant']]);
-    expect(units.map((u) => u.reservedReset)).toEqual([{ kind: 'flush' }, undefined]);
+    expect(units.map((u) => u.reservedReset)).toEqual([{ kind: 'flush', all: true }, undefined]);
     expect(units[1]!.offset).toBe(len(...cmds));
   });
 

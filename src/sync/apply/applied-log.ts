@@ -14,11 +14,20 @@ export interface PendingUnit {
   atomic: boolean;
   /** Trailing commands of our own (the checkpoint write), not the source's. */
   inline: number;
+  /** Leading commands of our own (the foreign-writes ledger's opening script). */
+  lead?: number;
   /** The source asked for an ACK (REPLCONF GETACK) that this unit answers once applied. */
   ack?: boolean;
   /** Its command was streamed through (`payload` names it, without its big argument): it cannot be resent. */
   streamed?: boolean;
 }
+
+/** How many commands of a unit are ours, not the source's: at its start and at its end. */
+export interface OwnCommands {
+  lead: number;
+  tail: number;
+}
+const NO_OWN: OwnCommands = { lead: 0, tail: 0 };
 
 export interface AppliedLogHooks {
   /** Throws when nothing more may be applied (the lease was lost). A graceful stop still applies what was received. */
@@ -57,9 +66,14 @@ export class AppliedLog {
    * Hands a unit to the writer. Stream units (those with an offset) stay pending until applied;
    * a lost connection while streaming is bridged (the unit is resent if the target lacks it).
    */
-  async submit(payload: Buffer[], count: number, atomic: boolean, offset: number | undefined, db = this.db, inline = 0, onExecReply?: (replies: unknown[]) => void, ack?: boolean): Promise<void> {
+  async submit(payload: Buffer[], count: number, atomic: boolean, offset: number | undefined, db = this.db, own: OwnCommands = NO_OWN, onExecReply?: (replies: unknown[]) => void, ack?: boolean): Promise<void> {
     this.hooks.check();
-    if (offset !== undefined) this.pending.push(ack === true ? { offset, db, payload, count, atomic, inline, ack } : { offset, db, payload, count, atomic, inline });
+    if (offset !== undefined) {
+      const p: PendingUnit = { offset, db, payload, count, atomic, inline: own.tail };
+      if (own.lead > 0) p.lead = own.lead;
+      if (ack === true) p.ack = true;
+      this.pending.push(p);
+    }
     try {
       const writer = this.target.data;
       if (!writer.submit({ payload, count, atomic, offset, onExecReply })) await writer.waitDrain();

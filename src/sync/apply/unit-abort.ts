@@ -36,7 +36,8 @@ export function onUnitAborted(ctx: SyncContext, abort: TargetExecAbortError): bo
   const where = `the unit completing offset ${abort.offset}`;
   // The rejected commands' indexes are positions in the payload they were read back from.
   if (u === undefined || abort.rejected.some((r) => r.payload !== u.payload)) return false;
-  const own = abort.rejected.find((r) => r.index >= u.count - u.inline);
+  const lead = u.lead ?? 0;
+  const own = abort.rejected.find((r) => r.index < lead || r.index >= u.count - u.inline);
   if (own !== undefined) {
     ctx.target.fatal = new TargetError(
       `target ${ctx.target.label} rejected the checkpoint write of ${where} (${own.command}: ${own.reply}); it cannot be skipped, ` +
@@ -67,8 +68,8 @@ export function onUnitAborted(ctx: SyncContext, abort: TargetExecAbortError): bo
     );
     return false;
   }
-  // Commands of the source that are lost with it (its SELECTs and our checkpoint write are not).
-  const lost = describeCommands(rebuilt.payload, Infinity, u.inline).filter((c) => c.command !== 'SELECT');
+  // Commands of the source that are lost with it (its SELECTs and our own commands are not).
+  const lost = describeCommands(rebuilt.payload, Infinity, u.inline, lead).filter((c) => c.command !== 'SELECT');
   if (lost.length > 0) {
     ctx.policy.skipped({
       count: lost.length,

@@ -19,12 +19,12 @@ export function withoutCommands(payload: Buffer | readonly Buffer[], drop: Reado
   return { payload: kept.length === 0 ? [] : [Buffer.concat(kept)], count: kept.length };
 }
 
-/** Name and printable first key of the first `limit` commands of `payload` (the last `skipLast` left out). */
-export function describeCommands(payload: Buffer | readonly Buffer[], limit: number, skipLast = 0): { command: string; key?: string }[] {
+/** Name and printable first key of the first `limit` commands of `payload` (the first `skipFirst` and last `skipLast` left out). */
+export function describeCommands(payload: Buffer | readonly Buffer[], limit: number, skipLast = 0, skipFirst = 0): { command: string; key?: string }[] {
   const cmds = splitCommands(payload) ?? [];
   const out: { command: string; key?: string }[] = [];
   const n = Math.max(0, cmds.length - skipLast);
-  for (let i = 0; i < n && out.length < limit; i++) {
+  for (let i = skipFirst; i < n && out.length < limit; i++) {
     const args = cmds[i]!.args;
     const command = commandName(args);
     const k = firstKeyIndex(command, args);

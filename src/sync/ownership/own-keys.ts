@@ -3,7 +3,7 @@
  * commands that put ours back after a source FLUSHALL/FLUSHDB/SWAPDB relayed in a batch: they
  * live in the target's dbs too, so the batch itself restores them, atomically.
  */
-import { LEGACY_CHECKPOINT_KEY, REGISTRY_KEY } from '../../checkpoint/identity.js';
+import { LEGACY_CHECKPOINT_KEY, REGISTRY_KEY, ledgerKeyOf } from '../../checkpoint/identity.js';
 import type { Arg } from '../../resp/encode.js';
 import type { ReservedReset } from '../relay/batcher.js';
 import type { SyncContext } from '../context.js';
@@ -11,8 +11,8 @@ import type { SyncContext } from '../context.js';
 /** Every key of every sync known to write to this target. */
 export function knownReservedKeys(ctx: SyncContext): string[] {
   const keys = new Set([REGISTRY_KEY, LEGACY_CHECKPOINT_KEY, ctx.identity.leaseKey]);
-  if (ctx.store.key !== null) keys.add(ctx.store.key);
-  for (const r of ctx.owner.otherSyncs.values()) keys.add(r.checkpointKey).add(r.leaseKey);
+  if (ctx.store.key !== null) keys.add(ctx.store.key).add(ctx.identity.ledgerKey);
+  for (const [id, r] of ctx.owner.otherSyncs) keys.add(r.checkpointKey).add(r.leaseKey).add(ledgerKeyOf(id));
   return [...keys];
 }
 

@@ -14,6 +14,7 @@ import type { Checkpoint } from '../../checkpoint/checkpoint.js';
 import type { SyncContext } from '../context.js';
 import { checkExistingKeys } from './existing.js';
 import { fullResyncPlan } from './resync.js';
+import { releaseLease } from './foreign-writes.js';
 import { selectionOfFingerprint, selectionOverlap } from '../relay/overlap.js';
 
 export class Ownership {
@@ -199,7 +200,7 @@ export async function yieldToEarlierSync(ctx: SyncContext, stop: (e: Error) => v
     if (conflict === null) continue;
     stop(new UsageError(`sync "${name}" registered the source ${r.source} before this one (${new Date(r.since).toISOString()}): ${conflict.message}. This one stops`));
     await unregister(ctx);
-    await ctx.lease.release((a) => ctx.target.controlCall(a));
+    await releaseLease(ctx);
     return;
   }
 }

@@ -2,14 +2,16 @@
  * A full resync: the source cannot resume (+FULLRESYNC), an earlier snapshot was interrupted,
  * or the target lost the copy. What it may do to the target is decided here: `flush` empties
  * it only when it holds nothing but this sync's data (it was empty or flushed when the sync
- * began, and no other sync writes to it); otherwise exit 7, unless the user chose `replace`
- * or `flush-all`. A cluster shard clears only the keys of its own slots.
+ * began, no other sync writes to it, and the target's counters show no key created by another
+ * client since the last full sync: foreign-writes.ts); otherwise exit 7, unless the user chose
+ * `replace` or `flush-all`. A cluster shard clears only the keys of its own slots.
  */
 import { ExitCode, ReplicantError } from '../../errors.js';
 import { REGISTRY_KEY } from '../../checkpoint/identity.js';
 import { isReservedKey } from '../../checkpoint/reserved.js';
 import { SLOT_COUNT, keySlot } from '../../commands/slot.js';
 import type { SyncContext } from '../context.js';
+import { foreignWritesSeen } from './foreign-writes.js';
 
 export async function fullResyncPlan(ctx: SyncContext, reason: string, cleanStart: boolean): Promise<'flush' | 'replace'> {
   const policy = ctx.opts.onFullResync;
@@ -20,11 +22,16 @@ export async function fullResyncPlan(ctx: SyncContext, reason: string, cleanStar
   const foreign: string[] = [];
   if (others.size > 0) foreign.push(`other syncs write to it: ${ctx.owner.othersText}`);
   if (!cleanStart) foreign.push('it held keys when this sync started (--existing replace)');
-  if (foreign.length === 0) return 'flush';
+  if (foreign.length === 0) {
+    const seen = await foreignWritesSeen(ctx);
+    if (seen === null) return 'flush';
+    foreign.push(seen);
+  }
   throw new ReplicantError(
     'RESYNC',
-    `a full resync is needed (${reason}), but the target holds keys this sync did not write (${foreign.join('; ')}): flushing it would destroy them. ` +
-      'Use --on-full-resync replace to copy again over them without flushing (keys deleted on the source meanwhile stay on the target), or --on-full-resync flush-all to empty the target anyway' +
+    `a full resync is needed (${reason}), but the target holds keys this sync did not write (${foreign.join('; ')}): flushing it would destroy them; the target is left untouched. ` +
+      'Use --on-full-resync replace to copy again over them without flushing (keys deleted on the source meanwhile stay on the target), --on-full-resync flush-all to empty the target anyway, ' +
+      'or --on-full-resync fail to stop at every full resync' +
       (others.size > 0 ? `. A sync that is finished and whose keys may go can be forgotten with HDEL ${REGISTRY_KEY} <name> on the target` : ''),
     ExitCode.RESYNC_REFUSED,
   );

@@ -33,7 +33,8 @@ export interface StreamUnit {
   ackNow?: boolean;
 }
 
-export type ReservedReset = { kind: 'flush' } | { kind: 'swap'; a: number; b: number };
+/** `all`: a FLUSHALL (nothing of the target is left), not a FLUSHDB of Replicant's db. */
+export type ReservedReset = { kind: 'flush'; all?: true } | { kind: 'swap'; a: number; b: number };
 
 export interface StreamBatcherOptions {
   db: number;
@@ -194,7 +195,7 @@ export class StreamBatcher {
     const name = cmd.name;
     const map = (d: number) => this.opts.relay.targetDb(d);
     if (name === 'flushall' || (name === 'flushdb' && map(db) === home)) {
-      this.reset = { kind: 'flush' };
+      this.reset = name === 'flushall' ? { kind: 'flush', all: true } : { kind: 'flush' };
       return true;
     }
     if (name === 'swapdb') {

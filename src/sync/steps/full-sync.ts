@@ -18,6 +18,7 @@ import { SnapshotScope } from '../relay/selection.js';
 import { Halted, Reconnect } from '../run-control.js';
 import type { FullOutcome, SourceConnection } from './source-connection.js';
 import { explainRdbCut } from './rdb-cut.js';
+import { keepsLedger, ledgerCommand } from '../ownership/foreign-writes.js';
 
 /** Spool memory budget and target in-flight budget while a long string streams (at most the configured ones). */
 const LONG_STRING_SPOOL_MEMORY = 4 * 1024 * 1024;
@@ -106,6 +107,8 @@ export async function fullSync(ctx: SyncContext, source: SourceConnection, outco
   const replaced = await ctx.store.write(ctx.tracker.current('streaming', outcome.offset, units.db), applier.currentDb);
   ctx.tracker.expect(outcome.offset);
   if (!ctx.store.atomicWithData || ctx.tracker.verifySnapshotKept(replaced, outcome.offset)) figures.snapshotUnfinished = false;
+  // The transfer is over: keys other clients create from now on are counted (foreign-writes.ts).
+  if (keepsLedger(ctx)) await units.submit([encodeCommand(ledgerCommand(ctx, 'reset'))], 1, false, undefined);
   if (!ctx.target.cluster) await units.submit([encodeCommand(['SELECT', ctx.scope.connectionDb(units.db)])], 1, false, undefined);
   source.link.setAppliedOffset(outcome.offset);
   source.link.ackNow();

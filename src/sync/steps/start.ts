@@ -123,7 +123,7 @@ function createStore(ctx: SyncContext): CheckpointStore {
       // After everything already submitted, on the data connection: the order of writes is kept.
       runAtomic: async (commands: Arg[][]) => {
         let replies: unknown[] = [];
-        await ctx.units.submit([encodeCommands(commands)], commands.length, true, undefined, ctx.units.db, 0, (r) => (replies = r));
+        await ctx.units.submit([encodeCommands(commands)], commands.length, true, undefined, ctx.units.db, undefined, (r) => (replies = r));
         await ctx.units.flush();
         return replies;
       },

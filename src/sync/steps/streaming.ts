@@ -18,6 +18,7 @@ import { Reconnect } from '../run-control.js';
 import { clearOwnKeys } from '../ownership/resync.js';
 import { reservedFixup } from '../ownership/own-keys.js';
 import { BIG_ARG_BYTES, BigCommandRelay } from './big-command.js';
+import { ledgerAround } from '../ownership/foreign-writes.js';
 import type { Backoff } from './reconnect.js';
 import type { SourceConnection } from './source-connection.js';
 
@@ -144,7 +145,10 @@ async function clearShardOnFlush(ctx: SyncContext, cmd: StreamCommand, stage: Sh
   }
 }
 
-/** One unit of the stream to the target, with its checkpoint (and Replicant's keys put back after a flush or swap in it). */
+/**
+ * One unit of the stream to the target, with its checkpoint (and Replicant's keys put back after
+ * a flush or swap in it), between the foreign-writes ledger's scripts when the sync keeps one.
+ */
 export async function submitStreamUnit(ctx: SyncContext, u: StreamUnit): Promise<void> {
   const units = ctx.units;
   const cluster = ctx.target.cluster;
@@ -153,12 +157,18 @@ export async function submitStreamUnit(ctx: SyncContext, u: StreamUnit): Promise
   // (A cluster has no SWAPDB, and its keys live on several nodes: the lease renewal re-takes it there.)
   const fixup = u.reservedReset !== undefined && !cluster ? reservedFixup(ctx, u.reservedReset, targetDbAfter) : null;
   if (u.reservedReset !== undefined && cluster) ctx.markers.suspendUntil(u.offset);
+  const ledger = ledgerAround(ctx, u.reservedReset);
+  const before = ledger === null ? fixup : [...(fixup ?? []), ledger.close];
   const cp = ctx.tracker.current('streaming', u.offset, u.dbAfter);
-  const inline = ctx.tracker.inline(ctx.store, cp, targetDbAfter, fixup, u.reservedReset?.kind === 'flush');
+  const inline = ctx.tracker.inline(ctx.store, cp, targetDbAfter, before, u.reservedReset?.kind === 'flush');
   // One Buffer per unit: the writer holds units until the target replies, and a view per
   // command would keep hundreds of thousands of small objects (and the spool chunks) alive.
   let payload = u.commands.length > 1 ? [Buffer.concat(u.commands, u.bytes)] : u.commands;
   let count = u.commands.length;
+  if (ledger !== null) {
+    payload = [ledger.open, ...payload];
+    count++;
+  }
   if (inline.commands !== null) {
     payload = [...payload, encodeCommands(inline.commands)];
     count += inline.commands.length;
@@ -177,10 +187,10 @@ export async function submitStreamUnit(ctx: SyncContext, u: StreamUnit): Promise
       fields: { offset: u.offset, commands: count },
       msg: `${what}: skipped (--on-error skip)`,
     });
-    await units.submit([PING], 1, false, u.offset, u.dbAfter, 0, undefined, u.ackNow);
+    await units.submit([PING], 1, false, u.offset, u.dbAfter, undefined, undefined, u.ackNow);
     return;
   }
-  await units.submit(payload, count, atomic, u.offset, u.dbAfter, inline.commands?.length ?? 0, inline.onExecReply, u.ackNow);
+  await units.submit(payload, count, atomic, u.offset, u.dbAfter, { lead: ledger === null ? 0 : 1, tail: inline.commands?.length ?? 0 }, inline.onExecReply, u.ackNow);
   await units.afterSubmit();
 }
 
