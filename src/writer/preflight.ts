@@ -20,6 +20,8 @@ import type { ServerInfo } from '../replication/server-info.js';
 import { parseServerInfo } from '../replication/server-info.js';
 import { endpointLabel, type SourceEndpoint } from '../replication/url.js';
 import type { VerifySide } from '../verify/side.js';
+import type { Arg } from '../resp/encode.js';
+import { TargetCommandError } from './errors.js';
 
 export type PreflightWriteMode = 'auto' | 'restore' | 'commands';
 
@@ -37,6 +39,33 @@ export interface PreflightOptions {
    * source db holding keys that the selection keeps, with the target db it maps to.
    */
   databases?: { count: number; writes: DbWrite[] };
+  /**
+   * A connection already open to a standalone target (the sync's own): the checks run on it, in
+   * db 0, instead of opening one (which would load ioredis: ~50 ms of the sync's set-up).
+   */
+  call?: (args: readonly Arg[]) => Promise<unknown>;
+}
+
+/** What the checks need of a connection to the target (db 0), as VerifySide offers it. */
+export type PreflightSide = Pick<VerifySide, 'call' | 'tryCall' | 'pipeline'>;
+
+/** A PreflightSide over one connection's `call`: a refused command is an Error carrying the server's reply. */
+export function sideOverCall(call: (args: readonly Arg[]) => Promise<unknown>): PreflightSide {
+  const one = (args: readonly Arg[]): Promise<unknown> =>
+    call(args).catch((e: unknown) => {
+      if (e instanceof TargetCommandError) return new Error(e.reply);
+      throw e;
+    });
+  return {
+    call: async (_db, args) => {
+      const r = await one(args);
+      if (r instanceof Error) throw r;
+      return r;
+    },
+    tryCall: (_db, args) => one(args),
+    // Written back to back on the connection: one round trip, as VerifySide's pipeline.
+    pipeline: (_db, commands) => Promise.all(commands.map(one)),
+  };
 }
 
 export interface DbWrite {
@@ -152,7 +181,7 @@ export class PreflightCheck {
   private usedDryRun = false;
 
   constructor(
-    private readonly side: VerifySide,
+    private readonly side: PreflightSide,
     private readonly o: PreflightOptions,
   ) {
     this.label = endpointLabel(o.target);
@@ -284,8 +313,9 @@ function mb(bytes: number): string {
   return `${(bytes / 1024 / 1024).toFixed(1)} MB`;
 }
 
-/** Opens a control connection to the target (the user of the sync) and runs the checks. */
+/** Runs the checks on `o.call`'s connection, or on a control connection it opens to the target (the user of the sync). */
 export async function preflightTarget(o: PreflightOptions): Promise<void> {
+  if (o.call !== undefined) return new PreflightCheck(sideOverCall(o.call), o).run();
   const { VerifySide } = await import('../verify/side.js');
   const side = new VerifySide('target', o.target, o.logger);
   try {

@@ -93,6 +93,8 @@ async function preflight(ctx: SyncContext): Promise<void> {
     source: ctx.sourceInfo,
     logger: ctx.log,
     ...(databases === undefined ? {} : { databases }),
+    // A standalone target is checked on the data connection, idle until the first unit.
+    ...(ctx.target.cluster ? {} : { call: (args: readonly Arg[]) => ctx.target.data.call(args) }),
   });
 }
 
