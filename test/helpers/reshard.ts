@@ -6,7 +6,8 @@ import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
 import type { Redis } from 'ioredis';
 import { waitFor } from './redis.js';
-import type { RedisCluster } from './cluster.js';
+import { masters, nodeId, type RedisCluster } from './cluster.js';
+import type { FaultProxy } from './fault-proxy.js';
 
 const run = promisify(execFile);
 
@@ -56,4 +57,29 @@ export async function reshard(cluster: RedisCluster, from: string, to: string, s
   const seed = `127.0.0.1:${cluster.seed.port}`;
   await waitFor(async () => run('redis-cli', ['--cluster', 'check', seed]).then(() => true, () => false), 'the cluster to agree before a reshard', 30_000, 200);
   await run('redis-cli', ['--cluster', 'reshard', seed, '--cluster-from', from, '--cluster-to', to, '--cluster-slots', String(slots), '--cluster-yes'], { maxBuffer: 64 << 20 });
+}
+
+/**
+ * 300 slots resharded four times (a→b, b→a, a→c, c→a) under ~1k writes/s, the target
+ * connections through `proxy` throttled in bursts (each connection's bytes released in its own
+ * time, as on a busy network). Returns the writes made.
+ */
+export async function reshardBackAndForth(cluster: RedisCluster, client: ReturnType<RedisCluster['client']>, proxy: FaultProxy): Promise<number> {
+  const [a, b, c] = await Promise.all((await masters(cluster)).map(nodeId));
+  const load = startLoad(client, 3000, 1000);
+  let jitter = true;
+  const jittering = (async () => {
+    for (let i = 0; jitter; i++) {
+      proxy.slow('up', i % 2 === 0 ? 20_000 : null);
+      await new Promise((r) => setTimeout(r, 20 + ((i * 37) % 60)));
+    }
+    proxy.slow('up', null);
+  })();
+  try {
+    for (const [from, to] of [[a!, b!], [b!, a!], [a!, c!], [c!, a!]] as const) await reshard(cluster, from, to, 300);
+  } finally {
+    jitter = false;
+    await jittering;
+  }
+  return load.stop();
 }

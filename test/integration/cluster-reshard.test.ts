@@ -10,8 +10,8 @@ import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { FaultProxy } from '../helpers/fault-proxy.js';
 import { startRedis, waitFor } from '../helpers/redis.js';
-import { masters, nodeId, startCluster } from '../helpers/cluster.js';
-import { image, reshard, startLoad } from '../helpers/reshard.js';
+import { masters, startCluster } from '../helpers/cluster.js';
+import { image, reshardBackAndForth } from '../helpers/reshard.js';
 import { ClusterSourceSync } from '../../src/sync/cluster/coordinator.js';
 import { captureLogger, masterOffset } from '../helpers/sync.js';
 
@@ -63,20 +63,7 @@ describe('a cluster source resharded under load', () => {
       );
     await caughtUp();
 
-    const [a, b, c] = await Promise.all((await masters(cluster)).map(nodeId));
-    const load = startLoad(client, 3000, 1000);
-    let jitter = true;
-    const jittering = (async () => {
-      for (let i = 0; jitter; i++) {
-        proxy.slow('up', i % 2 === 0 ? 20_000 : null);
-        await new Promise((r) => setTimeout(r, 20 + (i * 37) % 60));
-      }
-      proxy.slow('up', null);
-    })();
-    for (const [from, to] of [[a!, b!], [b!, a!], [a!, c!], [c!, a!]] as const) await reshard(cluster, from, to, 300);
-    const writes = await load.stop();
-    jitter = false;
-    await jittering;
+    const writes = await reshardBackAndForth(cluster, client, proxy);
     expect(writes).toBeGreaterThan(1000);
     await caughtUp();
 

@@ -34,12 +34,12 @@ import { ShardList, shardSourceFor } from './shard-list.js';
 import { ShardSharing, type SharingStatus } from './sharing.js';
 import { RemoteOrder, type RemoteShard } from './remote-order.js';
 import { GuardSweep } from './guard-sweep.js';
+import { shardFigures, worstPhase, type ClusterSyncStatus, type ShardStatus } from './cluster-status.js';
 import { PartialScope } from '../relay/selection.js';
 import { openTargetWriter } from '../apply/target-connections.js';
 import { applyExistingPolicy, countForeignKeys } from '../ownership/existing.js';
 import type { Phase } from '../phases.js';
 import { SYNC_DEFAULTS, type SyncOptions } from '../options.js';
-import type { SyncStatus } from '../figures.js';
 import { SyncSession, type SyncEvents, type SyncResult } from '../session.js';
 
 export interface ClusterSyncOptions extends SyncOptions {
@@ -55,24 +55,7 @@ export interface ClusterSyncOptions extends SyncOptions {
   claimEveryMs?: number;
 }
 
-export interface ShardStatus extends SyncStatus {
-  shard: string;
-  /** Slot ranges the shard serves now. */
-  slots: string;
-  /** `host:port` of the node the shard is read from now (null: none usable, e.g. during a failover). */
-  node: string | null;
-}
-
-export interface ClusterSyncStatus extends SyncStatus {
-  shards: ShardStatus[];
-  /**
-   * The slot migration guard: keys tracked now, deletions and stale writes it kept from the
-   * target, and RESTOREs held until the other shards had applied what they sent before them.
-   */
-  migrations: { trackedKeys: number; droppedDeletes: number; droppedWrites: number; heldRestores: number };
-  /** The processes sharing this sync's shards, and this one's part (`shards` lists only the shards it holds). */
-  sharing: SharingStatus;
-}
+export type { ClusterSyncStatus, ShardStatus } from './cluster-status.js';
 
 /** A shard whose session runs in this process. */
 interface Shard {
@@ -88,8 +71,6 @@ interface Shard {
 /** Longest wait for the other shards before a snapshot is applied. */
 const SETTLE_MS = 10_000;
 
-/** Worst first, for the aggregated phase (/healthz is 200 only when every shard is healthy). */
-const PHASE_RANK: Record<Phase, number> = { stopped: 0, stopping: 1, reconnecting: 2, connecting: 3, 'full-sync': 4, streaming: 5 };
 
 export class ClusterSourceSync extends EventEmitter<Pick<SyncEvents, 'phase'>> {
   private readonly log: Logger;
@@ -152,34 +133,10 @@ export class ClusterSourceSync extends EventEmitter<Pick<SyncEvents, 'phase'>> {
       const at = s.source.endpointNow();
       return { shard: s.source.key, slots: slotRangesText(s.source.slots()), node: at === null ? null : endpointLabel(at), ...s.session.status() };
     });
-    const sum = (f: (s: SyncStatus) => number | null | undefined): number => shards.reduce((t, s) => t + (f(s) ?? 0), 0);
-    const inRdb = shards.filter((s) => s.rdb !== null);
     const sharing = this.sharing.status();
     return {
       phase: this.phase(shards, sharing),
-      replid: null,
-      receivedOffset: null,
-      appliedOffset: null,
-      lagBytes: shards.some((s) => s.lagBytes !== null) ? sum((s) => s.lagBytes) : null,
-      lagMs: shards.some((s) => s.lagMs !== null) ? Math.max(...shards.map((s) => s.lagMs ?? 0)) : null,
-      rdb:
-        inRdb.length === 0
-          ? null
-          : {
-              bytes: inRdb.reduce((t, s) => t + s.rdb!.bytes, 0),
-              totalBytes: inRdb.every((s) => s.rdb!.totalBytes !== null) ? inRdb.reduce((t, s) => t + s.rdb!.totalBytes!, 0) : null,
-              keys: inRdb.reduce((t, s) => t + s.rdb!.keys, 0),
-              keysPerSec: inRdb.reduce((t, s) => t + s.rdb!.keysPerSec, 0),
-            },
-      opsPerSec: sum((s) => s.opsPerSec),
-      commandsApplied: sum((s) => s.commandsApplied),
-      errors: sum((s) => s.errors),
-      fullSyncs: sum((s) => s.fullSyncs),
-      partialSyncs: sum((s) => s.partialSyncs),
-      lostKeys: sum((s) => s.lostKeys),
-      lostKeysReport: shards.find((s) => s.lostKeysReport !== null)?.lostKeysReport ?? null,
-      skippedCommands: sum((s) => s.skippedCommands),
-      complete: shards.every((s) => s.complete),
+      ...shardFigures(shards),
       shards,
       migrations: { trackedKeys: this.guard.size, droppedDeletes: this.guard.droppedDeletes, droppedWrites: this.guard.droppedWrites, heldRestores: this.guard.order.held },
       sharing,
@@ -193,7 +150,7 @@ export class ClusterSourceSync extends EventEmitter<Pick<SyncEvents, 'phase'>> {
   private phase(shards: ShardStatus[], sharing: SharingStatus): Phase {
     if (this.stopping) return shards.every((s) => s.phase === 'stopped') ? 'stopped' : 'stopping';
     if (shards.length === 0) return this.shared && this.known.size > 0 && sharing.waiting.length === 0 ? 'streaming' : 'connecting';
-    return shards.map((s) => s.phase).sort((a, b) => PHASE_RANK[a] - PHASE_RANK[b])[0]!;
+    return worstPhase(shards);
   }
 
   /** Stops every shard gracefully (handing them to the other processes, if any); run() then resolves (or rejects with the worst shard's error). */
