@@ -225,7 +225,9 @@ describe('safety races: a flush keeps the sync\'s own keys', () => {
     expect(run.stderr()).not.toMatch(/the lease was gone/);
     expect(missing).toBe(0);
     expect(await tc.hexists('__replicant:syncs', 'cut')).toBe(1);
-    // Its own keys: the lease, the registry, the checkpoint and the foreign-writes ledger.
+    // Its own keys: the lease, the registry, the checkpoint and the foreign-writes ledger (written
+    // with the batch that ends the full sync, which may reach the target just after the phase log).
+    await waitFor(async () => (await tc.dbsize()) >= 40_000 + 4, 'the ledger', 10_000, 20);
     expect(await tc.dbsize()).toBe(40_000 + 4);
     run.kill('SIGTERM');
     expect(await run.code).toBe(0);
