@@ -8,10 +8,13 @@ import { describe, expect, it } from 'vitest';
 import { silentLogger } from '../../src/observe/logger.js';
 import type { KeyHeader, RdbRecord, ValueType } from '../../src/rdb/types.js';
 import type { Arg } from '../../src/resp/encode.js';
-import { SnapshotApplier, type SnapshotApplierOptions } from '../../src/sync/apply/snapshot-writer.js';
+import { MSET_PAIRS, SnapshotApplier, type SnapshotApplierOptions } from '../../src/sync/apply/snapshot-writer.js';
 import { Translator, type TranslateOptions } from '../../src/translate/translator.js';
 import type { UnitWriter } from '../../src/writer/index.js';
 import type { WriteUnit } from '../../src/writer/types.js';
+import { RdbDecoder } from '../../src/rdb/decoder.js';
+import { KeyStartRecord } from '../../src/rdb/records.js';
+import { RdbWriter, intStrBytes } from '../helpers/rdb-writer.js';
 
 const B = (s: string) => Buffer.from(s);
 
@@ -109,7 +112,7 @@ function checkUnits(writer: RecordingWriter, unitBytes: number, unitCommands: nu
     expect(u.count).toBeLessThanOrEqual(unitCommands);
     // Over the byte budget only when one command alone is bigger.
     if (payload.length > unitBytes) expect(u.count).toBe(1);
-    for (const c of cmds) if (c[0] === 'MSET') expect(c.length).toBeLessThanOrEqual(1 + 2 * 128);
+    for (const c of cmds) if (c[0] === 'MSET') expect(c.length).toBeLessThanOrEqual(1 + 2 * MSET_PAIRS);
     all.push(...cmds);
   }
   return all;
@@ -156,18 +159,18 @@ function recordsFor(keys: KeySpec[]): RdbRecord[] {
 }
 
 describe('SnapshotApplier', () => {
-  it('coalesces runs of plain SETs into MSETs of at most 128 pairs', async () => {
+  it(`coalesces runs of plain SETs into MSETs of at most ${MSET_PAIRS} pairs`, async () => {
     const recs: RdbRecord[] = [];
-    for (let i = 0; i < 300; i++) recs.push(keyStart(B(`k${i}`), 'string'), { kind: 'string', value: B(`v${i}`) }, keyEnd(null));
+    for (let i = 0; i < 2 * MSET_PAIRS + 44; i++) recs.push(keyStart(B(`k${i}`), 'string'), { kind: 'string', value: B(`v${i}`) }, keyEnd(null));
     recs.push(keyStart(B('t'), 'string', { expireMs: 9e12 }), { kind: 'string', value: B('tv') }, keyEnd(null));
     recs.push(keyStart(B('after'), 'string'), { kind: 'string', value: B('a') }, keyEnd(null));
     const translate: TranslateOptions = { emitSelect: false, now: () => 0 };
     const { writer, applier } = await applyAll(recs, [], {}, translate);
     const cmds = checkUnits(writer, 512 * 1024, 1000);
-    expect(cmds.map((c) => [c[0], c.length])).toEqual([['MSET', 257], ['MSET', 257], ['MSET', 89], ['SET', 5], ['MSET', 3]]);
+    expect(cmds.map((c) => [c[0], c.length])).toEqual([['MSET', 2 * MSET_PAIRS + 1], ['MSET', 2 * MSET_PAIRS + 1], ['MSET', 89], ['SET', 5], ['MSET', 3]]);
     expect(expandMsets(cmds)).toEqual(expected(recs, translate));
     expect(applier.stats.commands).toBe(5);
-    expect(applier.stats.keys).toBe(302);
+    expect(applier.stats.keys).toBe(2 * MSET_PAIRS + 46);
   });
 
   it('without coalescing every SET is its own command', async () => {
@@ -224,6 +227,51 @@ describe('SnapshotApplier', () => {
       { numRuns: 150 },
     );
   });
+  it("the decoder's own string records (each key in one step when plain) give the translator's commands in order", async () => {
+    // The records of a real decode, not plain objects: small plain strings take the applier's
+    // one-step path (Translator.plainString), the others (TTL, int-encoded, over batchBytes,
+    // another db first seen) the record-by-record one; both must give the same commands.
+    const stringKeyArb = fc.record({
+      name: fc.string({ minLength: 1, maxLength: 12 }),
+      size: fc.oneof(fc.nat({ max: 40 }), fc.nat({ max: 3000 })),
+      ttl: fc.boolean(),
+      int: fc.boolean(),
+      db: fc.constantFrom(0, 0, 0, 1, 2),
+    });
+    await fc.assert(
+      fc.asyncProperty(
+        fc.array(stringKeyArb, { maxLength: 150 }),
+        fc.constantFrom(1024, 512 * 1024),
+        fc.constantFrom(3, 1000),
+        fc.constantFrom(7, 100, 65536),
+        fc.constantFrom('auto', 'commands') as fc.Arbitrary<'auto' | 'commands'>,
+        async (keys, unitBytes, unitCommands, slice, mode) => {
+          const w = new RdbWriter(10);
+          let db = -1;
+          keys.forEach((k, i) => {
+            if (k.db !== db) w.selectDb((db = k.db));
+            if (k.ttl) w.expireMs(9e12 + i);
+            if (k.int) w.key(0, `${k.name}:${i}`).raw(intStrBytes(i * 1000));
+            else w.stringKey(`${k.name}:${i}`, Buffer.alloc(k.size, (i % 250) + 1));
+          });
+          const rdb = w.end();
+          const decoder = new RdbDecoder({ verifyChecksum: true });
+          const recs: RdbRecord[] = [];
+          for (let at = 0; at < rdb.length; at += slice) recs.push(...decoder.push(rdb.subarray(at, at + slice)));
+          expect(recs.filter((r) => r instanceof KeyStartRecord).length).toBe(keys.length);
+          const translate: TranslateOptions = { mode, now: () => 0, batchBytes: 2048 };
+          const { writer, applier } = await applyAll(recs, [slice % 13, 5], { unitBytes, unitCommands }, translate);
+          const cmds = checkUnits(writer, unitBytes, unitCommands);
+          expect(expandMsets(cmds)).toEqual(expected(recs, translate));
+          expect(applier.stats.keys).toBe(keys.length);
+          expect(applier.translatorStats.keys).toBe(keys.length);
+          expect(applier.currentDb).toBe(keys.length === 0 ? 0 : keys[keys.length - 1]!.db);
+        },
+      ),
+      { numRuns: 120 },
+    );
+  });
+
   it('tells when a string streamed in pieces starts and ends, once each', async () => {
     const events: string[] = [];
     const writer = { submit: (u: WriteUnit) => (events.push(`unit:${parseCommands(u.payload as Buffer).map((c) => c[0]).join(',')}`), true), waitDrain: async () => {} };

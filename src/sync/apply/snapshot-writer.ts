@@ -10,7 +10,7 @@
  */
 import type { Logger } from '../../observe/logger.js';
 import type { RdbRecord } from '../../rdb/types.js';
-import type { KeyStartRecord, StringRecord } from '../../rdb/records.js';
+import { KeyStartRecord, StringRecord } from '../../rdb/records.js';
 import {
   bulkLength, bulkLengthOf, encodeCommands, encodedLength, multibulkHeaderLength, writeBulk, writeCommand, writeMultibulkHeader, writeRangeBulk, type Arg,
 } from '../../resp/encode.js';
@@ -37,6 +37,8 @@ export interface SnapshotApplierOptions {
   onForeignDb?: (db: number, key: Buffer) => void;
   /** Turn runs of plain SETs into MSET (not for cluster targets, where keys spread over slots). Default true. */
   coalesceSets?: boolean;
+  /** Most key/value pairs per MSET (default MSET_PAIRS; bench/target-floor.mjs compares sizes). */
+  msetPairs?: number;
   /**
    * Called with true before the first piece of a string that the decoder streams in pieces
    * (`stringPart` records), and with false when that key ends: the caller may hold less in its
@@ -45,11 +47,14 @@ export interface SnapshotApplierOptions {
   onLongString?: (streaming: boolean) => void;
 }
 
-/** Most key/value pairs per MSET. */
-const MSET_PAIRS = 128;
+/**
+ * Most key/value pairs per MSET by default. The target's cost per key falls with longer MSETs (fewer
+ * command dispatches): fed 1M keys × 16 B from memory, 1,024 pairs took 860-1,090 ms of its
+ * CPU against 1,100-1,270 ms for 128 (bench/README.md, 2026-12-07); beyond that it is flat.
+ */
+export const MSET_PAIRS = 1024;
 /** `$4\r\nMSET\r\n`: the verb of a coalesced MSET, after its `*<n>\r\n` header. */
 const MSET_VERB_BYTES = 10;
-const NO_ARG = Buffer.alloc(0);
 const CRLF = Buffer.from('\r\n');
 
 export interface SnapshotStats {
@@ -63,60 +68,63 @@ export interface SnapshotStats {
 }
 
 /**
- * The key/value pairs of the MSET being gathered from consecutive plain SETs, each argument a
- * byte range srcs[i][ats[i], ats[i] + lens[i]) (a Buffer argument is its own whole range, a
- * key or value from the decoder a range of the RDB bytes, so no Buffer is made of it): the
- * first `len` slots of arrays reused for every MSET, and their encoded size (without MSET's
- * header and verb).
+ * The MSET being gathered from consecutive plain SETs, written straight into the open unit's
+ * buffer as the pairs come: after a gap as long as the longest header (`*<args>\r\n$4\r\nMSET\r\n`),
+ * which is filled when the MSET closes; the pairs then move down over the part of the gap the
+ * header did not need (one memmove per MSET rather than a second copy of each key and value).
+ * Keys and values from the decoder are copied from their ranges of the RDB bytes: no Buffer is
+ * made of them.
  */
 class MsetGather {
-  private readonly srcs: Buffer[] = new Array<Buffer>(MSET_PAIRS * 2).fill(NO_ARG);
-  private readonly ats: number[] = new Array<number>(MSET_PAIRS * 2).fill(0);
-  private readonly lens: number[] = new Array<number>(MSET_PAIRS * 2).fill(0);
+  /** Arguments gathered (2 per pair) and their encoded bytes; `len` 0: no MSET open. */
   len = 0;
   bytes = 0;
+  /** Where the open MSET's gap starts in the unit's buffer. */
+  private start = 0;
+  private readonly gap: number;
 
-  /** Encoded size of the MSET with `pairBytes` more (one more pair). */
-  sizeWith(pairBytes: number): number {
-    return multibulkHeaderLength(this.len + 3) + MSET_VERB_BYTES + this.bytes + pairBytes;
+  constructor(private readonly maxArgs: number) {
+    this.gap = multibulkHeaderLength(maxArgs + 1) + MSET_VERB_BYTES;
   }
 
-  /** Adds a pair of `pairBytes` encoded bytes; returns true when the MSET is full. */
-  add(key: Arg, value: Arg, pairBytes: number): boolean {
+  /** Bytes the open MSET takes in the unit's buffer with one more pair of `pairBytes` (or a new one with it). */
+  sizeWith(pairBytes: number): number {
+    return this.gap + this.bytes + pairBytes;
+  }
+
+  /** Opens an MSET at `at` of the unit's buffer (room for sizeWith(first pair) checked by the caller). */
+  begin(at: number): void {
+    this.start = at;
+  }
+
+  /** Writes a pair of `pairBytes` encoded bytes into `buf`; returns true when the MSET is full. */
+  add(buf: Buffer, key: Arg, value: Arg, pairBytes: number): boolean {
     const k = argBuffer(key);
     const v = argBuffer(value);
-    return this.addRanges(k, 0, k.length, v, 0, v.length, pairBytes);
+    return this.addRanges(buf, k, 0, k.length, v, 0, v.length, pairBytes);
   }
 
   /** add() of a key and a value given as ranges. */
-  addRanges(ks: Buffer, ka: number, kl: number, vs: Buffer, va: number, vl: number, pairBytes: number): boolean {
-    const n = this.len;
-    this.srcs[n] = ks;
-    this.ats[n] = ka;
-    this.lens[n] = kl;
-    this.srcs[n + 1] = vs;
-    this.ats[n + 1] = va;
-    this.lens[n + 1] = vl;
-    this.len = n + 2;
+  addRanges(buf: Buffer, ks: Buffer, ka: number, kl: number, vs: Buffer, va: number, vl: number, pairBytes: number): boolean {
+    const at = this.start + this.gap + this.bytes;
+    const end = writeRangeBulk(buf, writeRangeBulk(buf, at, ks, ka, kl), vs, va, vl);
+    // A wrong size would send a cut or garbled command to the target: never let it pass.
+    if (end !== at + pairBytes) throw new Error(`MSET pair encoded to ${end - at} bytes, ${pairBytes} measured`);
     this.bytes += pairBytes;
-    return this.len === MSET_PAIRS * 2;
+    this.len += 2;
+    return this.len === this.maxArgs;
   }
 
-  /** Encoded size of the whole MSET. */
-  encodedLength(): number {
-    return multibulkHeaderLength(this.len + 1) + MSET_VERB_BYTES + this.bytes;
-  }
-
-  /** Writes the MSET into `buf` at `at` and empties the gather; returns where it ended. */
-  writeTo(buf: Buffer, at: number): number {
-    const { srcs, ats, lens } = this;
-    const n = this.len;
-    let o = writeMultibulkHeader(buf, at, n + 1);
-    o = writeBulk(buf, o, 'MSET');
-    for (let i = 0; i < n; i++) o = writeRangeBulk(buf, o, srcs[i]!, ats[i]!, lens[i]!);
+  /** Writes the header of the open MSET and closes the gap; returns where the MSET starts and ends. */
+  close(buf: Buffer): { start: number; end: number } {
+    const start = this.start;
+    const headerEnd = writeBulk(buf, writeMultibulkHeader(buf, start, this.len + 1), 'MSET');
+    const pairs = start + this.gap;
+    if (headerEnd < pairs) buf.copyWithin(headerEnd, pairs, pairs + this.bytes);
+    const end = headerEnd + this.bytes;
     this.len = 0;
     this.bytes = 0;
-    return o;
+    return { start, end };
   }
 }
 
@@ -190,7 +198,7 @@ export class SnapshotApplier {
   private readonly unit: OpenUnit;
   /** Encoded units waiting for `apply` to submit them (the translator calls `add` synchronously). */
   private ready: WriteUnit[] = [];
-  private readonly mset = new MsetGather();
+  private readonly mset: MsetGather;
   /** The db each submitted unit writes to (see OpenUnit.db and dbOf). */
   private readonly unitDbs = new WeakMap<object, number>();
 
@@ -210,6 +218,7 @@ export class SnapshotApplier {
     this.unit = new OpenUnit(this.unitBytes);
     this.unitCommands = Math.max(1, opts.unitCommands ?? 4096);
     this.coalesceSets = opts.coalesceSets ?? true;
+    this.mset = new MsetGather(2 * Math.max(1, opts.msetPairs ?? MSET_PAIRS));
     this.onForeignDb = opts.onForeignDb;
     this.onLongString = opts.onLongString;
   }
@@ -220,10 +229,23 @@ export class SnapshotApplier {
   }
 
   async apply(records: readonly RdbRecord[]): Promise<void> {
-    for (const rec of records) {
+    for (let i = 0; i < records.length; i++) {
+      const rec = records[i]!;
       if (this.dropping) {
         if (rec.kind === 'keyEnd' || rec.kind === 'keySkipped') this.dropping = false;
         continue;
+      }
+      // Most snapshot keys are small plain strings: their three records (keyStart, string,
+      // keyEnd) go to the MSET being gathered in one step when the translator says it can.
+      if (rec instanceof KeyStartRecord && !this.longString && (rec.db === 0 || this.onForeignDb === undefined)) {
+        const value = records[i + 1];
+        if (value instanceof StringRecord && records[i + 2]?.kind === 'keyEnd' && this.translator.plainString(rec, value, this.sink)) {
+          this.stats.keys++;
+          this.db = rec.db;
+          i += 2;
+          if (this.ready.length > 0) await this.submitReady();
+          continue;
+        }
       }
       if (rec.kind === 'keyStart' && rec.db !== 0 && this.onForeignDb !== undefined) {
         this.onForeignDb(rec.db, rec.key);
@@ -327,13 +349,7 @@ export class SnapshotApplier {
       const key = cmd[1]!;
       const value = cmd[2]!;
       const pair = bulkLength(key) + bulkLength(value);
-      // The gathered MSET is written at the end of the unit when it closes: if it would not
-      // fit there with this pair, it closes now, the unit is cut and the pair starts the next.
-      if (this.unit.used + this.mset.sizeWith(pair) > this.unitBytes) {
-        this.closeMset();
-        this.cut();
-      }
-      if (this.mset.add(key, value, pair)) this.closeMset();
+      if (this.mset.add(this.msetRoom(pair), key, value, pair)) this.closeMset();
     } else {
       this.closeMset();
       const size = encodedLength(cmd);
@@ -357,11 +373,7 @@ export class SnapshotApplier {
       return;
     }
     const pair = bulkLengthOf(k.keyLen) + bulkLengthOf(v.len);
-    if (this.unit.used + this.mset.sizeWith(pair) > this.unitBytes) {
-      this.closeMset();
-      this.cut();
-    }
-    if (this.mset.addRanges(k.keySrc, k.keyAt, k.keyLen, v.src, v.at, v.len, pair)) this.closeMset();
+    if (this.mset.addRanges(this.msetRoom(pair), k.keySrc, k.keyAt, k.keyLen, v.src, v.at, v.len, pair)) this.closeMset();
     if (this.unit.count + (this.mset.len > 0 ? 1 : 0) >= this.unitCommands) {
       this.closeMset();
       this.cut();
@@ -394,14 +406,30 @@ export class SnapshotApplier {
     return true;
   }
 
-  /** Encode the MSET being gathered, if any. */
+  /**
+   * The unit's buffer, with room in the MSET being gathered for one more pair of `pairBytes`:
+   * an MSET that would not fit in the unit with it closes, the unit is cut and the pair opens
+   * the next MSET (in a buffer of its own size if it is bigger than a unit).
+   */
+  private msetRoom(pairBytes: number): Buffer {
+    const mset = this.mset;
+    if (mset.len > 0 && this.unit.used + mset.sizeWith(pairBytes) <= this.unitBytes) return this.unit.buf!;
+    if (mset.len > 0 || this.unit.used + mset.sizeWith(pairBytes) > this.unitBytes) {
+      this.closeMset();
+      this.cut();
+    }
+    const buf = this.reserveBuffer(mset.sizeWith(pairBytes));
+    mset.begin(this.unit.used);
+    return buf;
+  }
+
+  /** Close the MSET being gathered, if any: it becomes one command of the unit. */
   private closeMset(): void {
     const mset = this.mset;
     if (mset.len === 0) return;
-    const size = mset.encodedLength();
-    const buf = this.reserveBuffer(size);
-    const at = this.unit.used;
-    this.unit.wrote(mset.writeTo(buf, at), at + size);
+    const { start, end } = mset.close(this.unit.buf!);
+    if (start !== this.unit.used) throw new Error(`MSET opened at byte ${start} of a unit of ${this.unit.used}`);
+    this.unit.wrote(end, end);
   }
 
   /** The unit's buffer, with room for `size` more bytes at `used` (the unit is cut first if they do not fit). */
