@@ -4,7 +4,15 @@
  *
  *   npm run bench:sync [-- --only a,b,c] [--modes disk,diskless] [--live-seconds 10]
  *                         [--loads heavy,light] [--checkpoints none,file,target] [--no-verify]
- *                         [--filters none,all,key,type]
+ *                         [--filters none,all,key,type] [--tls | --transports tcp,tls]
+ *
+ * --tls: every server (source, native replica, Replicant's target) serves TLS only
+ *     (`--port 0 --tls-port P`, `tls-replication yes` so the native replica replicates over TLS,
+ *     `tls-auth-clients no`), with a throw-away CA + certificate for 127.0.0.1 made by openssl at
+ *     the start of the run; Replicant runs with rediss:// URLs and `--tls-ca`, redis-benchmark and
+ *     the lag probe connect with TLS too. Rows are labelled "disk tls" / "diskless tls" (full sync)
+ *     and link "tls" (live). --transports tcp,tls runs both, one after the other for each dataset and
+ *     load, in the same tables and JSON. Runs that include TLS write full-sync-tls-<date>-custom.json.
  *
  * (a) 1,000,000 keys × 16 B; (b) ≈ 200k keys of every type, some large (≈ 160 MB RDB).
  *     For each source mode (disk-based, diskless):
@@ -31,6 +39,7 @@ import { procCpuMs, spawnOwned, stopChild, tempDir } from './lib/processes.mjs';
 import { digest, info, sleep, startRedis, totalKeys, waitFor } from './lib/redis.mjs';
 import { replicantFullSync, startReplicant } from './lib/replicant.mjs';
 import { MB, median, percentile, parseArgs, printTable, warnIfBusy, writeResults } from './lib/report.mjs';
+import { makeTlsFiles } from './lib/tls.mjs';
 
 const opts = parseArgs(process.argv.slice(2), {
   only: 'a,b,c',
@@ -40,7 +49,28 @@ const opts = parseArgs(process.argv.slice(2), {
   checkpoints: 'none,target',
   filters: 'none',
   noVerify: false,
+  tls: false,
+  transports: 'tcp',
 });
+if (opts.tls && opts.given.includes('transports')) {
+  console.error('give --tls (TLS rows only) or --transports tcp,tls, not both');
+  process.exit(2);
+}
+const TRANSPORTS = opts.tls ? ['tls'] : opts.transports.split(',').map((s) => s.trim()).filter(Boolean);
+for (const t of TRANSPORTS) {
+  if (t !== 'tcp' && t !== 'tls') {
+    console.error(`--transports: unknown transport ${t} (tcp, tls)`);
+    process.exit(2);
+  }
+}
+// One throw-away CA + server certificate for the whole run (temp dir removed at exit).
+const TLS_FILES = TRANSPORTS.includes('tls') ? makeTlsFiles() : null;
+/** The `tls` option of startRedis for a transport. */
+const serverTls = (transport) => (transport === 'tls' ? TLS_FILES : null);
+/** Replicant's arguments for a source/target that serves TLS (its URLs are rediss:// already). */
+const replicantTlsArgs = (server) => (server.tls ? ['--tls-ca', server.tls.ca] : []);
+/** redis-cli / redis-benchmark arguments for a server that serves TLS. */
+const cliTlsArgs = (server) => (server.tls ? ['--tls', '--cacert', server.tls.ca] : []);
 // (`bench:probe` is the lag probe's key: kept, so lag is measured under every filter.)
 const FILTERS = { none: [], all: ['--exclude-key', 'nomatch:*'], key: ['--key', 'key:*', '--key', 'bench:probe'], type: ['--type', 'string,hash'] };
 const verify = !opts.noVerify;
@@ -81,7 +111,7 @@ async function serverCpu(c) {
 }
 
 async function nativeFullSync(source, sourceKeys, sourceDigest) {
-  const replica = await startRedis({ name: 'native-replica' });
+  const replica = await startRedis({ name: 'native-replica', tls: source.tls });
   try {
     const c = replica.client();
     await c.ping();
@@ -102,9 +132,9 @@ async function nativeFullSync(source, sourceKeys, sourceDigest) {
 }
 
 async function replicantRun(source, sourceKeys, sourceDigest) {
-  const target = await startRedis({ name: 'replicant-target' });
+  const target = await startRedis({ name: 'replicant-target', tls: source.tls });
   try {
-    const r = await replicantFullSync(source.url, target.url);
+    const r = await replicantFullSync(source.url, target.url, replicantTlsArgs(source));
     const c = target.client();
     const serverCpuMs = await serverCpu(c);
     // The registry of syncs into this target (issue 7 item 1) is Replicant's, not the source's.
@@ -127,15 +157,16 @@ async function replicantRun(source, sourceKeys, sourceDigest) {
   }
 }
 
-async function fullSyncScenario(label, what, fill) {
+async function fullSyncScenario(label, what, fill, transport) {
   const modes = opts.modes.split(',').map((s) => s.trim()).filter(Boolean);
-  const source = await startRedis({ name: `source-${label}`, args: SOURCE_ARGS });
+  const source = await startRedis({ name: `source-${label}`, args: SOURCE_ARGS, tls: serverTls(transport) });
+  const tls = transport === 'tls';
   const rows = [];
   try {
     const src = source.client();
-    process.stdout.write(`(${label}) filling the source: ${what} ... `);
+    process.stdout.write(`(${label}${tls ? ', tls' : ''}) filling the source: ${what} ... `);
     const t0 = Date.now();
-    await fill(src);
+    await fill(src, source);
     const sourceKeys = await totalKeys(src);
     const sourceDigest = verify ? await digest(src) : null;
     console.log(`${sourceKeys.toLocaleString('en-US')} keys, ${((Date.now() - t0) / 1000).toFixed(1)} s`);
@@ -146,10 +177,10 @@ async function fullSyncScenario(label, what, fill) {
       await sourceIdle(src);
       const rep = await replicantRun(source, sourceKeys, sourceDigest);
       await sourceIdle(src);
-      const base = { dataset: label, mode, keys: sourceKeys, rdbMB: rep.rdbMB };
+      const base = { dataset: label, mode, tls, keys: sourceKeys, rdbMB: rep.rdbMB };
       rows.push({ ...base, tool: 'native REPLICAOF', ms: native.ms, ratio: 1, serverCpuMs: native.serverCpuMs, peakMB: native.usedMemoryPeakMB, digestMatch: native.digestMatch });
       rows.push({ ...base, tool: `replicant (${rep.writeMode ?? '?'})`, ms: rep.ms, internalMs: rep.internalMs, cpuMs: rep.cpuMs, serverCpuMs: rep.serverCpuMs, ratio: rep.ms / native.ms, peakMB: rep.peakRssMB, digestMatch: rep.digestMatch });
-      console.log(`  ${mode}: native ${Math.round(native.ms)} ms, replicant ${Math.round(rep.ms)} ms (${(rep.ms / native.ms).toFixed(2)}×)`);
+      console.log(`  ${mode}${tls ? ' tls' : ''}: native ${Math.round(native.ms)} ms, replicant ${Math.round(rep.ms)} ms (${(rep.ms / native.ms).toFixed(2)}×)`);
     }
   } finally {
     await source.stop();
@@ -160,7 +191,7 @@ async function fullSyncScenario(label, what, fill) {
 // ---------------------------------------------------------------- live phase
 
 async function attach(kind, checkpoint, source, filter) {
-  const replica = await startRedis({ name: `live-${kind}` });
+  const replica = await startRedis({ name: `live-${kind}`, tls: source.tls });
   const c = replica.client();
   if (kind === 'native') {
     await c.replicaof('127.0.0.1', String(source.port));
@@ -171,13 +202,13 @@ async function attach(kind, checkpoint, source, filter) {
     return { replica, c, rep: null };
   }
   const spec = checkpoint === 'file' ? `file:${join(tempDir('replicant-bench-cp-'), 'checkpoint.json')}` : checkpoint;
-  const rep = startReplicant(source.url, replica.url, { checkpoint: spec, extraArgs: FILTERS[filter] });
+  const rep = startReplicant(source.url, replica.url, { checkpoint: spec, extraArgs: [...FILTERS[filter], ...replicantTlsArgs(source)] });
   await rep.waitPhase('streaming');
   return { replica, c, rep };
 }
 
-function loadRun(port, load) {
-  return spawnOwned('redis-benchmark', ['-h', '127.0.0.1', '-p', String(port), '-t', 'set,incr,lpush,hset', ...LOADS[load], '-n', '2000000', '-r', '100000', '-l', '-q']);
+function loadRun(source, load) {
+  return spawnOwned('redis-benchmark', ['-h', '127.0.0.1', '-p', String(source.port), ...cliTlsArgs(source), '-t', 'set,incr,lpush,hset', ...LOADS[load], '-n', '2000000', '-r', '100000', '-l', '-q']);
 }
 
 async function counters(src, dst, probe, rep) {
@@ -192,8 +223,8 @@ async function counters(src, dst, probe, rep) {
   };
 }
 
-async function liveRun(kind, checkpoint, load, filter = 'none') {
-  const source = await startRedis({ name: 'live-source', args: [...SOURCE_ARGS, '--repl-diskless-sync', 'yes'] });
+async function liveRun(kind, checkpoint, load, filter = 'none', transport = 'tcp') {
+  const source = await startRedis({ name: 'live-source', args: [...SOURCE_ARGS, '--repl-diskless-sync', 'yes'], tls: serverTls(transport) });
   let att = null;
   let bench = null;
   let probe = null;
@@ -201,12 +232,12 @@ async function liveRun(kind, checkpoint, load, filter = 'none') {
     const src = source.client();
     await populateSmallKeys(src, 100_000, 16);
     att = await attach(kind, checkpoint, source, filter);
-    probe = new LagProbe(source.port, att.replica.port, { everyMs: 10 });
+    probe = new LagProbe(source.clientOptions(), att.replica.clientOptions(), { everyMs: 10 });
     probe.start();
     await sleep(1000);
     const idleLags = probe.lagsBetween(performance.now() - 900, performance.now() - 100);
     const before = await counters(src, att.c, probe, att.rep);
-    bench = loadRun(source.port, load);
+    bench = loadRun(source, load);
     await sleep(opts.liveSeconds * 1000);
     const after = await counters(src, att.c, probe, att.rep);
     if (bench.exitCode !== null) throw new Error(`redis-benchmark exited early (${bench.exitCode})`);
@@ -217,6 +248,7 @@ async function liveRun(kind, checkpoint, load, filter = 'none') {
     const row = {
       replica: kind === 'native' ? 'native replica' : `replicant (checkpoint ${checkpoint}${filter === 'none' ? '' : `, filter ${filter}`})`,
       load,
+      link: transport,
       seconds: secs,
       sourceOps: (after.src - before.src) / secs,
       // The replica's own counter, minus the probe's GET polls (MULTI/EXEC/checkpoint writes count too).
@@ -275,11 +307,13 @@ async function liveScenario() {
     if (!LOADS[load]) throw new Error(`--loads: unknown load ${load} (${Object.keys(LOADS).join(', ')})`);
     const filters = opts.filters.split(',').map((s) => s.trim()).filter(Boolean);
     for (const f of filters) if (!FILTERS[f]) throw new Error(`--filters: unknown filter ${f} (${Object.keys(FILTERS).join(', ')})`);
-    for (const [kind, cp, f] of [['native', null, 'none'], ...cps.flatMap((c) => filters.map((f) => ['replicant', c, f]))]) {
-      process.stdout.write(`(c) live, ${load} load, ${kind}${cp ? ` checkpoint ${cp}` : ''}${f === 'none' ? '' : ` filter ${f}`} ... `);
-      const r = await liveRun(kind, cp, load, f);
-      console.log(`lag p99 ${r.lagP99 === Infinity ? 'unseen' : `${Math.round(r.lagP99)} ms`}, drain ${r.drainMs === null ? '> 60 s' : `${Math.round(r.drainMs)} ms`}`);
-      rows.push(r);
+    for (const transport of TRANSPORTS) {
+      for (const [kind, cp, f] of [['native', null, 'none'], ...cps.flatMap((c) => filters.map((f) => ['replicant', c, f]))]) {
+        process.stdout.write(`(c) live, ${load} load, ${transport}, ${kind}${cp ? ` checkpoint ${cp}` : ''}${f === 'none' ? '' : ` filter ${f}`} ... `);
+        const r = await liveRun(kind, cp, load, f, transport);
+        console.log(`lag p99 ${r.lagP99 === Infinity ? 'unseen' : `${Math.round(r.lagP99)} ms`}, drain ${r.drainMs === null ? '> 60 s' : `${Math.round(r.drainMs)} ms`}`);
+        rows.push(r);
+      }
     }
   }
   return rows;
@@ -289,12 +323,12 @@ async function main() {
   const loadBefore = warnIfBusy();
   const only = new Set(opts.only.split(',').map((s) => s.trim()));
   const fullRows = [];
-  if (only.has('a')) fullRows.push(...(await fullSyncScenario('a', '1M keys × 16 B', (c) => populateSmallKeys(c, 1_000_000, 16))));
-  if (only.has('b')) fullRows.push(...(await fullSyncScenario('b', '≈200k mixed keys of every type', (c) => writeMixedDataset(c))));
+  for (const t of only.has('a') ? TRANSPORTS : []) fullRows.push(...(await fullSyncScenario('a', '1M keys × 16 B', (c) => populateSmallKeys(c, 1_000_000, 16), t)));
+  for (const t of only.has('b') ? TRANSPORTS : []) fullRows.push(...(await fullSyncScenario('b', '≈200k mixed keys of every type', (c, server) => writeMixedDataset(c, { cliArgs: cliTlsArgs(server) }), t)));
   if (fullRows.length > 0) {
     printTable('full sync to a fresh server (ms: native = REPLICAOF → link up + same key count; replicant = process start → exit)', [
       ['dataset', 'dataset'],
-      ['source', 'mode'],
+      ['source', (r) => `${r.mode}${r.tls ? ' tls' : ''}`],
       ['tool', 'tool'],
       ['keys', 'keys'],
       ['RDB MB', 'rdbMB'],
@@ -318,6 +352,7 @@ async function main() {
     printTable(`${title}: throughput and CPU`, [
       ['replica', 'replica'],
       ['load', 'load'],
+      ['link', 'link'],
       ['source ops/s', 'sourceOps'],
       ['replica ops/s', 'replicaOps'],
       ['replicant ops/s', 'replicantOps'],
@@ -329,6 +364,7 @@ async function main() {
     printTable(`${title}: end-to-end lag (ms)`, [
       ['replica', 'replica'],
       ['load', 'load'],
+      ['link', 'link'],
       ['idle p50', 'idleP50'],
       ['p50', 'lagP50'],
       ['p99', 'lagP99'],
@@ -347,7 +383,8 @@ async function main() {
       'goal: lag p99 < 100 ms at a load the native replica keeps up with.',
     ].join('\n'));
   }
-  const out = writeResults('full-sync', { options: opts, loadavgBefore: loadBefore, fullSync: fullRows, live: liveRows, summary: summarize(fullRows, liveRows) }, { custom: opts.given.some((g) => g !== 'noVerify') });
+  // A run with TLS rows never lands in (or replaces) the plain full-sync-<date>*.json files.
+  const out = writeResults(TRANSPORTS.includes('tls') ? 'full-sync-tls' : 'full-sync', { options: opts, loadavgBefore: loadBefore, fullSync: fullRows, live: liveRows, summary: summarize(fullRows, liveRows) }, { custom: opts.given.some((g) => g !== 'noVerify') });
   console.log(`\nresults: ${out}`);
   const bad = [...fullRows, ...liveRows].filter((r) => r.digestMatch === false);
   if (bad.length > 0) {
@@ -357,9 +394,10 @@ async function main() {
 }
 
 function summarize(fullRows, liveRows) {
-  const ratios = fullRows.filter((r) => r.tool.startsWith('replicant')).map((r) => ({ dataset: r.dataset, mode: r.mode, ratio: r.ratio, within1_5: r.ratio <= 1.5 }));
-  const live = liveRows.map((r) => ({ replica: r.replica, load: r.load, lagP99: r.lagP99, under100ms: r.lagP99 < 100 }));
-  return { fullSyncRatios: ratios, medianRatio: median(ratios.map((r) => r.ratio)), live };
+  const ratios = fullRows.filter((r) => r.tool.startsWith('replicant')).map((r) => ({ dataset: r.dataset, mode: r.mode, tls: r.tls, ratio: r.ratio, within1_5: r.ratio <= 1.5 }));
+  const live = liveRows.map((r) => ({ replica: r.replica, load: r.load, link: r.link, lagP99: r.lagP99, under100ms: r.lagP99 < 100 }));
+  const byLink = TRANSPORTS.length > 1 ? { medianRatioTcp: median(ratios.filter((r) => !r.tls).map((r) => r.ratio)), medianRatioTls: median(ratios.filter((r) => r.tls).map((r) => r.ratio)) } : {};
+  return { fullSyncRatios: ratios, medianRatio: median(ratios.map((r) => r.ratio)), ...byLink, live };
 }
 
 main().catch((e) => {

@@ -61,9 +61,10 @@ export async function writeLargeCollections(client) {
 
 /**
  * ≈ 200k keys of every type (≈ 150–180 MB RDB): mostly small keys with random content,
- * 10 % with a TTL, plus a few large collections and big strings.
+ * 10 % with a TTL, plus a few large collections and big strings. `cliArgs`: extra redis-cli
+ * arguments for the bulk-load pipe (e.g. ['--tls', '--cacert', ca] for a TLS-only server).
  */
-export async function writeMixedDataset(client, { scale = 1 } = {}) {
+export async function writeMixedDataset(client, { scale = 1, cliArgs = [] } = {}) {
   const pool = randomBytes(4 * 1024 * 1024);
   let poolAt = 0;
   // Slices of a random pool: incompressible, no per-value allocation of fresh random bytes.
@@ -78,7 +79,7 @@ export async function writeMixedDataset(client, { scale = 1 } = {}) {
   const n = (x) => Math.max(1, Math.round(x * scale));
   const counts = { string: n(100_000), hash: n(30_000), list: n(30_000), set: n(15_000), zset: n(15_000), stream: n(5_000) };
 
-  const pipe = new RespPipe(client.options.port);
+  const pipe = new RespPipe(client.options.port, cliArgs);
   const add = async (key, i, args) => {
     await pipe.send(args);
     if (i % 10 === 0) await pipe.send(['PEXPIREAT', key, expireAt + i]);
@@ -135,8 +136,8 @@ export async function writeMixedDataset(client, { scale = 1 } = {}) {
  * end() fails if redis-cli reports any error reply.
  */
 class RespPipe {
-  constructor(port) {
-    this.child = spawnOwned('redis-cli', ['-h', '127.0.0.1', '-p', String(port), '--pipe'], { stdio: ['pipe', 'pipe', 'pipe'] });
+  constructor(port, cliArgs = []) {
+    this.child = spawnOwned('redis-cli', ['-h', '127.0.0.1', '-p', String(port), ...cliArgs, '--pipe'], { stdio: ['pipe', 'pipe', 'pipe'] });
     this.out = '';
     this.child.stdout.on('data', (d) => (this.out += d.toString()));
     this.child.stderr.on('data', (d) => (this.out += d.toString()));

@@ -1,6 +1,7 @@
 /**
  * The end-to-end lag probe of `replicant bench` (src/bench/probe.ts, from the build in dist/),
- * with clients to two loopback ports: the method is described there.
+ * with clients to two loopback servers: the method is described there. Each side is a port, or
+ * ioredis connection options (e.g. a bench server's clientOptions(), with `tls` for a TLS server).
  */
 import { Redis } from 'ioredis';
 import { LagProbe as Probe } from '../../dist/bench/probe.js';
@@ -8,9 +9,10 @@ import { LagProbe as Probe } from '../../dist/bench/probe.js';
 export const PROBE_KEY = 'bench:probe';
 
 export class LagProbe extends Probe {
-  constructor(sourcePort, targetPort, { everyMs = 10 } = {}) {
-    const src = new Redis({ port: sourcePort, host: '127.0.0.1', enableAutoPipelining: false });
-    const dst = new Redis({ port: targetPort, host: '127.0.0.1', enableAutoPipelining: false });
+  constructor(source, target, { everyMs = 10 } = {}) {
+    const conn = (s) => (typeof s === 'number' ? { port: s, host: '127.0.0.1' } : s);
+    const src = new Redis({ ...conn(source), enableAutoPipelining: false });
+    const dst = new Redis({ ...conn(target), enableAutoPipelining: false });
     src.on('error', () => {});
     dst.on('error', () => {});
     super(src, dst, PROBE_KEY, everyMs);

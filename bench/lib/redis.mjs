@@ -23,14 +23,23 @@ export async function freePort() {
 
 /**
  * Start a redis-server. `args` are extra config pairs (['--name', 'value', ...]).
- * Returns { port, url, dir, child, client(), info(section), stop() }.
+ * `tls` (files from tls.mjs makeTlsFiles()): serve TLS only (`--port 0 --tls-port <port>`, no
+ * client certificates required) and replicate over TLS when made a replica (`tls-replication yes`);
+ * url is then rediss://, and client() / the readiness check connect with TLS.
+ * Returns { port, url, tls, dir, child, client(), clientOptions(), info(section), stop() }.
  */
-export async function startRedis({ args = [], name = 'redis' } = {}) {
+export async function startRedis({ args = [], name = 'redis', tls = null } = {}) {
+  const listen = (port) => tls === null ? ['--port', String(port)] : [
+    '--port', '0', '--tls-port', String(port),
+    '--tls-cert-file', tls.cert, '--tls-key-file', tls.key, '--tls-ca-cert-file', tls.ca,
+    '--tls-auth-clients', 'no', '--tls-replication', 'yes',
+  ];
+  const clientTls = tls === null ? {} : { tls: tls.clientOptions() };
   for (let attempt = 0; ; attempt++) {
     const dir = tempDir(`replicant-bench-${name}-`);
     const port = await freePort();
     const child = spawnOwned('redis-server', [
-      '--port', String(port), '--bind', '127.0.0.1', '--dir', dir, '--save', '', '--appendonly', 'no',
+      ...listen(port), '--bind', '127.0.0.1', '--dir', dir, '--save', '', '--appendonly', 'no',
       '--enable-debug-command', 'yes', '--daemonize', 'no', '--logfile', '', '--protected-mode', 'no',
       ...args,
     ]);
@@ -46,11 +55,14 @@ export async function startRedis({ args = [], name = 'redis' } = {}) {
       port,
       dir,
       child,
-      url: `redis://127.0.0.1:${port}`,
+      url: `${tls === null ? 'redis' : 'rediss'}://127.0.0.1:${port}`,
+      tls,
       log: () => log,
+      /** ioredis connection options for this server (host, port, and `tls` when it serves TLS). */
+      clientOptions: () => ({ port, host: '127.0.0.1', ...clientTls }),
       /** A new ioredis client, closed by stop(). */
       client() {
-        const c = new Redis({ port, host: '127.0.0.1', maxRetriesPerRequest: 1, enableAutoPipelining: false });
+        const c = new Redis({ port, host: '127.0.0.1', ...clientTls, maxRetriesPerRequest: 1, enableAutoPipelining: false });
         c.on('error', () => {});
         clients.push(c);
         return c;
@@ -75,7 +87,7 @@ async function waitReady(server) {
   const deadline = Date.now() + 10_000;
   while (Date.now() < deadline) {
     if (server.child.exitCode !== null) throw new Error(`exited with ${server.child.exitCode}`);
-    const c = new Redis({ port: server.port, host: '127.0.0.1', lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => null, enableOfflineQueue: false });
+    const c = new Redis({ ...server.clientOptions(), lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => null, enableOfflineQueue: false });
     c.on('error', () => {});
     try {
       await c.connect();
