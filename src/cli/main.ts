@@ -5,16 +5,27 @@
  */
 import { Command, CommanderError } from 'commander';
 import { ExitCode, ReplicantError } from '../errors.js';
-import { registerRdbCommand } from './rdb.js';
-import { registerSyncCommand } from './sync.js';
-import { registerDemoCommand } from './demo.js';
-import { registerVerifyCommand } from './verify.js';
-import { registerCutoverCommand } from './cutover.js';
-import { registerPlanCommand } from './plan.js';
-import { registerBenchCommand } from './bench.js';
-import { registerStatusCommand } from './status.js';
 
-export function buildProgram(): Command {
+type Register = (program: Command) => void;
+
+/**
+ * Each subcommand's module, in the order `--help` lists them. Only the one named on the command
+ * line is loaded (each brings its option parsers and their imports): start-up is part of every
+ * `rdb` and `sync` run's time.
+ */
+const SUBCOMMANDS: Record<string, () => Promise<Register>> = {
+  rdb: async () => (await import('./rdb.js')).registerRdbCommand,
+  sync: async () => (await import('./sync.js')).registerSyncCommand,
+  demo: async () => (await import('./demo.js')).registerDemoCommand,
+  verify: async () => (await import('./verify.js')).registerVerifyCommand,
+  cutover: async () => (await import('./cutover.js')).registerCutoverCommand,
+  plan: async () => (await import('./plan.js')).registerPlanCommand,
+  bench: async () => (await import('./bench.js')).registerBenchCommand,
+  status: async () => (await import('./status.js')).registerStatusCommand,
+};
+
+/** The program for `argv`: with a known subcommand first, that one alone; else all (help, errors). */
+export async function buildProgram(argv: readonly string[] = process.argv): Promise<Command> {
   const program = new Command();
   program
     .name('replicant')
@@ -22,14 +33,10 @@ export function buildProgram(): Command {
     .version('0.1.0')
     .showHelpAfterError()
     .exitOverride();
-  registerRdbCommand(program);
-  registerSyncCommand(program);
-  registerDemoCommand(program);
-  registerVerifyCommand(program);
-  registerCutoverCommand(program);
-  registerPlanCommand(program);
-  registerBenchCommand(program);
-  registerStatusCommand(program);
+  const named = argv[2];
+  const names = named !== undefined && Object.hasOwn(SUBCOMMANDS, named) ? [named] : Object.keys(SUBCOMMANDS);
+  const registers = await Promise.all(names.map((n) => SUBCOMMANDS[n]!()));
+  for (const register of registers) register(program);
   return program;
 }
 
@@ -51,7 +58,7 @@ export function reportError(err: unknown): number {
 
 async function main(): Promise<void> {
   try {
-    await buildProgram().parseAsync(process.argv);
+    await (await buildProgram()).parseAsync(process.argv);
   } catch (err) {
     process.exitCode = reportError(err);
   }

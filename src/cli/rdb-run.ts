@@ -11,12 +11,9 @@ import { LocalIoError, ReplicantError, UsageError, printableKey } from '../error
 import { RdbDecoder } from '../rdb/decoder.js';
 import { DECODE_SLICE_BYTES } from '../rdb/read.js';
 import type { RdbRecord } from '../rdb/types.js';
-import { JsonlWriter } from '../export/jsonl.js';
 import { KeyFilter, parseValueTypes } from '../export/key-filter.js';
 import { OutputBuffer } from '../export/output.js';
-import { RespWriter } from '../export/resp.js';
-import { StatsCollector, formatStats, statsToJson } from '../export/stats.js';
-import { UntranslatableKeyError, type TranslateIssue } from '../translate/translator.js';
+import type { TranslateIssue } from '../translate/translator.js';
 import { parseTargetVersion } from '../translate/format.js';
 
 export interface RdbCommandOptions {
@@ -70,13 +67,18 @@ async function openInput(file: string, io: RdbCommandIo): Promise<Readable> {
   }
 }
 
-/** One output format: takes the (filtered) records, writes at the end, reports on stderr. */
+/**
+ * One output format: takes the (filtered) records, writes at the end, reports on stderr. Each
+ * format's module is loaded only when it is the one asked for.
+ */
 interface FormatSink {
   push(rec: RdbRecord): void;
   /** After the last record: write whatever is written at the end (stats). */
   finish(): void;
   /** Summary lines for stderr. */
   report(): string[];
+  /** The error to report instead of `err` when the format knows better what to say, else null. */
+  explain?(err: unknown): Error | null;
 }
 
 interface Validated {
@@ -104,8 +106,9 @@ function validate(opts: RdbCommandOptions): Validated {
   return { filter, top, restoreMaxBytes };
 }
 
-function createSink(opts: RdbCommandOptions, v: Validated, out: OutputBuffer, stderr: Writable): FormatSink {
+async function createSink(opts: RdbCommandOptions, v: Validated, out: OutputBuffer, stderr: Writable): Promise<FormatSink> {
   if (opts.format === 'stats') {
+    const { StatsCollector, formatStats, statsToJson } = await import('../export/stats.js');
     const stats = new StatsCollector({ top: v.top });
     return {
       push: (r) => stats.push(r),
@@ -114,6 +117,7 @@ function createSink(opts: RdbCommandOptions, v: Validated, out: OutputBuffer, st
     };
   }
   if (opts.format === 'jsonl') {
+    const { JsonlWriter } = await import('../export/jsonl.js');
     const jsonl = new JsonlWriter(out);
     return {
       push: (r) => jsonl.push(r),
@@ -124,6 +128,7 @@ function createSink(opts: RdbCommandOptions, v: Validated, out: OutputBuffer, st
       ],
     };
   }
+  const [{ RespWriter }, { UntranslatableKeyError }] = await Promise.all([import('../export/resp.js'), import('../translate/translator.js')]);
   let issues = 0;
   const resp = new RespWriter(out, {
     mode: opts.restore ? 'restore' : 'commands',
@@ -141,6 +146,7 @@ function createSink(opts: RdbCommandOptions, v: Validated, out: OutputBuffer, st
   return {
     push: (r) => resp.push(r),
     finish: () => {},
+    explain: (err) => (err instanceof UntranslatableKeyError ? new ReplicantError(err.code, `${err.message}; --restore writes such keys, --on-corrupt skip skips them`, err.exitCode) : null),
     report: () => {
       const t = resp.translator.stats;
       return [
@@ -157,7 +163,7 @@ export async function runRdbCommand(file: string, opts: RdbCommandOptions, io: R
   const v = validate(opts);
   const filter = v.filter;
   const out = new OutputBuffer(io.stdout);
-  const sink = createSink(opts, v, out, io.stderr);
+  const sink = await createSink(opts, v, out, io.stderr);
   const decoder = new RdbDecoder({
     verifyChecksum: opts.verifyChecksum,
     captureRaw: opts.format === 'resp' && opts.restore === true,
@@ -183,10 +189,7 @@ export async function runRdbCommand(file: string, opts: RdbCommandOptions, io: R
     await out.end();
     if (out.failure) throw new LocalIoError(`cannot write output: ${out.failure.message}`);
   } catch (err) {
-    if (err instanceof UntranslatableKeyError) {
-      throw new ReplicantError(err.code, `${err.message}; --restore writes such keys, --on-corrupt skip skips them`, err.exitCode);
-    }
-    throw err;
+    throw sink.explain?.(err) ?? err;
   } finally {
     if (input !== io.stdin) input.destroy();
   }
