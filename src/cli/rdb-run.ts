@@ -73,6 +73,8 @@ async function openInput(file: string, io: RdbCommandIo): Promise<Readable> {
  */
 interface FormatSink {
   push(rec: RdbRecord): void;
+  /** push() of each record, when the format has a faster way to take them all. */
+  pushAll?(records: readonly RdbRecord[]): void;
   /** After the last record: write whatever is written at the end (stats). */
   finish(): void;
   /** Summary lines for stderr. */
@@ -112,6 +114,7 @@ async function createSink(opts: RdbCommandOptions, v: Validated, out: OutputBuff
     const stats = new StatsCollector({ top: v.top });
     return {
       push: (r) => stats.push(r),
+      pushAll: (records) => stats.pushAll(records),
       finish: () => out.utf8(opts.json ? `${JSON.stringify(statsToJson(stats.stats), null, 2)}\n` : formatStats(stats.stats)),
       report: () => (stats.stats.corruptSkipped > 0 ? [`skipped ${stats.stats.corruptSkipped} corrupt keys (--on-corrupt skip)`] : []),
     };
@@ -176,7 +179,8 @@ export async function runRdbCommand(file: string, opts: RdbCommandOptions, io: R
       // Push in small slices: fewer records alive at once keeps the GC cheap.
       for (let at = 0; at < data.length && !decoder.done; at += DECODE_SLICE_BYTES) {
         const records = decoder.push(data.subarray(at, at + DECODE_SLICE_BYTES));
-        if (filter.passAll) for (const r of records) sink.push(r);
+        if (filter.passAll && sink.pushAll !== undefined) sink.pushAll(records);
+        else if (filter.passAll) for (const r of records) sink.push(r);
         else for (const r of records) if (filter.accept(r)) sink.push(r);
       }
       await out.maybeFlush();

@@ -74,6 +74,11 @@ export class StatsCollector {
     this.now = opts.now ?? Date.now();
   }
 
+  /** push() of every record of a decoder push (one call, so the loop runs inside the collector). */
+  pushAll(records: readonly RdbRecord[]): void {
+    for (let i = 0; i < records.length; i++) this.push(records[i]!);
+  }
+
   push(rec: RdbRecord): void {
     // The three records of every small string key first.
     switch (rec.kind) {
