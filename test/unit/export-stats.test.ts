@@ -37,6 +37,11 @@ describe('StatsCollector', () => {
     expect(s.top.map((k) => [k.key.toString(), k.bytes])).toEqual([['h1', 1000], ['s2', 300], ['l1', 50]]);
     expect(s.corruptSkipped).toBe(1);
     expect(s.functions).toBe(1);
+    // The same records handed over a push at a time (as `replicant rdb` does) count the same.
+    const all = new StatsCollector({ top: 3, now: 1_000 });
+    all.pushAll(records.slice(0, 5));
+    all.pushAll(records.slice(5));
+    expect(statsToJson(all.stats)).toEqual(statsToJson(s));
   });
 
   it('renders a table and JSON', () => {
