@@ -5,7 +5,6 @@
  * optional self-contained --report FILE.html / FILE.svg.
  */
 import { writeFileSync } from 'node:fs';
-import { fileURLToPath } from 'node:url';
 import { Option, type Command } from 'commander';
 import { UsageError } from '../errors.js';
 import { ProgressReporter } from '../observe/progress.js';
@@ -66,7 +65,9 @@ export function registerBenchCommand(program: Command): void {
         clients: o.clients,
         compareNative: o.compareNative === true,
         existing: o.existing,
-        cli: fileURLToPath(new URL('./main.js', import.meta.url)),
+        // The CLI script this process runs (the sync child is the same build; this module itself
+        // may be a bundle chunk in another directory).
+        cli: process.argv[1]!,
         tls,
         tlsArgs: tlsArgs(o),
         logger,
