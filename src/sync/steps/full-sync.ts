@@ -20,9 +20,14 @@ import type { FullOutcome, SourceConnection } from './source-connection.js';
 import { explainRdbCut } from './rdb-cut.js';
 import { keepsLedger, ledgerCommand } from '../ownership/foreign-writes.js';
 
-/** Spool memory budget and target in-flight budget while a long string streams (at most the configured ones). */
+/** Spool memory budget while a long string streams (at most the configured one). */
 const LONG_STRING_SPOOL_MEMORY = 4 * 1024 * 1024;
-const LONG_STRING_INFLIGHT = 8 * 1024 * 1024;
+/**
+ * Target in-flight budget during the snapshot (at most the configured one, which streaming
+ * keeps): 16 units of 512 KiB keep the target busy, and answered units are freed by V8 late, so
+ * a bigger budget only raises the peak RSS of a big snapshot (3M × 100 B: 183-218 MB with 32 MB).
+ */
+const SNAPSHOT_INFLIGHT = 8 * 1024 * 1024;
 
 export async function fullSync(ctx: SyncContext, source: SourceConnection, outcome: FullOutcome): Promise<State> {
   const started = Date.now();
@@ -39,12 +44,12 @@ export async function fullSync(ctx: SyncContext, source: SourceConnection, outco
     rawLimit: opts.bigKeyBytes,
     onCorruptValue: ctx.policy.skipping ? 'skip' : 'fail',
   });
-  // While one long string streams, the spool and the in-flight budget would both fill with its
-  // pieces, and V8 frees them late: smaller buffers keep the peak of a 512 MB string under
-  // 150 MB at no measurable cost in speed (bench/README.md, "One 512 MB string").
+  writer.setMaxInflight(Math.min(opts.maxInflightBytes, SNAPSHOT_INFLIGHT));
+  // While one long string streams, the spool would fill with its pieces, and V8 frees them late:
+  // a smaller memory tier keeps the peak of a 512 MB string under 150 MB at no measurable cost
+  // in speed (bench/README.md, "One 512 MB string").
   const longString = (streaming: boolean): void => {
     source.spool.setMemoryBudget(streaming ? Math.min(opts.spoolMemoryBytes, LONG_STRING_SPOOL_MEMORY) : opts.spoolMemoryBytes);
-    writer.setMaxInflight(streaming ? Math.min(opts.maxInflightBytes, LONG_STRING_INFLIGHT) : opts.maxInflightBytes);
   };
   const scope = new SnapshotScope(
     ctx.scope,
@@ -94,6 +99,7 @@ export async function fullSync(ctx: SyncContext, source: SourceConnection, outco
   } finally {
     // The buffers get their configured sizes back even if the transfer failed mid-value.
     longString(false);
+    writer.setMaxInflight(opts.maxInflightBytes);
   }
   if (applier === null) throw new ReplicantError('RDB', 'RDB ended before its header', ExitCode.DATA);
   await applier.finish();
