@@ -36,7 +36,7 @@ export function registerSyncCommand(program: Command): void {
     .option('--spool-dir <dir>', 'directory for spool segments (default: the OS temp dir)')
     .option('--report <path>', 'file listing the snapshot keys not written to the target, one per line with db and reason (default: replicant-lost-keys-<time>.txt under --spool-dir or the temp dir, created only if a key is lost)')
     .option('--spool-memory <size>', 'stream bytes kept in memory before spilling to disk (at most 4mb while a string of 1 MiB or more streams)', parseSize, D.spoolMemoryBytes)
-    .option('--max-inflight <size>', 'bytes written to the target and not yet answered (pipelining depth; lower it to bound memory; at most 8mb while a string of 1 MiB or more streams)', parseSize, D.maxInflightBytes)
+    .option('--max-inflight <size>', 'bytes written to the target and not yet answered (pipelining depth; lower it to bound memory; at most 8mb during the full sync)', parseSize, D.maxInflightBytes)
     .option('--spool-disk <size>', 'disk budget for the spool; past it the source is no longer read', parseSize, D.spoolDiskBytes)
     .option('--listening-port <port>', 'port announced with REPLCONF listening-port', parsePort)
     .option('--read-timeout <duration>', 'source silence after which the link is dropped and resumed', parsePositiveDuration, D.readTimeoutMs)
