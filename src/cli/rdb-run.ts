@@ -13,7 +13,7 @@ import { DECODE_SLICE_BYTES } from '../rdb/read.js';
 import type { RdbRecord } from '../rdb/types.js';
 import { KeyFilter, parseValueTypes } from '../export/key-filter.js';
 import { OutputBuffer } from '../export/output.js';
-import type { TranslateIssue } from '../translate/translator.js';
+import type { TranslateIssue } from '../translate/options.js';
 import { parseTargetVersion } from '../translate/format.js';
 
 export interface RdbCommandOptions {

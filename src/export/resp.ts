@@ -3,7 +3,8 @@
  * `redis-cli --pipe`. The translation itself is ../translate/translator.ts; this only writes.
  */
 import type { RdbRecord } from '../rdb/types.js';
-import { Translator, type Command, type TranslateOptions } from '../translate/translator.js';
+import { Translator, type Command } from '../translate/translator.js';
+import type { TranslateOptions } from '../translate/options.js';
 import type { OutputBuffer } from './output.js';
 
 export class RespWriter {

@@ -1,58 +1,17 @@
 /**
- * The translator's state, one piece per concern: its settings (options resolved once), the key
- * being translated, what restore mode holds back until a key's end, and the scratch buffers
+ * The translator's state, one piece per concern: the key being translated, what restore mode holds back until a key's end, and the scratch buffers
  * reused from key to key. Kept apart from translator.ts so each reads on its own.
  */
 import { DUMP_TRAILER_BYTES, buildDumpPayload, writeDumpPayload } from '../rdb/dump.js';
 import type { KeyHeader } from '../rdb/types.js';
 import { HeldRecords } from './held-records.js';
-import { parseTargetVersion } from './format.js';
 import type { StreamRebuilder } from './redis-stream.js';
 import type { Command } from './command.js';
-import type { TranslateIssue, TranslateOptions } from './translator.js';
 
 const EMPTY = Buffer.alloc(0);
 /** Largest reused payload buffer: bigger payloads get one of their own. */
 const PAYLOAD_SCRATCH_MAX = 1024 * 1024;
 
-const NEWEST = 9999;
-
-/**
- * The options of a Translator, defaults applied and validated once: every option the
- * translation reads, in one place, so that the translator's own fields are only its state.
- * Immutable (the RDB version for payloads, which the header record may supply, is state).
- */
-export class TranslatorSettings {
-  readonly mode: 'commands' | 'restore' | 'auto';
-  readonly replace: boolean;
-  readonly includeExpired: boolean;
-  readonly now: () => number;
-  /** Target version as a number (7.0 -> 700, see parseTargetVersion). */
-  readonly target: number;
-  readonly batchElements: number;
-  readonly batchBytes: number;
-  readonly restoreBufferBytes: number;
-  readonly failUntranslatable: boolean;
-  readonly emitSelect: boolean;
-  readonly onIssue: ((issue: TranslateIssue) => void) | undefined;
-  /** transientCommands: commands are valid only until the next push (see TransientScratch). */
-  readonly transient: boolean;
-
-  constructor(opts: TranslateOptions) {
-    this.mode = opts.mode ?? 'commands';
-    this.replace = opts.replace ?? false;
-    this.includeExpired = opts.includeExpired ?? false;
-    this.now = opts.now ?? Date.now;
-    this.target = opts.targetVersion === undefined ? NEWEST : parseTargetVersion(opts.targetVersion);
-    this.batchElements = Math.max(1, opts.batchElements ?? 512);
-    this.batchBytes = Math.max(1, opts.batchBytes ?? 1024 * 1024);
-    this.restoreBufferBytes = opts.restoreBufferBytes ?? 8 * 1024 * 1024;
-    this.failUntranslatable = (opts.onUntranslatable ?? 'fail') === 'fail';
-    this.emitSelect = opts.emitSelect ?? true;
-    this.onIssue = opts.onIssue;
-    this.transient = opts.transientCommands ?? false;
-  }
-}
 
 /**
  * What is known about the key being translated (between its keyStart and its keyEnd or

@@ -29,7 +29,8 @@ import { encodedLength } from '../resp/encode.js';
 import { ExitCode, ReplicantError, printableKey } from '../errors.js';
 import { CommandBatcher } from './batch.js';
 import { formatScore } from './format.js';
-import { KeyState, RestoreHold, TransientScratch, TranslatorSettings } from './translator-state.js';
+import { KeyState, RestoreHold, TransientScratch } from './translator-state.js';
+import { TranslatorSettings, type TranslateOptions, type TranslateStats } from './options.js';
 import { StreamRebuilder } from './redis-stream.js';
 import type { Command } from './command.js';
 
@@ -51,68 +52,6 @@ export interface CommandSink {
    * straight from there. Both stay valid after the push (the decoder never rewrites its bytes).
    */
   setRange?(key: KeyStartRecord, value: StringRecord): unknown;
-}
-
-export interface TranslateOptions {
-  /**
-   * 'commands' (default); 'restore': RESTORE whenever the key's raw bytes are known; 'auto':
-   * like 'restore' except for strings, which plain SET writes faster than RESTORE.
-   */
-  mode?: 'commands' | 'restore' | 'auto';
-  /** Overwrite existing keys: DEL before a collection's commands, REPLACE on RESTORE. Default false. */
-  replace?: boolean;
-  /** Write keys whose expiry is already past. Default false (they are skipped and counted). */
-  includeExpired?: boolean;
-  /** Clock for the expiry check, Unix ms. Default Date.now. */
-  now?: () => number;
-  /** Target server version, e.g. "7.0" or "6.2.14"; gates newer syntax. Default: newest. */
-  targetVersion?: string;
-  /** RDB version written into DUMP payloads. Default: the file's, from the header record. */
-  payloadVersion?: number;
-  /** Most elements per RPUSH/SADD/ZADD/HSET (pairs count as one). Default 512. */
-  batchElements?: number;
-  /** Most value bytes per command, and the string size above which SET + SETRANGE pieces are used. Default 1 MiB. */
-  batchBytes?: number;
-  /**
-   * The commands `push` appends are valid only until the next `push`: plain `SET key value`
-   * reuses one array, and RESTORE payloads up to 1 MiB one buffer, instead of allocating per
-   * key. Only for consumers that encode each command at once (the snapshot applier). Default false.
-   */
-  transientCommands?: boolean;
-  /** Restore mode: most bytes of commands held per key while waiting for keyEnd. Default 8 MiB. */
-  restoreBufferBytes?: number;
-  /** What to do with a key that cannot be written (a module value without raw bytes). Default 'fail'. */
-  onUntranslatable?: 'fail' | 'skip';
-  /** Emit SELECT when the db of the next key differs from the last one. Default true. */
-  emitSelect?: boolean;
-  /** Told about everything that is not reproduced exactly (skipped keys, unsupported features). */
-  onIssue?: (issue: TranslateIssue) => void;
-}
-
-export interface TranslateIssue {
-  db: number | null;
-  key: Buffer | null;
-  message: string;
-  /** The key is not written at all (corrupt or untranslatable value), not just approximated. */
-  lost?: boolean;
-}
-
-export interface TranslateStats {
-  /** Keys written (with commands or RESTORE). */
-  keys: number;
-  restoredKeys: number;
-  commandKeys: number;
-  /** Collections with no elements (Redis skips them when loading; nothing is created). */
-  emptyKeys: number;
-  expiredSkipped: number;
-  /** Keys the decoder skipped as corrupt (keySkipped records). */
-  corruptSkipped: number;
-  untranslatable: number;
-  /** Hash fields whose TTL had already passed (not written unless includeExpired). */
-  expiredFieldsSkipped: number;
-  functions: number;
-  scripts: number;
-  issues: number;
 }
 
 /** A key that cannot be expressed as commands (and has no raw bytes for RESTORE). */
@@ -372,9 +311,9 @@ export class Translator {
    */
   plainString(h: KeyStartRecord, v: StringRecord, out: CommandSink): boolean {
     const o = this.opts;
-    if (h.expireMs !== null || h.rdbType !== 0 || o.mode === 'restore' || out.setRange === undefined || this.scratch === null) return false;
-    if (v.len > o.batchBytes || this.key.header !== null || (o.emitSelect && h.db !== this.currentDb)) return false;
-    out.setRange(h, v);
+    if (h.rdbType !== 0 || o.mode === 'restore' || this.key.header !== null || (o.emitSelect && h.db !== this.currentDb)) return false;
+    if (!this.takesRange(h, v, out)) return false;
+    out.setRange!(h, v);
     this.stats.keys++;
     this.stats.commandKeys++;
     return true;
@@ -386,12 +325,16 @@ export class Translator {
    */
   private setRange(h: KeyStartRecord, rec: StringRecord): boolean {
     const out = this.out;
-    if (out.setRange === undefined || this.scratch === null || this.hold.buffering || h.expireMs !== null) return false;
-    if (rec.len > this.opts.batchBytes) return false;
-    out.setRange(h, rec);
+    if (this.hold.buffering || !this.takesRange(h, rec, out)) return false;
+    out.setRange!(h, rec);
     this.key.wroteData = true;
     this.key.emittedToOut = true;
     return true;
+  }
+
+  /** Whether `out` may take this string as a `SET` range: it takes ranges, no TTL, one command's worth of bytes. */
+  private takesRange(h: KeyStartRecord, rec: StringRecord, out: CommandSink): boolean {
+    return out.setRange !== undefined && this.scratch !== null && h.expireMs === null && rec.len <= this.opts.batchBytes;
   }
 
   /** keyEnd: `raw` is read only when a RESTORE may use it (a string key's is made on demand). */

@@ -3,7 +3,8 @@ import { describe, expect, it } from 'vitest';
 import type { KeyHeader, RdbRecord, ValueType } from '../../src/rdb/types.js';
 import type { Arg } from '../../src/resp/encode.js';
 import { HeldRecords, recordBytes } from '../../src/translate/held-records.js';
-import { Translator, type TranslateOptions } from '../../src/translate/translator.js';
+import { Translator } from '../../src/translate/translator.js';
+import type { TranslateOptions } from '../../src/translate/options.js';
 
 const B = (s: string) => Buffer.from(s);
 const bytesArb = fc.uint8Array({ maxLength: 12 }).map((u) => Buffer.from(u));

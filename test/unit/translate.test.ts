@@ -2,7 +2,8 @@ import { describe, expect, it } from 'vitest';
 import type { KeyHeader, RdbRecord, ValueType } from '../../src/rdb/types.js';
 import { buildDumpPayload } from '../../src/rdb/dump.js';
 import type { Arg } from '../../src/resp/encode.js';
-import { Translator, UntranslatableKeyError, formatScore, type TranslateIssue, type TranslateOptions } from '../../src/translate/translator.js';
+import { Translator, UntranslatableKeyError, formatScore } from '../../src/translate/translator.js';
+import type { TranslateIssue, TranslateOptions } from '../../src/translate/options.js';
 
 const B = (s: string) => Buffer.from(s);
 

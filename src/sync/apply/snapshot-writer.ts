@@ -17,7 +17,8 @@ import {
 import type { TargetCommandError } from '../../writer/errors.js';
 import type { UnitWriter } from '../../writer/index.js';
 import type { WriteUnit } from '../../writer/types.js';
-import { Translator, type CommandSink, type TranslateOptions } from '../../translate/translator.js';
+import { Translator, type CommandSink } from '../../translate/translator.js';
+import type { TranslateOptions } from '../../translate/options.js';
 
 export interface SnapshotApplierOptions {
   writer: UnitWriter;
