@@ -13,7 +13,7 @@ import type { Logger } from '../observe/logger.js';
 import { silentLogger } from '../observe/logger.js';
 import { encodeCommand, encodeCommands, type Arg } from '../resp/encode.js';
 import type { Spool } from '../spool/spool.js';
-import { connectSocket } from '../net/tls.js';
+import { connectCopyingReads } from '../net/slab-reads.js';
 import { handshakeTimeoutHint } from '../net/tls-errors.js';
 import { ReplicationSourceError, sourceSocketError } from './errors.js';
 import { LineReader, type HandshakeReply } from './line-reader.js';
@@ -193,20 +193,19 @@ export class ReplicationLink extends EventEmitter<LinkEvents> {
     this.log.debug({ tls: ep.tls !== undefined }, 'connecting');
     return new Promise<void>((resolve, reject) => {
       // Ready after the TCP connect, or for TLS once the handshake and certificate checks passed.
-      const socket = connectSocket(ep, () => {
+      const socket = connectCopyingReads(ep, () => {
         clearTimeout(timer);
         socket.off('error', onError);
         if (this.closing) return reject(new ReplicationSourceError(`replication link to ${this.label} closed`, true));
         socket.setNoDelay(true);
         socket.setKeepAlive(true, 10_000);
-        socket.on('data', (chunk: Buffer) => this.onData(chunk));
         // An early close is retried here: it may be a server going down (INFO at start-up, on its
         // own connection, already stopped a refused client certificate).
         socket.on('error', (e: NodeJS.ErrnoException) => this.onFailure(sourceSocketError(e, `replication link to ${this.label} failed`, ep, this.gotData ? undefined : 'retryable')));
         socket.on('close', () => this.onClose());
         this.startWatchdog();
         resolve();
-      });
+      }, (chunk) => this.onData(chunk));
       this.socket = socket;
       const timer = setTimeout(() => {
         const hint = handshakeTimeoutHint(socket, ep);
