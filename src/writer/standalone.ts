@@ -3,8 +3,8 @@
  * (small ones gathered into larger socket writes), replies are counted against a FIFO of units,
  * and a unit's `offset` is reported ('applied', `appliedOffset`) once all its replies are in.
  *
- * Command errors are attributed to the command that produced them by re-reading that command out
- * of the unit's payload at error time (no per-command bookkeeping on the hot path).
+ * Command errors are attributed to the command that produced them, and EXEC's reply is read, in
+ * exec-reply.ts.
  *
  * Atomic units (MULTI ... EXEC): a command rejected while queuing makes EXEC reply -EXECABORT and
  * nothing of the unit is applied. Later units are already on the wire by then, so the writer cannot
@@ -14,11 +14,10 @@
  */
 import { EventEmitter } from 'node:events';
 import RedisParser from 'redis-parser';
-import { printableKey } from '../errors.js';
 import { encodeCommand, type Arg } from '../resp/encode.js';
 import { silentLogger, type Logger } from '../observe/logger.js';
-import { commandName, firstKeyIndex } from '../commands/keys.js';
-import { TargetCommandError, TargetError, TargetExecAbortError } from './errors.js';
+import { TargetCommandError, TargetError, type TargetExecAbortError } from './errors.js';
+import { describeUnitError, readExecReply } from './exec-reply.js';
 import { probeTarget } from './probe.js';
 import { commandAt } from '../resp/request-decoder.js';
 import type { ErrorPolicy, StreamedUnit, TargetEndpoint, TargetInfo, TargetWriterEvents, TargetWriterOptions, UnitWriter, WriteUnit, WriterStats } from './types.js';
@@ -359,7 +358,7 @@ export class TargetWriter extends EventEmitter<TargetWriterEvents> implements Un
     if (u.kind === UnitKind.CALL) {
       this.queue.shift();
       this.release(u);
-      u.settle!(this.describeError(u, 0, message), undefined);
+      u.settle!(describeUnitError(this.address, u, 0, message), undefined);
       this.afterCompletion(u);
       return;
     }
@@ -377,15 +376,14 @@ export class TargetWriter extends EventEmitter<TargetWriterEvents> implements Un
       if (error !== undefined) (u.queueErrors ??= []).push({ index: i - 1, reply: error });
       return;
     }
-    // EXEC's reply.
-    if (error !== undefined || !Array.isArray(reply)) {
-      const rejected = (u.queueErrors ?? []).map((q) => this.describeError(u, q.index, q.reply, true));
-      const why = error ?? `EXEC returned ${reply === null ? 'nil (transaction aborted)' : typeof reply}`;
-      const abort = new TargetExecAbortError(this.address, why, rejected, u.offset);
-      if (this.policy === 'skip' && rejected.length > 0 && this.hooks.onExecAbort !== undefined) {
+    const outcome = readExecReply(this.address, u, reply, error);
+    if (outcome.kind === 'malformed') return this.fail(outcome.failure);
+    if (outcome.kind === 'aborted') {
+      const abort = outcome.abort;
+      if (this.policy === 'skip' && abort.rejected.length > 0 && this.hooks.onExecAbort !== undefined) {
         this.queue.shift();
         this.release(u);
-        this.stats.errors += rejected.length;
+        this.stats.errors += abort.rejected.length;
         if (this.hooks.onExecAbort(abort)) {
           this.afterCompletion(u);
           const next = this.queue.peek();
@@ -395,22 +393,11 @@ export class TargetWriter extends EventEmitter<TargetWriterEvents> implements Un
       }
       return this.fail(abort);
     }
-    if (reply.length !== u.count - (u.queueErrors?.length ?? 0)) {
-      return this.fail(new TargetError(`target ${this.address}: EXEC returned ${reply.length} replies for an atomic unit of ${u.count} commands`));
+    for (const e of outcome.errors) {
+      this.commandError(u, e.index, e.reply);
+      if (this.state !== 'open' && this.state !== 'closing') return;
     }
-    // EXEC's replies are those of the commands accepted when queued, in order. (Commands rejected at
-    // queue time without EXECABORT happen only on servers older than 2.6.5: they were not applied.)
-    const rejected = u.queueErrors;
-    let k = 0;
-    for (let index = 0; index < u.count; index++) {
-      const q = rejected?.find((e) => e.index === index);
-      const r: unknown = q === undefined ? reply[k++] : undefined;
-      if (q !== undefined || r instanceof Error) {
-        this.commandError(u, index, q !== undefined ? q.reply : (r as Error).message);
-        if (this.state !== 'open' && this.state !== 'closing') return;
-      }
-    }
-    if (u.onExecReply !== undefined && rejected === undefined) u.onExecReply(reply);
+    if (u.onExecReply !== undefined && u.queueErrors === undefined) u.onExecReply(outcome.replies);
     if (this.state !== 'open' && this.state !== 'closing') return;
     this.completeHead(undefined);
   }
@@ -420,26 +407,8 @@ export class TargetWriter extends EventEmitter<TargetWriterEvents> implements Un
     this.fail(new TargetError(`target ${this.address}: reply ${shown} arrived with no command awaiting one`));
   }
 
-  /** Names the command at `index` of `u` and its key, reading them back from the payload. */
-  private describeError(u: PendingUnit, index: number, reply: string, queued = false): TargetCommandError {
-    const args = commandAt(u.payload, index);
-    const command = args ? commandName(args) : '';
-    const k = args ? firstKeyIndex(command, args) : -1;
-    return new TargetCommandError({
-      target: this.address,
-      command,
-      ...(k >= 0 ? { key: printableKey(args![k]!) } : {}),
-      reply,
-      offset: u.offset,
-      index,
-      queued,
-      ...(args ? { args } : {}),
-      payload: u.payload,
-    });
-  }
-
   private commandError(u: PendingUnit, index: number, reply: string): void {
-    const err = this.describeError(u, index, reply);
+    const err = describeUnitError(this.address, u, index, reply);
     if (this.hooks.interceptError && u.kind === UnitKind.PLAIN && this.hooks.interceptError(err, commandAt(u.payload, index))) return;
     this.stats.errors++;
     if (this.policy === 'fail') return this.fail(err);
