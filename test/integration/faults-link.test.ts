@@ -3,7 +3,8 @@
  * - the source link cut (TCP RST) 20 times while streaming: every reconnect is a partial resync;
  * - the target stalled for 30 s behind a FaultProxy: the source is still read at wire speed and
  *   the link is never dropped;
- * - the target killed (SIGKILL, AOF with fsync always) and restarted mid-stream;
+ * - the target killed (SIGKILL, AOF with fsync always) and restarted mid-stream, under load and
+ *   at a quiet moment (nothing in flight): the source link is kept either way;
  * - the source link reset inside the RDB transfer: the full sync starts over.
  * Each ends with the target equal to the source (DEBUG DIGEST without Replicant's keys) and the
  * source's `sync_full` still 1.
@@ -211,5 +212,35 @@ describe('faults on the source link and the target', () => {
     expect(seen).toContain('reconnecting');
     // Target outages are handled without dropping the source link (the spool keeps reading).
     expect(await stat(src, 'sync_partial_ok'), 'source partial resyncs: the source link should be kept through a target outage').toBe(0);
+  });
+
+  it('the target killed while the source is quiet (nothing in flight): the target is reconnected, the source link kept', async () => {
+    const source = await server(SOURCE_ARGS);
+    const target = await server(['--appendonly', 'yes', '--appendfsync', 'always']);
+    const src = source.client();
+    const tgt = target.client();
+    await src.set('before', '1');
+    const sync = await startSync(source.url, target.url);
+    const seen = phases(sync);
+    await waitFor(async () => (await tgt.get('before')) === '1', 'the snapshot on the target', 10_000, 20);
+    await src.incr('counter');
+    await waitFor(async () => (await tgt.get('counter')) === '1', 'the first write on the target', 10_000, 20);
+    await waitFor(() => sync.session.status().lagBytes === 0, 'nothing left to apply', 10_000, 20);
+
+    const proc = target.process;
+    const exited = new Promise((r) => proc.once('exit', r));
+    proc.kill('SIGKILL');
+    await exited;
+    await sleep(500);
+    await target.restart();
+    // The first write after the outage goes through the same source link.
+    await src.incr('counter');
+    await waitFor(async () => (await target.client().get('counter')) === '2', 'the write after the outage on the target', 20_000, 50);
+
+    expect(seen).toContain('reconnecting');
+    expect(await stat(src, 'sync_full')).toBe(1);
+    expect(await stat(src, 'sync_partial_ok'), 'the source link was dropped for a target outage').toBe(0);
+    await sync.stop();
+    expect(await digestWithoutReserved(target.client())).toBe(await digestWithoutReserved(src));
   });
 });

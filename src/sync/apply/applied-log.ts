@@ -83,14 +83,18 @@ export class AppliedLog {
     }
   }
 
-  /** Waits until everything submitted is applied, bridging a lost connection while streaming. */
+  /**
+   * Waits until everything submitted is applied, bridging a lost connection while streaming, also
+   * when nothing is pending: a target lost at a quiet moment is reconnected without dropping the
+   * source link (which could cost a full resync once the outage outlasts the source's backlog).
+   */
   async flush(): Promise<void> {
     for (;;) {
       try {
         await this.target.data.flush();
         return;
       } catch (e) {
-        if (this.pending.length === 0 || !this.hooks.canBridge(e)) this.fail(e);
+        if (!this.hooks.canBridge(e)) this.fail(e);
         await this.hooks.bridge();
       }
     }
