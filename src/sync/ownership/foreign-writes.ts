@@ -40,7 +40,9 @@ import { countForeignKeys } from './existing.js';
  * without writing). No ledger and no checkpoint (KEYS[3]): the target lost its data (flushed,
  * restarted empty), others' keys with it; counting starts again from what it holds now. EXISTS
  * comes first: it expires an own key that is due before INFO counts it.
- * Plain finds rather than patterns: INFO stats is long (this keeps the script at a few µs).
+ * Plain finds rather than patterns: INFO stats is long (this keeps the script at a few µs). `begin`
+ * writes only what changed (most batches change nothing there), but always on a ledger that does
+ * not exist yet: `end` takes a missing ledger for one deleted inside the batch.
  */
 const LEDGER = `if redis.replicate_commands then redis.replicate_commands() end
 local m, L = ARGV[1], KEYS[#KEYS]
@@ -72,12 +74,13 @@ if u == '' then
   elseif last[4] ~= ARGV[4] or c < tonumber(last[3]) or e < tonumber(last[2]) then u = 'reset'
   else gain = math.max(0, k - tonumber(last[1]) + e - tonumber(last[2])) end
 end
-local f = (tonumber(last[5]) or 0) + gain
-local x = (tonumber(last[6]) or 0) + math.max(0, tonumber(ARGV[3]) - (last[8] and 1 or 0))
+local f0, x0 = tonumber(last[5]) or 0, tonumber(last[6]) or 0
+local f = f0 + gain
+local x = x0 + math.max(0, tonumber(ARGV[3]) - (last[8] and 1 or 0))
 if m == 'peek' then return {math.max(0, f - x), u} end
-redis.call('HSET', L, 'f', f, 'x', x)
-if u ~= '' then redis.call('HSET', L, 'u', u) end
-redis.call('HDEL', L, 'r')
+if not last[1] or f ~= f0 or x ~= x0 then redis.call('HSET', L, 'f', f, 'x', x) end
+if u ~= (last[7] or '') then redis.call('HSET', L, 'u', u) end
+if last[8] then redis.call('HDEL', L, 'r') end
 return 0`;
 
 /** Why the ledger cannot count (its `u`), said in the exit-7 message. */
