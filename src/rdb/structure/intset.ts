@@ -2,12 +2,6 @@
 import { BlobError } from './blob-error.js';
 import { intText, intTextLength } from './int-text.js';
 
-export function intsetValues(blob: Buffer, absOffset: number): Buffer[] {
-  const out: Buffer[] = [];
-  walkIntset(blob, absOffset, out);
-  return out;
-}
-
 /**
  * Checks an intset and appends its values' text to `out` (null: only checked). Returns the
  * total length of that text.

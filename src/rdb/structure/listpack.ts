@@ -146,11 +146,3 @@ export class ListpackCursor extends PackedCursor {
     this.intVal = v;
   }
 }
-
-/** All elements of a listpack as Buffers. */
-export function listpackValues(blob: Buffer, absOffset: number): Buffer[] {
-  const c = new ListpackCursor(blob, absOffset);
-  const out: Buffer[] = [];
-  while (c.next()) out.push(c.value());
-  return out;
-}

@@ -127,11 +127,3 @@ export class ZiplistCursor extends PackedCursor {
     return true;
   }
 }
-
-/** All entries of a ziplist as Buffers. */
-export function ziplistValues(blob: Buffer, absOffset: number): Buffer[] {
-  const c = new ZiplistCursor(blob, absOffset);
-  const out: Buffer[] = [];
-  while (c.next()) out.push(c.value());
-  return out;
-}
