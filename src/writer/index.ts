@@ -1,7 +1,8 @@
 /** Target writers: standalone (`TargetWriter`) and cluster (`ClusterTargetWriter`). */
-export { TargetWriter, type WriterHooks } from './standalone.js';
+export { TargetWriter } from './standalone.js';
 export { TargetCommandError, TargetExecAbortError, TargetError, type CommandErrorDetails } from './errors.js';
-export type { TargetEndpoint, TargetInfo, WriteUnit, StreamedUnit, TargetWriterOptions, ErrorPolicy, WriterStats, TargetWriterEvents, UnitWriter, NodeCall } from './types.js';
+export { TargetUnavailableError, targetState, type TargetState } from './target-state.js';
+export type { TargetEndpoint, TargetInfo, WriteUnit, StreamedUnit, TargetWriterOptions, ErrorPolicy, WriterStats, TargetWriterEvents, UnitWriter, NodeCall, WriterHooks } from './types.js';
 export { rdbVersionFor } from './probe.js';
 export { ClusterTargetWriter, type ClusterWriterOptions } from './cluster/writer.js';
 export { keySlot, crc16 } from '../commands/slot.js';

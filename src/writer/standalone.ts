@@ -16,11 +16,12 @@ import { EventEmitter } from 'node:events';
 import RedisParser from 'redis-parser';
 import { encodeCommand, type Arg } from '../resp/encode.js';
 import { silentLogger, type Logger } from '../observe/logger.js';
-import { TargetCommandError, TargetError, type TargetExecAbortError } from './errors.js';
+import { TargetCommandError, TargetError } from './errors.js';
 import { describeUnitError, readExecReply } from './exec-reply.js';
+import { TargetUnavailableError, targetState } from './target-state.js';
 import { probeTarget } from './probe.js';
 import { commandAt } from '../resp/request-decoder.js';
-import type { ErrorPolicy, StreamedUnit, TargetEndpoint, TargetInfo, TargetWriterEvents, TargetWriterOptions, UnitWriter, WriteUnit, WriterStats } from './types.js';
+import type { ErrorPolicy, StreamedUnit, WriterHooks, TargetEndpoint, TargetInfo, TargetWriterEvents, TargetWriterOptions, UnitWriter, WriteUnit, WriterStats } from './types.js';
 import { GatheredOutput } from './socket-output.js';
 import { SimpleReplyScanner } from './simple-replies.js';
 import { TargetSocket, WriterWaiters } from './target-socket.js';
@@ -31,22 +32,6 @@ const MULTI = encodeCommand(['MULTI']);
 const EXEC = encodeCommand(['EXEC']);
 /** Individual skipped-error log lines before switching to debug level. */
 const WARN_LOG_LIMIT = 100;
-
-/** Internal hooks for the cluster writer (redirect handling). */
-export interface WriterHooks {
-  /**
-   * Called for every command error in a plain unit before the error policy. Returning true means
-   * the error was handled (e.g. MOVED re-sent elsewhere): it is neither counted nor reported.
-   */
-  interceptError?: (err: TargetCommandError, args: Buffer[] | undefined) => boolean;
-  /**
-   * Under 'skip', called when an atomic unit came back -EXECABORT with the commands rejected while
-   * queuing (`err.rejected`). The unit is no longer pending and was not applied (no 'applied' for
-   * it); returning true means the caller deals with it and the writer goes on with the next
-   * units, false makes the abort fatal as without the hook.
-   */
-  onExecAbort?: (err: TargetExecAbortError) => boolean;
-}
 
 type State = 'connecting' | 'open' | 'closing' | 'failed' | 'closed';
 
@@ -369,7 +354,7 @@ export class TargetWriter extends EventEmitter<TargetWriterEvents> implements Un
   private atomicReply(u: PendingUnit, reply: unknown, error: string | undefined): void {
     const i = u.replied++;
     if (i === 0) {
-      if (error !== undefined) this.fail(new TargetCommandError({ target: this.address, command: 'MULTI', reply: error, offset: u.offset, index: -1 }));
+      if (error !== undefined) this.refused(new TargetCommandError({ target: this.address, command: 'MULTI', reply: error, offset: u.offset, index: -1 }));
       return;
     }
     if (i <= u.count) {
@@ -380,6 +365,8 @@ export class TargetWriter extends EventEmitter<TargetWriterEvents> implements Un
     if (outcome.kind === 'malformed') return this.fail(outcome.failure);
     if (outcome.kind === 'aborted') {
       const abort = outcome.abort;
+      const passing = abort.rejected.find((r) => targetState(r.reply)?.transient === true);
+      if (passing !== undefined) return this.refused(passing);
       if (this.policy === 'skip' && abort.rejected.length > 0 && this.hooks.onExecAbort !== undefined) {
         this.queue.shift();
         this.release(u);
@@ -410,6 +397,8 @@ export class TargetWriter extends EventEmitter<TargetWriterEvents> implements Un
   private commandError(u: PendingUnit, index: number, reply: string): void {
     const err = describeUnitError(this.address, u, index, reply);
     if (this.hooks.interceptError && u.kind === UnitKind.PLAIN && this.hooks.interceptError(err, commandAt(u.payload, index))) return;
+    // A target that takes no writes now is never skipped (target-state.ts).
+    if (targetState(reply) !== null) return this.refused(err);
     this.stats.errors++;
     if (this.policy === 'fail') return this.fail(err);
     const fields = { command: err.command, key: err.key, reply: err.reply, offset: err.offset };
@@ -419,6 +408,12 @@ export class TargetWriter extends EventEmitter<TargetWriterEvents> implements Un
       this.log.debug(fields, 'target rejected a command; skipped');
     }
     this.emit('commandError', err);
+  }
+
+  /** The target refused `err`'s command for its state or for the command: fatal for the writer; a passing state says so. */
+  private refused(err: TargetCommandError): void {
+    const state = targetState(err.reply);
+    this.fail(state?.transient === true ? new TargetUnavailableError(err, state) : err);
   }
 
   // ---- completion ---------------------------------------------------------------------------

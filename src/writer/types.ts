@@ -2,7 +2,7 @@
 import type { TlsSettings } from '../net/tls.js';
 import type { Logger } from '../observe/logger.js';
 import type { Arg } from '../resp/encode.js';
-import type { TargetCommandError, TargetError } from './errors.js';
+import type { TargetCommandError, TargetError, TargetExecAbortError } from './errors.js';
 
 export interface TargetEndpoint {
   host: string;
@@ -143,4 +143,20 @@ export interface UnitWriter {
   close(): Promise<void>;
   destroy(): void;
   on<E extends keyof TargetWriterEvents>(event: E, listener: (...args: TargetWriterEvents[E]) => void): this;
+}
+
+/** Internal hooks for the cluster writer (redirect handling). */
+export interface WriterHooks {
+  /**
+   * Called for every command error in a plain unit before the error policy. Returning true means
+   * the error was handled (e.g. MOVED re-sent elsewhere): it is neither counted nor reported.
+   */
+  interceptError?: (err: TargetCommandError, args: Buffer[] | undefined) => boolean;
+  /**
+   * Under 'skip', called when an atomic unit came back -EXECABORT with the commands rejected while
+   * queuing (`err.rejected`). The unit is no longer pending and was not applied (no 'applied' for
+   * it); returning true means the caller deals with it and the writer goes on with the next
+   * units, false makes the abort fatal as without the hook.
+   */
+  onExecAbort?: (err: TargetExecAbortError) => boolean;
 }

@@ -9,7 +9,7 @@ import type { Logger } from '../../observe/logger.js';
 import type { Arg } from '../../resp/encode.js';
 import { endpointLabel, type SourceEndpoint } from '../../replication/url.js';
 import { fetchCommandTable, type CommandTable } from '../../commands/table.js';
-import { ClusterTargetWriter, TargetCommandError, TargetWriter, type TargetExecAbortError, type UnitWriter } from '../../writer/index.js';
+import { ClusterTargetWriter, TargetCommandError, TargetWriter, targetState, type TargetExecAbortError, type TargetState, type UnitWriter } from '../../writer/index.js';
 import type { OnErrorPolicy } from '../options.js';
 import { Reconnect } from '../run-control.js';
 
@@ -63,6 +63,8 @@ export class TargetConnections {
   fatal: TargetError | null = null;
   private control: UnitWriter | null = null;
   private wake: (() => void) | null = null;
+  /** The last wait after the target refused writes for a passing state; 0 once a unit is applied. */
+  private unavailableDelayMs = 0;
 
   constructor(
     readonly ep: SourceEndpoint,
@@ -79,7 +81,10 @@ export class TargetConnections {
     const o = this.opts;
     const writer = await openTargetWriter(this.ep, { ...o, cluster: this.cluster, ...(o.onError === 'skip' && this.events.onExecAbort ? { onExecAbort: this.events.onExecAbort } : {}) });
     if (writer.info.cluster) this.cluster = true;
-    writer.on('applied', (offset) => this.events.applied(offset));
+    writer.on('applied', (offset) => {
+      this.unavailableDelayMs = 0;
+      this.events.applied(offset);
+    });
     writer.on('commandError', (e) => this.events.commandError(e));
     writer.on('error', (e) => {
       this.failure = e;
@@ -91,6 +96,12 @@ export class TargetConnections {
     this.writer = writer;
     this.failure = null;
     return writer;
+  }
+
+  /** How long to wait before trying a target that refused writes for a passing state: doubles until a unit is applied. */
+  unavailableBackoff(minMs: number, maxMs: number): number {
+    this.unavailableDelayMs = this.unavailableDelayMs === 0 ? minMs : Math.min(this.unavailableDelayMs * 2, maxMs);
+    return this.unavailableDelayMs;
   }
 
   /** The data writer, which must be open. */
@@ -141,12 +152,15 @@ export class TargetConnections {
   }
 
   /**
-   * What a writer failure means: a command the target rejected under --on-error fail is fatal
-   * (retrying would fail again); a lost connection is a Reconnect of the target.
+   * What a writer failure means: a command the target rejected under --on-error fail, or for a
+   * state that needs an operator (target-state.ts), is fatal (retrying would fail again); a lost
+   * connection, or a state that passes (TargetUnavailableError), is a Reconnect of the target.
    */
   classify(e: unknown): Error {
     if (this.fatal !== null) return this.fatal;
     const err = this.failure ?? (e as Error);
+    const state = err instanceof TargetCommandError ? targetState(err.reply) : null;
+    if (state !== null && !state.transient) return new TargetError(stuckMessage(err, state), { cause: err });
     if (err instanceof TargetCommandError && this.opts.onError === 'fail') {
       return new TargetError(`${err.message}; stopping (--on-error fail): fix the target (memory, ACL, renamed commands) and run again, or use --on-error skip to leave rejected commands out`, { cause: err });
     }
@@ -160,4 +174,9 @@ export class TargetConnections {
     this.control?.destroy();
     this.control = null;
   }
+}
+
+/** A command refused for a target state that needs an operator: what it is and what to do. */
+export function stuckMessage(err: Error, state: TargetState): string {
+  return `${err.message}; the target takes no writes now (${state.code}: ${state.why}): nothing is skipped, whatever --on-error; fix it and run again (the sync resumes from its checkpoint)`;
 }

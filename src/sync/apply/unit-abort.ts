@@ -9,11 +9,13 @@
  *    skipped too, counted and logged. One unit at a time is sent for a while after an abort
  *    (SERIAL_AFTER_ABORT), so that the next abort is the exact case.
  * Returns false (the abort is then fatal) when the checkpoint write itself was rejected (e.g.
- * OOM refuses every write): skipping it would lose track of what is applied.
+ * OOM refuses every write): skipping it would lose track of what is applied; and when a command
+ * was refused for the target's state (target-state.ts): it would refuse every later write too.
  */
 import { TargetError } from '../../errors.js';
 import { encodeCommand } from '../../resp/encode.js';
-import type { TargetExecAbortError } from '../../writer/index.js';
+import { targetState, type TargetExecAbortError } from '../../writer/index.js';
+import { stuckMessage } from './target-connections.js';
 import type { SyncContext } from '../context.js';
 import type { PendingUnit } from './applied-log.js';
 import { describeCommands, withoutCommands } from './unit-recovery.js';
@@ -44,6 +46,11 @@ export function onUnitAborted(ctx: SyncContext, abort: TargetExecAbortError): bo
         'so nothing from this offset on can be applied: fix the target (e.g. raise maxmemory or free memory for OOM, grant the ACL) and run again',
       { cause: abort },
     );
+    return false;
+  }
+  const stuck = abort.rejected.find((r) => targetState(r.reply) !== null);
+  if (stuck !== undefined) {
+    ctx.target.fatal = new TargetError(stuckMessage(abort, targetState(stuck.reply)!), { cause: abort });
     return false;
   }
   const rebuilt = withoutCommands(u.payload, new Set(abort.rejected.map((r) => r.index)));

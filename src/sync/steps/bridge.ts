@@ -2,10 +2,12 @@
  * bridging: the target connection dropped while streaming. The source link stays up (its bytes
  * keep going to the spool); the target is reopened with backoff and asked where it stands (the
  * checkpoint it holds is exact: written in the same transaction as the data), and the units it
- * does not have are resent, in order. Then back to streaming, where the step left off.
+ * does not have are resent, in order. Then back to streaming, where the step left off. A target
+ * that refused a write for a state that passes (TargetUnavailableError: loading, a busy script,
+ * a migrating slot...) is bridged the same way, after a backoff.
  */
 import { encodeCommand } from '../../resp/encode.js';
-import { TargetCommandError } from '../../writer/index.js';
+import { TargetCommandError, TargetUnavailableError } from '../../writer/index.js';
 import type { SyncContext } from '../context.js';
 import { Halted, Reconnect } from '../run-control.js';
 import { reconnectTarget } from './reconnect.js';
@@ -18,12 +20,19 @@ export function canBridge(ctx: SyncContext, e: unknown): boolean {
 
 export async function bridgeTargetOutage(ctx: SyncContext): Promise<void> {
   const units = ctx.units;
-  const cause = ctx.target.failure?.message ?? 'target connection lost';
-  ctx.log.warn(
-    { err: cause, appliedOffset: units.applied, pendingUnits: units.pending.length },
-    'target lost while streaming: still reading the source into the spool; reconnecting to the target, then resending from its checkpoint',
-  );
-  ctx.run.enter('bridging', cause, { side: 'target' });
+  const failure = ctx.target.failure;
+  const cause = failure?.message ?? 'target connection lost';
+  const fields = { err: cause, appliedOffset: units.applied, pendingUnits: units.pending.length };
+  if (failure instanceof TargetUnavailableError) {
+    // The connection is fine, the target is not ready: wait (longer each time until a unit is applied).
+    const retryInMs = ctx.target.unavailableBackoff(ctx.opts.reconnectMinMs, ctx.opts.reconnectMaxMs);
+    ctx.log.warn({ ...fields, retryInMs }, 'target takes no writes for now: still reading the source into the spool; resending from its checkpoint when it does');
+    ctx.run.enter('bridging', cause, { side: 'target' });
+    await ctx.run.sleep(retryInMs);
+  } else {
+    ctx.log.warn(fields, 'target lost while streaming: still reading the source into the spool; reconnecting to the target, then resending from its checkpoint');
+    ctx.run.enter('bridging', cause, { side: 'target' });
+  }
   await reconnectTarget(ctx);
   if (ctx.target.writer === null) throw new Halted();
   let from = units.applied ?? 0;

@@ -1,0 +1,113 @@
+/**
+ * A target that takes no writes for a while, whatever the command, against real servers: its error
+ * replies are never skipped under --on-error skip (before, every write while the state lasted was
+ * "skipped" and counted, and the file checkpoint moved past them: lost).
+ * - a script keeps the target BUSY for ~2 s (a state that passes): the sync waits and resends,
+ *   every INCR arrives exactly once, with a file checkpoint and with the default target checkpoint;
+ * - the target demoted to a read-only replica (READONLY, which needs an operator): the sync stops
+ *   (exit 5) naming the state, nothing skipped, the file checkpoint not past the last applied write.
+ */
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, afterEach, describe, expect, it } from 'vitest';
+import type { Redis } from 'ioredis';
+import { startRedis, waitFor, type RedisServer } from '../helpers/redis.js';
+import { runSync, waitCaughtUp, type RunningSync } from '../helpers/sync.js';
+import type { CheckpointSpec } from '../../src/checkpoint/store.js';
+
+const servers: RedisServer[] = [];
+const syncs: RunningSync[] = [];
+const dirs: string[] = [];
+afterEach(async () => {
+  await Promise.all(syncs.splice(0).map((s) => s.stop().catch(() => {})));
+  await Promise.all(servers.splice(0).map((s) => s.stop()));
+});
+afterAll(() => {
+  for (const d of dirs) rmSync(d, { recursive: true, force: true });
+});
+
+async function server(args: string[] = []): Promise<RedisServer> {
+  const s = await startRedis({ args });
+  servers.push(s);
+  return s;
+}
+
+function fileCheckpoint(): { kind: 'file'; path: string } {
+  const d = mkdtempSync(join(tmpdir(), 'replicant-target-states-'));
+  dirs.push(d);
+  return { kind: 'file', path: join(d, 'checkpoint.json') };
+}
+
+async function streaming(sync: RunningSync): Promise<void> {
+  await waitFor(() => sync.session.status().phase === 'streaming', 'streaming', 30_000, 20);
+}
+
+/** `n` INCRs of `key` on the source, one every `gapMs`. */
+async function incrs(src: Redis, key: string, n: number, gapMs: number): Promise<void> {
+  for (let i = 0; i < n; i++) {
+    await src.incr(key);
+    await new Promise((r) => setTimeout(r, gapMs));
+  }
+}
+
+/** A Lua loop that keeps `c`'s server busy for `ms` (BUSY replies to others after busy-reply-threshold). */
+function busyFor(c: Redis, ms: number): Promise<unknown> {
+  return c.eval(`local t = redis.call('TIME') while true do local n = redis.call('TIME') if (n[1]-t[1])*1000000 + (n[2]-t[2]) > ${ms * 1000} then break end end return 1`, 0);
+}
+
+describe('a target that takes no writes for a while', () => {
+  for (const [label, checkpoint] of [
+    ['a file checkpoint', () => fileCheckpoint()],
+    ['the target checkpoint', () => undefined],
+  ] as const) {
+    it(`BUSY for 2 s under --on-error skip, ${label}: waited for, every write applied once, nothing skipped`, async () => {
+      const source = await server();
+      const target = await server(['--busy-reply-threshold', '100']);
+      const src = source.client();
+      const cp: CheckpointSpec | undefined = checkpoint();
+      const sync = runSync({ source: source.url, target: target.url, onError: 'skip', ...(cp ? { checkpoint: cp } : {}) });
+      syncs.push(sync);
+      await streaming(sync);
+      await incrs(src, 'counter', 20, 2);
+      await waitCaughtUp(sync.session, src);
+      const busy = busyFor(target.client(), 2000);
+      await new Promise((r) => setTimeout(r, 300));
+      await incrs(src, 'counter', 300, 3);
+      await busy;
+      await waitCaughtUp(sync.session, src, 30_000);
+
+      expect(await target.client().get('counter')).toBe('320');
+      const st = sync.session.status();
+      expect(st.skippedCommands).toBe(0);
+      expect(st.complete).toBe(true);
+      expect(st.fullSyncs).toBe(1);
+      await sync.stop();
+    }, 60_000);
+  }
+
+  it('demoted to a read-only replica under --on-error skip with a file checkpoint: stops (exit 5) naming READONLY, nothing skipped', async () => {
+    const source = await server();
+    const target = await server();
+    const other = await server();
+    const src = source.client();
+    const tgt = target.client();
+    const cp = fileCheckpoint();
+    const sync = runSync({ source: source.url, target: target.url, onError: 'skip', checkpoint: cp });
+    syncs.push(sync);
+    await streaming(sync);
+    await incrs(src, 'counter', 50, 1);
+    await waitCaughtUp(sync.session, src);
+    const appliedBefore = sync.session.status().appliedOffset!;
+    await tgt.call('REPLICAOF', '127.0.0.1', String(other.port));
+    await waitFor(async () => /role:slave/.test((await tgt.info('replication')) as string), 'the target to be a replica', 10_000, 20);
+    await incrs(src, 'counter', 50, 1);
+
+    await expect(sync.done).rejects.toMatchObject({ exitCode: 5, message: expect.stringMatching(/READONLY.*point --target at its master.*nothing is skipped/) });
+    const st = sync.session.status();
+    expect(st.skippedCommands).toBe(0);
+    // The checkpoint file did not move past what the target had applied before it turned read-only.
+    const saved = JSON.parse(readFileSync(cp.path, 'utf8')) as { offset: number };
+    expect(saved.offset).toBeLessThanOrEqual(appliedBefore);
+  }, 60_000);
+});
