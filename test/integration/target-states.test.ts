@@ -5,7 +5,10 @@
  * - a script keeps the target BUSY for ~2 s (a state that passes): the sync waits and resends,
  *   every INCR arrives exactly once, with a file checkpoint and with the default target checkpoint;
  * - the target demoted to a read-only replica (READONLY, which needs an operator): the sync stops
- *   (exit 5) naming the state, nothing skipped, the file checkpoint not past the last applied write.
+ *   (exit 5) naming the state, nothing skipped, the file checkpoint not past the last applied write;
+ * - the target's ACL narrowed to the application's keys while the sync streams (its data writes still
+ *   pass, its lease can no longer be renewed): the sync stops with exit 10 within a renewal period,
+ *   instead of writing on with an expired lease that a second instance could take over.
  */
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -109,5 +112,24 @@ describe('a target that takes no writes for a while', () => {
     // The checkpoint file did not move past what the target had applied before it turned read-only.
     const saved = JSON.parse(readFileSync(cp.path, 'utf8')) as { offset: number };
     expect(saved.offset).toBeLessThanOrEqual(appliedBefore);
+  }, 60_000);
+
+  it('the ACL narrowed to the application keys: the lease cannot be renewed, so the sync stops (exit 10) before it expires', async () => {
+    const source = await server();
+    const target = await server();
+    const src = source.client();
+    const admin = target.client();
+    await admin.call('ACL', 'SETUSER', 'rep', 'on', '>pw', '~*', '&*', '+@all');
+    const url = `redis://rep:pw@127.0.0.1:${target.port}`;
+    const sync = runSync({ source: source.url, target: url, checkpoint: fileCheckpoint(), leaseTtlMs: 3000 });
+    syncs.push(sync);
+    await streaming(sync);
+    await incrs(src, 'counter', 20, 1);
+    await waitCaughtUp(sync.session, src);
+    // The operator keeps Replicant's user to the keys it "needs": the application's.
+    await admin.call('ACL', 'SETUSER', 'rep', 'resetkeys', '~counter');
+    await expect(sync.done).rejects.toMatchObject({ exitCode: 10, message: expect.stringMatching(/refused to renew this sync's lease \(NOPERM/) });
+    // Stopped while its lease still stood: no second instance could have taken over meanwhile.
+    expect(await admin.pttl(`__replicant:lease:127.0.0.1:${source.port}`)).toBeGreaterThan(0);
   }, 60_000);
 });

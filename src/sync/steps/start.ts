@@ -15,6 +15,7 @@ import type { SyncContext } from '../context.js';
 import type { State } from '../phases.js';
 import { checkFilterChange, checkOwner, checkTargetKept, checkpointOutlivedTarget } from '../ownership/checks.js';
 import { readRegistry, refuseSourceIsTarget, yieldToEarlierSync } from '../ownership/registry.js';
+import { renewalCall } from '../ownership/lease-renewal.js';
 
 export async function start(ctx: SyncContext, onLeaseLost: (e: Error) => void): Promise<State> {
   const writer = await ctx.target.open();
@@ -29,7 +30,7 @@ export async function start(ctx: SyncContext, onLeaseLost: (e: Error) => void): 
     return { at: 'stopped', halt: { why: 'stop' } };
   }
   ctx.lease.startRenewing(
-    () => (a) => ctx.target.controlCall(a),
+    () => renewalCall((a) => ctx.target.controlCall(a), ctx.identity.id),
     onLeaseLost,
     (retaken) => {
       void checkTargetKept(ctx, retaken).catch(() => undefined);
