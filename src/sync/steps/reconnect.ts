@@ -11,6 +11,7 @@ import { LeaseError } from '../../checkpoint/lease.js';
 import type { Checkpoint } from '../../checkpoint/checkpoint.js';
 import type { SyncContext } from '../context.js';
 import type { State } from '../phases.js';
+import { renewalCall } from '../ownership/lease-renewal.js';
 
 export class Backoff {
   delay: number;
@@ -117,7 +118,7 @@ export async function reconnectTarget(ctx: SyncContext): Promise<void> {
       continue;
     }
     try {
-      await ctx.lease.renew((a) => t.controlCall(a));
+      await ctx.lease.renew(renewalCall((a) => t.controlCall(a), ctx.identity.id));
       return;
     } catch (e) {
       // Another instance holds the sync now: nothing more may be applied (the lease's own handler stops the sync).
