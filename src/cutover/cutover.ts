@@ -12,11 +12,16 @@
  * Any failure after step 1, or the budget running out, unpauses the source and throws a
  * CutoverAbortedError (exit 11): a cutover never leaves writes blocked because it failed.
  *
+ * One cutover at a time per source: each names its source connections `replicant-cutover-…`,
+ * refuses to pause beside another one, and looks again before it reports (a second cutover's
+ * UNPAUSE, or its abort, would end this one's pause under it).
+ *
  * A Redis Cluster source is paused on every master, and each master's offset is waited for
  * in the shard of the sync that follows its replication history: read from each shard's
  * checkpoint on the target (wherever the process holding the shard runs), or from the sync's
  * /status (--status-url; required when the target is a cluster, where checkpoints are files).
  */
+import { randomBytes } from 'node:crypto';
 import { syncIdentity } from '../checkpoint/identity.js';
 import { CutoverAbortedError, SourceError, UsageError } from '../errors.js';
 import { silentLogger, type Logger } from '../observe/logger.js';
@@ -79,6 +84,9 @@ interface SourceMaster {
   info: ServerInfo;
 }
 
+/** The client name prefix of a running cutover's source connections. */
+const CUTOVER_CLIENT = 'replicant-cutover-';
+
 /** Part of the pause kept free at the end: the verify must finish before writes could resume. */
 function safetyMarginMs(maxPauseMs: number): number {
   return Math.min(250, Math.floor(maxPauseMs / 10));
@@ -94,6 +102,8 @@ export class Cutover {
   /** Between sending the PAUSE and the end of the paused part (the only time an interrupt must unpause). */
   private pausing = false;
   private interrupted: string | null = null;
+  /** This cutover's client name on the source (see otherCutover()). */
+  private readonly clientName = `${CUTOVER_CLIENT}${process.pid}-${randomBytes(4).toString('hex')}`;
 
   constructor(private readonly o: CutoverOptions) {
     if (o.maxPauseMs < 100) throw new UsageError(`--max-pause ${o.maxPauseMs} ms: give the sync at least 100 ms to catch up`);
@@ -137,6 +147,12 @@ export class Cutover {
       const pos = await read();
       const tracks = this.checkFollows(pos, before);
       const behind = before.reduce((t, m, i) => t + m.info.masterReplOffset - (tracks[i]!.appliedOffset ?? 0), 0);
+      await this.onEveryMaster(['CLIENT', 'SETNAME', this.clientName]).catch((e: unknown) => {
+        if (!(e instanceof SourceError)) throw e;
+        this.log.warn({ err: e.message }, 'cannot name this cutover on the source: a second cutover started meanwhile would not see it');
+      });
+      const other = await this.otherCutover();
+      if (other !== null) throw new CutoverAbortedError(`cutover not started: ${other}; one cutover at a time (nothing was paused)`);
       this.log.info({ behindBytes: behind, from: pos.from, masters: before.length }, 'sync found; pausing writes on the source');
       return await this.pausedPart(read);
     } finally {
@@ -244,6 +260,8 @@ export class Cutover {
         const was = frozen[i]!.info.masterReplOffset;
         if (m.info.masterReplOffset !== was) throw new Error(`the source offset${after.length === 1 ? '' : ` of master ${m.label}`} moved from ${was} to ${m.info.masterReplOffset} during the pause (did something unpause it?)`);
       });
+      const other = await this.otherCutover();
+      if (other !== null) throw new Error(`${other}: its UNPAUSE (or its abort) would end this pause under it`);
       this.checkBudget(deadline, 'while checking the source after the verify');
       const targetKeys = sum(await readKeyspace(this.target!)) - (await reservedKeyCount(this.target!));
       let unpaused = false;
@@ -275,6 +293,27 @@ export class Cutover {
     } finally {
       this.pausing = false;
     }
+  }
+
+  /** Another cutover connected to a source master (by its client name), said as a reason; null when none (or CLIENT LIST is refused). */
+  private async otherCutover(): Promise<string | null> {
+    const s = this.source!;
+    const lists = await s.everyNode(0, ['CLIENT', 'LIST', 'TYPE', 'normal']);
+    for (let i = 0; i < lists.length; i++) {
+      const l = lists[i];
+      if (l instanceof ServerReply || l instanceof Error) {
+        this.log.warn({ source: s.clusterMasters?.[i] ?? s.label, err: (l as Error).message }, 'CLIENT LIST refused: cannot see whether another cutover runs against this source');
+        continue;
+      }
+      for (const line of String(l).split('\n')) {
+        const name = /(?:^| )name=(\S*)/.exec(line)?.[1];
+        if (name !== undefined && name.startsWith(CUTOVER_CLIENT) && name !== this.clientName) {
+          const addr = /(?:^| )addr=(\S*)/.exec(line)?.[1] ?? 'unknown';
+          return `another cutover is running against source ${s.clusterMasters?.[i] ?? s.label} (client ${name} from ${addr})`;
+        }
+      }
+    }
+    return null;
   }
 
   private checkBudget(deadline: number, where: string): void {

@@ -2,7 +2,8 @@
  * `replicant cutover` against a live sync and real servers: under a concurrent writer the
  * proof holds (the applied offset equals the paused source's), no acknowledged write is lost
  * and the target ends equal; left paused, the source blocks writes until CLIENT UNPAUSE; when
- * the sync cannot catch up within --max-pause it exits 11 and the source takes writes again.
+ * the sync cannot catch up within --max-pause it exits 11 and the source takes writes again; a
+ * second cutover against a source where one is running refuses before pausing anything.
  */
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import type { Redis } from 'ioredis';
@@ -204,5 +205,23 @@ describe('replicant cutover', () => {
     expect(r.code).toBe(2);
     expect(r.stderr).toMatch(/follows replication id [0-9a-f]{40} .* it is not this source's sync/);
     await expectTakesWrites(src);
+  }, 60_000);
+
+  it('refuses to start beside another cutover of the same source (exit 11, nothing paused)', async () => {
+    const { source, target, src } = await pair();
+    const sync = runSync({ source: source.url, target: target.url });
+    syncs.push(sync);
+    await waitCaughtUp(sync.session, src);
+    // A cutover in progress elsewhere, as the source sees it: a connection with a cutover's name.
+    const first = source.client();
+    await first.call('CLIENT', 'SETNAME', 'replicant-cutover-4242-deadbeef');
+    const r = await runCli(['cutover', '-s', source.url, '-t', target.url, '--max-pause', '5s', '--unpause']);
+    expect(r.code).toBe(11);
+    expect(r.stderr.toString()).toMatch(/another cutover is running against source .* \(client replicant-cutover-4242-deadbeef from 127\.0\.0\.1:\d+\); one cutover at a time \(nothing was paused\)/);
+    await expectTakesWrites(src);
+    // Once it is gone, a cutover runs.
+    await first.call('CLIENT', 'SETNAME', 'app');
+    const ok = await runCli(['cutover', '-s', source.url, '-t', target.url, '--max-pause', '5s', '--unpause']);
+    expect(ok.code, ok.stderr.toString()).toBe(0);
   }, 60_000);
 });
