@@ -4,7 +4,7 @@
  * loaded on use: the metrics endpoint (prom-client) with --metrics-port, the cluster
  * coordinator for a cluster source.
  */
-import { parseCheckpointSpec } from '../sync/options.js';
+import { parseCheckpointSpec, resolveSyncOptions } from '../sync/options.js';
 import { createLogger } from '../observe/logger.js';
 import { redactUrl } from '../observe/redact.js';
 import type { MetricsServer } from '../observe/metrics.js';
@@ -89,6 +89,8 @@ export async function runSyncCommand(o: SyncCliOptions): Promise<void> {
     allowOverlap: o.allowOverlap,
     logger,
   };
+  // Refused before any connection: a bad value is a usage error (exit 2), whatever the servers say.
+  resolveSyncOptions(options);
   // Logged as soon as the options are known to be valid, before the sync machinery loads
   // (≈ 40 ms of modules): the operator sees at once that the sync started, and with what.
   logger.info({ source: redactUrl(o.source), target: redactUrl(o.target), writeMode: o.writeMode, checkpoint: o.checkpoint ?? 'default' }, 'replicant sync starting');

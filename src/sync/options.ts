@@ -113,6 +113,9 @@ export type ResolvedSyncOptions = Omit<SyncOptions, Defaulted> & { [K in Default
 
 const POSITIVE: readonly (keyof ResolvedSyncOptions)[] = ['bigKeyBytes', 'spoolMemoryBytes', 'spoolDiskBytes', 'readTimeoutMs', 'connectTimeoutMs', 'maxInflightBytes', 'reconnectMinMs', 'reconnectMaxMs', 'leaseTtlMs', 'maxFullSyncAttempts'];
 
+/** The shortest lease a sync accepts (see resolveSyncOptions). */
+const MIN_LEASE_TTL_MS = 1000;
+
 /** Fills in the defaults and refuses values no sync can run with (UsageError, exit 2). */
 export function resolveSyncOptions(options: SyncOptions): ResolvedSyncOptions {
   const out = { ...SYNC_DEFAULTS } as ResolvedSyncOptions;
@@ -120,6 +123,9 @@ export function resolveSyncOptions(options: SyncOptions): ResolvedSyncOptions {
   for (const k of POSITIVE) {
     const v = out[k];
     if (typeof v !== 'number' || !Number.isFinite(v) || v <= 0) throw new UsageError(`sync option ${k}: expected a number above zero, got ${String(v)}`);
+  }
+  if (out.leaseTtlMs < MIN_LEASE_TTL_MS) {
+    throw new UsageError(`--lease-ttl (leaseTtlMs) ${out.leaseTtlMs} ms is below 1 s: the lease is renewed every third of it, so a shorter one lapses at the first GC pause or slow reply (and another instance may take over) while the target gets a renewal every few milliseconds`);
   }
   if (!Number.isInteger(out.maxFullSyncAttempts)) throw new UsageError(`sync option maxFullSyncAttempts: expected a whole number, got ${out.maxFullSyncAttempts}`);
   if (out.reconnectMaxMs < out.reconnectMinMs) throw new UsageError(`sync option reconnectMaxMs (${out.reconnectMaxMs}) is below reconnectMinMs (${out.reconnectMinMs})`);

@@ -44,6 +44,10 @@ describe('replicant sync (CLI)', () => {
     const r = cli(['sync', '--source', 'redis://127.0.0.1:1', '--target', 'redis://127.0.0.1:2', '--write-mode', 'fast']);
     expect(await r.code).toBe(2);
     expect(r.stderr()).toMatch(/write-mode/);
+    // A lease of a few milliseconds (`--lease-ttl 100`, meant as seconds) would lapse all the time.
+    const short = cli(['sync', '--source', 'redis://127.0.0.1:1', '--target', 'redis://127.0.0.1:2', '--lease-ttl', '100']);
+    expect(await short.code).toBe(2);
+    expect(short.stderr()).toMatch(/--lease-ttl \(leaseTtlMs\) 100 ms is below 1 s/);
   });
 
   it('SIGTERM stops gracefully: exit 0, applied offset logged, checkpoint stored', async () => {
