@@ -8,7 +8,7 @@
  */
 import { EventEmitter } from 'node:events';
 import type { Socket } from 'node:net';
-import { LocalIoError, ProtocolError, ReplicantError, SourceError } from '../errors.js';
+import { LocalIoError, ProtocolError, ReplicantError, SourceError, UsageError } from '../errors.js';
 import type { Logger } from '../observe/logger.js';
 import { silentLogger } from '../observe/logger.js';
 import { encodeCommand, encodeCommands, type Arg } from '../resp/encode.js';
@@ -248,7 +248,24 @@ export class ReplicationLink extends EventEmitter<LinkEvents> {
     let identity: ServerIdentity | null = null;
     if (typeof server === 'string' && typeof replication === 'string') identity = parseServerIdentity(server, replication);
     else this.log.warn({ reply: server instanceof Error ? server.message : replication instanceof Error ? replication.message : undefined }, 'source refused INFO: cannot check that it is not the target itself');
+    await this.checkReadTimeout(call);
     return { identity, call };
+  }
+
+  /**
+   * A quiet source sends its replicas nothing but a PING every repl-ping-replica-period: a read
+   * timeout not above it would drop the link at every quiet moment (a resync each time). Checked
+   * when the timeout was lowered from its default; a source that refuses CONFIG is not checked.
+   */
+  private async checkReadTimeout(call: (args: Arg[]) => Promise<HandshakeReply>): Promise<void> {
+    const timeoutMs = this.opts.readTimeoutMs ?? DEFAULTS.readTimeoutMs;
+    if (timeoutMs >= DEFAULTS.readTimeoutMs) return;
+    const reply = await call(['CONFIG', 'GET', 'repl-ping-replica-period']);
+    const seconds = Array.isArray(reply) && reply.length === 2 ? Number(reply[1]) : NaN;
+    if (!Number.isFinite(seconds) || timeoutMs > seconds * 1000) return;
+    throw new UsageError(
+      `--read-timeout ${timeoutMs} ms is not above the source's repl-ping-replica-period (${seconds} s): a quiet source sends nothing for that long, so the link would be dropped and resumed at every pause. Use a read timeout above ${seconds} s (the default is ${DEFAULTS.readTimeoutMs / 1000} s), or lower repl-ping-replica-period on ${this.label}`,
+    );
   }
 
   private async psync(): Promise<PsyncOutcome> {

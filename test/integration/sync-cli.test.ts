@@ -50,6 +50,23 @@ describe('replicant sync (CLI)', () => {
     expect(short.stderr()).toMatch(/--lease-ttl \(leaseTtlMs\) 100 ms is below 1 s/);
   });
 
+  it('--read-timeout not above the source\'s repl-ping-replica-period: exit 2 before PSYNC; above it, the sync runs', async () => {
+    const source = await startRedis();
+    const target = await startRedis();
+    servers.push(source, target);
+    // A quiet source pings its replicas every 10 s (the default): a 3 s read timeout would drop the link at every pause.
+    const r = cli(['sync', '--source', source.url, '--target', target.url, '--no-progress', '--read-timeout', '3s']);
+    expect(await r.code).toBe(2);
+    expect(r.stderr()).toMatch(/--read-timeout 3000 ms is not above the source's repl-ping-replica-period \(10 s\)/);
+    expect(r.stderr()).not.toMatch(/PSYNC sent/);
+    expect(await target.client().dbsize()).toBe(0);
+    await source.client().config('SET', 'repl-ping-replica-period', '1');
+    const ok = cli(['sync', '--source', source.url, '--target', target.url, '--no-progress', '--read-timeout', '3s']);
+    await waitFor(() => /phase: streaming/.test(ok.stderr()), 'streaming', 20_000);
+    ok.kill('SIGTERM');
+    expect(await ok.code).toBe(0);
+  });
+
   it('SIGTERM stops gracefully: exit 0, applied offset logged, checkpoint stored', async () => {
     const source = await startRedis();
     const target = await startRedis();
