@@ -8,22 +8,28 @@
  *   (exit 5) naming the state, nothing skipped, the file checkpoint not past the last applied write;
  * - the target's ACL narrowed to the application's keys while the sync streams (its data writes still
  *   pass, its lease can no longer be renewed): the sync stops with exit 10 within a renewal period,
- *   instead of writing on with an expired lease that a second instance could take over.
+ *   instead of writing on with an expired lease that a second instance could take over;
+ * - Replicant started while the target still loads its data set (-LOADING to every write): it waits,
+ *   saying how far the target is, then copies (it used to exit 5 at its first write, the lease).
  */
+import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
 import type { Redis } from 'ioredis';
-import { startRedis, waitFor, type RedisServer } from '../helpers/redis.js';
-import { runSync, waitCaughtUp, type RunningSync } from '../helpers/sync.js';
+import { Redis as RedisClient } from 'ioredis';
+import { freePort, startRedis, waitFor, type RedisServer } from '../helpers/redis.js';
+import { captureLogger, runSync, waitCaughtUp, type RunningSync } from '../helpers/sync.js';
 import type { CheckpointSpec } from '../../src/checkpoint/store.js';
 
 const servers: RedisServer[] = [];
 const syncs: RunningSync[] = [];
 const dirs: string[] = [];
+const spawned: ChildProcess[] = [];
 afterEach(async () => {
   await Promise.all(syncs.splice(0).map((s) => s.stop().catch(() => {})));
+  for (const p of spawned.splice(0)) p.kill('SIGKILL');
   await Promise.all(servers.splice(0).map((s) => s.stop()));
 });
 afterAll(() => {
@@ -132,4 +138,40 @@ describe('a target that takes no writes for a while', () => {
     // Stopped while its lease still stood: no second instance could have taken over meanwhile.
     expect(await admin.pttl(`__replicant:lease:127.0.0.1:${source.port}`)).toBeGreaterThan(0);
   }, 60_000);
+
+  it('started while the target loads its data set: waits for it, saying how far it is, then copies', async () => {
+    const source = await server();
+    await source.client().set('from-source', '1');
+    // A target whose RDB takes a while to load: 2M keys saved, then a fresh redis-server on that file.
+    const dir = mkdtempSync(join(tmpdir(), 'replicant-loading-'));
+    dirs.push(dir);
+    const seed = await startRedis({ dir });
+    await seed.client().call('DEBUG', 'POPULATE', 2_000_000, 'pad', 20);
+    await seed.client().call('SAVE');
+    await seed.stop({ keepDir: true });
+    const port = await freePort();
+    const proc = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--dir', dir, '--save', '', '--appendonly', 'no'], { stdio: 'ignore' });
+    spawned.push(proc);
+    const probe = new RedisClient({ port, host: '127.0.0.1', lazyConnect: true, enableReadyCheck: false, maxRetriesPerRequest: 0, retryStrategy: () => 50 });
+    probe.on('error', () => {});
+    try {
+      await waitFor(async () => {
+        try {
+          if (probe.status !== 'ready') await probe.connect().catch(() => undefined);
+          return /loading:1/.test(String(await probe.info('persistence')));
+        } catch {
+          return false;
+        }
+      }, 'the target to be loading', 10_000, 10);
+      const { logger, lines } = captureLogger();
+      const sync = runSync({ source: source.url, target: `redis://127.0.0.1:${port}`, existing: 'replace', exitAfterFullSync: true, logger });
+      syncs.push(sync);
+      await sync.done;
+      expect(lines.some((l) => l['msg'] === 'the target is loading its data set: waiting before writing anything')).toBe(true);
+      expect(await probe.get('from-source')).toBe('1');
+      expect(await probe.dbsize()).toBeGreaterThan(2_000_000);
+    } finally {
+      probe.disconnect();
+    }
+  }, 120_000);
 });

@@ -16,12 +16,14 @@ import type { State } from '../phases.js';
 import { checkFilterChange, checkOwner, checkTargetKept, checkpointOutlivedTarget } from '../ownership/checks.js';
 import { readRegistry, refuseSourceIsTarget, yieldToEarlierSync } from '../ownership/registry.js';
 import { renewalCall } from '../ownership/lease-renewal.js';
+import { parseInfo } from '../../commands/info.js';
 
 export async function start(ctx: SyncContext, onLeaseLost: (e: Error) => void): Promise<State> {
   const writer = await ctx.target.open();
   const i = writer.info;
   ctx.log.info({ target: ctx.target.label, version: i.version, rdbVersion: i.rdbVersion, keys: i.dbsize, cluster: i.cluster }, 'target connected');
   if (ctx.target.cluster) ctx.log.info({ masters: writer.masters }, 'target is a cluster: commands are routed by slot');
+  if (!(await waitWhileLoading(ctx))) return { at: 'stopped', halt: { why: 'stop' } };
   await preflight(ctx);
   // Ownership next: the checkpoint read below must not be moved by an older instance.
   const control = await ctx.target.controlWriter();
@@ -46,6 +48,30 @@ export async function start(ctx: SyncContext, onLeaseLost: (e: Error) => void): 
   if (cp && checkpointOutlivedTarget(ctx, cp)) cp = null;
   adoptCheckpoint(ctx, cp);
   return { at: 'connecting', resume: cp };
+}
+
+/** How often a loading target is asked how far it is, and how often that is logged. */
+const LOADING_POLL_MS = 200;
+const LOADING_LOG_MS = 2000;
+
+/**
+ * A target still loading its data set (just restarted with it) answers every write with
+ * -LOADING: wait for it, saying how far it is, rather than fail the start (a target and
+ * Replicant started together, a supervisor restarting both). False when stopped meanwhile.
+ */
+async function waitWhileLoading(ctx: SyncContext): Promise<boolean> {
+  let loggedAt = 0;
+  for (;;) {
+    const reply = await ctx.target.data.call(['INFO', 'persistence']).catch(() => null);
+    const f = reply === null ? null : parseInfo(String(reply));
+    if (f === null || f.get('loading') !== '1') return true;
+    if (ctx.run.stopping) return false;
+    if (Date.now() - loggedAt >= LOADING_LOG_MS) {
+      loggedAt = Date.now();
+      ctx.log.info({ target: ctx.target.label, loadedPercent: Number(f.get('loading_loaded_perc') ?? NaN) }, 'the target is loading its data set: waiting before writing anything');
+    }
+    await ctx.run.sleep(LOADING_POLL_MS);
+  }
 }
 
 /** What the checkpoint (or its absence) says about the target before anything is written. */
