@@ -63,3 +63,6 @@ export class TargetExecAbortError extends TargetCommandError {
     this.rejected = rejected;
   }
 }
+
+/** The target refuses this sync's credentials (WRONGPASS, or NOAUTH: a password is required now): retrying the same ones cannot help. */
+export class TargetAuthError extends TargetError {}

@@ -1,6 +1,6 @@
 /** Target writers: standalone (`TargetWriter`) and cluster (`ClusterTargetWriter`). */
 export { TargetWriter } from './standalone.js';
-export { TargetCommandError, TargetExecAbortError, TargetError, type CommandErrorDetails } from './errors.js';
+export { TargetAuthError, TargetCommandError, TargetExecAbortError, TargetError, type CommandErrorDetails } from './errors.js';
 export { TargetUnavailableError, targetState, type TargetState } from './target-state.js';
 export type { TargetEndpoint, TargetInfo, WriteUnit, StreamedUnit, TargetWriterOptions, ErrorPolicy, WriterStats, TargetWriterEvents, UnitWriter, NodeCall, WriterHooks } from './types.js';
 export { rdbVersionFor } from './probe.js';

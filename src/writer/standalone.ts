@@ -16,7 +16,7 @@ import { EventEmitter } from 'node:events';
 import RedisParser from 'redis-parser';
 import { encodeCommand, type Arg } from '../resp/encode.js';
 import { silentLogger, type Logger } from '../observe/logger.js';
-import { TargetCommandError, TargetError } from './errors.js';
+import { TargetAuthError, TargetCommandError, TargetError } from './errors.js';
 import { describeUnitError, readExecReply } from './exec-reply.js';
 import { TargetUnavailableError, targetState } from './target-state.js';
 import { probeTarget } from './probe.js';
@@ -121,12 +121,17 @@ export class TargetWriter extends EventEmitter<TargetWriterEvents> implements Un
       try {
         await this.call(auth);
       } catch (e) {
-        const reply = e instanceof TargetCommandError ? e.reply : (e as Error).message;
-        throw new TargetError(`target ${this.address}: authentication${endpoint.username ? ` as "${endpoint.username}"` : ''} failed: ${reply}`);
+        const as = endpoint.username ? ` as "${endpoint.username}"` : '';
+        // An error reply is a refusal of these credentials; anything else (a lost connection) may pass.
+        if (e instanceof TargetCommandError) throw new TargetAuthError(`target ${this.address}: authentication${as} failed: ${e.reply}`);
+        throw new TargetError(`target ${this.address}: authentication${as} failed: ${(e as Error).message}`);
       }
     }
     if (this.clientName !== undefined) await this.call(['CLIENT', 'SETNAME', this.clientName]).catch((e: Error) => this.log.debug({ err: e.message }, 'CLIENT SETNAME refused'));
-    this.info = await probeTarget((args) => this.call(args), this.address, this.log);
+    this.info = await probeTarget((args) => this.call(args), this.address, this.log).catch((e: unknown) => {
+      if (e instanceof Error && /\bNOAUTH\b/.test(e.message)) throw new TargetAuthError(e.message, { cause: e });
+      throw e;
+    });
   }
 
   /** One caller per server behind this writer (one here; one per master for a cluster). */

@@ -10,7 +10,10 @@
  *   pass, its lease can no longer be renewed): the sync stops with exit 10 within a renewal period,
  *   instead of writing on with an expired lease that a second instance could take over;
  * - Replicant started while the target still loads its data set (-LOADING to every write): it waits,
- *   saying how far the target is, then copies (it used to exit 5 at its first write, the lease).
+ *   saying how far the target is, then copies (it used to exit 5 at its first write, the lease);
+ * - the target's password rotated, then its connections killed: the reconnect is refused (WRONGPASS),
+ *   and the sync stops with exit 5 saying so (it used to retry the same password for ever, logging
+ *   "target unreachable").
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
@@ -174,4 +177,26 @@ describe('a target that takes no writes for a while', () => {
       probe.disconnect();
     }
   }, 120_000);
+
+  it('the target password rotated while streaming: the refused reconnect stops the sync (exit 5) instead of retrying for ever', async () => {
+    const source = await server();
+    const target = await startRedis({ password: 'old' });
+    servers.push(target);
+    const src = source.client();
+    const sync = runSync({ source: source.url, target: `redis://:old@127.0.0.1:${target.port}` });
+    syncs.push(sync);
+    await streaming(sync);
+    await incrs(src, 'counter', 10, 1);
+    await waitCaughtUp(sync.session, src);
+    const admin = new RedisClient({ port: target.port, host: '127.0.0.1', password: 'old', lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => null });
+    admin.on('error', () => {});
+    try {
+      await admin.connect();
+      await admin.config('SET', 'requirepass', 'new');
+      await admin.call('CLIENT', 'KILL', 'TYPE', 'normal', 'SKIPME', 'yes');
+    } finally {
+      admin.disconnect();
+    }
+    await expect(sync.done).rejects.toMatchObject({ exitCode: 5, message: expect.stringMatching(/authentication failed: WRONGPASS.*the sync stops/) });
+  }, 60_000);
 });

@@ -12,6 +12,7 @@ import type { Checkpoint } from '../../checkpoint/checkpoint.js';
 import type { SyncContext } from '../context.js';
 import type { State } from '../phases.js';
 import { renewalCall } from '../ownership/lease-renewal.js';
+import { TargetAuthError } from '../../writer/index.js';
 
 export class Backoff {
   delay: number;
@@ -113,6 +114,8 @@ export async function reconnectTarget(ctx: SyncContext): Promise<void> {
     try {
       await t.open();
     } catch (e) {
+      // Refused credentials stay refused: say so and stop rather than retry them for ever.
+      if (e instanceof TargetAuthError) throw new TargetAuthError(`${e.message}; the sync stops (it resumes from its checkpoint when run again with the right credentials)`, { cause: e });
       ctx.log.warn({ err: (e as Error).message, retryInMs: delay }, 'target unreachable; retrying');
       await ctx.run.sleep(delay);
       continue;
