@@ -23,16 +23,13 @@ export async function bridgeTargetOutage(ctx: SyncContext): Promise<void> {
   const failure = ctx.target.failure;
   const cause = failure?.message ?? 'target connection lost';
   const fields = { err: cause, appliedOffset: units.applied, pendingUnits: units.pending.length };
-  if (failure instanceof TargetUnavailableError) {
-    // The connection is fine, the target is not ready: wait (longer each time until a unit is applied).
-    const retryInMs = ctx.target.unavailableBackoff(ctx.opts.reconnectMinMs, ctx.opts.reconnectMaxMs);
-    ctx.log.warn({ ...fields, retryInMs }, 'target takes no writes for now: still reading the source into the spool; resending from its checkpoint when it does');
-    ctx.run.enter('bridging', cause, { side: 'target' });
-    await ctx.run.sleep(retryInMs);
-  } else {
-    ctx.log.warn(fields, 'target lost while streaming: still reading the source into the spool; reconnecting to the target, then resending from its checkpoint');
-    ctx.run.enter('bridging', cause, { side: 'target' });
-  }
+  // A target that is up but not ready is waited for (longer each time until a unit is applied).
+  const unready = failure instanceof TargetUnavailableError;
+  const retryInMs = unready ? ctx.target.unavailableBackoff(ctx.opts.reconnectMinMs, ctx.opts.reconnectMaxMs) : 0;
+  if (unready) ctx.log.warn({ ...fields, retryInMs }, 'target takes no writes for now: still reading the source into the spool; resending from its checkpoint when it does');
+  else ctx.log.warn(fields, 'target lost while streaming: still reading the source into the spool; reconnecting to the target, then resending from its checkpoint');
+  ctx.run.enter('bridging', cause, { side: 'target' });
+  if (retryInMs > 0) await ctx.run.sleep(retryInMs);
   await reconnectTarget(ctx);
   if (ctx.target.writer === null) throw new Halted();
   let from = units.applied ?? 0;
